@@ -1,0 +1,354 @@
+#!lua name=voltage
+--[[
+voltage — Redis Function library of the voltage-gateway (VoltageEMS).
+
+Wire contract: PROTOCOL.md §1 (data model) and §2 (functions).
+Documentation of every function: lua/README.md (next to this file).
+
+Load by hand:  redis-cli -x FUNCTION LOAD REPLACE < lua/voltage.lua
+The gateway loads it itself at start-up (unless --no-load-functions) and again
+whenever it (re)connects to a Redis whose `voltage_version` is missing or older.
+
+Functions (the Rust side depends on these exact signatures):
+  FCALL_RO voltage_version 0
+  FCALL    comsrv_write_data 1 comsrv:{ch}:{T|S|C|A} <values_json> [<unix_ts>]
+  FCALL    netsrv_collect_data 3 netsrv:seq netsrv:dirty netsrv:epoch <cursor> <epoch> <limit>
+
+Key exception (documented for a future cluster layout): comsrv_write_data
+derives the site-wide keys netsrv:seq, netsrv:dirty and netsrv:epoch itself;
+a cluster layout must co-locate them with every comsrv:* hash (hash tags).
+]]
+
+-- Library version, returned by voltage_version. The gateway reloads the library
+-- when Redis reports a smaller number than the one compiled into it.
+-- BUMP THIS ON ANY CHANGE TO THIS FILE (and the matching constant on the Rust side).
+local LIBRARY_VERSION = 1
+
+-- Site-wide keys (see the cluster note above).
+local SEQ_KEY = 'netsrv:seq'
+local DIRTY_KEY = 'netsrv:dirty'
+local EPOCH_KEY = 'netsrv:epoch'
+
+local MAX_U32 = 4294967295
+local MAX_SAFE_INT = 9007199254740991 -- 2^53 - 1: largest integer a Lua double holds exactly
+-- Field/value pairs per HSET call: Lua's unpack() fails beyond ~8000 values,
+-- so big writes are split into several HSETs (still atomic: one function call).
+local HSET_CHUNK = 500
+
+local function err(msg)
+  return redis.error_reply('ERR ' .. msg)
+end
+
+-- Quote user input for error messages, truncated so a huge payload cannot
+-- blow up the reply.
+local function show(s)
+  s = tostring(s)
+  if #s > 64 then s = string.sub(s, 1, 64) .. '...' end
+  return string.format('%q', s)
+end
+
+-- Parse an unsigned decimal id: digits only, no sign, no leading zero,
+-- value in 1..max (0..max when allow_zero). Returns the number or nil.
+local function parse_id(s, allow_zero, max)
+  if type(s) ~= 'string' or not string.match(s, '^%d+$') then return nil end
+  if #s > 1 and string.sub(s, 1, 1) == '0' then return nil end
+  if #s > 10 then return nil end
+  local n = tonumber(s)
+  if n == nil or n > max then return nil end
+  if n == 0 and not allow_zero then return nil end
+  return n
+end
+
+local function is_finite(v)
+  return v == v and v ~= math.huge and v ~= -math.huge
+end
+
+-- A double as the shortest decimal string that round-trips (at most 17
+-- significant digits). Never tostring(): Lua 5.1 keeps only 14 digits.
+-- -0 is written as "0".
+local function format_number(v)
+  if v == 0 then return '0' end
+  local s = string.format('%.15g', v)
+  if tonumber(s) == v then return s end
+  s = string.format('%.16g', v)
+  if tonumber(s) == v then return s end
+  return string.format('%.17g', v)
+end
+
+-- An integral double (|v| <= 2^53) as a plain integer string, no exponent.
+local function format_int(v)
+  return string.format('%.0f', v)
+end
+
+-- Parse an argument that must be a non-negative integer (decimal string).
+-- Returns the number or nil.
+local function parse_uint(s)
+  if type(s) ~= 'string' or not string.match(s, '^%d+$') then return nil end
+  local n = tonumber(s)
+  if n == nil or n > MAX_SAFE_INT then return nil end
+  return n
+end
+
+-- Fresh epoch id: "{unix_s}-{usec}-{8 hex}". The hex part mixes the server's
+-- run_id (random per redis-server process), the clock and math.random, so two
+-- resets (FLUSHALL, restart, failover to another server) give different ids.
+local function new_epoch()
+  local t = redis.call('TIME')
+  local run_id = ''
+  local ok, info = pcall(redis.call, 'INFO', 'server')
+  if ok and type(info) == 'string' then
+    run_id = string.match(info, 'run_id:(%x+)') or ''
+  end
+  local salt = redis.sha1hex(run_id .. ':' .. t[1] .. ':' .. t[2] .. ':' ..
+    tostring(math.random(1, 2147483647)) .. ':' .. tostring(math.random(1, 2147483647)))
+  return t[1] .. '-' .. t[2] .. '-' .. string.sub(salt, 1, 8)
+end
+
+local function rotate_epoch()
+  local epoch = new_epoch()
+  redis.call('SET', EPOCH_KEY, epoch)
+  return epoch
+end
+
+local function ensure_epoch()
+  local epoch = redis.call('GET', EPOCH_KEY)
+  if not epoch then
+    epoch = new_epoch()
+    redis.call('SET', EPOCH_KEY, epoch)
+  end
+  return epoch
+end
+
+-- ===================================================================
+-- ALARM HOOK — placeholder. A later issue adds alarm rules (alarm:rule:*,
+-- alarm:events): evaluate the rules of (ch, dtype) for the written points
+-- and append trigger/recover events. Called after every successful write,
+-- inside the same atomic function call.
+--   ch     channel id (number)
+--   dtype  'T' | 'S' | 'C' | 'A'
+--   points table point_id (string) -> stored value (string)
+-- ===================================================================
+local function check_alarms(ch, dtype, points)
+  -- intentionally empty for now
+end
+
+-- -------------------------------------------------------------------
+-- voltage_version: FCALL_RO voltage_version 0  ->  integer
+-- -------------------------------------------------------------------
+local function voltage_version(keys, args)
+  return LIBRARY_VERSION
+end
+
+-- -------------------------------------------------------------------
+-- comsrv_write_data:
+--   FCALL comsrv_write_data 1 comsrv:{ch}:{T|S|C|A} <values_json> [<unix_ts>]
+--   -> integer number of points written
+-- -------------------------------------------------------------------
+local function comsrv_write_data(keys, args)
+  if #keys ~= 1 then
+    return err('comsrv_write_data expects 1 key (comsrv:{ch}:{T|S|C|A}), got ' .. #keys)
+  end
+  if #args < 1 or #args > 2 then
+    return err('comsrv_write_data expects <values_json> [<unix_ts>], got ' .. #args .. ' arguments')
+  end
+
+  local key = keys[1]
+  local ch_s, dtype = string.match(key, '^comsrv:(%d+):([TSCA])$')
+  local ch = ch_s and parse_id(ch_s, false, MAX_U32)
+  if not ch then
+    return err('invalid key ' .. show(key) ..
+      ': expected comsrv:{ch}:{T|S|C|A} with ch an integer 1..4294967295 without leading zeros')
+  end
+
+  -- timestamp (optional; "" counts as absent)
+  local ts
+  if args[2] ~= nil and args[2] ~= '' then
+    local n = tonumber(args[2])
+    if n == nil or not is_finite(n) or n < 0 or n > MAX_SAFE_INT then
+      return err('invalid unix_ts ' .. show(args[2]) .. ': expected unix seconds (a non-negative number)')
+    end
+    ts = math.floor(n)
+  else
+    ts = tonumber(redis.call('TIME')[1])
+  end
+
+  -- values
+  local ok, values = pcall(cjson.decode, args[1])
+  if not ok then
+    return err('invalid values_json: ' .. tostring(values))
+  end
+  if type(values) ~= 'table' then
+    local got = (values == cjson.null) and 'null' or type(values)
+    return err('invalid values_json: expected a JSON object {"point_id": value, ...}, got ' .. got)
+  end
+
+  -- validate everything before writing anything
+  local fields = {}
+  local points = {}
+  local count = 0
+  for pid, v in pairs(values) do
+    if type(pid) ~= 'string' then
+      return err('invalid values_json: expected a JSON object {"point_id": value, ...}, got an array')
+    end
+    if not parse_id(pid, true, MAX_U32) then
+      return err('invalid point id ' .. show(pid) ..
+        ': expected an integer 0..4294967295 without leading zeros (nothing written)')
+    end
+    local tv = type(v)
+    local s
+    if tv == 'number' then
+      if not is_finite(v) then
+        return err('invalid value for point ' .. pid .. ': not a finite number (nothing written)')
+      end
+      s = format_number(v)
+    elseif tv == 'string' then
+      s = v
+    elseif tv == 'boolean' then
+      s = v and '1' or '0'
+    elseif v == cjson.null then
+      return err('invalid value for point ' .. pid .. ': null is not allowed (nothing written)')
+    else
+      return err('invalid value for point ' .. pid ..
+        ': expected a number, string or boolean, got a nested object/array (nothing written)')
+    end
+    count = count + 1
+    fields[#fields + 1] = pid
+    fields[#fields + 1] = s
+    points[pid] = s
+  end
+
+  if count == 0 then
+    return 0 -- {} (or []): nothing to write, no seq bump
+  end
+
+  fields[#fields + 1] = '_timestamp'
+  fields[#fields + 1] = format_int(ts)
+
+  -- Writes, in the order that keeps a runtime error harmless (Redis does not
+  -- roll back a function that fails half way; errors here only come from keys
+  -- of the wrong type): INCR first (a corrupt netsrv:seq writes nothing), then
+  -- HSET (a key of the wrong type only leaves a seq gap), then ZADD.
+  local seq = redis.call('INCR', SEQ_KEY)
+  if seq == 1 then
+    -- First write ever, or netsrv:seq was lost (deleted/evicted) while
+    -- netsrv:dirty survived: continue above the highest recorded seq and
+    -- rotate the epoch so every consumer resyncs.
+    local top = redis.call('ZREVRANGE', DIRTY_KEY, 0, 0, 'WITHSCORES')
+    if top[2] then
+      seq = math.floor(tonumber(top[2])) + 1
+      redis.call('SET', SEQ_KEY, format_int(seq))
+      rotate_epoch()
+    end
+  end
+
+  for i = 1, #fields, 2 * HSET_CHUNK do
+    local last = math.min(i + 2 * HSET_CHUNK - 1, #fields)
+    redis.call('HSET', key, unpack(fields, i, last))
+  end
+
+  redis.call('ZADD', DIRTY_KEY, seq, ch_s .. ':' .. dtype)
+  ensure_epoch()
+
+  check_alarms(ch, dtype, points)
+
+  return count
+end
+
+-- -------------------------------------------------------------------
+-- netsrv_collect_data:
+--   FCALL netsrv_collect_data 3 netsrv:seq netsrv:dirty netsrv:epoch <cursor> <epoch> <limit>
+--   -> {epoch, head_seq, next_cursor, reset, more, member1, score1, ...}
+-- -------------------------------------------------------------------
+local function netsrv_collect_data(keys, args)
+  if #keys ~= 3 or keys[1] ~= SEQ_KEY or keys[2] ~= DIRTY_KEY or keys[3] ~= EPOCH_KEY then
+    return err('netsrv_collect_data expects 3 keys: ' .. SEQ_KEY .. ' ' .. DIRTY_KEY .. ' ' .. EPOCH_KEY)
+  end
+  if #args ~= 3 then
+    return err('netsrv_collect_data expects <cursor> <epoch> <limit>, got ' .. #args .. ' arguments')
+  end
+  local cursor = parse_uint(args[1])
+  if cursor == nil then
+    return err('invalid cursor ' .. show(args[1]) .. ': expected a non-negative integer')
+  end
+  local caller_epoch = args[2]
+  local limit = parse_uint(args[3])
+  if limit == nil or limit < 1 then
+    return err('invalid limit ' .. show(args[3]) .. ': expected a positive integer')
+  end
+
+  local epoch = ensure_epoch()
+  local head = tonumber(redis.call('GET', SEQ_KEY) or '0')
+  if head == nil then
+    return err(SEQ_KEY .. ' does not hold an integer')
+  end
+
+  -- Self-repair: netsrv:seq behind netsrv:dirty (seq key set back or lost).
+  -- Writes made since then got scores that may be below (or equal to) older
+  -- entries: they would be missed, paging could skip tied scores, and a
+  -- cursor above head would reset forever. Renumber the set above its highest
+  -- score (order kept, scores unique again), move seq to the new top, and
+  -- rotate the epoch so every consumer resyncs from scratch. Runs once.
+  local top = redis.call('ZREVRANGE', DIRTY_KEY, 0, 0, 'WITHSCORES')
+  if top[2] and tonumber(top[2]) > head then
+    local base = math.floor(tonumber(top[2]))
+    local members = redis.call('ZRANGE', DIRTY_KEY, 0, -1)
+    local zargs = {}
+    for i, m in ipairs(members) do
+      zargs[#zargs + 1] = format_int(base + i)
+      zargs[#zargs + 1] = m
+      if #zargs >= 2 * HSET_CHUNK or i == #members then
+        redis.call('ZADD', DIRTY_KEY, unpack(zargs))
+        zargs = {}
+      end
+    end
+    head = base + #members
+    redis.call('SET', SEQ_KEY, format_int(head))
+    epoch = rotate_epoch()
+  end
+
+  local reset = 0
+  if (caller_epoch ~= '' and caller_epoch ~= epoch) or cursor > head then
+    reset = 1
+    cursor = 0
+  end
+
+  local entries = redis.call('ZRANGEBYSCORE', DIRTY_KEY, '(' .. format_int(cursor), '+inf',
+    'WITHSCORES', 'LIMIT', 0, limit)
+
+  local n = #entries / 2
+  local next_cursor = head
+  local more = 0
+  if n > 0 and n == limit then
+    local last_score = tonumber(entries[#entries])
+    if redis.call('ZCOUNT', DIRTY_KEY, '(' .. format_int(last_score), '+inf') > 0 then
+      next_cursor = last_score
+      more = 1
+    end
+  end
+
+  local out = { epoch, head, next_cursor, reset, more }
+  for i = 1, #entries, 2 do
+    out[#out + 1] = entries[i]
+    out[#out + 1] = tonumber(entries[i + 1])
+  end
+  return out
+end
+
+redis.register_function{
+  function_name = 'voltage_version',
+  callback = voltage_version,
+  flags = { 'no-writes' },
+}
+
+redis.register_function{
+  function_name = 'comsrv_write_data',
+  callback = comsrv_write_data,
+}
+
+-- allow-oom: the gateway's pull must keep working when Redis hits maxmemory;
+-- the only writes it can make are the tiny epoch/seq repairs.
+redis.register_function{
+  function_name = 'netsrv_collect_data',
+  callback = netsrv_collect_data,
+  flags = { 'allow-oom' },
+}

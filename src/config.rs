@@ -1,0 +1,258 @@
+//! One `Config` for the whole gateway: TOML file, then environment, then flags, merged and
+//! validated here and nowhere else. Every field documents its default and its trade-off;
+//! `voltage-gateway.example.toml` mirrors this file.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+/// Which monoio driver runs the shards.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum DriverKind {
+    /// io_uring when the kernel allows it, else epoll.
+    Auto,
+    /// io_uring; refusing to start when the kernel does not allow it.
+    Uring,
+    /// epoll (monoio's legacy driver), for kernels or containers without io_uring.
+    Legacy,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address the HTTP/WebSocket listener binds. Default `0.0.0.0:6005`.
+    pub listen: SocketAddr,
+    /// Redis holding the site's data. Default `redis://127.0.0.1:6379`.
+    pub redis_url: String,
+    /// Shard threads (one monoio runtime and one SO_REUSEPORT listener each).
+    /// Default 0 = the number of CPUs.
+    pub shards: usize,
+    /// io_uring or epoll. Default `auto`.
+    pub driver: DriverKind,
+    /// How often the feed thread asks Redis for changes, in ms. Default 10: a write is seen
+    /// within one tick; an idle tick costs one small round trip. Lower = fresher, more Redis CPU.
+    pub tick_ms: u64,
+    /// Load (or upgrade) the `lua/` Function library into Redis at start-up and on every
+    /// reconnect. Default true; turn off where Redis is managed by someone else.
+    pub load_functions: bool,
+    /// Most hashes one `netsrv_collect_data` call returns. Default 1000: bounds one round
+    /// trip's size; a backlog is drained over several calls without waiting for the tick.
+    pub collect_batch: usize,
+    /// A channel with no write for this many seconds is reported `stale`. Default 60.
+    pub stale_after_secs: u64,
+    /// Connect/read/write timeout for Redis, in ms. Default 2000.
+    pub redis_timeout_ms: u64,
+    /// Longest wait between two reconnect attempts, in ms (backoff doubles from 100 ms).
+    /// Default 5000.
+    pub reconnect_max_ms: u64,
+    /// `service` reported by `/health`. Default `voltage-gateway`.
+    pub service_name: String,
+    /// On SIGINT/SIGTERM, how long in-flight responses may take before the process exits,
+    /// in ms. Default 3000.
+    pub shutdown_grace_ms: u64,
+    pub http: HttpConfig,
+}
+
+/// HTTP/1.1 limits. A request over a limit gets the JSON error body and the connection closes.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Request line plus headers, in bytes; over it → 431. Default 16384.
+    pub max_head_bytes: usize,
+    /// Number of request headers; over it → 431. Default 64.
+    pub max_headers: usize,
+    /// Request body, in bytes; over it → 413. Default 65536.
+    pub max_body_bytes: usize,
+    /// A keep-alive connection idle this long (s) is closed. Default 60.
+    pub idle_timeout_secs: u64,
+    /// Value of `Access-Control-Allow-Origin` so browser dashboards on another origin can read
+    /// the API; empty disables CORS headers. Default `*`.
+    pub cors_origin: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([0, 0, 0, 0], 6005)),
+            redis_url: "redis://127.0.0.1:6379".into(),
+            shards: 0,
+            driver: DriverKind::Auto,
+            tick_ms: 10,
+            load_functions: true,
+            collect_batch: 1000,
+            stale_after_secs: 60,
+            redis_timeout_ms: 2000,
+            reconnect_max_ms: 5000,
+            service_name: "voltage-gateway".into(),
+            shutdown_grace_ms: 3000,
+            http: HttpConfig::default(),
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            max_head_bytes: 16 * 1024,
+            max_headers: 64,
+            max_body_bytes: 64 * 1024,
+            idle_timeout_secs: 60,
+            cors_origin: "*".into(),
+        }
+    }
+}
+
+/// Values given on the command line or in the environment; `None` keeps the file's value.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub listen: Option<SocketAddr>,
+    pub redis_url: Option<String>,
+    pub shards: Option<usize>,
+    pub driver: Option<DriverKind>,
+    pub tick_ms: Option<u64>,
+    pub no_load_functions: bool,
+}
+
+#[derive(Debug)]
+pub struct ConfigError(pub String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "configuration error: {}", self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// File (if any) → overrides → validation: the one place configuration is assembled.
+    pub fn load(file: Option<&Path>, over: &Overrides) -> Result<Config, ConfigError> {
+        let mut cfg = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
+                Config::from_toml(&text)
+                    .map_err(|e| ConfigError(format!("{}: {}", path.display(), e.0)))?
+            }
+            None => Config::default(),
+        };
+        cfg.apply(over);
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError(e.to_string()))
+    }
+
+    pub fn apply(&mut self, over: &Overrides) {
+        if let Some(v) = over.listen {
+            self.listen = v;
+        }
+        if let Some(v) = &over.redis_url {
+            self.redis_url = v.clone();
+        }
+        if let Some(v) = over.shards {
+            self.shards = v;
+        }
+        if let Some(v) = over.driver {
+            self.driver = v;
+        }
+        if let Some(v) = over.tick_ms {
+            self.tick_ms = v;
+        }
+        if over.no_load_functions {
+            self.load_functions = false;
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let err = |m: &str| Err(ConfigError(m.into()));
+        if !(1..=10_000).contains(&self.tick_ms) {
+            return err("tick_ms must be in 1..=10000");
+        }
+        if self.shards > 1024 {
+            return err("shards must be at most 1024 (0 = number of CPUs)");
+        }
+        if !(1..=100_000).contains(&self.collect_batch) {
+            return err("collect_batch must be in 1..=100000");
+        }
+        if redis::Client::open(self.redis_url.as_str()).is_err() {
+            return Err(ConfigError(format!(
+                "redis_url '{}' is not a valid redis:// URL",
+                self.redis_url
+            )));
+        }
+        if self.redis_timeout_ms == 0 || self.reconnect_max_ms == 0 {
+            return err("redis_timeout_ms and reconnect_max_ms must be positive");
+        }
+        if self.http.max_head_bytes < 256 || self.http.max_headers == 0 {
+            return err("http.max_head_bytes must be >= 256 and http.max_headers >= 1");
+        }
+        if self.http.idle_timeout_secs == 0 {
+            return err("http.idle_timeout_secs must be positive");
+        }
+        Ok(())
+    }
+
+    /// Shards to start: the configured number, or one per CPU.
+    pub fn shard_count(&self) -> usize {
+        match self.shards {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
+
+    pub fn tick(&self) -> Duration {
+        Duration::from_millis(self.tick_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate() {
+        Config::default().validate().unwrap();
+        assert_eq!(Config::default().listen.port(), 6005);
+    }
+
+    #[test]
+    fn file_then_overrides() {
+        let mut cfg = Config::from_toml(
+            "listen = \"127.0.0.1:7000\"\ntick_ms = 20\n[http]\nmax_body_bytes = 10\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.tick_ms, 20);
+        assert_eq!(cfg.http.max_body_bytes, 10);
+        assert_eq!(cfg.http.max_headers, 64);
+        cfg.apply(&Overrides {
+            tick_ms: Some(5),
+            no_load_functions: true,
+            ..Overrides::default()
+        });
+        assert_eq!(cfg.tick_ms, 5);
+        assert_eq!(cfg.listen.port(), 7000);
+        assert!(!cfg.load_functions);
+        cfg.validate().unwrap();
+    }
+
+    #[test]
+    fn rejects_bad_values() {
+        assert!(Config::from_toml("nope = 1").is_err());
+        assert!(Config::from_toml("tick_ms = \"x\"").is_err());
+        let cfg = Config {
+            tick_ms: 0,
+            ..Config::default()
+        };
+        assert!(cfg.validate().is_err());
+        let cfg = Config {
+            redis_url: "http://x".into(),
+            ..Config::default()
+        };
+        assert!(cfg.validate().is_err());
+    }
+}

@@ -1,0 +1,8 @@
+//! `voltage-gateway demo`: a private redis-server, the Function library, a simulated site
+//! writing through `comsrv_write_data`, and the gateway — one command, nothing to set up.
+
+pub mod redis_process;
+pub mod simulator;
+
+pub use redis_process::RedisProcess;
+pub use simulator::Simulator;

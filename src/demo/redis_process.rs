@@ -1,0 +1,126 @@
+//! A private, throw-away `redis-server` on a free loopback port (no persistence). The demo
+//! runs on it, and so do the integration tests.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct RedisProcess {
+    child: Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+/// Finds an executable on PATH.
+pub fn find_on_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn ping(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+    let mut buf = [0u8; 16];
+    s.write_all(b"PING\r\n").is_ok()
+        && s.read(&mut buf)
+            .is_ok_and(|n| buf[..n].starts_with(b"+PONG"))
+}
+
+pub const INSTALL_HINT: &str =
+    "redis-server was not found on PATH. Install it first, e.g. on Debian/Ubuntu: \
+     sudo apt-get install -y redis-server (Redis 7 or newer is needed for Functions)";
+
+impl RedisProcess {
+    /// Starts `redis-server` on a free 127.0.0.1 port and waits until it answers PING.
+    pub fn start() -> Result<RedisProcess, String> {
+        let exe = find_on_path("redis-server").ok_or_else(|| INSTALL_HINT.to_string())?;
+        let mut last_err = String::new();
+        // The free port may be taken between choosing and binding: retry a few times.
+        for _ in 0..5 {
+            let port = free_port().map_err(|e| format!("cannot find a free port: {e}"))?;
+            match Self::start_on(&exe, port) {
+                Ok(p) => return Ok(p),
+                Err(e) => last_err = e,
+            }
+        }
+        Err(last_err)
+    }
+
+    /// Starts `redis-server` on the given port.
+    pub fn start_on(exe: &Path, port: u16) -> Result<RedisProcess, String> {
+        static STARTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("voltage-redis-{}-{port}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let child = Command::new(exe)
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .args(["--loglevel", "warning", "--protected-mode", "yes"])
+            .arg("--dir")
+            .arg(&dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", exe.display()))?;
+        let mut p = RedisProcess { child, port, dir };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if ping(port) {
+                return Ok(p);
+            }
+            if let Ok(Some(status)) = p.child.try_wait() {
+                return Err(format!(
+                    "redis-server exited at start-up ({status}) on port {port}"
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Err(format!(
+            "redis-server did not answer on port {port} within 10 s"
+        ))
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the server (SIGKILL: it holds nothing worth saving).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts it again on the same port (tests of the Redis-down path).
+    pub fn restart(&mut self) -> Result<(), String> {
+        self.kill();
+        let exe = find_on_path("redis-server").ok_or_else(|| INSTALL_HINT.to_string())?;
+        let new = Self::start_on(&exe, self.port)?;
+        let old = std::mem::replace(self, new);
+        drop(old);
+        Ok(())
+    }
+}
+
+impl Drop for RedisProcess {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -1,0 +1,282 @@
+//! A simulated site: PCS units, PV inverters, battery racks and substation meters writing
+//! realistic telemetry and signals through `comsrv_write_data`, each at its own 1–10 Hz.
+//! Includes the seed document's example ids (1001/1002 with T and S, 2001 with set-point 20).
+
+use crate::log;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// xorshift64*: deterministic, dependency-free, plenty for simulated noise.
+struct Rng(u64);
+
+impl Rng {
+    fn next_f64(&mut self) -> f64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// An analog point that wanders inside its range.
+struct Analog {
+    id: u32,
+    value: f64,
+    min: f64,
+    max: f64,
+    step: f64,
+    decimals: usize,
+}
+
+struct SimChannel {
+    id: u32,
+    period: Duration,
+    next_due: Instant,
+    telemetry: Vec<Analog>,
+    /// Digital points (id, state) and the chance per write that one flips.
+    signals: Vec<(u32, u8)>,
+    flip_chance: f64,
+    /// Set-points written once (the `A` hash): (id, value).
+    setpoints: Vec<(u32, f64)>,
+    /// Control states written once (the `C` hash): (id, state).
+    controls: Vec<(u32, u8)>,
+    /// Write every hash on the next turn (start-up, after a reconnect).
+    needs_full: bool,
+}
+
+fn analog(id: u32, center: f64, spread: f64, decimals: usize) -> Analog {
+    Analog {
+        id,
+        value: center,
+        min: center - spread,
+        max: center + spread,
+        step: spread / 10.0,
+        decimals,
+    }
+}
+
+/// The demo site: 37 channels.
+fn site(now: Instant) -> Vec<SimChannel> {
+    let ch = |id: u32, hz: u64, telemetry: Vec<Analog>, signals: Vec<(u32, u8)>| SimChannel {
+        id,
+        period: Duration::from_millis(1000 / hz),
+        next_due: now,
+        telemetry,
+        signals,
+        flip_chance: 0.02,
+        setpoints: Vec::new(),
+        controls: Vec::new(),
+        needs_full: true,
+    };
+    let mut out = vec![
+        // The seed's examples: 1001 T 1=25.6 (temperature), 2=101.3 (pressure), 3=7.2.
+        ch(
+            1001,
+            5,
+            vec![
+                analog(1, 25.6, 3.0, 1),
+                analog(2, 101.3, 1.5, 1),
+                analog(3, 7.2, 0.8, 1),
+                analog(4, 400.0, 8.0, 1),
+                analog(5, 52.0, 10.0, 2),
+            ],
+            vec![(10, 1), (11, 0), (12, 1)],
+        ),
+        ch(
+            1002,
+            2,
+            vec![analog(1, 26.3, 3.0, 1), analog(2, 230.0, 5.0, 1)],
+            vec![(10, 1), (11, 0)],
+        ),
+    ];
+    // 2001: a PCS with a power set-point (A 20) and breaker controls (C 30, 31).
+    let mut pcs = ch(
+        2001,
+        10,
+        vec![
+            analog(1, 50.0, 20.0, 2),
+            analog(2, 690.0, 10.0, 1),
+            analog(3, 49.98, 0.05, 3),
+        ],
+        vec![(10, 1), (11, 0)],
+    );
+    pcs.setpoints = vec![(20, 50.0), (21, 0.95)];
+    pcs.controls = vec![(30, 1), (31, 0)];
+    out.push(pcs);
+    // PV inverters 1003..=1024: DC/AC power, voltages, temperature.
+    for (i, id) in (1003..=1024).enumerate() {
+        let hz = [1, 2, 5, 10][i % 4];
+        let kw = 20.0 + (i as f64) * 1.5;
+        out.push(ch(
+            id,
+            hz,
+            vec![
+                analog(1, kw, kw * 0.3, 2),
+                analog(2, 620.0, 30.0, 1),
+                analog(3, 400.0, 6.0, 1),
+                analog(4, 41.0, 6.0, 1),
+                analog(5, 0.98, 0.02, 3),
+            ],
+            vec![(10, 1), (11, 0), (12, 0)],
+        ));
+    }
+    // Battery racks 3001..=3008: SOC, rack voltage, current, cell voltages and temperatures.
+    for id in 3001..=3008 {
+        let mut t = vec![
+            analog(1, 65.0, 30.0, 1),
+            analog(2, 768.0, 20.0, 1),
+            analog(3, 0.0, 150.0, 1),
+        ];
+        t.extend((10..26).map(|p| analog(p, 3.3, 0.05, 3)));
+        t.extend((30..34).map(|p| analog(p, 28.0, 4.0, 1)));
+        out.push(ch(id, 2, t, vec![(10, 1), (11, 0), (12, 0), (13, 0)]));
+    }
+    // Substation meters 4001..=4004: three-phase voltages, currents, frequency, power.
+    for id in 4001..=4004 {
+        out.push(ch(
+            id,
+            10,
+            vec![
+                analog(1, 10.5, 0.2, 3),
+                analog(2, 10.5, 0.2, 3),
+                analog(3, 10.5, 0.2, 3),
+                analog(4, 120.0, 40.0, 1),
+                analog(5, 50.0, 0.05, 3),
+                analog(6, 2.1, 0.8, 3),
+            ],
+            vec![(10, 1)],
+        ));
+    }
+    out
+}
+
+/// The number of channels the demo site simulates.
+pub fn channel_count() -> usize {
+    site(Instant::now()).len()
+}
+
+fn values_json(out: &mut String, pairs: impl Iterator<Item = (u32, String)>) {
+    out.clear();
+    out.push('{');
+    for (i, (id, v)) in pairs.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let _ = write!(out, "\"{id}\":{v}");
+    }
+    out.push('}');
+}
+
+pub struct Simulator {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Simulator {
+    /// Starts writing to the Redis at `url` (which must hold the Function library).
+    pub fn start(url: &str) -> Result<Simulator, String> {
+        let client = redis::Client::open(url).map_err(|e| e.to_string())?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("simulator".into())
+            .spawn(move || run(client, flag))
+            .map_err(|e| e.to_string())?;
+        Ok(Simulator {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn write_cmd(pipe: &mut redis::Pipeline, ch: u32, t: &str, json: &str) {
+    pipe.cmd("FCALL")
+        .arg("comsrv_write_data")
+        .arg(1)
+        .arg(format!("comsrv:{ch}:{t}"))
+        .arg(json)
+        .ignore();
+}
+
+fn run(client: redis::Client, stop: Arc<AtomicBool>) {
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut channels = site(Instant::now());
+    let mut con: Option<redis::Connection> = None;
+    let mut json = String::new();
+    while !stop.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(20));
+        let Some(c) = con.as_mut() else {
+            con = client
+                .get_connection_with_timeout(Duration::from_secs(1))
+                .ok();
+            if con.is_none() {
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            continue;
+        };
+        let now = Instant::now();
+        let mut pipe = redis::pipe();
+        for ch in channels.iter_mut().filter(|c| c.next_due <= now) {
+            ch.next_due = now + ch.period;
+            for a in &mut ch.telemetry {
+                a.value = (a.value + (rng.next_f64() - 0.5) * 2.0 * a.step).clamp(a.min, a.max);
+            }
+            values_json(
+                &mut json,
+                ch.telemetry
+                    .iter()
+                    .map(|a| (a.id, format!("{:.*}", a.decimals, a.value))),
+            );
+            write_cmd(&mut pipe, ch.id, "T", &json);
+            let mut flipped = false;
+            for s in &mut ch.signals {
+                if rng.next_f64() < ch.flip_chance {
+                    s.1 ^= 1;
+                    flipped = true;
+                }
+            }
+            if flipped || ch.needs_full {
+                values_json(
+                    &mut json,
+                    ch.signals.iter().map(|&(id, v)| (id, v.to_string())),
+                );
+                write_cmd(&mut pipe, ch.id, "S", &json);
+            }
+            if ch.needs_full && !ch.setpoints.is_empty() {
+                values_json(
+                    &mut json,
+                    ch.setpoints.iter().map(|&(id, v)| (id, v.to_string())),
+                );
+                write_cmd(&mut pipe, ch.id, "A", &json);
+            }
+            if ch.needs_full && !ch.controls.is_empty() {
+                values_json(
+                    &mut json,
+                    ch.controls.iter().map(|&(id, v)| (id, v.to_string())),
+                );
+                write_cmd(&mut pipe, ch.id, "C", &json);
+            }
+            ch.needs_full = false;
+        }
+        if pipe.is_empty() {
+            continue;
+        }
+        if let Err(e) = pipe.query::<()>(c) {
+            log::warn(&format!("simulator: write failed: {e}"));
+            con = None;
+            channels.iter_mut().for_each(|c| c.needs_full = true);
+        }
+    }
+}

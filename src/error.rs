@@ -1,0 +1,139 @@
+//! Client-visible errors: the stable codes of PROTOCOL.md and their HTTP statuses.
+//!
+//! A code string never changes once shipped: clients branch on it. Messages are for people
+//! and may be reworded; `details` names the offending parameter or id.
+
+use crate::json;
+
+/// Stable error codes (PROTOCOL.md §3, §4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorCode {
+    InvalidJson,
+    InvalidMessage,
+    UnknownType,
+    InvalidParameter,
+    ChannelNotFound,
+    Unauthorized,
+    Forbidden,
+    RateLimited,
+    ControlFailed,
+    ServiceUnavailable,
+    HistoryUnavailable,
+    NotFound,
+    MethodNotAllowed,
+    PayloadTooLarge,
+    HeadersTooLarge,
+    BadRequest,
+    TooManyConnections,
+    InternalError,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidJson => "INVALID_JSON",
+            ErrorCode::InvalidMessage => "INVALID_MESSAGE",
+            ErrorCode::UnknownType => "UNKNOWN_TYPE",
+            ErrorCode::InvalidParameter => "INVALID_PARAMETER",
+            ErrorCode::ChannelNotFound => "CHANNEL_NOT_FOUND",
+            ErrorCode::Unauthorized => "UNAUTHORIZED",
+            ErrorCode::Forbidden => "FORBIDDEN",
+            ErrorCode::RateLimited => "RATE_LIMITED",
+            ErrorCode::ControlFailed => "CONTROL_FAILED",
+            ErrorCode::ServiceUnavailable => "SERVICE_UNAVAILABLE",
+            ErrorCode::HistoryUnavailable => "HISTORY_UNAVAILABLE",
+            ErrorCode::NotFound => "NOT_FOUND",
+            ErrorCode::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+            ErrorCode::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
+            ErrorCode::HeadersTooLarge => "HEADERS_TOO_LARGE",
+            ErrorCode::BadRequest => "BAD_REQUEST",
+            ErrorCode::TooManyConnections => "TOO_MANY_CONNECTIONS",
+            ErrorCode::InternalError => "INTERNAL_ERROR",
+        }
+    }
+
+    /// The HTTP status a REST response with this code carries.
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorCode::InvalidJson
+            | ErrorCode::InvalidMessage
+            | ErrorCode::UnknownType
+            | ErrorCode::InvalidParameter
+            | ErrorCode::BadRequest => 400,
+            ErrorCode::Unauthorized => 401,
+            ErrorCode::Forbidden => 403,
+            ErrorCode::ChannelNotFound | ErrorCode::NotFound => 404,
+            ErrorCode::MethodNotAllowed => 405,
+            ErrorCode::PayloadTooLarge => 413,
+            ErrorCode::RateLimited => 429,
+            ErrorCode::HeadersTooLarge => 431,
+            ErrorCode::ControlFailed | ErrorCode::InternalError => 500,
+            ErrorCode::ServiceUnavailable
+            | ErrorCode::HistoryUnavailable
+            | ErrorCode::TooManyConnections => 503,
+        }
+    }
+}
+
+/// An error as a client sees it: code, human message, details naming what was wrong.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+    pub details: String,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>, details: impl Into<String>) -> Self {
+        ApiError {
+            code,
+            message: message.into(),
+            details: details.into(),
+        }
+    }
+
+    /// 400 `INVALID_PARAMETER` naming the parameter.
+    pub fn invalid_parameter(name: &str, expected: &str) -> Self {
+        ApiError::new(
+            ErrorCode::InvalidParameter,
+            format!("Invalid parameter '{name}'"),
+            format!("{name} {expected}"),
+        )
+    }
+
+    pub fn channel_not_found(id: impl std::fmt::Display) -> Self {
+        ApiError::new(
+            ErrorCode::ChannelNotFound,
+            "Channel not found",
+            format!("Channel {id} not found"),
+        )
+    }
+
+    /// Appends the `{"code","message","details"}` object.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        out.push(b'{');
+        json::write_key(out, "code");
+        json::write_str(out, self.code.as_str());
+        out.push(b',');
+        json::write_key(out, "message");
+        json::write_str(out, &self.message);
+        out.push(b',');
+        json::write_key(out, "details");
+        json::write_str(out, &self.details);
+        out.push(b'}');
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: {} ({})",
+            self.code.as_str(),
+            self.message,
+            self.details
+        )
+    }
+}
+
+impl std::error::Error for ApiError {}

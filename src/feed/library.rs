@@ -1,0 +1,62 @@
+//! The `lua/` Function library, embedded in the binary and kept loaded in Redis.
+
+/// The library source, loaded with `FUNCTION LOAD REPLACE`.
+pub const SOURCE: &str = include_str!("../../lua/voltage.lua");
+
+/// Must equal `LIBRARY_VERSION` in `lua/voltage.lua` (a unit test checks it).
+pub const VERSION: i64 = 1;
+
+/// What `ensure` did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum LoadOutcome {
+    AlreadyCurrent,
+    /// Loaded because Redis lacked the library or held this older version.
+    Loaded {
+        previous: Option<i64>,
+    },
+}
+
+/// Loads the library when Redis lacks it or holds an older version. A newer version (another
+/// gateway was upgraded first) is left alone: replacing it would downgrade that gateway.
+pub fn ensure(con: &mut redis::Connection) -> redis::RedisResult<LoadOutcome> {
+    let current: Option<i64> = redis::cmd("FCALL_RO")
+        .arg("voltage_version")
+        .arg(0)
+        .query(con)
+        .ok();
+    if current.is_some_and(|v| v >= VERSION) {
+        return Ok(LoadOutcome::AlreadyCurrent);
+    }
+    load(con)?;
+    Ok(LoadOutcome::Loaded { previous: current })
+}
+
+/// `FUNCTION LOAD REPLACE` of the embedded library.
+pub fn load(con: &mut redis::Connection) -> redis::RedisResult<()> {
+    redis::cmd("FUNCTION")
+        .arg("LOAD")
+        .arg("REPLACE")
+        .arg(SOURCE)
+        .query::<String>(con)
+        .map(drop)
+}
+
+/// True when Redis answered that a function of ours is not there (flushed or never loaded).
+pub fn is_missing_function(err: &redis::RedisError) -> bool {
+    err.to_string().contains("Function not found")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_matches_lua() {
+        let line = format!("local LIBRARY_VERSION = {VERSION}");
+        assert!(
+            SOURCE.lines().any(|l| l.trim() == line),
+            "lua/voltage.lua: {line}"
+        );
+        assert!(SOURCE.starts_with("#!lua name=voltage"));
+    }
+}

@@ -1,0 +1,175 @@
+//! The `voltage-gateway` binary: `serve` (default) and `demo`.
+
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use voltage_gateway::config::{Config, DriverKind, Overrides};
+use voltage_gateway::demo::{simulator, RedisProcess, Simulator};
+use voltage_gateway::{log, Server};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// VoltageEMS real-time data gateway: REST and WebSocket over the site's Redis.
+#[derive(Parser)]
+#[command(
+    name = "voltage-gateway",
+    version,
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway against a Redis (the default when no subcommand is given).
+    Serve(ServeArgs),
+    /// Run a live demo: a private redis-server, a simulated site and the gateway on
+    /// 127.0.0.1:6005. Ctrl-C stops everything it started.
+    Demo(DemoArgs),
+}
+
+#[derive(Args, Clone, Default)]
+struct RuntimeArgs {
+    /// Shard threads, each a monoio runtime with its own SO_REUSEPORT listener
+    /// [default: number of CPUs]
+    #[arg(long, env = "VOLTAGE_SHARDS")]
+    shards: Option<usize>,
+    /// io driver: auto = io_uring when the kernel allows it, else epoll; uring = io_uring or
+    /// refuse to start; legacy = epoll [default: auto]
+    #[arg(long, env = "VOLTAGE_DRIVER", value_enum)]
+    driver: Option<DriverKind>,
+    /// How often the feed pulls changes from Redis, in ms (a write is visible within one
+    /// tick) [default: 10]
+    #[arg(long, env = "VOLTAGE_TICK_MS")]
+    tick_ms: Option<u64>,
+    /// TOML configuration file (see voltage-gateway.example.toml); flags and environment
+    /// variables override it
+    #[arg(long, env = "VOLTAGE_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Args, Clone, Default)]
+struct ServeArgs {
+    /// Address to listen on for HTTP and WebSocket [default: 0.0.0.0:6005]
+    #[arg(long, env = "VOLTAGE_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Redis URL [default: redis://127.0.0.1:6379]
+    #[arg(long, env = "VOLTAGE_REDIS_URL")]
+    redis: Option<String>,
+    /// Do not load the lua/ Function library into Redis (for Redis managed elsewhere)
+    #[arg(long, env = "VOLTAGE_NO_LOAD_FUNCTIONS")]
+    no_load_functions: bool,
+    #[command(flatten)]
+    runtime: RuntimeArgs,
+}
+
+#[derive(Args, Clone)]
+struct DemoArgs {
+    /// Address the demo gateway listens on
+    #[arg(long, default_value = "127.0.0.1:6005")]
+    listen: SocketAddr,
+    #[command(flatten)]
+    runtime: RuntimeArgs,
+}
+
+fn load_config(
+    listen: Option<SocketAddr>,
+    redis: Option<String>,
+    no_load: bool,
+    rt: &RuntimeArgs,
+) -> Config {
+    let over = Overrides {
+        listen,
+        redis_url: redis,
+        shards: rt.shards,
+        driver: rt.driver,
+        tick_ms: rt.tick_ms,
+        no_load_functions: no_load,
+    };
+    Config::load(rt.config.as_deref(), &over).unwrap_or_else(|e| fail(&e.to_string()))
+}
+
+fn fail(msg: &str) -> ! {
+    log::error(msg);
+    std::process::exit(1);
+}
+
+/// Blocks until SIGINT or SIGTERM; a second signal exits at once.
+fn wait_for_signal() {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
+        .unwrap_or_else(|e| fail(&format!("cannot install signal handlers: {e}")));
+    signals.forever().next();
+    log::info("shutting down (press Ctrl-C again to exit at once)");
+    std::thread::spawn(move || {
+        if signals.forever().next().is_some() {
+            std::process::exit(130);
+        }
+    });
+}
+
+fn serve(args: ServeArgs) {
+    let cfg = load_config(
+        args.listen,
+        args.redis,
+        args.no_load_functions,
+        &args.runtime,
+    );
+    let server = Server::start(cfg).unwrap_or_else(|e| fail(&e.to_string()));
+    wait_for_signal();
+    server.shutdown();
+    log::info("stopped");
+}
+
+fn demo(args: DemoArgs) {
+    let mut redis = RedisProcess::start().unwrap_or_else(|e| fail(&e));
+    let cfg = load_config(Some(args.listen), Some(redis.url()), false, &args.runtime);
+    let server = Server::start(cfg).unwrap_or_else(|e| {
+        redis.kill();
+        fail(&e.to_string())
+    });
+    // The gateway loads the Function library on connect; the simulator needs it first.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !server.shared().redis.load().healthy && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let sim = Simulator::start(&redis.url()).unwrap_or_else(|e| fail(&e));
+    let base = format!("http://{}", server.local_addr());
+    println!(
+        "\nVoltageEMS gateway demo\n\
+         \x20 private Redis:   {redis_url} (no persistence; stopped on exit)\n\
+         \x20 simulated site:  {n} channels writing 1-10 Hz through comsrv_write_data\n\
+         \x20 try:\n\
+         \x20   curl {base}/api/channels\n\
+         \x20   curl '{base}/api/channels/1001/realtime?data_type=T'\n\
+         \x20   curl {base}/api/channels/1001/status\n\
+         \x20   curl '{base}/api/channels/2001/realtime?data_type=A&point_id=20'\n\
+         \x20   curl {base}/health/detailed\n\
+         \x20   redis-cli -p {port} FCALL comsrv_write_data 1 comsrv:1001:T '{{\"1\":25.6,\"2\":101.3}}'\n\
+         \x20 WebSocket: ws://{addr}/ws\n\
+         \x20 Ctrl-C stops everything.\n",
+        redis_url = redis.url(),
+        n = simulator::channel_count(),
+        port = redis.port(),
+        addr = server.local_addr(),
+    );
+    wait_for_signal();
+    drop(sim);
+    server.shutdown();
+    drop(redis);
+    log::info("demo stopped");
+}
+
+fn main() {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Serve(args)) => serve(args),
+        Some(Command::Demo(args)) => demo(args),
+        None => serve(cli.serve),
+    }
+}

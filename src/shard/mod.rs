@@ -1,0 +1,143 @@
+//! Shards: one thread per core, each a monoio runtime with its own SO_REUSEPORT listener and
+//! the connections it accepted. Nothing is shared between shards but the immutable state the
+//! feed publishes, so a connection's whole life runs on one core without locks.
+
+mod conn;
+pub mod listener;
+
+use crate::config::DriverKind;
+use crate::log;
+use crate::shutdown::Shutdown;
+use crate::state::Shared;
+use std::cell::Cell;
+use std::rc::Rc;
+use std::sync::mpsc::Sender;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// The io driver the shards actually run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Driver {
+    Uring,
+    Legacy,
+}
+
+impl Driver {
+    /// `auto` → io_uring when the kernel allows it; an explicit `uring` that the kernel
+    /// refuses is an error, so a deployment never silently runs on the slower driver.
+    pub fn resolve(kind: DriverKind) -> Result<Driver, String> {
+        let uring_ok = monoio::utils::detect_uring();
+        match kind {
+            DriverKind::Auto if uring_ok => Ok(Driver::Uring),
+            DriverKind::Auto | DriverKind::Legacy => Ok(Driver::Legacy),
+            DriverKind::Uring if uring_ok => Ok(Driver::Uring),
+            DriverKind::Uring => Err("--driver uring: io_uring is not available on this kernel \
+                 (disabled by sysctl kernel.io_uring_disabled, seccomp, or too old); use --driver legacy or auto"
+                .into()),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Driver::Uring => "io_uring",
+            Driver::Legacy => "legacy (epoll)",
+        }
+    }
+}
+
+/// What every task on one shard shares (single-threaded: `Rc`, `Cell`).
+pub struct ShardCtx {
+    pub index: usize,
+    pub shared: Arc<Shared>,
+    pub shutdown: Arc<Shutdown>,
+    /// Responses being written right now; shutdown waits for them.
+    pub in_flight: Cell<usize>,
+}
+
+/// Starts shard `index` on its own thread; `ready` hears `Ok` once it accepts connections.
+pub fn spawn(
+    index: usize,
+    listener: std::net::TcpListener,
+    driver: Driver,
+    shared: Arc<Shared>,
+    shutdown: Arc<Shutdown>,
+    ready: Sender<Result<(), String>>,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(format!("shard-{index}"))
+        .spawn(move || {
+            let ctx = Rc::new(ShardCtx {
+                index,
+                shared,
+                shutdown,
+                in_flight: Cell::new(0),
+            });
+            let started = match driver {
+                Driver::Uring => monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+                    .with_entries(4096)
+                    .enable_timer()
+                    .build()
+                    .map(|mut rt| rt.block_on(run(listener, ctx, ready.clone()))),
+                Driver::Legacy => monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+                    .enable_timer()
+                    .build()
+                    .map(|mut rt| rt.block_on(run(listener, ctx, ready.clone()))),
+            };
+            if let Err(e) = started {
+                let _ = ready.send(Err(format!(
+                    "shard {index}: cannot start the {} runtime: {e}",
+                    driver.as_str()
+                )));
+            }
+        })
+}
+
+fn is_resource_exhaustion(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}
+
+async fn run(
+    listener: std::net::TcpListener,
+    ctx: Rc<ShardCtx>,
+    ready: Sender<Result<(), String>>,
+) {
+    let listener = match monoio::net::TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = ready.send(Err(format!("shard {}: {e}", ctx.index)));
+            return;
+        }
+    };
+    let _ = ready.send(Ok(()));
+    let mut last_warn: Option<Instant> = None;
+    loop {
+        monoio::select! {
+            _ = ctx.shutdown.wait() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    monoio::spawn(conn::serve(stream, peer, ctx.clone()));
+                }
+                Err(e) if is_resource_exhaustion(&e) => {
+                    // Out of fds or memory: retrying at once would spin a core at 100%.
+                    if last_warn.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+                        log::warn(&format!("shard {}: accept failed: {e}; backing off", ctx.index));
+                        last_warn = Some(Instant::now());
+                    }
+                    monoio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(_) => {} // the peer gave up before we accepted (ECONNABORTED and kin)
+            }
+        }
+    }
+    drop(listener);
+    // Stop accepting, then let responses being written finish; idle keep-alive connections
+    // are closed when the runtime drops their tasks.
+    let deadline = Instant::now() + Duration::from_millis(ctx.shared.config.shutdown_grace_ms);
+    while ctx.in_flight.get() > 0 && Instant::now() < deadline {
+        monoio::time::sleep(Duration::from_millis(5)).await;
+    }
+}

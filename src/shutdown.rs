@@ -1,0 +1,60 @@
+//! A one-shot, cross-thread "stop now" signal that monoio tasks can await.
+//!
+//! monoio (with its `sync` feature) accepts wake-ups from other threads, so the signal
+//! handler thread can wake every shard's accept loop without the shards polling a flag.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+
+#[derive(Default)]
+pub struct Shutdown {
+    fired: AtomicBool,
+    wakers: Mutex<Vec<Waker>>,
+}
+
+impl Shutdown {
+    pub fn new() -> Arc<Shutdown> {
+        Arc::new(Shutdown::default())
+    }
+
+    pub fn trigger(&self) {
+        self.fired.store(true, Ordering::SeqCst);
+        let wakers = std::mem::take(&mut *self.wakers.lock().unwrap_or_else(|e| e.into_inner()));
+        for w in wakers {
+            w.wake();
+        }
+    }
+
+    pub fn is_triggered(&self) -> bool {
+        self.fired.load(Ordering::SeqCst)
+    }
+
+    /// Resolves once `trigger` has been called.
+    pub fn wait(self: &Arc<Self>) -> Wait {
+        Wait(self.clone())
+    }
+}
+
+pub struct Wait(Arc<Shutdown>);
+
+impl Future for Wait {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.0.is_triggered() {
+            return Poll::Ready(());
+        }
+        let mut wakers = self.0.wakers.lock().unwrap_or_else(|e| e.into_inner());
+        // Re-check under the lock so a trigger between the check and the push is not missed.
+        if self.0.is_triggered() {
+            return Poll::Ready(());
+        }
+        if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
+            wakers.push(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+}
