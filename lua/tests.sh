@@ -1,0 +1,80 @@
+#!/bin/bash
+# Assertion-based tests of lua/voltage.lua through redis-cli, against a Redis on $PORT.
+# Run by tests/lua_library.rs (cargo test) on a private redis-server; it FLUSHALLs that server.
+LIB="$(dirname "$0")/voltage.lua"
+PORT=${PORT:-7391}; R="redis-cli -p $PORT"; pass=0; fail=0
+eq() { if [ "$2" == "$3" ]; then pass=$((pass+1)); else fail=$((fail+1)); echo "FAIL $1: got [$2] want [$3]"; fi; }
+has() { case "$2" in *"$3"*) pass=$((pass+1));; *) fail=$((fail+1)); echo "FAIL $1: [$2] lacks [$3]";; esac; }
+W() { $R FCALL comsrv_write_data 1 "$@"; }
+C() { $R FCALL netsrv_collect_data 3 netsrv:seq netsrv:dirty netsrv:epoch "$@" | tr '\n' ' ' | sed 's/ $//'; }
+eq load "$($R -x FUNCTION LOAD REPLACE < "$LIB")" voltage
+$R FLUSHALL >/dev/null
+eq version "$($R --no-raw FCALL_RO voltage_version 0)" "(integer) 1"
+eq write1 "$($R --no-raw FCALL comsrv_write_data 1 comsrv:1001:T '{"1":25.6,"2":101.3}')" "(integer) 2"
+eq v1 "$($R HGET comsrv:1001:T 1)" 25.6; eq v2 "$($R HGET comsrv:1001:T 2)" 101.3
+now=$($R TIME | head -1); ts=$($R HGET comsrv:1001:T _timestamp); [ $((now-ts)) -le 1 ] && pass=$((pass+1)) || { fail=$((fail+1)); echo "FAIL ts default $ts vs $now"; }
+eq seq "$($R GET netsrv:seq)" 1; eq dirty "$($R ZRANGE netsrv:dirty 0 -1 WITHSCORES | tr '\n' ' ')" "1001:T 1 "
+has epoch "$($R GET netsrv:epoch)" "-"
+# precision
+W comsrv:1:T '{"1":0.30000000000000004,"2":1234567890.12345,"3":1e300,"4":-0.5,"5":1,"6":-7,"7":0.1,"8":-0.0,"9":1.7976931348623157e308,"10":123456789.123456789,"11":2.5e-8}' 1700000000.7 >/dev/null
+for pv in "1 0.30000000000000004" "2 1234567890.12345" "3 1e+300" "4 -0.5" "5 1" "6 -7" "7 0.1" "8 0" "9 1.7976931348623157e+308" "10 123456789.12345679" "11 2.5e-08" "_timestamp 1700000000"; do
+  set -- $pv; eq "prec $1" "$($R HGET comsrv:1:T $1)" "$2"; done
+# strings / booleans
+eq sb "$(W comsrv:1:S '{"1":true,"2":false,"3":"on","4":"","5":"25.60"}')" 5
+for pv in "1 1" "2 0" "3 on" "5 25.60"; do set -- $pv; eq "sb $1" "$($R HGET comsrv:1:S $1)" "$2"; done
+eq sb-empty "$($R HEXISTS comsrv:1:S 4)/$($R HGET comsrv:1:S 4)" "1/"
+# errors: nothing written
+seq0=$($R GET netsrv:seq)
+for k in comsrv:0:T comsrv:01:T comsrv:4294967296:T comsrv:1:X comsrv:1:t comsrv:1 foo comsrv:1:T:TODO; do has "key $k" "$(W $k '{"1":1}')" "ERR invalid key"; done
+eq maxch "$(W comsrv:4294967295:A '{"1":1}')" 1; seq0=$((seq0+1))
+for j in '' 'nope' '{"1":1' ; do has "json [$j]" "$(W comsrv:9:T "$j")" "ERR invalid values_json"; done
+for j in '[1,2]' '5' '"s"' 'null'; do has "notobj [$j]" "$(W comsrv:9:T "$j")" "expected a JSON object"; done
+for j in '{"1":1,"2":null}' '{"1":1,"2":{"a":1}}' '{"1":1,"2":[1]}' '{"1":1,"2":1e400}' '{"1":1,"2":NaN}'; do has "val [$j]" "$(W comsrv:9:T "$j")" "ERR invalid value for point 2"; done
+for j in '{"1":1,"x":2}' '{"1":1,"01":2}' '{"1":1,"-1":2}' '{"1":1,"1.5":2}' '{"1":1,"4294967296":2}' '{"1":1,"_timestamp":2}' '{"1":1,"":2}'; do has "pid [$j]" "$(W comsrv:9:T "$j")" "ERR invalid point id"; done
+for t in abc -1 1e30 inf; do has "ts $t" "$(W comsrv:9:T '{"1":1}' $t)" "ERR invalid unix_ts"; done
+has nargs0 "$(W comsrv:9:T)" "ERR"; has nargs3 "$(W comsrv:9:T '{}' 1 2)" "ERR"; has nkeys "$($R FCALL comsrv_write_data 0 '{}')" "ERR"
+eq nothing "$($R EXISTS comsrv:9:T)/$($R GET netsrv:seq)" "0/$seq0"
+eq empty-obj "$(W comsrv:9:T '{}')/$(W comsrv:9:T '[]')/$($R EXISTS comsrv:9:T)/$($R GET netsrv:seq)" "0/0/0/$seq0"
+eq pid0max "$(W comsrv:9:T '{"0":1,"4294967295":2}' 1700000001)" 2; eq ts-explicit "$($R HGET comsrv:9:T _timestamp)" 1700000001
+eq ts-empty "$(W comsrv:9:T '{"1":3}' '')" 1
+# wrong-type target: error, nothing written
+$R SET comsrv:8:T str >/dev/null; has wrongtype "$(W comsrv:8:T '{"1":1}')" WRONGTYPE; $R DEL comsrv:8:T >/dev/null
+# big write (chunked HSET)
+big=$(python3 -c 'import json; print(json.dumps({str(i): i*0.1 for i in range(20000)}))')
+eq big "$(echo -n "$big" | $R -x FCALL comsrv_write_data 1 comsrv:77:T)" 20000; eq bigh "$($R HLEN comsrv:77:T)" 20001; eq big3 "$($R HGET comsrv:77:T 3)" 0.30000000000000004
+# collect
+$R FLUSHALL >/dev/null
+eq c-empty "$(C 0 '' 10 | cut -d' ' -f2-)" "0 0 0 0"
+for ch in 1 2 3 4 5; do W comsrv:$ch:T "{\"1\":$ch}" >/dev/null; done; E=$($R GET netsrv:epoch)
+eq c-all "$(C 0 "$E" 100)" "$E 5 5 0 0 1:T 1 2:T 2 3:T 3 4:T 4 5:T 5"
+eq c-cursor "$(C 3 "$E" 100)" "$E 5 5 0 0 4:T 4 5:T 5"
+eq c-head "$(C 5 "$E" 100)" "$E 5 5 0 0"
+eq c-p1 "$(C 0 "$E" 2)" "$E 5 2 0 1 1:T 1 2:T 2"
+eq c-p2 "$(C 2 "$E" 2)" "$E 5 4 0 1 3:T 3 4:T 4"
+eq c-p3 "$(C 4 "$E" 2)" "$E 5 5 0 0 5:T 5"
+eq c-exact "$(C 0 "$E" 5)" "$E 5 5 0 0 1:T 1 2:T 2 3:T 3 4:T 4 5:T 5"
+W comsrv:2:T '{"1":9}' >/dev/null
+eq c-rewrite "$(C 5 "$E" 10)" "$E 6 6 0 0 2:T 6"
+eq c-one-entry "$($R ZCARD netsrv:dirty)" 5
+eq c-badepoch "$(C 4 bogus 10)" "$E 6 6 1 0 1:T 1 3:T 3 4:T 4 5:T 5 2:T 6"
+eq c-above "$(C 99 "$E" 10)" "$E 6 6 1 0 1:T 1 3:T 3 4:T 4 5:T 5 2:T 6"
+eq c-noepoch "$(C 5 '' 10)" "$E 6 6 0 0 2:T 6"
+eq c-types "$($R --no-raw FCALL netsrv_collect_data 3 netsrv:seq netsrv:dirty netsrv:epoch 5 '' 10 | tr '\n' '|')" '1) "'"$E"'"|2) (integer) 6|3) (integer) 6|4) (integer) 0|5) (integer) 0|6) "2:T"|7) (integer) 6|'
+for a in "x 10" "-1 10" "1.5 10" "0 0" "0 -1" "0 x" "0 1.5"; do set -- $a; has "c-bad $a" "$(C $1 '' $2)" "ERR invalid"; done
+has c-nargs "$(C 0 '')" "ERR"; has c-keys "$($R FCALL netsrv_collect_data 3 a b c 0 '' 10)" "ERR"
+has c-ro "$($R FCALL_RO netsrv_collect_data 3 netsrv:seq netsrv:dirty netsrv:epoch 0 '' 10)" "ERR"
+$R FLUSHALL >/dev/null
+out=$(C 6 "$E" 10); E2=${out%% *}; [ "$E2" != "$E" ] && pass=$((pass+1)) || { fail=$((fail+1)); echo "FAIL flush epoch same"; }
+eq c-flush "$out" "$E2 0 0 1 0"
+W comsrv:9:S '{"1":true}' >/dev/null
+eq c-flush2 "$(C 6 "$E" 10)" "$E2 1 1 1 0 9:S 1"
+eq c-flush3 "$(C 0 "$E2" 10)" "$E2 1 1 0 0 9:S 1"
+# seq lost (DEL) -> write continues above dirty, epoch rotates
+W comsrv:10:S '{"1":1}' >/dev/null; $R DEL netsrv:seq >/dev/null; W comsrv:11:S '{"1":1}' >/dev/null
+eq seqlost "$($R GET netsrv:seq)" 3; E3=$($R GET netsrv:epoch); [ "$E3" != "$E2" ] && pass=$((pass+1)) || { fail=$((fail+1)); echo "FAIL seqlost epoch"; }
+# seq set back -> collect renumbers and rotates
+$R SET netsrv:seq 1 >/dev/null; W comsrv:12:S '{"1":1}' >/dev/null
+out=$(C 3 "$E3" 10); E4=${out%% *}; [ "$E4" != "$E3" ] && pass=$((pass+1)) || { fail=$((fail+1)); echo "FAIL renumber epoch"; }
+eq renumber "${out#* }" "7 7 1 0 9:S 4 10:S 5 12:S 6 11:S 7"
+echo "pass=$pass fail=$fail"
+[ "$fail" -eq 0 ]

@@ -1,0 +1,199 @@
+//! The binary as an operator runs it: flags, start-up errors, signals, the demo.
+
+mod common;
+
+use common::*;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_voltage-gateway");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn signal(child: &Child, sig: i32) {
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe {
+        libc::kill(child.id() as i32, sig);
+    }
+}
+
+fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("process did not exit within {within:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn wait_http(addr: std::net::SocketAddr) {
+    wait_until("gateway answers", Duration::from_secs(10), || {
+        std::net::TcpStream::connect(addr).is_ok() && get(addr, "/health").status == 200
+    });
+}
+
+#[test]
+fn help_explains_every_option() {
+    let out = Command::new(BIN).arg("--help").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--listen",
+        "--redis",
+        "--shards",
+        "--driver",
+        "--tick-ms",
+        "--config",
+        "--no-load-functions",
+        "serve",
+        "demo",
+    ] {
+        assert!(text.contains(flag), "--help lacks {flag}:\n{text}");
+    }
+}
+
+#[test]
+fn serve_with_each_driver_and_stop_on_sigterm() {
+    let redis = redis();
+    for driver in ["uring", "legacy"] {
+        let port = free_port();
+        let mut child = Command::new(BIN)
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--redis", &redis.url(), "--driver", driver, "--shards", "2"])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let addr = format!("127.0.0.1:{port}").parse().unwrap();
+        wait_http(addr);
+        let mut con = redis_con(&redis);
+        write(&mut con, "comsrv:1001:T", r#"{"1":25.6}"#, None);
+        wait_until("write visible", Duration::from_secs(2), || {
+            get(addr, "/api/channels/1001/realtime").status == 200
+        });
+        signal(&child, libc::SIGTERM);
+        let st = wait_exit(&mut child, Duration::from_secs(5));
+        assert!(st.success(), "{driver}: {st}");
+        let mut err = String::new();
+        std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+        let expect = if driver == "uring" {
+            "io_uring driver"
+        } else {
+            "legacy (epoll) driver"
+        };
+        assert!(err.contains(expect), "{err}");
+    }
+}
+
+#[test]
+fn taken_port_is_a_clear_startup_error() {
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = holder.local_addr().unwrap().port();
+    let out = Command::new(BIN)
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--redis",
+            "redis://127.0.0.1:1",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("already in use"), "{err}");
+}
+
+#[test]
+fn bad_configuration_is_refused() {
+    let dir = std::env::temp_dir().join(format!("vg-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("bad.toml");
+    std::fs::write(&file, "tick_ms = 0\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["--config", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("tick_ms"));
+    std::fs::write(&file, "unknown_option = 1\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["--config", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown_option"));
+    // The example configuration shipped with the project is valid as written.
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/voltage-gateway.example.toml");
+    voltage_gateway::Config::load(
+        Some(std::path::Path::new(example)),
+        &voltage_gateway::config::Overrides::default(),
+    )
+    .unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn demo_serves_a_live_site_and_stops_everything_on_ctrl_c() {
+    if voltage_gateway::demo::redis_process::find_on_path("redis-server").is_none() {
+        panic!("redis-server must be installed");
+    }
+    let port = free_port();
+    let mut child = Command::new(BIN)
+        .args(["demo", "--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    wait_http(addr);
+    wait_until("seed channels", Duration::from_secs(5), || {
+        let j = get_ok(addr, "/api/channels");
+        let ids: Vec<i64> = j["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["channel_id"].as_i64().unwrap())
+            .collect();
+        ids.len() >= 24 && [1001, 1002, 2001].iter().all(|id| ids.contains(id))
+    });
+    // The seed's examples work against the demo as written.
+    let t = get_ok(addr, "/api/channels/1001/realtime?data_type=T");
+    assert!(t["data"][0]["values"]["1"].is_number());
+    let s = get_ok(addr, "/api/channels/1002/realtime?data_type=S");
+    assert!(s["data"][0]["values"]["10"].is_number());
+    let a = get_ok(addr, "/api/channels/2001/realtime?data_type=A&point_id=20");
+    assert_eq!(a["data"][0]["values"]["20"], 50);
+    // Live: 1001's values keep changing (5 Hz) and last_update advances.
+    let first = get_ok(addr, "/api/channels/1001/status")["data"]["last_update"]
+        .as_i64()
+        .unwrap();
+    wait_until("last_update advances", Duration::from_secs(4), || {
+        get_ok(addr, "/api/channels/1001/status")["data"]["last_update"]
+            .as_i64()
+            .unwrap()
+            > first
+    });
+    let mut out = String::new();
+    signal(&child, libc::SIGINT);
+    let st = wait_exit(&mut child, Duration::from_secs(8));
+    assert!(st.success(), "{st}");
+    std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut out).unwrap();
+    assert!(out.contains("/api/channels"), "{out}");
+    // The private redis-server went with it.
+    let redis_port: u16 = out
+        .split("redis://127.0.0.1:")
+        .nth(1)
+        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|p| p.parse().ok())
+        .expect("demo prints its Redis URL");
+    assert!(std::net::TcpStream::connect(("127.0.0.1", redis_port)).is_err());
+}

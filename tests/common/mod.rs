@@ -1,0 +1,200 @@
+//! Shared test harness: a real redis-server on a free port, the real gateway in-process, and
+//! a plain HTTP/1.1 client over TcpStream.
+#![allow(dead_code)]
+
+use serde_json::Value as Json;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+use voltage_gateway::config::{Config, DriverKind};
+use voltage_gateway::demo::RedisProcess;
+use voltage_gateway::Server;
+
+pub fn redis() -> RedisProcess {
+    RedisProcess::start().expect("redis-server must be installed for integration tests")
+}
+
+pub fn config(redis_url: &str, driver: DriverKind) -> Config {
+    Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        redis_url: redis_url.to_string(),
+        shards: 2,
+        driver,
+        tick_ms: 5,
+        reconnect_max_ms: 200,
+        redis_timeout_ms: 500,
+        ..Config::default()
+    }
+}
+
+pub fn gateway(redis: &RedisProcess, driver: DriverKind) -> Server {
+    let server = Server::start(config(&redis.url(), driver)).expect("gateway starts");
+    wait_until("redis healthy", Duration::from_secs(5), || {
+        server.shared().redis.load().healthy
+    });
+    server
+}
+
+pub fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+pub fn redis_con(redis: &RedisProcess) -> redis::Connection {
+    redis::Client::open(redis.url())
+        .unwrap()
+        .get_connection()
+        .unwrap()
+}
+
+/// `FCALL comsrv_write_data 1 comsrv:{ch}:{t} json [ts]`, as a device link writes.
+pub fn write(con: &mut redis::Connection, key: &str, json: &str, ts: Option<i64>) -> i64 {
+    let mut cmd = redis::cmd("FCALL");
+    cmd.arg("comsrv_write_data").arg(1).arg(key).arg(json);
+    if let Some(ts) = ts {
+        cmd.arg(ts);
+    }
+    cmd.query(con).expect("comsrv_write_data")
+}
+
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub head: String,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    pub fn json(&self) -> Json {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): {:?}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        })
+    }
+
+    /// Asserts the error envelope and returns the error object.
+    pub fn error(&self, status: u16, code: &str) -> Json {
+        assert_eq!(
+            self.status,
+            status,
+            "{}",
+            String::from_utf8_lossy(&self.body)
+        );
+        let j = self.json();
+        assert_eq!(j["success"], false);
+        assert_eq!(j["error"]["code"], code, "{j}");
+        assert!(j["error"]["message"].is_string());
+        assert!(j["error"]["details"].is_string());
+        assert!(j["timestamp"].is_string());
+        j["error"].clone()
+    }
+}
+
+/// Reads one response (Content-Length framed) from the stream.
+pub fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>, head_only: bool) -> HttpResponse {
+    let mut chunk = [0u8; 8192];
+    loop {
+        if let Some(pos) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..pos]).to_string();
+            let status: u16 = head[9..12].parse().unwrap();
+            let len: usize = head
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse().unwrap())
+                })
+                .unwrap_or(0);
+            let body_len = if head_only { 0 } else { len };
+            while buf.len() < pos + 4 + body_len {
+                let n = s.read(&mut chunk).unwrap();
+                assert!(n > 0, "connection closed mid-body");
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            let body = buf[pos + 4..pos + 4 + body_len].to_vec();
+            buf.drain(..pos + 4 + body_len);
+            return HttpResponse { status, head, body };
+        }
+        let n = s.read(&mut chunk).unwrap();
+        assert!(
+            n > 0,
+            "connection closed before a response: {:?}",
+            String::from_utf8_lossy(buf)
+        );
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s
+}
+
+/// Sends raw bytes on a new connection and reads one response.
+pub fn raw(addr: SocketAddr, request: &[u8]) -> HttpResponse {
+    let mut s = connect(addr);
+    s.write_all(request).unwrap();
+    read_response(&mut s, &mut Vec::new(), request.starts_with(b"HEAD"))
+}
+
+pub fn request(addr: SocketAddr, method: &str, path: &str) -> HttpResponse {
+    raw(
+        addr,
+        format!("{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+}
+
+pub fn get(addr: SocketAddr, path: &str) -> HttpResponse {
+    request(addr, "GET", path)
+}
+
+/// GET that must succeed; returns the envelope.
+pub fn get_ok(addr: SocketAddr, path: &str) -> Json {
+    let r = get(addr, path);
+    assert_eq!(
+        r.status,
+        200,
+        "{path}: {}",
+        String::from_utf8_lossy(&r.body)
+    );
+    let j = r.json();
+    assert_eq!(j["success"], true);
+    assert!(j["timestamp"].as_str().unwrap().ends_with('Z'));
+    j
+}
+
+/// Runs `$body` as one test per driver (io_uring and legacy epoll), like monoio's `test_all`.
+#[macro_export]
+macro_rules! both_drivers {
+    ($name:ident, $driver:ident, $body:block) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            fn run($driver: voltage_gateway::config::DriverKind) $body
+            #[test]
+            fn uring() {
+                run(voltage_gateway::config::DriverKind::Uring)
+            }
+            #[test]
+            fn legacy() {
+                run(voltage_gateway::config::DriverKind::Legacy)
+            }
+        }
+    };
+}

@@ -1,0 +1,425 @@
+//! REST API end to end: real redis-server, real gateway, real HTTP.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+both_drivers!(seed_write_is_visible_within_a_tick, driver, {
+    let redis = redis();
+    let gw = gateway(&redis, driver);
+    let addr = gw.local_addr();
+    let mut con = redis_con(&redis);
+    // The issue's acceptance example, verbatim.
+    let written = write(&mut con, "comsrv:1001:T", r#"{"1":25.6,"2":101.3}"#, None);
+    assert_eq!(written, 2);
+    let start = Instant::now();
+    wait_until("1001 realtime", Duration::from_secs(2), || {
+        get(addr, "/api/channels/1001/realtime?data_type=T").status == 200
+    });
+    assert!(
+        start.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        start.elapsed()
+    );
+    let j = get_ok(addr, "/api/channels/1001/realtime?data_type=T");
+    assert_eq!(j["message"], "Retrieved 1 data records");
+    let rec = &j["data"][0];
+    assert_eq!(rec["channel_id"], 1001);
+    assert_eq!(rec["data_type"], "T");
+    assert_eq!(rec["values"], json!({"1": 25.6, "2": 101.3}));
+    assert!(rec["timestamp"].as_i64().unwrap() > 1_700_000_000);
+});
+
+both_drivers!(channel_list_and_status, driver, {
+    let redis = redis();
+    let gw = gateway(&redis, driver);
+    let addr = gw.local_addr();
+    let mut con = redis_con(&redis);
+    let now = voltage_gateway::time::now_secs();
+    write(&mut con, "comsrv:1002:T", r#"{"1":1,"2":2}"#, Some(now - 5));
+    write(
+        &mut con,
+        "comsrv:1002:S",
+        r#"{"10":1,"11":0,"12":1}"#,
+        Some(now),
+    );
+    write(&mut con, "comsrv:1001:T", r#"{"1":25.6}"#, Some(now));
+    // Written long ago: stale (default window 60 s).
+    write(&mut con, "comsrv:7:T", r#"{"1":3}"#, Some(now - 3600));
+    wait_until("4 channels", Duration::from_secs(2), || {
+        get_ok(addr, "/api/channels")["data"]
+            .as_array()
+            .unwrap()
+            .len()
+            == 3
+    });
+    let j = get_ok(addr, "/api/channels");
+    assert_eq!(j["message"], "Found 3 channels");
+    let ids: Vec<i64> = j["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["channel_id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, vec![7, 1001, 1002], "sorted by id");
+    let c1002 = &j["data"][2];
+    assert_eq!(c1002["status"], "active");
+    assert_eq!(c1002["active_points"], 5);
+    assert_eq!(c1002["last_update"], now);
+    assert_eq!(j["data"][0]["status"], "stale");
+
+    let s = get_ok(addr, "/api/channels/1002/status");
+    assert_eq!(s["data"], *c1002);
+    assert!(s.get("message").is_none());
+    let e = get(addr, "/api/channels/9999/status").error(404, "CHANNEL_NOT_FOUND");
+    assert_eq!(e["details"], "Channel 9999 not found");
+    for bad in ["abc", "0", "4294967296", "-1", "1.5"] {
+        let e = get(addr, &format!("/api/channels/{bad}/status")).error(400, "INVALID_PARAMETER");
+        assert!(e["details"].as_str().unwrap().contains("channel_id"), "{e}");
+    }
+});
+
+#[test]
+fn realtime_filters_and_bad_parameters() {
+    let redis = redis();
+    let gw = gateway(&redis, voltage_gateway::config::DriverKind::Auto);
+    let addr = gw.local_addr();
+    let mut con = redis_con(&redis);
+    write(
+        &mut con,
+        "comsrv:2001:T",
+        r#"{"1":10,"2":20,"3":30,"10":100}"#,
+        Some(1_736_755_800),
+    );
+    write(&mut con, "comsrv:2001:A", r#"{"20":50.0,"21":0.1}"#, None);
+    write(
+        &mut con,
+        "comsrv:2001:S",
+        r#"{"10":"open","11":true}"#,
+        None,
+    );
+    wait_until("2001 three types", Duration::from_secs(2), || {
+        get(addr, "/api/channels/2001/realtime").status == 200
+            && get_ok(addr, "/api/channels/2001/realtime")["data"]
+                .as_array()
+                .unwrap()
+                .len()
+                == 3
+    });
+    let all = get_ok(addr, "/api/channels/2001/realtime");
+    let types: Vec<&str> = all["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["data_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        ["T", "S", "A"],
+        "one record per type, in T S C A order"
+    );
+    assert_eq!(all["data"][0]["timestamp"], 1_736_755_800);
+    assert_eq!(
+        all["data"][0]["values"],
+        json!({"1":10,"2":20,"3":30,"10":100})
+    );
+    assert_eq!(all["data"][1]["values"], json!({"10":"open","11":1}));
+
+    let a = get_ok(addr, "/api/channels/2001/realtime?data_type=A&point_id=20");
+    assert_eq!(
+        a["data"],
+        json!([{"channel_id":2001,"data_type":"A","timestamp":a["data"][0]["timestamp"],"values":{"20":50}}])
+    );
+    let lim = get_ok(addr, "/api/channels/2001/realtime?data_type=T&limit=2");
+    assert_eq!(lim["data"][0]["values"], json!({"1":10,"2":20}));
+    let none = get_ok(addr, "/api/channels/2001/realtime?data_type=C");
+    assert_eq!(none["data"], json!([]));
+    assert_eq!(none["message"], "Retrieved 0 data records");
+    let missing_point = get_ok(addr, "/api/channels/2001/realtime?point_id=999");
+    assert_eq!(missing_point["data"], json!([]));
+    // Percent-encoded parameters decode before parsing.
+    let enc = get_ok(
+        addr,
+        "/api/channels/2001/realtime?data_type=%41&point_id=%32%30",
+    );
+    assert_eq!(enc["data"][0]["values"], json!({"20":50}));
+
+    for (q, param) in [
+        ("limit=abc", "limit"),
+        ("limit=0", "limit"),
+        ("limit=1001", "limit"),
+        ("limit=", "limit"),
+        ("data_type=X", "data_type"),
+        ("data_type=t", "data_type"),
+        ("point_id=-1", "point_id"),
+        ("point_id=1&point_id=2", "point_id"),
+        ("point_id=%zz", "query"),
+    ] {
+        let e =
+            get(addr, &format!("/api/channels/2001/realtime?{q}")).error(400, "INVALID_PARAMETER");
+        assert!(e["details"].as_str().unwrap().contains(param), "{q}: {e}");
+    }
+    get(addr, "/api/channels/55/realtime").error(404, "CHANNEL_NOT_FOUND");
+}
+
+#[test]
+fn values_keep_full_precision() {
+    let redis = redis();
+    let gw = gateway(&redis, voltage_gateway::config::DriverKind::Auto);
+    let mut con = redis_con(&redis);
+    write(
+        &mut con,
+        "comsrv:5:T",
+        r#"{"1":0.30000000000000004,"2":1234567890.12345,"3":-0.5,"4":1e300,"5":42}"#,
+        None,
+    );
+    wait_until("5", Duration::from_secs(2), || {
+        get(gw.local_addr(), "/api/channels/5/realtime").status == 200
+    });
+    let j = get_ok(gw.local_addr(), "/api/channels/5/realtime");
+    let v = &j["data"][0]["values"];
+    assert_eq!(v["1"].as_f64().unwrap(), 0.1 + 0.2);
+    assert_eq!(v["2"].as_f64().unwrap(), 1234567890.12345);
+    assert_eq!(v["3"].as_f64().unwrap(), -0.5);
+    assert_eq!(v["4"].as_f64().unwrap(), 1e300);
+    assert_eq!(v["5"], 42);
+}
+
+#[test]
+fn history_is_unavailable_without_a_store() {
+    let redis = redis();
+    let gw = gateway(&redis, voltage_gateway::config::DriverKind::Auto);
+    let addr = gw.local_addr();
+    get(
+        addr,
+        "/api/channels/1001/history?start_time=1736755200&end_time=1736841600&data_type=T&point_id=1&limit=100",
+    )
+    .error(503, "HISTORY_UNAVAILABLE");
+    let e = get(addr, "/api/channels/1001/history?start_time=10&end_time=5")
+        .error(400, "INVALID_PARAMETER");
+    assert!(e["details"].as_str().unwrap().contains("start_time"));
+    get(addr, "/api/channels/1001/history?end_time=abc").error(400, "INVALID_PARAMETER");
+    get(addr, "/api/channels/x/history").error(400, "INVALID_PARAMETER");
+}
+
+#[test]
+fn health_routes() {
+    let redis = redis();
+    let gw = gateway(&redis, voltage_gateway::config::DriverKind::Auto);
+    let addr = gw.local_addr();
+    let h = get_ok(addr, "/health");
+    assert_eq!(h["data"]["status"], "healthy");
+    assert_eq!(h["data"]["service"], "voltage-gateway");
+    let d = get_ok(addr, "/health/detailed");
+    assert_eq!(d["data"]["status"], "healthy");
+    assert_eq!(d["data"]["dependencies"]["redis"]["status"], "healthy");
+    assert_eq!(
+        d["data"]["dependencies"]["redis"]["message"],
+        "Redis connection successful"
+    );
+}
+
+#[test]
+fn http_protocol_behaviour() {
+    let redis = redis();
+    let gw = gateway(&redis, voltage_gateway::config::DriverKind::Auto);
+    let addr = gw.local_addr();
+    let e = get(addr, "/nope").error(404, "NOT_FOUND");
+    assert!(e["details"].as_str().unwrap().contains("/nope"));
+    let r = request(addr, "POST", "/api/channels");
+    r.error(405, "METHOD_NOT_ALLOWED");
+    assert_eq!(r.header("allow").as_deref(), Some("GET, HEAD, OPTIONS"));
+    let head = request(addr, "HEAD", "/health");
+    assert_eq!(head.status, 200);
+    assert!(head.body.is_empty());
+    assert!(
+        head.header("content-length")
+            .unwrap()
+            .parse::<usize>()
+            .unwrap()
+            > 0
+    );
+    let opt = request(addr, "OPTIONS", "/api/channels");
+    assert_eq!(opt.status, 204);
+    assert_eq!(
+        opt.header("access-control-allow-origin").as_deref(),
+        Some("*")
+    );
+
+    // Keep-alive with pipelining: three requests in one write, answered in order.
+    let mut s = connect(addr);
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: a\r\n\r\nGET /nope HTTP/1.1\r\nHost: a\r\n\r\nGET /api/channels HTTP/1.1\r\nHost: a\r\n\r\n")
+        .unwrap();
+    let mut buf = Vec::new();
+    let statuses: Vec<u16> = (0..3)
+        .map(|_| read_response(&mut s, &mut buf, false).status)
+        .collect();
+    assert_eq!(statuses, [200, 404, 200]);
+    // The same connection keeps serving, byte by byte too.
+    for b in b"GET /health HTTP/1.1\r\nHost: a\r\n\r\n" {
+        s.write_all(&[*b]).unwrap();
+    }
+    let r = read_response(&mut s, &mut buf, false);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("connection").as_deref(), Some("keep-alive"));
+
+    // HTTP/1.0 without keep-alive closes.
+    let r = raw(addr, b"GET /health HTTP/1.0\r\n\r\n");
+    assert_eq!(r.header("connection").as_deref(), Some("close"));
+
+    // Limits: oversized head → 431, oversized body → 413, garbage → 400; all JSON envelopes.
+    let big = format!(
+        "GET /health HTTP/1.1\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(20_000)
+    );
+    raw(addr, big.as_bytes()).error(431, "HEADERS_TOO_LARGE");
+    let many: String = (0..100).map(|i| format!("X-{i}: 1\r\n")).collect();
+    raw(
+        addr,
+        format!("GET /health HTTP/1.1\r\n{many}\r\n").as_bytes(),
+    )
+    .error(431, "HEADERS_TOO_LARGE");
+    let body = format!(
+        "POST /api/channels HTTP/1.1\r\nContent-Length: 100000\r\n\r\n{}",
+        "x".repeat(100_000)
+    );
+    raw(addr, body.as_bytes()).error(413, "PAYLOAD_TOO_LARGE");
+    raw(addr, b"\x16\x03\x01garbage\r\n\r\n").error(400, "BAD_REQUEST");
+}
+
+#[test]
+fn redis_down_keeps_serving_then_resynchronises() {
+    let mut redis = redis();
+    let gw = gateway(&redis, voltage_gateway::config::DriverKind::Auto);
+    let addr = gw.local_addr();
+    let mut con = redis_con(&redis);
+    write(&mut con, "comsrv:1001:T", r#"{"1":25.6}"#, None);
+    write(&mut con, "comsrv:1002:S", r#"{"10":1}"#, None);
+    wait_until("2 channels", Duration::from_secs(2), || {
+        get_ok(addr, "/api/channels")["data"]
+            .as_array()
+            .unwrap()
+            .len()
+            == 2
+    });
+
+    redis.kill();
+    wait_until("degraded", Duration::from_secs(5), || {
+        get_ok(addr, "/health/detailed")["data"]["status"] == "degraded"
+    });
+    let d = get_ok(addr, "/health/detailed");
+    assert_eq!(d["data"]["dependencies"]["redis"]["status"], "unhealthy");
+    assert!(d["data"]["dependencies"]["redis"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("Redis unavailable"));
+    // The last known state is still served.
+    let v = get_ok(addr, "/api/channels/1001/realtime?data_type=T");
+    assert_eq!(v["data"][0]["values"]["1"], 25.6);
+
+    // A restarted Redis without persistence: empty, no Function library, a new epoch.
+    redis.restart().unwrap();
+    wait_until("healthy again", Duration::from_secs(10), || {
+        get_ok(addr, "/health/detailed")["data"]["status"] == "healthy"
+    });
+    let mut con = redis_con(&redis);
+    // The gateway reloaded the library, so device writes work again.
+    write(&mut con, "comsrv:3001:T", r#"{"1":65.5}"#, None);
+    wait_until("resynchronised", Duration::from_secs(3), || {
+        let j = get_ok(addr, "/api/channels");
+        let ids: Vec<i64> = j["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["channel_id"].as_i64().unwrap())
+            .collect();
+        ids == [3001]
+    });
+    get(addr, "/api/channels/1001/status").error(404, "CHANNEL_NOT_FOUND");
+}
+
+#[test]
+fn flushed_redis_is_a_reset() {
+    let redis = redis();
+    let gw = gateway(&redis, voltage_gateway::config::DriverKind::Auto);
+    let addr = gw.local_addr();
+    let mut con = redis_con(&redis);
+    write(&mut con, "comsrv:1:T", r#"{"1":1}"#, None);
+    write(&mut con, "comsrv:2:T", r#"{"1":2}"#, None);
+    wait_until("2 channels", Duration::from_secs(2), || {
+        get_ok(addr, "/api/channels")["data"]
+            .as_array()
+            .unwrap()
+            .len()
+            == 2
+    });
+    // FLUSHALL drops data and the seq/epoch keys (the library survives a FLUSHALL).
+    redis::cmd("FLUSHALL").query::<()>(&mut con).unwrap();
+    redis::cmd("FUNCTION")
+        .arg("FLUSH")
+        .query::<()>(&mut con)
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    // The gateway notices the missing library and reloads it.
+    wait_until("library reloaded", Duration::from_secs(3), || {
+        redis::cmd("FCALL_RO")
+            .arg("voltage_version")
+            .arg(0)
+            .query::<i64>(&mut con)
+            .is_ok()
+    });
+    write(&mut con, "comsrv:3:T", r#"{"1":3}"#, None);
+    wait_until("only channel 3", Duration::from_secs(3), || {
+        let j = get_ok(addr, "/api/channels");
+        j["data"].as_array().unwrap().len() == 1 && j["data"][0]["channel_id"] == 3
+    });
+}
+
+#[test]
+fn no_load_functions_reports_missing_library() {
+    let redis = redis();
+    let mut cfg = config(&redis.url(), voltage_gateway::config::DriverKind::Auto);
+    cfg.load_functions = false;
+    let gw = voltage_gateway::Server::start(cfg).unwrap();
+    wait_until("degraded", Duration::from_secs(3), || {
+        let d = get_ok(gw.local_addr(), "/health/detailed");
+        d["data"]["dependencies"]["redis"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--no-load-functions")
+    });
+    assert_eq!(
+        get_ok(gw.local_addr(), "/health/detailed")["data"]["status"],
+        "degraded"
+    );
+}
+
+#[test]
+fn large_backlog_is_paged_and_complete() {
+    let redis = redis();
+    let mut con = redis_con(&redis);
+    // Written before the gateway starts: the initial load pages through it.
+    let mut cfg = config(&redis.url(), voltage_gateway::config::DriverKind::Auto);
+    cfg.collect_batch = 7;
+    voltage_gateway::feed::library::load(&mut con).unwrap();
+    for ch in 1..=50 {
+        write(
+            &mut con,
+            &format!("comsrv:{ch}:T"),
+            r#"{"1":1,"2":2}"#,
+            None,
+        );
+    }
+    let gw = voltage_gateway::Server::start(cfg).unwrap();
+    wait_until("50 channels", Duration::from_secs(3), || {
+        get(gw.local_addr(), "/api/channels").status == 200
+            && get_ok(gw.local_addr(), "/api/channels")["data"]
+                .as_array()
+                .unwrap()
+                .len()
+                == 50
+    });
+}
