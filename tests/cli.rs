@@ -37,10 +37,22 @@ fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
     }
 }
 
-fn wait_http(addr: std::net::SocketAddr) {
-    wait_until("gateway answers", Duration::from_secs(10), || {
-        std::net::TcpStream::connect(addr).is_ok() && get(addr, "/health").status == 200
+/// Waits until the gateway answers and its feed has loaded the library into Redis.
+fn wait_ready(addr: std::net::SocketAddr) {
+    wait_until("gateway ready", Duration::from_secs(10), || {
+        std::net::TcpStream::connect(addr).is_ok()
+            && get_ok(addr, "/health/detailed")["data"]["status"] == "healthy"
     });
+}
+
+/// Kills the child if a test fails before it exits, so no server outlives its test.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 #[test]
@@ -67,21 +79,25 @@ fn serve_with_each_driver_and_stop_on_sigterm() {
     let redis = redis();
     for driver in ["uring", "legacy"] {
         let port = free_port();
-        let mut child = Command::new(BIN)
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .args(["--redis", &redis.url(), "--driver", driver, "--shards", "2"])
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut guard = Guard(
+            Command::new(BIN)
+                .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+                .args(["--redis", &redis.url(), "--driver", driver, "--shards", "2"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+        let child = &mut guard.0;
         let addr = format!("127.0.0.1:{port}").parse().unwrap();
-        wait_http(addr);
+        wait_ready(addr);
         let mut con = redis_con(&redis);
         write(&mut con, "comsrv:1001:T", r#"{"1":25.6}"#, None);
         wait_until("write visible", Duration::from_secs(2), || {
             get(addr, "/api/channels/1001/realtime").status == 200
         });
-        signal(&child, libc::SIGTERM);
-        let st = wait_exit(&mut child, Duration::from_secs(5));
+        signal(child, libc::SIGTERM);
+        let st = wait_exit(child, Duration::from_secs(5));
         assert!(st.success(), "{driver}: {st}");
         let mut err = String::new();
         std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
@@ -147,14 +163,17 @@ fn demo_serves_a_live_site_and_stops_everything_on_ctrl_c() {
         panic!("redis-server must be installed");
     }
     let port = free_port();
-    let mut child = Command::new(BIN)
-        .args(["demo", "--listen", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut guard = Guard(
+        Command::new(BIN)
+            .args(["demo", "--listen", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let child = &mut guard.0;
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
-    wait_http(addr);
+    wait_ready(addr);
     wait_until("seed channels", Duration::from_secs(5), || {
         let j = get_ok(addr, "/api/channels");
         let ids: Vec<i64> = j["data"]
@@ -183,8 +202,8 @@ fn demo_serves_a_live_site_and_stops_everything_on_ctrl_c() {
             > first
     });
     let mut out = String::new();
-    signal(&child, libc::SIGINT);
-    let st = wait_exit(&mut child, Duration::from_secs(8));
+    signal(child, libc::SIGINT);
+    let st = wait_exit(child, Duration::from_secs(8));
     assert!(st.success(), "{st}");
     std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut out).unwrap();
     assert!(out.contains("/api/channels"), "{out}");

@@ -64,7 +64,18 @@ impl RedisProcess {
             std::env::temp_dir().join(format!("voltage-redis-{}-{port}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        let child = Command::new(exe)
+        let mut cmd = Command::new(exe);
+        // The private server must not outlive us, even if we are killed: ask the kernel to
+        // SIGKILL it when the thread that started it dies.
+        // SAFETY: prctl is async-signal-safe and touches only the child's own state.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = cmd
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
             .args(["--loglevel", "warning", "--protected-mode", "yes"])
