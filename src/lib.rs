@@ -23,6 +23,7 @@ pub mod shard;
 pub mod shutdown;
 pub mod state;
 pub mod time;
+pub mod ws;
 
 pub use config::Config;
 pub use server::Server;

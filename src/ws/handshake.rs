@@ -1,0 +1,168 @@
+//! The RFC 6455 opening handshake on top of a parsed HTTP request, plus this gateway's
+//! query parameters (`client_id`, `data_type`, `token`).
+
+use crate::error::{ApiError, ErrorCode};
+use crate::http::{Method, Query, Request};
+
+/// What a connection receives (the `data_type` query parameter).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Audience {
+    /// Data updates, alarms and control feedback.
+    General,
+    /// Data updates and control feedback only.
+    Realtime,
+    /// Alarms only.
+    Alarm,
+}
+
+impl Audience {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Audience::General => "general",
+            Audience::Realtime => "realtime",
+            Audience::Alarm => "alarm",
+        }
+    }
+
+    pub fn wants_data(self) -> bool {
+        self != Audience::Alarm
+    }
+}
+
+/// An accepted upgrade.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upgrade {
+    pub client_id: Option<String>,
+    pub audience: Audience,
+    pub accept_key: String,
+}
+
+/// True for the WebSocket paths (`/ws`, `/api/ws`).
+pub fn is_ws_path(path: &str) -> bool {
+    matches!(path, "/ws" | "/api/ws" | "/ws/" | "/api/ws/")
+}
+
+fn valid_client_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':' | b'@'))
+}
+
+/// Validates an upgrade request; the error is answered as a JSON HTTP error.
+pub fn check(req: &Request) -> Result<Upgrade, ApiError> {
+    let bad =
+        |details: &str| ApiError::new(ErrorCode::BadRequest, "WebSocket upgrade required", details);
+    if req.method != Method::Get {
+        return Err(ApiError::new(
+            ErrorCode::MethodNotAllowed,
+            "Method not allowed",
+            "the WebSocket endpoint accepts GET with Upgrade: websocket",
+        ));
+    }
+    if !req.websocket {
+        return Err(bad(
+            "this endpoint needs 'Connection: Upgrade' and 'Upgrade: websocket'",
+        ));
+    }
+    if req.ws_version.as_deref() != Some("13") {
+        return Err(bad("Sec-WebSocket-Version must be 13"));
+    }
+    let key = req
+        .ws_key
+        .as_deref()
+        .filter(|k| k.len() == 24 && k.ends_with("=="))
+        .ok_or_else(|| bad("Sec-WebSocket-Key must be 16 base64-encoded bytes"))?;
+    let q = Query::parse(&req.query)?;
+    let client_id = match q.get("client_id")? {
+        None | Some("") => None,
+        Some(id) if valid_client_id(id) => Some(id.to_owned()),
+        Some(_) => {
+            return Err(ApiError::invalid_parameter(
+                "client_id",
+                "must be 1 to 64 characters of letters, digits and _ - . : @",
+            ))
+        }
+    };
+    let audience = match q.get("data_type")? {
+        None | Some("general") => Audience::General,
+        Some("realtime") => Audience::Realtime,
+        Some("alarm") => Audience::Alarm,
+        Some(other) => {
+            return Err(ApiError::invalid_parameter(
+                "data_type",
+                &format!("must be general, realtime or alarm, got '{other}'"),
+            ))
+        }
+    };
+    Ok(Upgrade {
+        client_id,
+        audience,
+        accept_key: tungstenite::handshake::derive_accept_key(key.as_bytes()),
+    })
+}
+
+/// The `101 Switching Protocols` response.
+pub fn response(accept_key: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept_key}\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::{parse_request, Limits, Parsed};
+
+    fn request(target: &str, extra: &str) -> Request {
+        let raw = format!(
+            "GET {target} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n{extra}\r\n"
+        );
+        let limits = Limits {
+            max_head_bytes: 4096,
+            max_headers: 32,
+            max_body_bytes: 0,
+        };
+        match parse_request(raw.as_bytes(), &limits) {
+            Parsed::Complete(r, _) => *r,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    const KEY: &str =
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n";
+
+    #[test]
+    fn rfc_example_accept_key() {
+        let u = check(&request("/ws", KEY)).unwrap();
+        assert_eq!(u.accept_key, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+        assert_eq!(u.audience, Audience::General);
+        assert_eq!(u.client_id, None);
+    }
+
+    #[test]
+    fn seed_examples() {
+        let u = check(&request("/ws?client_id=dashboard_001", KEY)).unwrap();
+        assert_eq!(u.client_id.as_deref(), Some("dashboard_001"));
+        let u = check(&request("/ws?client_id=mobile_app&data_type=realtime", KEY)).unwrap();
+        assert_eq!(u.audience, Audience::Realtime);
+    }
+
+    #[test]
+    fn refusals() {
+        let e = check(&request("/ws?data_type=video", KEY)).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidParameter);
+        assert!(e.details.contains("data_type"));
+        let e = check(&request("/ws?client_id=a%20b", KEY)).unwrap_err();
+        assert!(e.details.contains("client_id"));
+        let e = check(&request("/ws", "Sec-WebSocket-Version: 13\r\n")).unwrap_err();
+        assert_eq!(e.code, ErrorCode::BadRequest);
+        let e = check(&request(
+            "/ws",
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n",
+        ))
+        .unwrap_err();
+        assert!(e.details.contains("13"));
+    }
+}

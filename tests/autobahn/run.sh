@@ -1,0 +1,164 @@
+#!/usr/bin/env bash
+# Autobahn WebSocket conformance (fuzzing client) against an echo endpoint.
+#
+#   tests/autobahn/run.sh HOST:PORT PATH        e.g.  run.sh 127.0.0.1:8080 /ws/echo
+#
+# Runs Autobahn cases 1.* 2.* 3.* 4.* 5.* 6.* 7.* 10.* (no 9.* performance,
+# no 12/13 compression) against ws://HOST:PORT/PATH with kosoku (PyPI), which
+# drives Autobahn's own case files from a Rust runner under Python 3. The
+# server at PATH must echo every text/binary message back.
+#
+# Exit status: 0 all cases passed, 1 at least one case FAILED,
+#              2 the tool could not run (usage, install, endpoint, timeout).
+#
+# Environment (all optional):
+#   AUTOBAHN_HOME         tool cache (default ~/.cache/voltage-autobahn); the
+#                         venv is installed there once and reused
+#   AUTOBAHN_OUT          report directory (default: a new mktemp dir)
+#   AUTOBAHN_PYTHON       Python >= 3.10 to build the venv with
+#   AUTOBAHN_CASES        case globs, space-separated (default: the set above;
+#                         with any other value the expected-cases check is off)
+#   AUTOBAHN_PARALLELISM  cases run at once (default 1)
+#   AUTOBAHN_TIMEOUT      seconds for the whole run (default 600)
+#   KOSOKU_VERSION        pinned tool version (default 0.1.0)
+set -euo pipefail
+
+die() { echo "autobahn: ERROR: $*" >&2; exit 2; }
+
+if [ $# -lt 1 ] || [ $# -gt 2 ] || [ "${1:-}" = "-h" ] || [ "${1:-}" = "--help" ]; then
+    sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//' >&2
+    exit 2
+fi
+
+ADDR=$1
+WSPATH=${2:-/}
+WSPATH=/${WSPATH#/}
+case "$ADDR" in
+    *://*) die "give HOST:PORT, not a URL (got '$ADDR')" ;;
+    *:*) ;;
+    *) die "give HOST:PORT (got '$ADDR')" ;;
+esac
+PORT=${ADDR##*:}
+HOST=${ADDR%:*}
+HOST=${HOST#[}
+HOST=${HOST%]}
+[[ "$PORT" =~ ^[0-9]+$ ]] || die "bad port in '$ADDR'"
+URL="ws://$ADDR$WSPATH"
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+DEFAULT_CASES="1.* 2.* 3.* 4.* 5.* 6.* 7.* 10.*"
+CASES=${AUTOBAHN_CASES:-$DEFAULT_CASES}
+KOSOKU_VERSION=${KOSOKU_VERSION:-0.1.0}
+AUTOBAHN_HOME=${AUTOBAHN_HOME:-${HOME:-/root}/.cache/voltage-autobahn}
+VENV=$AUTOBAHN_HOME/venv-kosoku-$KOSOKU_VERSION
+PARALLELISM=${AUTOBAHN_PARALLELISM:-1}
+RUN_TIMEOUT=${AUTOBAHN_TIMEOUT:-600}
+
+# ---------------------------------------------------------------- install ---
+
+python_ok() { "$1" -c 'import sys; sys.exit(sys.version_info < (3, 10))' >/dev/null 2>&1; }
+
+find_python() {
+    local c
+    for c in ${AUTOBAHN_PYTHON:-} python3 python3.13 python3.12 python3.11 python3.10; do
+        if command -v "$c" >/dev/null 2>&1 && python_ok "$c"; then
+            command -v "$c"
+            return 0
+        fi
+    done
+    return 1
+}
+
+apt_install() {
+    # Fresh Debian: no python3, or python3 without ensurepip (python3-venv).
+    [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 || return 1
+    echo "autobahn: apt-get install $*" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >&2 && apt-get install -y -qq --no-install-recommends "$@" >&2
+}
+
+tool_ready() {
+    [ -f "$VENV/.kosoku-ok" ] && [ -x "$VENV/bin/kosoku" ] \
+        && "$VENV/bin/python" -c 'import kosoku' >/dev/null 2>&1
+}
+
+install_tool() {
+    local py
+    echo "autobahn: installing kosoku==$KOSOKU_VERSION into $VENV" >&2
+    if ! py=$(find_python); then
+        apt_install python3 python3-venv || die "no Python >= 3.10 found (set AUTOBAHN_PYTHON)"
+        py=$(find_python) || die "no Python >= 3.10 found after apt-get (set AUTOBAHN_PYTHON)"
+    fi
+    rm -rf "$VENV"
+    if ! "$py" -m venv "$VENV" >&2; then
+        rm -rf "$VENV"
+        apt_install python3-venv || die "'$py -m venv' failed (install python3-venv)"
+        "$py" -m venv "$VENV" >&2 || die "'$py -m venv' failed"
+    fi
+    "$VENV/bin/python" -m pip install --disable-pip-version-check -q "kosoku==$KOSOKU_VERSION" >&2 \
+        || die "pip install kosoku==$KOSOKU_VERSION failed"
+    "$VENV/bin/python" -c 'import kosoku' || die "kosoku does not import after install"
+    touch "$VENV/.kosoku-ok"
+}
+
+mkdir -p "$AUTOBAHN_HOME"
+if ! tool_ready; then
+    if command -v flock >/dev/null 2>&1; then
+        exec 9>"$AUTOBAHN_HOME/.install.lock"
+        flock 9
+    fi
+    tool_ready || install_tool
+    if command -v flock >/dev/null 2>&1; then
+        exec 9>&-
+    fi
+fi
+
+# -------------------------------------------------------------------- run ---
+
+if ! timeout 5 bash -c 'exec 3<>"/dev/tcp/$1/$2"' _ "$HOST" "$PORT" 2>/dev/null; then
+    die "cannot connect to $HOST:$PORT"
+fi
+
+if [ -n "${AUTOBAHN_OUT:-}" ]; then
+    OUT=$AUTOBAHN_OUT
+    mkdir -p "$OUT"
+else
+    OUT=$(mktemp -d "${TMPDIR:-/tmp}/autobahn.XXXXXX")
+fi
+REPORT=$OUT/report
+rm -rf "$REPORT"
+
+args=()
+set -f
+for c in $CASES; do args+=(-i "$c"); done
+set +f
+
+echo "autobahn: running cases [$CASES] against $URL (kosoku $KOSOKU_VERSION, log: $OUT/kosoku.log)" >&2
+start=$(date +%s)
+rc=0
+timeout --kill-after=10 "$RUN_TIMEOUT" \
+    "$VENV/bin/kosoku" "$URL" "${args[@]}" -p "$PARALLELISM" -o "$REPORT" \
+    >"$OUT/kosoku.log" 2>&1 || rc=$?
+echo "autobahn: kosoku exited $rc after $(( $(date +%s) - start ))s" >&2
+if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
+    tail -n 20 "$OUT/kosoku.log" >&2
+    die "run did not finish within ${AUTOBAHN_TIMEOUT:-600}s"
+fi
+if [ ! -f "$REPORT/index.json" ]; then
+    tail -n 40 "$OUT/kosoku.log" >&2
+    die "kosoku wrote no report (exit $rc)"
+fi
+
+sum_args=("$REPORT" --url "$URL")
+if [ "$CASES" = "$DEFAULT_CASES" ]; then
+    sum_args+=(--expected "$HERE/expected-cases.txt")
+fi
+status=0
+"$VENV/bin/python" "$HERE/summarize.py" "${sum_args[@]}" || status=$?
+
+# kosoku exits 1 when a case did not pass, 0 otherwise; anything else is a crash.
+if [ "$status" = 0 ] && [ "$rc" != 0 ]; then
+    tail -n 40 "$OUT/kosoku.log" >&2
+    die "kosoku exited $rc although the report shows no failure"
+fi
+exit "$status"
