@@ -13,6 +13,7 @@ pub mod api;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod fanout;
 pub mod feed;
 pub mod http;
 pub mod json;

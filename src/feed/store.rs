@@ -1,6 +1,6 @@
 //! The feed's working copy of the site: applies what Redis returns, reports what changed.
 
-use crate::model::{parse_hash_member, parse_u32_digits, ChannelId, DataType, Value};
+use crate::model::{parse_hash_member, parse_u32_digits, ChannelId, DataType, PointId, Value};
 use crate::state::{ChannelState, TypeState};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -12,6 +12,25 @@ pub struct Change {
     pub data_type: DataType,
     /// The new state; `None` when the hash disappeared.
     pub state: Option<Arc<TypeState>>,
+    /// Points whose value is new or different (sorted); what a push carries.
+    pub points: Vec<PointId>,
+}
+
+/// Points of `new` that are absent from `old` or hold another value (both sorted by id).
+pub fn changed_points(old: Option<&TypeState>, new: &TypeState) -> Vec<PointId> {
+    let Some(old) = old else {
+        return new.points.iter().map(|(id, _)| *id).collect();
+    };
+    let mut out = Vec::new();
+    let mut o = old.points.iter().peekable();
+    for (id, v) in &new.points {
+        while o.next_if(|(oid, _)| oid < id).is_some() {}
+        match o.peek() {
+            Some((oid, ov)) if oid == id && ov == v => {}
+            _ => out.push(*id),
+        }
+    }
+    out
 }
 
 /// Parses an `HGETALL` reply (field, value, field, value…) into a type state. Fields starting
@@ -59,7 +78,8 @@ impl Store {
         match (slot_now, new) {
             (None, None) => None,
             (Some(old), Some(new)) if *old == new => None,
-            (_, Some(new)) => {
+            (old, Some(new)) => {
+                let points = changed_points(old.as_deref(), &new);
                 let new = Arc::new(new);
                 let ch = self.channels.entry(channel).or_default();
                 ch.types[data_type.index()] = Some(new.clone());
@@ -67,6 +87,7 @@ impl Store {
                     channel,
                     data_type,
                     state: Some(new),
+                    points,
                 })
             }
             (Some(_), None) => {
@@ -80,6 +101,7 @@ impl Store {
                     channel,
                     data_type,
                     state: None,
+                    points: Vec::new(),
                 })
             }
         }
@@ -108,6 +130,9 @@ impl Store {
                         channel: *id,
                         data_type: t,
                         state: b.cloned(),
+                        points: b
+                            .map(|b| changed_points(a.map(|a| &**a), b))
+                            .unwrap_or_default(),
                     });
                 }
             }
@@ -137,12 +162,14 @@ mod tests {
             ("name", "x"),
         ]);
         let c = s.apply("1001:T", &f).unwrap();
+        assert_eq!(c.points, vec![1, 2]);
         let st = c.state.unwrap();
         assert_eq!(st.timestamp, 1_736_755_800);
         assert_eq!(&*st.values_json, br#"{"1":25.6,"2":101.3}"#);
         assert_eq!(s.apply("1001:T", &f), None, "same contents are no change");
         let f2 = fields(&[("1", "25.7"), ("2", "101.3"), ("_timestamp", "1736755801")]);
-        assert!(s.apply("1001:T", &f2).is_some());
+        let c2 = s.apply("1001:T", &f2).unwrap();
+        assert_eq!(c2.points, vec![1], "only point 1 changed");
         assert_eq!(s.channels[&ChannelId(1001)].active_points(), 2);
         let gone = s.apply("1001:T", &[]).unwrap();
         assert!(gone.state.is_none());

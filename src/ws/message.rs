@@ -143,12 +143,14 @@ fn subscribe(data: Option<&BorrowedValue>, max_channels: usize) -> Result<Reques
                 {
                     n as u32
                 }
-                _ => return Err(invalid(
-                    "interval",
-                    &format!(
+                _ => {
+                    return Err(invalid(
+                        "interval",
+                        &format!(
                         "must be an integer number of ms in {MIN_INTERVAL_MS}..={MAX_INTERVAL_MS}"
                     ),
-                )),
+                    ))
+                }
             }
         }
     };

@@ -1,0 +1,480 @@
+//! Fan-out, sans-IO: which connection gets which frame when. One `Fanout` per shard.
+//!
+//! Connections with the same subscription (channels × types) and interval form a *group*;
+//! a group accumulates the changes it watches and, when its interval has passed, pushes ONE
+//! frame that every member receives by refcount (and that other shards reuse through the
+//! tick's frame cache). Per-client work on the hot path is a refcount bump and a queue push.
+//!
+//! A client that just subscribed (it got a snapshot) or could not keep up (over its outbound
+//! budget) is *lagging*: it skips group pushes while they would come too soon or while it is
+//! congested, collecting what it missed (conflated per point), and gets one personal catch-up
+//! frame with the latest values before rejoining its group's rhythm.
+
+pub mod pending;
+pub mod registry;
+pub mod tick;
+
+use crate::model::{ChannelId, DataType};
+use crate::state::Snapshot;
+use crate::ws::message::{SubscribeRequest, TypeMask};
+use pending::Pending;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use tick::{build_frame, Frame, SubKey, Tick};
+
+/// Connection ids are global (unique across shards) so a stale id never names a new client.
+pub type ConnId = u64;
+type GroupId = u64;
+
+/// Where frames go. The shard implements it over its connections' outbound queues.
+pub trait Sink {
+    /// Queues `frame` for `conn`; false when the connection is over its outbound budget.
+    fn offer(&mut self, conn: ConnId, frame: &Frame) -> bool;
+    /// Closes `conn` with a WebSocket close code.
+    fn kick(&mut self, conn: ConnId, code: u16, reason: &str);
+}
+
+struct Member {
+    wants_data: bool,
+    sub: BTreeMap<ChannelId, TypeMask>,
+    interval_ms: i64,
+    group: Option<GroupId>,
+    /// No push before this time (ms): `interval` after the previous push or snapshot.
+    hold_until: i64,
+    /// What this member skipped while lagging.
+    missed: Pending,
+    congested_since: Option<i64>,
+}
+
+struct Group {
+    key: Arc<SubKey>,
+    interval_ms: i64,
+    members: Vec<ConnId>,
+    pending: Pending,
+    last_push: i64,
+    /// Seq of the last push (or creation): the frame covers `(from_seq, seq]`.
+    from_seq: u64,
+}
+
+/// What `subscribe` answers.
+#[derive(Debug)]
+pub struct Subscribed {
+    pub subscribed: Vec<ChannelId>,
+    pub failed: Vec<ChannelId>,
+    pub total: usize,
+    /// One message with the current values of what was just subscribed.
+    pub snapshot: Option<Frame>,
+}
+
+pub struct Fanout {
+    members: HashMap<ConnId, Member>,
+    groups: HashMap<GroupId, Group>,
+    group_ids: HashMap<(Arc<SubKey>, i64), GroupId>,
+    by_channel: HashMap<ChannelId, Vec<GroupId>>,
+    pending_groups: BTreeSet<GroupId>,
+    lagging: BTreeSet<ConnId>,
+    next_group: GroupId,
+    current: Arc<Tick>,
+    slow_close_ms: i64,
+    max_channels: usize,
+}
+
+impl Fanout {
+    pub fn new(initial: Arc<Tick>, slow_close_ms: i64, max_channels: usize) -> Fanout {
+        Fanout {
+            members: HashMap::new(),
+            groups: HashMap::new(),
+            group_ids: HashMap::new(),
+            by_channel: HashMap::new(),
+            pending_groups: BTreeSet::new(),
+            lagging: BTreeSet::new(),
+            next_group: 1,
+            current: initial,
+            slow_close_ms,
+            max_channels,
+        }
+    }
+
+    /// The state this shard's clients are consistent with (newer ticks are still queued).
+    pub fn snapshot(&self) -> &Arc<Snapshot> {
+        &self.current.snapshot
+    }
+
+    pub fn add_member(&mut self, conn: ConnId, wants_data: bool) {
+        self.members.insert(
+            conn,
+            Member {
+                wants_data,
+                sub: BTreeMap::new(),
+                interval_ms: i64::from(crate::ws::message::DEFAULT_INTERVAL_MS),
+                group: None,
+                hold_until: 0,
+                missed: Pending::default(),
+                congested_since: None,
+            },
+        );
+    }
+
+    pub fn remove_member(&mut self, conn: ConnId) {
+        self.leave_group(conn);
+        self.members.remove(&conn);
+        self.lagging.remove(&conn);
+    }
+
+    pub fn member_count(&self) -> usize {
+        self.members.len()
+    }
+
+    pub fn group_count(&self) -> usize {
+        self.groups.len()
+    }
+
+    /// Channels `conn` is subscribed to.
+    pub fn subscription(&self, conn: ConnId) -> usize {
+        self.members.get(&conn).map_or(0, |m| m.sub.len())
+    }
+
+    fn leave_group(&mut self, conn: ConnId) {
+        let Some(gid) = self.members.get_mut(&conn).and_then(|m| m.group.take()) else {
+            return;
+        };
+        let Some(g) = self.groups.get_mut(&gid) else {
+            return;
+        };
+        if let Some(i) = g.members.iter().position(|c| *c == conn) {
+            g.members.swap_remove(i);
+        }
+        if g.members.is_empty() {
+            let g = self.groups.remove(&gid).expect("group exists");
+            self.group_ids.remove(&(g.key.clone(), g.interval_ms));
+            self.pending_groups.remove(&gid);
+            for (ch, _) in g.key.iter() {
+                if let Some(v) = self.by_channel.get_mut(ch) {
+                    v.retain(|x| *x != gid);
+                    if v.is_empty() {
+                        self.by_channel.remove(ch);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Puts `conn` in the group of its current subscription (creating it aligned to `now`).
+    fn regroup(&mut self, conn: ConnId, now: i64) {
+        self.leave_group(conn);
+        let Some(m) = self.members.get(&conn) else {
+            return;
+        };
+        if m.sub.is_empty() || !m.wants_data {
+            return;
+        }
+        let key: Arc<SubKey> = Arc::new(m.sub.iter().map(|(c, t)| (*c, t.0)).collect());
+        let interval = m.interval_ms;
+        let gid = match self.group_ids.get(&(key.clone(), interval)) {
+            Some(g) => *g,
+            None => {
+                let gid = self.next_group;
+                self.next_group += 1;
+                for (ch, _) in key.iter() {
+                    self.by_channel.entry(*ch).or_default().push(gid);
+                }
+                self.group_ids.insert((key.clone(), interval), gid);
+                self.groups.insert(
+                    gid,
+                    Group {
+                        key,
+                        interval_ms: interval,
+                        members: Vec::new(),
+                        pending: Pending::default(),
+                        last_push: now,
+                        from_seq: self.current.seq,
+                    },
+                );
+                gid
+            }
+        };
+        self.groups.get_mut(&gid).expect("group").members.push(conn);
+        self.members.get_mut(&conn).expect("member").group = Some(gid);
+    }
+
+    /// Adds (or updates the types and interval of) channels; unknown channels fail.
+    pub fn subscribe(
+        &mut self,
+        conn: ConnId,
+        req: &SubscribeRequest,
+        now: i64,
+    ) -> Result<Subscribed, crate::error::ApiError> {
+        let snap = self.current.snapshot.clone();
+        let (subscribed, failed): (Vec<ChannelId>, Vec<ChannelId>) = req
+            .channels
+            .iter()
+            .partition(|c| snap.channels.contains_key(c));
+        let m = self
+            .members
+            .get_mut(&conn)
+            .expect("subscribe on a registered member");
+        let new = subscribed.iter().filter(|c| !m.sub.contains_key(c)).count();
+        if m.sub.len() + new > self.max_channels {
+            return Err(crate::error::ApiError::invalid_parameter(
+                "channels",
+                &format!(
+                    "would exceed {} subscribed channels per connection",
+                    self.max_channels
+                ),
+            ));
+        }
+        for ch in &subscribed {
+            m.sub.insert(*ch, req.types);
+        }
+        m.interval_ms = i64::from(req.interval_ms);
+        m.hold_until = now + m.interval_ms;
+        let total = m.sub.len();
+        let wants_data = m.wants_data;
+        // What it missed on the re-snapshotted channels is covered by the snapshot.
+        let sub = m.sub.clone();
+        m.missed
+            .retain(|c, t| sub.get(&c).is_some_and(|mask| mask.contains(t)));
+        if m.missed.is_empty() && m.congested_since.is_none() {
+            self.lagging.remove(&conn);
+        }
+        self.regroup(conn, now);
+        let snapshot = wants_data.then(|| {
+            let mut fragments = Vec::new();
+            for ch in &subscribed {
+                let Some(state) = snap.channels.get(ch) else {
+                    continue;
+                };
+                for t in req.types.types() {
+                    if let Some(ts) = state.get(t) {
+                        let mut f = Vec::with_capacity(ts.values_json.len() + 48);
+                        tick::write_update(&mut f, *ch, t, &ts.values_json);
+                        fragments.push(f);
+                    }
+                }
+            }
+            let refs: Vec<&[u8]> = fragments.iter().map(Vec::as_slice).collect();
+            build_frame(snap.seq, &crate::time::iso_from_millis(now), &refs)
+        });
+        Ok(Subscribed {
+            subscribed,
+            failed,
+            total,
+            snapshot,
+        })
+    }
+
+    /// Removes channels (`None` = all); returns (removed, not subscribed, total left).
+    pub fn unsubscribe(
+        &mut self,
+        conn: ConnId,
+        channels: Option<&[ChannelId]>,
+        now: i64,
+    ) -> (Vec<ChannelId>, Vec<ChannelId>, usize) {
+        let m = self
+            .members
+            .get_mut(&conn)
+            .expect("unsubscribe on a registered member");
+        let (removed, failed) = match channels {
+            None => (std::mem::take(&mut m.sub).into_keys().collect(), Vec::new()),
+            Some(list) => list.iter().partition(|c| m.sub.remove(c).is_some()),
+        };
+        let sub = m.sub.clone();
+        m.missed
+            .retain(|c, t| sub.get(&c).is_some_and(|mask| mask.contains(t)));
+        let total = m.sub.len();
+        self.regroup(conn, now);
+        (removed, failed, total)
+    }
+
+    /// A new tick from the feed: collect what each group watches, push what is due.
+    pub fn on_tick(&mut self, tick: Arc<Tick>, sink: &mut dyn Sink) {
+        for c in &tick.changes {
+            let Some(gids) = self.by_channel.get(&c.channel) else {
+                continue;
+            };
+            for gid in gids {
+                let g = self.groups.get_mut(gid).expect("indexed group");
+                let watched = g
+                    .key
+                    .binary_search_by_key(&c.channel, |(ch, _)| *ch)
+                    .is_ok_and(|i| TypeMask(g.key[i].1).contains(c.data_type));
+                if watched {
+                    g.pending.add(c);
+                    self.pending_groups.insert(*gid);
+                }
+            }
+        }
+        let now = tick.time_ms;
+        self.current = tick;
+        self.run_due(now, sink);
+    }
+
+    /// Time passed without a tick: push what became due.
+    pub fn on_timer(&mut self, now: i64, sink: &mut dyn Sink) {
+        self.run_due(now, sink);
+    }
+
+    /// `conn`'s outbound queue drained below its budget.
+    pub fn drained(&mut self, conn: ConnId, now: i64, sink: &mut dyn Sink) {
+        if let Some(m) = self.members.get_mut(&conn) {
+            if m.congested_since.take().is_some() {
+                self.run_due(now, sink);
+            }
+        }
+    }
+
+    /// When `on_timer` should next run (ms), if anything is waiting.
+    pub fn next_due(&self) -> Option<i64> {
+        let groups = self
+            .pending_groups
+            .iter()
+            .filter_map(|g| self.groups.get(g))
+            .map(|g| g.last_push + g.interval_ms);
+        let members = self
+            .lagging
+            .iter()
+            .filter_map(|c| self.members.get(c))
+            .map(|m| match m.congested_since {
+                Some(since) => since + self.slow_close_ms,
+                None => m.hold_until,
+            });
+        groups.chain(members).min()
+    }
+
+    fn run_due(&mut self, now: i64, sink: &mut dyn Sink) {
+        let due: Vec<GroupId> = self
+            .pending_groups
+            .iter()
+            .copied()
+            .filter(|g| {
+                self.groups
+                    .get(g)
+                    .is_some_and(|g| now >= g.last_push + g.interval_ms)
+            })
+            .collect();
+        for gid in due {
+            self.push_group(gid, now, sink);
+        }
+        self.serve_lagging(now, sink);
+    }
+
+    fn push_group(&mut self, gid: GroupId, now: i64, sink: &mut dyn Sink) {
+        self.pending_groups.remove(&gid);
+        let tick = self.current.clone();
+        let g = self.groups.get_mut(&gid).expect("due group");
+        let pending = std::mem::take(&mut g.pending);
+        let (key, from_seq) = (g.key.clone(), g.from_seq);
+        g.last_push = now;
+        g.from_seq = tick.seq;
+        let members = g.members.clone();
+        let mut shared: Option<Option<Frame>> = None;
+        for conn in members {
+            let Some(m) = self.members.get_mut(&conn) else {
+                continue;
+            };
+            if m.hold_until > now || m.congested_since.is_some() {
+                m.missed.merge(&pending);
+                self.lagging.insert(conn);
+                continue;
+            }
+            if m.missed.is_empty() {
+                let f = shared.get_or_insert_with(|| {
+                    Some(tick.frame(&key, from_seq, || {
+                        pending
+                            .render(&tick.snapshot, tick.seq, &tick.iso)
+                            .unwrap_or_else(|| Arc::from(&[][..]))
+                    }))
+                    .filter(|f| !f.is_empty())
+                });
+                if let Some(f) = f {
+                    Self::deliver(m, conn, f, now, sink, &mut self.lagging, &pending);
+                }
+            } else {
+                // Catch-up: what it missed plus this push, latest values, one frame.
+                let mut all = std::mem::take(&mut m.missed);
+                all.merge(&pending);
+                if let Some(f) = all.render(&tick.snapshot, tick.seq, &tick.iso) {
+                    Self::deliver(m, conn, &f, now, sink, &mut self.lagging, &all);
+                }
+            }
+        }
+    }
+
+    /// Offers `frame`; on refusal the member becomes congested and keeps `content` as missed.
+    fn deliver(
+        m: &mut Member,
+        conn: ConnId,
+        frame: &Frame,
+        now: i64,
+        sink: &mut dyn Sink,
+        lagging: &mut BTreeSet<ConnId>,
+        content: &Pending,
+    ) {
+        if sink.offer(conn, frame) {
+            m.hold_until = now + m.interval_ms;
+            lagging.remove(&conn);
+        } else {
+            m.missed.merge(content);
+            m.congested_since.get_or_insert(now);
+            lagging.insert(conn);
+        }
+    }
+
+    fn serve_lagging(&mut self, now: i64, sink: &mut dyn Sink) {
+        let lagging: Vec<ConnId> = self.lagging.iter().copied().collect();
+        let tick = self.current.clone();
+        for conn in lagging {
+            let Some(m) = self.members.get_mut(&conn) else {
+                self.lagging.remove(&conn);
+                continue;
+            };
+            if let Some(since) = m.congested_since {
+                if now - since >= self.slow_close_ms {
+                    sink.kick(conn, 1008, "client too slow");
+                    self.lagging.remove(&conn);
+                }
+                continue;
+            }
+            if m.missed.is_empty() {
+                self.lagging.remove(&conn);
+                continue;
+            }
+            if m.hold_until > now {
+                continue;
+            }
+            // If the group will push soon, the member catches up in that push.
+            let group = m.group.and_then(|g| self.groups.get_mut(&g));
+            if group.as_ref().is_some_and(|g| !g.pending.is_empty()) {
+                continue;
+            }
+            let missed = std::mem::take(&mut m.missed);
+            match missed.render(&tick.snapshot, tick.seq, &tick.iso) {
+                Some(frame) => {
+                    Self::deliver(m, conn, &frame, now, sink, &mut self.lagging, &missed)
+                }
+                None => {
+                    self.lagging.remove(&conn);
+                }
+            }
+            // A quiet group adopts the member's rhythm so later pushes are shared again.
+            if let Some(g) = group {
+                if now >= g.last_push + g.interval_ms {
+                    g.last_push = now;
+                    g.from_seq = tick.seq;
+                }
+            }
+        }
+    }
+
+    /// The data types `conn` watches on `channel` (for tests and diagnostics).
+    pub fn watched(&self, conn: ConnId, channel: ChannelId) -> Vec<DataType> {
+        self.members
+            .get(&conn)
+            .and_then(|m| m.sub.get(&channel))
+            .map(|mask| mask.types().collect())
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests;

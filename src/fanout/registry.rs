@@ -1,0 +1,97 @@
+//! Live client ids across all shards: takeover (a second connection with the same
+//! `client_id` replaces the first, wherever it lives) and unique generated ids.
+
+use super::ConnId;
+use std::collections::hash_map::RandomState;
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::sync::Mutex;
+
+/// Who holds a client id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Owner {
+    pub shard: usize,
+    pub conn: ConnId,
+}
+
+#[derive(Default)]
+pub struct Registry {
+    ids: Mutex<HashMap<String, Owner>>,
+    random: RandomState,
+}
+
+impl Registry {
+    /// Takes `id` for `owner`; returns the connection it replaces, if one held it.
+    pub fn claim(&self, id: &str, owner: Owner) -> Option<Owner> {
+        let mut ids = self.ids.lock().unwrap_or_else(|e| e.into_inner());
+        ids.insert(id.to_owned(), owner).filter(|old| *old != owner)
+    }
+
+    /// Generates `client_` + 8 lowercase hex digits, unique among live connections, and
+    /// registers it for `owner`.
+    pub fn generate(&self, owner: Owner) -> String {
+        let mut ids = self.ids.lock().unwrap_or_else(|e| e.into_inner());
+        let mut n = owner.conn;
+        loop {
+            let id = format!("client_{:08x}", self.random.hash_one(n) as u32);
+            if !ids.contains_key(&id) {
+                ids.insert(id.clone(), owner);
+                return id;
+            }
+            n = n.wrapping_add(0x9E37_79B9);
+        }
+    }
+
+    /// Frees `id` if `conn` still holds it (a replaced connection must not free its successor's id).
+    pub fn release(&self, id: &str, conn: ConnId) {
+        let mut ids = self.ids.lock().unwrap_or_else(|e| e.into_inner());
+        if ids.get(id).is_some_and(|o| o.conn == conn) {
+            ids.remove(id);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.ids.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn takeover_and_release() {
+        let r = Registry::default();
+        let a = Owner { shard: 0, conn: 1 };
+        let b = Owner { shard: 1, conn: 2 };
+        assert_eq!(r.claim("dashboard_001", a), None);
+        assert_eq!(r.claim("dashboard_001", b), Some(a));
+        r.release("dashboard_001", 1);
+        assert_eq!(
+            r.len(),
+            1,
+            "the replaced connection does not free the new one's id"
+        );
+        r.release("dashboard_001", 2);
+        assert!(r.is_empty());
+    }
+
+    #[test]
+    fn generated_ids_are_unique_and_well_formed() {
+        let r = Registry::default();
+        let mut seen = std::collections::HashSet::new();
+        for conn in 0..5000 {
+            let id = r.generate(Owner { shard: 0, conn });
+            assert_eq!(id.len(), 15);
+            assert!(id.starts_with("client_"));
+            assert!(id[7..]
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+            assert!(seen.insert(id));
+        }
+    }
+}

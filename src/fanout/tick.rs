@@ -1,0 +1,155 @@
+//! What the feed hands every shard after a collect that changed something: the new snapshot,
+//! the changed (channel, type)s with their changed points rendered once as JSON fragments,
+//! and a cache where the first shard to build a frame leaves it for the others.
+
+use crate::feed::store::Change;
+use crate::json;
+use crate::model::{ChannelId, DataType, PointId};
+use crate::state::{render_values, Snapshot, TypeState};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// A complete WebSocket frame (header + JSON), shared by refcount.
+pub type Frame = Arc<[u8]>;
+
+/// The channels and types a group of clients watches, sorted: the identity of a shared frame.
+pub type SubKey = Vec<(ChannelId, u8)>;
+
+/// One changed (channel, type) in a tick.
+#[derive(Debug)]
+pub struct TickChange {
+    pub channel: ChannelId,
+    pub data_type: DataType,
+    pub points: Vec<PointId>,
+    /// `{"channel_id":…,"data_type":…,"values":{changed points}}`, rendered once.
+    pub fragment: Arc<[u8]>,
+}
+
+/// Cache key: the same subscription pushed over the same seq range has the same bytes.
+type FrameKey = (Arc<SubKey>, u64, u64);
+
+pub struct Tick {
+    pub seq: u64,
+    pub time_ms: i64,
+    pub iso: String,
+    pub snapshot: Arc<Snapshot>,
+    pub changes: Vec<TickChange>,
+    frames: Mutex<HashMap<FrameKey, Frame>>,
+}
+
+/// Appends `{"channel_id":…,"data_type":…,"values":…}` with the given values object.
+pub fn write_update(out: &mut Vec<u8>, channel: ChannelId, t: DataType, values: &[u8]) {
+    out.extend_from_slice(b"{\"channel_id\":");
+    json::write_u64(out, u64::from(channel.0));
+    out.extend_from_slice(b",\"data_type\":\"");
+    out.extend_from_slice(t.as_str().as_bytes());
+    out.extend_from_slice(b"\",\"values\":");
+    out.extend_from_slice(values);
+    out.push(b'}');
+}
+
+/// The update object for `points` of `state` (points that no longer exist are skipped).
+pub fn render_update(
+    channel: ChannelId,
+    t: DataType,
+    state: &TypeState,
+    points: &[PointId],
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(48 + points.len() * 16);
+    if points.len() == state.points.len() {
+        write_update(&mut out, channel, t, &state.values_json);
+        return out;
+    }
+    let selected: Vec<_> = points
+        .iter()
+        .filter_map(|p| {
+            let i = state.points.binary_search_by_key(p, |(id, _)| *id).ok()?;
+            Some(state.points[i].clone())
+        })
+        .collect();
+    write_update(&mut out, channel, t, &render_values(&selected));
+    out
+}
+
+/// Wraps update fragments into one frame: `data_update` for one, `data_batch` otherwise.
+pub fn build_frame(seq: u64, iso: &str, fragments: &[&[u8]]) -> Frame {
+    let body_len: usize = fragments.iter().map(|f| f.len() + 1).sum::<usize>() + 128;
+    let mut body = Vec::with_capacity(body_len);
+    let (kind, prefix) = if fragments.len() == 1 {
+        ("data_update", "update_")
+    } else {
+        ("data_batch", "batch_")
+    };
+    body.extend_from_slice(b"{\"type\":\"");
+    body.extend_from_slice(kind.as_bytes());
+    body.extend_from_slice(b"\",\"id\":\"");
+    body.extend_from_slice(prefix.as_bytes());
+    json::write_u64(&mut body, seq);
+    body.extend_from_slice(b"\",\"timestamp\":\"");
+    body.extend_from_slice(iso.as_bytes());
+    body.extend_from_slice(b"\",\"data\":");
+    if let [one] = fragments {
+        body.extend_from_slice(one);
+    } else {
+        body.extend_from_slice(b"{\"updates\":[");
+        for (i, f) in fragments.iter().enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            body.extend_from_slice(f);
+        }
+        body.extend_from_slice(b"]}");
+    }
+    body.push(b'}');
+    crate::ws::frame::text(&body).into()
+}
+
+impl Tick {
+    /// Builds the tick from the feed's changes; each fragment is rendered exactly once here.
+    pub fn new(snapshot: Arc<Snapshot>, changes: &[Change], time_ms: i64) -> Tick {
+        let changes = changes
+            .iter()
+            .filter_map(|c| {
+                let state = c.state.as_ref()?;
+                if c.points.is_empty() {
+                    return None;
+                }
+                Some(TickChange {
+                    channel: c.channel,
+                    data_type: c.data_type,
+                    fragment: render_update(c.channel, c.data_type, state, &c.points).into(),
+                    points: c.points.clone(),
+                })
+            })
+            .collect();
+        Tick {
+            seq: snapshot.seq,
+            time_ms,
+            iso: crate::time::iso_from_millis(time_ms),
+            snapshot,
+            changes,
+            frames: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The frame for `key` over `(from_seq, self.seq]`: built by the first shard that asks,
+    /// then shared by refcount with every other shard and connection.
+    pub fn frame(&self, key: &Arc<SubKey>, from_seq: u64, build: impl FnOnce() -> Frame) -> Frame {
+        let k = (key.clone(), from_seq, self.seq);
+        if let Some(f) = self
+            .frames
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&k)
+        {
+            return f.clone();
+        }
+        let f = build();
+        self.frames
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(k)
+            .or_insert(f)
+            .clone()
+    }
+}
