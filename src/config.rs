@@ -52,7 +52,51 @@ pub struct Config {
     /// On SIGINT/SIGTERM, how long in-flight responses may take before the process exits,
     /// in ms. Default 3000.
     pub shutdown_grace_ms: u64,
+    /// Open client connections (HTTP and WebSocket) across all shards; more are refused with
+    /// 503 `TOO_MANY_CONNECTIONS`. Default 200000 (the fd limit is usually the real bound).
+    pub max_connections: usize,
+    /// Open connections from one source IP. Default 100000: load generators and reverse
+    /// proxies legitimately open tens of thousands from one address.
+    pub max_connections_per_ip: usize,
     pub http: HttpConfig,
+    pub ws: WsConfig,
+}
+
+/// WebSocket limits and liveness.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WsConfig {
+    /// Largest inbound message (and frame), bytes; bigger closes with 1009. Default 65536.
+    pub max_message_bytes: usize,
+    /// Channels one connection may subscribe to (and list in one message). Default 1000.
+    pub max_channels: usize,
+    /// Outbound bytes queued per connection before it is conflated (skips to the latest values
+    /// when it drains) instead of buffered. Default 1048576. Memory per slow client is bounded
+    /// by this plus the kernel's socket buffer.
+    pub outbound_budget_bytes: usize,
+    /// A connection over its budget this long (s) is closed with 1008. Default 30.
+    pub slow_close_secs: u64,
+    /// Server ping frames every this many seconds. Default 30.
+    pub ping_interval_secs: u64,
+    /// Close a connection that sent nothing for this long (s). Default 90.
+    pub idle_timeout_secs: u64,
+    /// Serve an echo endpoint at `/autobahn` for the Autobahn conformance suite (CI only).
+    /// Default false.
+    pub conformance_echo: bool,
+}
+
+impl Default for WsConfig {
+    fn default() -> Self {
+        WsConfig {
+            max_message_bytes: 64 * 1024,
+            max_channels: 1000,
+            outbound_budget_bytes: 1024 * 1024,
+            slow_close_secs: 30,
+            ping_interval_secs: 30,
+            idle_timeout_secs: 90,
+            conformance_echo: false,
+        }
+    }
 }
 
 /// HTTP/1.1 limits. A request over a limit gets the JSON error body and the connection closes.
@@ -87,7 +131,10 @@ impl Default for Config {
             reconnect_max_ms: 5000,
             service_name: "voltage-gateway".into(),
             shutdown_grace_ms: 3000,
+            max_connections: 200_000,
+            max_connections_per_ip: 100_000,
             http: HttpConfig::default(),
+            ws: WsConfig::default(),
         }
     }
 }
@@ -193,6 +240,19 @@ impl Config {
         }
         if self.http.idle_timeout_secs == 0 {
             return err("http.idle_timeout_secs must be positive");
+        }
+        if self.max_connections == 0 || self.max_connections_per_ip == 0 {
+            return err("max_connections and max_connections_per_ip must be positive");
+        }
+        let ws = &self.ws;
+        if ws.max_message_bytes < 1024 || ws.max_message_bytes > 16 * 1024 * 1024 {
+            return err("ws.max_message_bytes must be in 1024..=16777216");
+        }
+        if ws.max_channels == 0 || ws.outbound_budget_bytes < 4096 {
+            return err("ws.max_channels must be positive and ws.outbound_budget_bytes >= 4096");
+        }
+        if ws.ping_interval_secs == 0 || ws.idle_timeout_secs == 0 || ws.slow_close_secs == 0 {
+            return err("ws.ping_interval_secs, ws.idle_timeout_secs and ws.slow_close_secs must be positive");
         }
         Ok(())
     }

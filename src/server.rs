@@ -1,8 +1,10 @@
 //! Starting and stopping the whole gateway: the feed thread and the shards.
 
 use crate::config::Config;
+use crate::fanout::tick::Tick;
 use crate::feed::Feed;
 use crate::log;
+use crate::shard::inbox::ShardEvent;
 use crate::shard::{self, listener, Driver};
 use crate::shutdown::Shutdown;
 use crate::state::Shared;
@@ -47,7 +49,14 @@ impl Server {
         let shutdown = Shutdown::new();
 
         let (feed_stop, feed_rx) = crossbeam_channel::bounded::<()>(1);
-        let feed = Feed::new(shared.clone(), feed_rx);
+        let inboxes = shared.inboxes.clone();
+        // Each tick is built once (fragments rendered once) and handed to every shard.
+        let feed = Feed::new(shared.clone(), feed_rx).on_changes(move |snap, changes| {
+            let tick = Arc::new(Tick::new(snap.clone(), changes, crate::time::now_millis()));
+            for inbox in &inboxes {
+                inbox.push(ShardEvent::Tick(tick.clone()));
+            }
+        });
         let feed = std::thread::Builder::new()
             .name("redis-feed".into())
             .spawn(move || feed.run())

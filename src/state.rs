@@ -8,8 +8,10 @@ use crate::json;
 use crate::model::{ChannelId, DataType, PointId, Value};
 use arc_swap::ArcSwap;
 use std::collections::BTreeMap;
-use std::sync::atomic::AtomicUsize;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// The current points of one (channel, type) hash.
@@ -110,11 +112,27 @@ pub struct Shared {
     pub started: Instant,
     /// Open client connections across all shards.
     pub connections: AtomicUsize,
+    /// Open connections per source address (for `max_connections_per_ip`).
+    pub per_ip: Mutex<HashMap<IpAddr, usize>>,
+    /// Open WebSocket sessions across all shards.
+    pub websockets: AtomicUsize,
+    /// Source of connection ids, unique across shards.
+    pub next_conn: AtomicU64,
+    /// Live client ids (takeover, unique generated ids).
+    pub registry: crate::fanout::registry::Registry,
+    /// One inbox per shard: ticks from the feed, commands from other shards.
+    pub inboxes: Vec<Arc<crate::shard::inbox::Inbox>>,
 }
 
 impl Shared {
     pub fn new(config: Arc<Config>) -> Arc<Shared> {
+        let shards = config.shard_count();
         Arc::new(Shared {
+            per_ip: Mutex::new(HashMap::new()),
+            websockets: AtomicUsize::new(0),
+            next_conn: AtomicU64::new(1),
+            registry: Default::default(),
+            inboxes: (0..shards).map(|_| Default::default()).collect(),
             config,
             snapshot: ArcSwap::from_pointee(Snapshot::default()),
             redis: ArcSwap::from_pointee(DependencyHealth {

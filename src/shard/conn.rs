@@ -1,39 +1,99 @@
 //! One client connection: a thin loop that moves bytes between the socket and the sans-IO
 //! HTTP core. Requests are answered in order (pipelining), responses coalesced into one write.
 
-use super::ShardCtx;
+use super::{ws_conn, ShardCtx};
 use crate::api;
+use crate::error::{ApiError, ErrorCode};
 use crate::http::{parse_request, write_response, Limits, Method, Parsed, Response};
+use crate::ws::handshake::{self, is_ws_path};
 use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
+use std::net::IpAddr;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-/// Counts the connection in `Shared::connections` for its whole life.
-struct Counted<'a>(&'a ShardCtx);
+/// Counts the connection (in total and per source IP) for its whole life.
+struct Counted<'a> {
+    ctx: &'a ShardCtx,
+    ip: IpAddr,
+    /// Connections now open (including this one): total, and from this IP.
+    total: usize,
+    from_ip: usize,
+}
 
 impl<'a> Counted<'a> {
-    fn new(ctx: &'a ShardCtx) -> Self {
-        ctx.shared.connections.fetch_add(1, Ordering::Relaxed);
-        Counted(ctx)
+    fn new(ctx: &'a ShardCtx, ip: IpAddr) -> Self {
+        let total = ctx.shared.connections.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut per_ip = ctx.shared.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+        let n = per_ip.entry(ip).or_insert(0);
+        *n += 1;
+        let from_ip = *n;
+        Counted {
+            ctx,
+            ip,
+            total,
+            from_ip,
+        }
+    }
+
+    /// Why this connection must be refused, if it must.
+    fn refusal(&self) -> Option<ApiError> {
+        let cfg = &self.ctx.shared.config;
+        let (what, limit) = if self.total > cfg.max_connections {
+            ("in total", cfg.max_connections)
+        } else if self.from_ip > cfg.max_connections_per_ip {
+            ("from one address", cfg.max_connections_per_ip)
+        } else {
+            return None;
+        };
+        Some(ApiError::new(
+            ErrorCode::TooManyConnections,
+            "Too many connections",
+            format!("the gateway accepts at most {limit} connections {what}"),
+        ))
     }
 }
 
 impl Drop for Counted<'_> {
     fn drop(&mut self) {
-        self.0.shared.connections.fetch_sub(1, Ordering::Relaxed);
+        self.ctx.shared.connections.fetch_sub(1, Ordering::Relaxed);
+        let mut per_ip = self
+            .ctx
+            .shared
+            .per_ip
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = per_ip.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                per_ip.remove(&self.ip);
+            }
+        }
     }
 }
 
 const READ_CHUNK: usize = 4096;
 
-pub async fn serve(mut stream: TcpStream, _peer: SocketAddr, ctx: Rc<ShardCtx>) {
-    let _counted = Counted::new(&ctx);
+pub async fn serve(mut stream: TcpStream, peer: SocketAddr, ctx: Rc<ShardCtx>) {
+    let counted = Counted::new(&ctx, peer.ip());
     let _ = stream.set_nodelay(true);
     let cfg = &ctx.shared.config;
+    if let Some(err) = counted.refusal() {
+        let mut out = Vec::new();
+        write_response(
+            &mut out,
+            &Response::error(&err),
+            false,
+            false,
+            &cfg.http.cors_origin,
+        );
+        let (_, _) = stream.write_all(out).await;
+        linger_close(stream).await;
+        return;
+    }
     let limits = Limits {
         max_head_bytes: cfg.http.max_head_bytes,
         max_headers: cfg.http.max_headers,
@@ -50,6 +110,25 @@ pub async fn serve(mut stream: TcpStream, _peer: SocketAddr, ctx: Rc<ShardCtx>) 
             match parse_request(&inbuf[consumed..], &limits) {
                 Parsed::Complete(req, n) => {
                     consumed += n;
+                    let echo = cfg.ws.conformance_echo && req.path == "/autobahn";
+                    if is_ws_path(&req.path) || echo {
+                        match handshake::check(&req) {
+                            Ok(up) => {
+                                out.extend_from_slice(&handshake::response(&up.accept_key));
+                                let (res, _) = stream.write_all(out).await;
+                                if res.is_ok() {
+                                    let leftover = inbuf.split_off(consumed);
+                                    ws_conn::serve(stream, leftover, up, ctx.clone(), echo).await;
+                                }
+                                return;
+                            }
+                            Err(e) => {
+                                write_response(&mut out, &Response::error(&e), false, false, cors);
+                                close = true;
+                                continue;
+                            }
+                        }
+                    }
                     let resp = api::handle(&req, &ctx.shared);
                     let keep = req.keep_alive && !resp.close && !ctx.shutdown.is_triggered();
                     write_response(&mut out, &resp, keep, req.method == Method::Head, cors);

@@ -3,13 +3,20 @@
 //! feed publishes, so a connection's whole life runs on one core without locks.
 
 mod conn;
+pub mod inbox;
 pub mod listener;
+mod notify;
+pub mod ws_conn;
 
 use crate::config::DriverKind;
+use crate::fanout::tick::Tick;
+use crate::fanout::Fanout;
 use crate::log;
 use crate::shutdown::Shutdown;
 use crate::state::Shared;
-use std::cell::Cell;
+use inbox::ShardEvent;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
@@ -53,6 +60,7 @@ pub struct ShardCtx {
     pub shutdown: Arc<Shutdown>,
     /// Responses being written right now; shutdown waits for them.
     pub in_flight: Cell<usize>,
+    pub ws: RefCell<ws_conn::WsShard>,
 }
 
 /// Starts shard `index` on its own thread; `ready` hears `Ok` once it accepts connections.
@@ -67,11 +75,22 @@ pub fn spawn(
     std::thread::Builder::new()
         .name(format!("shard-{index}"))
         .spawn(move || {
+            let initial = Arc::new(Tick::new(
+                shared.snapshot.load_full(),
+                &[],
+                crate::time::now_millis(),
+            ));
+            let ws = &shared.config.ws;
+            let fanout = Fanout::new(initial, (ws.slow_close_secs * 1000) as i64, ws.max_channels);
             let ctx = Rc::new(ShardCtx {
                 index,
                 shared,
                 shutdown,
                 in_flight: Cell::new(0),
+                ws: RefCell::new(ws_conn::WsShard {
+                    fanout,
+                    conns: HashMap::new(),
+                }),
             });
             let started = match driver {
                 Driver::Uring => monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
@@ -113,6 +132,8 @@ async fn run(
         }
     };
     let _ = ready.send(Ok(()));
+    monoio::spawn(events(ctx.clone()));
+    monoio::spawn(sweeper(ctx.clone()));
     let mut last_warn: Option<Instant> = None;
     loop {
         monoio::select! {
@@ -134,10 +155,59 @@ async fn run(
         }
     }
     drop(listener);
-    // Stop accepting, then let responses being written finish; idle keep-alive connections
-    // are closed when the runtime drops their tasks.
+    // Stop accepting, tell WebSocket clients we are going away, then let responses being
+    // written finish; idle keep-alive connections close when the runtime drops their tasks.
+    let conns: Vec<_> = ctx.ws.borrow().conns.values().cloned().collect();
+    for c in conns {
+        c.close(1001, "server shutting down");
+    }
     let deadline = Instant::now() + Duration::from_millis(ctx.shared.config.shutdown_grace_ms);
-    while ctx.in_flight.get() > 0 && Instant::now() < deadline {
+    while (ctx.in_flight.get() > 0 || !ctx.ws.borrow().conns.is_empty())
+        && Instant::now() < deadline
+    {
         monoio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Applies the feed's ticks and other shards' commands, and runs the fan-out's timers.
+async fn events(ctx: Rc<ShardCtx>) {
+    let inbox = ctx.shared.inboxes[ctx.index].clone();
+    loop {
+        let due = ctx.ws.borrow().fanout.next_due();
+        let wait = due.map(|t| t - crate::time::now_millis());
+        let events = match wait {
+            Some(ms) if ms <= 0 => Vec::new(),
+            Some(ms) => monoio::select! {
+                evs = inbox.recv() => evs,
+                _ = monoio::time::sleep(Duration::from_millis(ms as u64)) => Vec::new(),
+                _ = ctx.shutdown.wait() => return,
+            },
+            None => monoio::select! {
+                evs = inbox.recv() => evs,
+                _ = ctx.shutdown.wait() => return,
+            },
+        };
+        for ev in events {
+            match ev {
+                ShardEvent::Tick(t) => ws_conn::with_fanout(&ctx, |fan, sink| fan.on_tick(t, sink)),
+                ShardEvent::Kick { conn, code, reason } => {
+                    ws_conn::kick_local(&ctx, conn, code, reason)
+                }
+            }
+        }
+        let now = crate::time::now_millis();
+        if ctx.ws.borrow().fanout.next_due().is_some_and(|t| t <= now) {
+            ws_conn::with_fanout(&ctx, |fan, sink| fan.on_timer(now, sink));
+        }
+    }
+}
+
+/// Liveness: pings, idle timeouts and stuck closes, once a second.
+async fn sweeper(ctx: Rc<ShardCtx>) {
+    loop {
+        monoio::select! {
+            _ = monoio::time::sleep(Duration::from_secs(1)) => ws_conn::sweep(&ctx),
+            _ = ctx.shutdown.wait() => return,
+        }
     }
 }

@@ -47,7 +47,7 @@ impl Write for Pipe {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Event {
     Text(String),
-    Binary(usize),
+    Binary(Vec<u8>),
     /// The connection is over (close handshake done or protocol violation); flush the output
     /// and close the socket.
     Closed,
@@ -89,7 +89,7 @@ impl Session {
         loop {
             match self.ctx.read(&mut self.pipe) {
                 Ok(Message::Text(t)) => return Some(Event::Text(t.as_str().to_owned())),
-                Ok(Message::Binary(b)) => return Some(Event::Binary(b.len())),
+                Ok(Message::Binary(b)) => return Some(Event::Binary(b.to_vec())),
                 Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => continue,
                 Ok(Message::Close(_)) => {
                     // tungstenite queued the close reply; it is written on the next read/flush.
@@ -200,7 +200,7 @@ mod tests {
     fn binary_oversize_and_utf8() {
         let mut s = Session::new(1024);
         s.receive(&client_frame(2, true, b"\x00\x01"));
-        assert_eq!(s.next_event(), Some(Event::Binary(2)));
+        assert_eq!(s.next_event(), Some(Event::Binary(vec![0, 1])));
         s.receive(&client_frame(1, true, &[b'a'; 2000]));
         assert_eq!(s.next_event(), Some(Event::Closed));
         let out = s.take_output().unwrap();

@@ -19,14 +19,15 @@
 #   AUTOBAHN_CASES        case globs, space-separated (default: the set above;
 #                         with any other value the expected-cases check is off)
 #   AUTOBAHN_PARALLELISM  cases run at once (default 1)
-#   AUTOBAHN_TIMEOUT      seconds for the whole run (default 600)
+#   AUTOBAHN_TIMEOUT      seconds for the whole run (default 300; a correct
+#                         server needs about 10 s)
 #   KOSOKU_VERSION        pinned tool version (default 0.1.0)
 set -euo pipefail
 
 die() { echo "autobahn: ERROR: $*" >&2; exit 2; }
 
 if [ $# -lt 1 ] || [ $# -gt 2 ] || [ "${1:-}" = "-h" ] || [ "${1:-}" = "--help" ]; then
-    sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 fi
 
@@ -52,7 +53,9 @@ KOSOKU_VERSION=${KOSOKU_VERSION:-0.1.0}
 AUTOBAHN_HOME=${AUTOBAHN_HOME:-${HOME:-/root}/.cache/voltage-autobahn}
 VENV=$AUTOBAHN_HOME/venv-kosoku-$KOSOKU_VERSION
 PARALLELISM=${AUTOBAHN_PARALLELISM:-1}
-RUN_TIMEOUT=${AUTOBAHN_TIMEOUT:-600}
+RUN_TIMEOUT=${AUTOBAHN_TIMEOUT:-300}
+[[ "$RUN_TIMEOUT" =~ ^[1-9][0-9]*$ ]] || die "AUTOBAHN_TIMEOUT must be a positive number of seconds"
+[[ "$PARALLELISM" =~ ^[1-9][0-9]*$ ]] || die "AUTOBAHN_PARALLELISM must be a positive integer"
 
 # ---------------------------------------------------------------- install ---
 
@@ -128,6 +131,21 @@ fi
 REPORT=$OUT/report
 rm -rf "$REPORT"
 
+# Precheck: one trivial case, bounded, so that a wrong PATH or a server that
+# never completes the opening handshake fails fast with a clear message
+# (kosoku itself has no opening-handshake timeout).
+PRE_TIMEOUT=$(( RUN_TIMEOUT < 30 ? RUN_TIMEOUT : 30 ))
+rc=0
+timeout --kill-after=5 "$PRE_TIMEOUT" \
+    "$VENV/bin/kosoku" "$URL" -i 1.1.1 -o "$OUT/precheck" >"$OUT/precheck.log" 2>&1 || rc=$?
+if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
+    die "no WebSocket opening handshake from $URL within ${PRE_TIMEOUT}s"
+fi
+if ! grep -q '"behavior": "\(OK\|NON-STRICT\|INFORMATIONAL\)"' "$OUT/precheck/index.json" 2>/dev/null; then
+    cat "$OUT/precheck.log" >&2
+    die "precheck (case 1.1.1, one text echo) failed against $URL"
+fi
+
 args=()
 set -f
 for c in $CASES; do args+=(-i "$c"); done
@@ -142,7 +160,7 @@ timeout --kill-after=10 "$RUN_TIMEOUT" \
 echo "autobahn: kosoku exited $rc after $(( $(date +%s) - start ))s" >&2
 if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
     tail -n 20 "$OUT/kosoku.log" >&2
-    die "run did not finish within ${AUTOBAHN_TIMEOUT:-600}s"
+    die "run did not finish within ${RUN_TIMEOUT}s"
 fi
 if [ ! -f "$REPORT/index.json" ]; then
     tail -n 40 "$OUT/kosoku.log" >&2

@@ -105,6 +105,16 @@ impl HttpResponse {
     }
 }
 
+/// `read` that retries when a signal interrupted the syscall.
+fn read_some(s: &mut TcpStream, buf: &mut [u8]) -> usize {
+    loop {
+        match s.read(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            other => return other.unwrap(),
+        }
+    }
+}
+
 /// Reads one response (Content-Length framed) from the stream.
 pub fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>, head_only: bool) -> HttpResponse {
     let mut chunk = [0u8; 8192];
@@ -122,7 +132,7 @@ pub fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>, head_only: bool) -> H
                 .unwrap_or(0);
             let body_len = if head_only { 0 } else { len };
             while buf.len() < pos + 4 + body_len {
-                let n = s.read(&mut chunk).unwrap();
+                let n = read_some(s, &mut chunk);
                 assert!(n > 0, "connection closed mid-body");
                 buf.extend_from_slice(&chunk[..n]);
             }
@@ -130,7 +140,7 @@ pub fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>, head_only: bool) -> H
             buf.drain(..pos + 4 + body_len);
             return HttpResponse { status, head, body };
         }
-        let n = s.read(&mut chunk).unwrap();
+        let n = read_some(s, &mut chunk);
         assert!(
             n > 0,
             "connection closed before a response: {:?}",

@@ -1,0 +1,66 @@
+//! A shard's inbox: other threads (the feed, other shards) push events, the shard's event
+//! task awaits them. monoio's `sync` feature carries the wake-up across threads.
+
+use crate::fanout::tick::Tick;
+use crate::fanout::ConnId;
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+
+pub enum ShardEvent {
+    /// The feed published changes.
+    Tick(Arc<Tick>),
+    /// Close a connection of this shard (client_id takeover from another shard).
+    Kick {
+        conn: ConnId,
+        code: u16,
+        reason: &'static str,
+    },
+}
+
+#[derive(Default)]
+struct State {
+    queue: VecDeque<ShardEvent>,
+    waker: Option<Waker>,
+}
+
+#[derive(Default)]
+pub struct Inbox {
+    state: Mutex<State>,
+}
+
+impl Inbox {
+    pub fn push(&self, ev: ShardEvent) {
+        let waker = {
+            let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            s.queue.push_back(ev);
+            s.waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    /// Resolves with every queued event once there is at least one.
+    pub fn recv(&self) -> Recv<'_> {
+        Recv(self)
+    }
+}
+
+pub struct Recv<'a>(&'a Inbox);
+
+impl Future for Recv<'_> {
+    type Output = Vec<ShardEvent>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Vec<ShardEvent>> {
+        let mut s = self.0.state.lock().unwrap_or_else(|e| e.into_inner());
+        if s.queue.is_empty() {
+            s.waker = Some(cx.waker().clone());
+            Poll::Pending
+        } else {
+            Poll::Ready(s.queue.drain(..).collect())
+        }
+    }
+}

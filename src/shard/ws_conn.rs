@@ -1,0 +1,439 @@
+//! WebSocket connections on a shard. Each connection is two tasks — a reader that feeds the
+//! sans-IO session and answers messages, and a writer that drains the outbound queue — plus
+//! entries in the shard's `Fanout`. Pushed frames are `Arc`s shared with every other client
+//! of the same group; the queue holds refcounts, and the writer coalesces everything queued
+//! into one write.
+
+use super::notify::Notify;
+use super::ShardCtx;
+use crate::error::{ApiError, ErrorCode};
+use crate::fanout::registry::Owner;
+use crate::fanout::tick::Frame;
+use crate::fanout::{ConnId, Fanout, Sink};
+use crate::shard::inbox::ShardEvent;
+use crate::ws::frame;
+use crate::ws::handshake::{Audience, Upgrade};
+use crate::ws::message::{self, Request};
+use crate::ws::session::{Event, Session};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, Splitable};
+use monoio::net::TcpStream;
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// The WebSocket side of one shard.
+pub struct WsShard {
+    pub fanout: Fanout,
+    pub conns: HashMap<ConnId, Rc<WsConn>>,
+}
+
+enum Chunk {
+    Shared(Frame),
+    Owned(Vec<u8>),
+}
+
+impl Chunk {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Chunk::Shared(f) => f,
+            Chunk::Owned(v) => v,
+        }
+    }
+}
+
+pub struct WsConn {
+    pub id: ConnId,
+    pub client_id: String,
+    session: RefCell<Session>,
+    out: RefCell<VecDeque<Chunk>>,
+    /// Bytes queued or being written.
+    queued: Cell<usize>,
+    over_budget: Cell<bool>,
+    writable: Notify,
+    killed: Notify,
+    /// A close frame is queued: no more data frames; the writer ends once the queue is empty.
+    closing: Cell<Option<Instant>>,
+    last_read: Cell<Instant>,
+    last_ping: Cell<Instant>,
+}
+
+impl WsConn {
+    fn push(&self, chunk: Chunk) {
+        self.queued.set(self.queued.get() + chunk.bytes().len());
+        self.out.borrow_mut().push_back(chunk);
+        self.writable.notify();
+    }
+
+    /// Queues a JSON text message (a reply; never dropped while the connection lives).
+    fn send_json(&self, json: &[u8]) {
+        if self.closing.get().is_none() {
+            self.push(Chunk::Owned(frame::text(json)));
+        }
+    }
+
+    /// Moves what tungstenite wrote (pongs, close frames) into the queue, in order.
+    fn flush_session(&self) {
+        if let Some(bytes) = self.session.borrow_mut().take_output() {
+            self.push(Chunk::Owned(bytes));
+        }
+    }
+
+    /// Starts the close handshake with `code`; the connection ends when it completes (or
+    /// after a grace period, see the sweep).
+    pub fn close(&self, code: u16, reason: &str) {
+        if self.closing.get().is_some() {
+            return;
+        }
+        self.session.borrow_mut().close(code, reason);
+        self.flush_session();
+        self.closing.set(Some(Instant::now()));
+        self.writable.notify();
+    }
+
+    pub fn kill(&self) {
+        self.killed.notify();
+    }
+}
+
+/// The fan-out's view of this shard's connections.
+pub struct ConnSink<'a> {
+    pub conns: &'a HashMap<ConnId, Rc<WsConn>>,
+    pub budget: usize,
+}
+
+impl Sink for ConnSink<'_> {
+    fn offer(&mut self, conn: ConnId, frame: &Frame) -> bool {
+        let Some(c) = self.conns.get(&conn) else {
+            return true;
+        };
+        if c.closing.get().is_some() {
+            return true;
+        }
+        if c.queued.get() >= self.budget {
+            c.over_budget.set(true);
+            return false;
+        }
+        c.push(Chunk::Shared(frame.clone()));
+        true
+    }
+
+    fn kick(&mut self, conn: ConnId, code: u16, reason: &str) {
+        if let Some(c) = self.conns.get(&conn) {
+            c.close(code, reason);
+        }
+    }
+}
+
+/// Applies `f` to the fan-out with a sink over this shard's connections.
+pub fn with_fanout<R>(ctx: &ShardCtx, f: impl FnOnce(&mut Fanout, &mut ConnSink<'_>) -> R) -> R {
+    let mut ws = ctx.ws.borrow_mut();
+    let WsShard { fanout, conns } = &mut *ws;
+    let mut sink = ConnSink {
+        conns,
+        budget: ctx.shared.config.ws.outbound_budget_bytes,
+    };
+    f(fanout, &mut sink)
+}
+
+/// Closes `conn` on this shard, if it is here.
+pub fn kick_local(ctx: &ShardCtx, conn: ConnId, code: u16, reason: &str) {
+    let c = ctx.ws.borrow().conns.get(&conn).cloned();
+    if let Some(c) = c {
+        c.close(code, reason);
+    }
+}
+
+fn claim_client_id(ctx: &ShardCtx, requested: Option<String>, conn: ConnId) -> String {
+    let owner = Owner {
+        shard: ctx.index,
+        conn,
+    };
+    let registry = &ctx.shared.registry;
+    let Some(id) = requested else {
+        return registry.generate(owner);
+    };
+    if let Some(old) = registry.claim(&id, owner) {
+        if old.shard == ctx.index {
+            kick_local(ctx, old.conn, 4001, "replaced");
+        } else if let Some(inbox) = ctx.shared.inboxes.get(old.shard) {
+            inbox.push(ShardEvent::Kick {
+                conn: old.conn,
+                code: 4001,
+                reason: "replaced",
+            });
+        }
+    }
+    id
+}
+
+/// Runs an upgraded connection until it closes. `leftover` are bytes the client sent after
+/// the handshake; `echo` serves the conformance endpoint (messages are echoed back).
+pub async fn serve(
+    stream: TcpStream,
+    leftover: Vec<u8>,
+    up: Upgrade,
+    ctx: Rc<ShardCtx>,
+    echo: bool,
+) {
+    let shared = ctx.shared.clone();
+    let cfg = &shared.config.ws;
+    let id = shared.next_conn.fetch_add(1, Ordering::Relaxed);
+    let client_id = if echo {
+        format!("echo_{id}")
+    } else {
+        claim_client_id(&ctx, up.client_id.clone(), id)
+    };
+    let now = Instant::now();
+    let conn = Rc::new(WsConn {
+        id,
+        client_id: client_id.clone(),
+        session: RefCell::new(Session::new(cfg.max_message_bytes)),
+        out: RefCell::new(VecDeque::new()),
+        queued: Cell::new(0),
+        over_budget: Cell::new(false),
+        writable: Notify::default(),
+        killed: Notify::default(),
+        closing: Cell::new(None),
+        last_read: Cell::new(now),
+        last_ping: Cell::new(now),
+    });
+    {
+        let mut ws = ctx.ws.borrow_mut();
+        ws.conns.insert(id, conn.clone());
+        if !echo {
+            ws.fanout.add_member(id, up.audience.wants_data());
+        }
+    }
+    shared.websockets.fetch_add(1, Ordering::Relaxed);
+    if !echo {
+        conn.send_json(&message::connected(&client_id, up.audience.as_str()));
+    }
+
+    let (rd, wr) = stream.into_split();
+    let writer = monoio::spawn(write_loop(wr, conn.clone(), ctx.clone()));
+    read_loop(rd, leftover, &conn, &ctx, up.audience, echo).await;
+
+    // Let the writer flush what is queued (close frames included), then stop it.
+    if conn.closing.get().is_none() {
+        conn.closing.set(Some(Instant::now()));
+    }
+    conn.writable.notify();
+    let _ = monoio::time::timeout(Duration::from_secs(2), writer).await;
+    conn.kill();
+
+    {
+        let mut ws = ctx.ws.borrow_mut();
+        ws.conns.remove(&id);
+        ws.fanout.remove_member(id);
+    }
+    if !echo {
+        shared.registry.release(&client_id, id);
+    }
+    shared.websockets.fetch_sub(1, Ordering::Relaxed);
+}
+
+async fn read_loop(
+    mut rd: impl AsyncReadRent,
+    leftover: Vec<u8>,
+    conn: &Rc<WsConn>,
+    ctx: &Rc<ShardCtx>,
+    audience: Audience,
+    echo: bool,
+) {
+    if !leftover.is_empty() && !on_bytes(conn, ctx, &leftover, audience, echo) {
+        return;
+    }
+    let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    loop {
+        monoio::select! {
+            r = rd.read(buf) => {
+                let (res, b) = r;
+                buf = b;
+                match res {
+                    Ok(n) if n > 0 => {
+                        conn.last_read.set(Instant::now());
+                        if !on_bytes(conn, ctx, &buf[..n], audience, echo) {
+                            return;
+                        }
+                    }
+                    _ => return,
+                }
+            }
+            _ = conn.killed.wait_level() => return,
+        }
+    }
+}
+
+/// Feeds bytes to the session and handles every complete message; false when the
+/// connection is over.
+fn on_bytes(
+    conn: &Rc<WsConn>,
+    ctx: &Rc<ShardCtx>,
+    bytes: &[u8],
+    audience: Audience,
+    echo: bool,
+) -> bool {
+    conn.session.borrow_mut().receive(bytes);
+    loop {
+        let ev = conn.session.borrow_mut().next_event();
+        conn.flush_session();
+        match ev {
+            None => return true,
+            Some(Event::Closed) => return false,
+            Some(Event::Text(text)) if echo => {
+                conn.push(Chunk::Owned(frame::text(text.as_bytes())))
+            }
+            Some(Event::Binary(payload)) if echo => {
+                let mut f = Vec::with_capacity(payload.len() + frame::MAX_HEADER);
+                frame::write_header(&mut f, 0x2, payload.len());
+                f.extend_from_slice(&payload);
+                conn.push(Chunk::Owned(f));
+            }
+            Some(Event::Text(text)) => on_message(conn, ctx, &text, audience),
+            Some(Event::Binary(_)) => conn.send_json(&message::error(
+                &ApiError::new(
+                    ErrorCode::InvalidMessage,
+                    "Invalid message",
+                    "binary frames are not supported; send JSON text messages",
+                ),
+                None,
+            )),
+        }
+    }
+}
+
+fn on_message(conn: &Rc<WsConn>, ctx: &Rc<ShardCtx>, text: &str, _audience: Audience) {
+    let received = crate::time::now_millis();
+    let cfg = &ctx.shared.config.ws;
+    let msg = message::parse(text, cfg.max_channels);
+    let rid = msg.id.as_deref();
+    let request = match msg.request {
+        Ok(r) => r,
+        Err(e) => return conn.send_json(&message::error(&e, rid)),
+    };
+    match request {
+        Request::Ping => conn.send_json(&message::pong(rid, msg.timestamp.as_deref(), received)),
+        Request::Control => conn.send_json(&message::error(
+            &ApiError::new(
+                ErrorCode::ServiceUnavailable,
+                "Control unavailable",
+                "the control path is not enabled on this gateway yet",
+            ),
+            rid,
+        )),
+        Request::Subscribe(req) => {
+            let result = with_fanout(ctx, |fan, _| fan.subscribe(conn.id, &req, received));
+            match result {
+                Err(e) => conn.send_json(&message::error(&e, rid)),
+                Ok(s) => {
+                    conn.send_json(&message::ack(
+                        "subscribe_ack",
+                        "subscribed",
+                        rid,
+                        &s.subscribed,
+                        &s.failed,
+                        s.total,
+                    ));
+                    if !s.failed.is_empty() {
+                        let ids: Vec<String> = s.failed.iter().map(|c| c.to_string()).collect();
+                        let err = ApiError::new(
+                            ErrorCode::ChannelNotFound,
+                            "Channel not found",
+                            format!("Channel ID {} not found", ids.join(", ")),
+                        );
+                        conn.send_json(&message::error(&err, rid));
+                    }
+                    if let Some(snapshot) = s.snapshot.filter(|_| !s.subscribed.is_empty()) {
+                        if conn.closing.get().is_none() {
+                            conn.push(Chunk::Shared(snapshot));
+                        }
+                    }
+                }
+            }
+        }
+        Request::Unsubscribe(channels) => {
+            let (removed, failed, total) = with_fanout(ctx, |fan, _| {
+                fan.unsubscribe(conn.id, channels.as_deref(), received)
+            });
+            conn.send_json(&message::ack(
+                "unsubscribe_ack",
+                "unsubscribed",
+                rid,
+                &removed,
+                &failed,
+                total,
+            ));
+        }
+    }
+}
+
+async fn write_loop(mut wr: impl AsyncWriteRent, conn: Rc<WsConn>, ctx: Rc<ShardCtx>) {
+    let budget = ctx.shared.config.ws.outbound_budget_bytes;
+    let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
+    loop {
+        if conn.out.borrow().is_empty() {
+            if conn.closing.get().is_some() {
+                break;
+            }
+            monoio::select! {
+                _ = conn.writable.wait() => {}
+                _ = conn.killed.wait_level() => return,
+            }
+            continue;
+        }
+        // Coalesce everything queued into one write (one syscall for many frames).
+        buf.clear();
+        for chunk in conn.out.borrow_mut().drain(..) {
+            buf.extend_from_slice(chunk.bytes());
+        }
+        let len = buf.len();
+        monoio::select! {
+            r = wr.write_all(buf) => {
+                let (res, b) = r;
+                buf = b;
+                if res.is_err() {
+                    conn.kill();
+                    return;
+                }
+            }
+            _ = conn.killed.wait_level() => return,
+        }
+        conn.queued.set(conn.queued.get() - len);
+        if conn.over_budget.get() && conn.queued.get() < budget / 2 {
+            conn.over_budget.set(false);
+            let now = crate::time::now_millis();
+            with_fanout(&ctx, |fan, sink| fan.drained(conn.id, now, sink));
+        }
+        // Don't keep a burst's large buffer for an idle connection.
+        if buf.capacity() > 256 * 1024 {
+            buf = Vec::with_capacity(16 * 1024);
+        }
+    }
+    let _ = wr.shutdown().await;
+}
+
+/// Periodic liveness work for one shard: pings, idle timeouts, stuck close handshakes.
+pub fn sweep(ctx: &ShardCtx) {
+    let cfg = &ctx.shared.config.ws;
+    let ping_every = Duration::from_secs(cfg.ping_interval_secs);
+    let idle = Duration::from_secs(cfg.idle_timeout_secs);
+    let now = Instant::now();
+    let conns: Vec<Rc<WsConn>> = ctx.ws.borrow().conns.values().cloned().collect();
+    for c in conns {
+        if let Some(since) = c.closing.get() {
+            if now.duration_since(since) > Duration::from_secs(5) {
+                c.kill();
+            }
+            continue;
+        }
+        if now.duration_since(c.last_read.get()) > idle {
+            c.close(1001, "idle timeout");
+        } else if now.duration_since(c.last_ping.get()) >= ping_every {
+            c.session.borrow_mut().ping();
+            c.flush_session();
+            c.last_ping.set(now);
+        }
+    }
+}
