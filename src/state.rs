@@ -114,8 +114,8 @@ pub struct Shared {
     pub connections: AtomicUsize,
     /// Open connections per source address (for `max_connections_per_ip`).
     pub per_ip: Mutex<HashMap<IpAddr, usize>>,
-    /// Open WebSocket sessions across all shards.
-    pub websockets: AtomicUsize,
+    /// Open WebSocket sessions, per shard.
+    pub websockets: Vec<AtomicUsize>,
     /// Source of connection ids, unique across shards.
     pub next_conn: AtomicU64,
     /// Live client ids (takeover, unique generated ids).
@@ -129,7 +129,7 @@ impl Shared {
         let shards = config.shard_count();
         Arc::new(Shared {
             per_ip: Mutex::new(HashMap::new()),
-            websockets: AtomicUsize::new(0),
+            websockets: (0..shards).map(|_| AtomicUsize::new(0)).collect(),
             next_conn: AtomicU64::new(1),
             registry: Default::default(),
             inboxes: (0..shards).map(|_| Default::default()).collect(),

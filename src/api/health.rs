@@ -29,7 +29,14 @@ pub fn detailed(shared: &Shared) -> Response {
     json::write_u64(&mut out, shared.started.elapsed().as_secs());
     out.extend_from_slice(b",\"connections\":");
     json::write_u64(&mut out, shared.connections.load(Ordering::Relaxed) as u64);
-    out.extend_from_slice(b",\"channels\":");
+    out.extend_from_slice(b",\"websockets_per_shard\":[");
+    for (i, n) in shared.websockets.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        json::write_u64(&mut out, n.load(Ordering::Relaxed) as u64);
+    }
+    out.extend_from_slice(b"],\"channels\":");
     json::write_u64(&mut out, snap.channels.len() as u64);
     out.extend_from_slice(b",\"seq\":");
     json::write_u64(&mut out, snap.seq);

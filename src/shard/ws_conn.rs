@@ -206,7 +206,7 @@ pub async fn serve(
             ws.fanout.add_member(id, up.audience.wants_data());
         }
     }
-    shared.websockets.fetch_add(1, Ordering::Relaxed);
+    shared.websockets[ctx.index].fetch_add(1, Ordering::Relaxed);
     if !echo {
         conn.send_json(&message::connected(&client_id, up.audience.as_str()));
     }
@@ -231,7 +231,7 @@ pub async fn serve(
     if !echo {
         shared.registry.release(&client_id, id);
     }
-    shared.websockets.fetch_sub(1, Ordering::Relaxed);
+    shared.websockets[ctx.index].fetch_sub(1, Ordering::Relaxed);
 }
 
 async fn read_loop(
@@ -423,7 +423,9 @@ pub fn sweep(ctx: &ShardCtx) {
     let conns: Vec<Rc<WsConn>> = ctx.ws.borrow().conns.values().cloned().collect();
     for c in conns {
         if let Some(since) = c.closing.get() {
-            if now.duration_since(since) > Duration::from_secs(5) {
+            // A congested peer will not read its close frame either: don't wait long for it.
+            let grace = if c.over_budget.get() { 1 } else { 5 };
+            if now.duration_since(since) > Duration::from_secs(grace) {
                 c.kill();
             }
             continue;

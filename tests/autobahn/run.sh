@@ -75,9 +75,13 @@ find_python() {
 apt_install() {
     # Fresh Debian: no python3, or python3 without ensurepip (python3-venv).
     [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 || return 1
-    echo "autobahn: apt-get install $*" >&2
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq >&2 && apt-get install -y -qq --no-install-recommends "$@" >&2
+    echo "autobahn: apt-get install $* (log: $AUTOBAHN_HOME/apt.log)" >&2
+    if ! { DEBIAN_FRONTEND=noninteractive apt-get update -qq \
+            && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"; } \
+            >"$AUTOBAHN_HOME/apt.log" 2>&1; then
+        tail -n 20 "$AUTOBAHN_HOME/apt.log" >&2
+        return 1
+    fi
 }
 
 tool_ready() {
@@ -93,8 +97,9 @@ install_tool() {
         py=$(find_python) || die "no Python >= 3.10 found after apt-get (set AUTOBAHN_PYTHON)"
     fi
     rm -rf "$VENV"
-    if ! "$py" -m venv "$VENV" >&2; then
+    if ! "$py" -m venv "$VENV" >"$AUTOBAHN_HOME/venv.log" 2>&1; then
         rm -rf "$VENV"
+        echo "autobahn: '$py -m venv' failed (no ensurepip?), trying python3-venv" >&2
         apt_install python3-venv || die "'$py -m venv' failed (install python3-venv)"
         "$py" -m venv "$VENV" >&2 || die "'$py -m venv' failed"
     fi
