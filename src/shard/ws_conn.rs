@@ -43,6 +43,50 @@ impl Chunk {
     }
 }
 
+/// A batch of queued chunks written with one `writev`: shared frames go to the kernel straight
+/// from their `Arc`, never copied per connection.
+#[derive(Default)]
+struct Batch {
+    chunks: Vec<Chunk>,
+    iovecs: Vec<libc::iovec>,
+}
+
+/// Most chunks in one `writev` (the kernel's IOV_MAX is 1024).
+const MAX_IOVECS: usize = 512;
+
+impl Batch {
+    fn push(&mut self, chunk: Chunk) {
+        let b = chunk.bytes();
+        self.iovecs.push(libc::iovec {
+            iov_base: b.as_ptr() as *mut libc::c_void,
+            iov_len: b.len(),
+        });
+        self.chunks.push(chunk);
+    }
+
+    fn clear(&mut self) {
+        self.iovecs.clear();
+        self.chunks.clear();
+    }
+
+    fn len_bytes(&self) -> usize {
+        self.iovecs.iter().map(|v| v.iov_len).sum()
+    }
+}
+
+// SAFETY: every iovec points into a chunk owned by the batch (an `Arc<[u8]>` or a `Vec<u8>`
+// whose heap storage does not move when the batch is moved), and `iovecs` is only changed
+// through `push`/`clear`, never while the runtime owns the batch.
+unsafe impl monoio::buf::IoVecBuf for Batch {
+    fn read_iovec_ptr(&self) -> *const libc::iovec {
+        self.iovecs.as_ptr()
+    }
+
+    fn read_iovec_len(&self) -> usize {
+        self.iovecs.len()
+    }
+}
+
 pub struct WsConn {
     pub id: ConnId,
     pub client_id: String,
@@ -371,7 +415,7 @@ fn on_message(conn: &Rc<WsConn>, ctx: &Rc<ShardCtx>, text: &str, _audience: Audi
 
 async fn write_loop(mut wr: impl AsyncWriteRent, conn: Rc<WsConn>, ctx: Rc<ShardCtx>) {
     let budget = ctx.shared.config.ws.outbound_budget_bytes;
-    let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
+    let mut batch = Batch::default();
     loop {
         if conn.out.borrow().is_empty() {
             if conn.closing.get().is_some() {
@@ -383,16 +427,20 @@ async fn write_loop(mut wr: impl AsyncWriteRent, conn: Rc<WsConn>, ctx: Rc<Shard
             }
             continue;
         }
-        // Coalesce everything queued into one write (one syscall for many frames).
-        buf.clear();
-        for chunk in conn.out.borrow_mut().drain(..) {
-            buf.extend_from_slice(chunk.bytes());
+        // Everything queued goes out in one writev (one syscall for many frames, no copies).
+        {
+            let mut out = conn.out.borrow_mut();
+            let n = out.len().min(MAX_IOVECS);
+            for chunk in out.drain(..n) {
+                batch.push(chunk);
+            }
         }
-        let len = buf.len();
+        let len = batch.len_bytes();
         monoio::select! {
-            r = wr.write_all(buf) => {
+            r = wr.write_vectored_all(batch) => {
                 let (res, b) = r;
-                buf = b;
+                batch = b;
+                batch.clear();
                 if res.is_err() {
                     conn.kill();
                     return;
@@ -405,10 +453,6 @@ async fn write_loop(mut wr: impl AsyncWriteRent, conn: Rc<WsConn>, ctx: Rc<Shard
             conn.over_budget.set(false);
             let now = crate::time::now_millis();
             with_fanout(&ctx, |fan, sink| fan.drained(conn.id, now, sink));
-        }
-        // Don't keep a burst's large buffer for an idle connection.
-        if buf.capacity() > 256 * 1024 {
-            buf = Vec::with_capacity(16 * 1024);
         }
     }
     let _ = wr.shutdown().await;
