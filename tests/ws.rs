@@ -567,3 +567,17 @@ fn alarm_only_connections_receive_no_data() {
     write(&mut con, "comsrv:1001:T", r#"{"1":77}"#, None);
     assert!(c.collect_for(Duration::from_millis(400)).is_empty());
 }
+
+#[test]
+fn shutdown_closes_websockets_with_going_away() {
+    let (_redis, gw, _con) = start(DriverKind::Auto);
+    let (mut c, _) = Client::connect(gw.local_addr(), "/ws");
+    let stopper = std::thread::spawn(move || {
+        let t = Instant::now();
+        gw.shutdown();
+        t.elapsed()
+    });
+    assert_eq!(c.expect_close(), (1001, "server shutting down".to_string()));
+    let took = stopper.join().unwrap();
+    assert!(took < Duration::from_secs(3), "shutdown took {took:?}");
+}

@@ -117,7 +117,10 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, ctx: Rc<ShardCtx>) {
                                 out.extend_from_slice(&handshake::response(&up.accept_key));
                                 let (res, _) = stream.write_all(out).await;
                                 if res.is_ok() {
-                                    let leftover = inbuf.split_off(consumed);
+                                    // Only the bytes after the handshake move on; the HTTP
+                                    // buffer is freed, not held for the socket's lifetime.
+                                    let leftover = inbuf[consumed..].to_vec();
+                                    drop(std::mem::take(&mut inbuf));
                                     ws_conn::serve(stream, leftover, up, ctx.clone(), echo).await;
                                 }
                                 return;

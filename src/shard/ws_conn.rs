@@ -289,7 +289,9 @@ async fn read_loop(
     if !leftover.is_empty() && !on_bytes(conn, ctx, &leftover, audience, echo) {
         return;
     }
-    let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    // Client messages are small; a larger one just takes several reads. Idle connections
+    // hold this buffer, so it is what a viewer costs in reading.
+    let mut buf: Vec<u8> = Vec::with_capacity(2048);
     loop {
         monoio::select! {
             r = rd.read(buf) => {

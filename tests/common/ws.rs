@@ -119,10 +119,13 @@ impl Client {
     pub fn expect_close(&mut self) -> (u16, String) {
         loop {
             match self.read() {
-                Ok(Message::Close(Some(f))) => {
-                    return (u16::from(f.code), f.reason.as_str().to_owned())
+                Ok(Message::Close(f)) => {
+                    // Send the close reply, as a browser does.
+                    let _ = self.ws.flush();
+                    return f.map_or((1005, String::new()), |f| {
+                        (u16::from(f.code), f.reason.as_str().to_owned())
+                    });
                 }
-                Ok(Message::Close(None)) => return (1005, String::new()),
                 Ok(_) => continue,
                 Err(e) => panic!("no close frame: {e}"),
             }
