@@ -18,7 +18,8 @@ use crate::model::{ChannelId, DataType};
 use crate::state::Snapshot;
 use crate::ws::message::{SubscribeRequest, TypeMask};
 use pending::Pending;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use tick::{build_frame, Frame, SubKey, Tick};
 
@@ -71,7 +72,8 @@ pub struct Fanout {
     groups: HashMap<GroupId, Group>,
     group_ids: HashMap<(Arc<SubKey>, i64), GroupId>,
     by_channel: HashMap<ChannelId, Vec<GroupId>>,
-    pending_groups: BTreeSet<GroupId>,
+    /// Groups with changes waiting for their interval.
+    pending_groups: FxHashSet<GroupId>,
     lagging: BTreeSet<ConnId>,
     next_group: GroupId,
     current: Arc<Tick>,
@@ -82,11 +84,11 @@ pub struct Fanout {
 impl Fanout {
     pub fn new(initial: Arc<Tick>, slow_close_ms: i64, max_channels: usize) -> Fanout {
         Fanout {
-            members: HashMap::new(),
-            groups: HashMap::new(),
-            group_ids: HashMap::new(),
-            by_channel: HashMap::new(),
-            pending_groups: BTreeSet::new(),
+            members: HashMap::default(),
+            groups: HashMap::default(),
+            group_ids: HashMap::default(),
+            by_channel: HashMap::default(),
+            pending_groups: FxHashSet::default(),
             lagging: BTreeSet::new(),
             next_group: 1,
             current: initial,
@@ -362,13 +364,13 @@ impl Fanout {
         self.pending_groups.remove(&gid);
         let tick = self.current.clone();
         let g = self.groups.get_mut(&gid).expect("due group");
-        let pending = std::mem::take(&mut g.pending);
+        let mut pending = std::mem::take(&mut g.pending);
         let (key, from_seq) = (g.key.clone(), g.from_seq);
         g.last_push = now;
         g.from_seq = tick.seq;
-        let members = g.members.clone();
+        let members = std::mem::take(&mut g.members);
         let mut shared: Option<Option<Frame>> = None;
-        for conn in members {
+        for &conn in &members {
             let Some(m) = self.members.get_mut(&conn) else {
                 continue;
             };
@@ -397,6 +399,9 @@ impl Fanout {
                     Self::deliver(m, conn, &f, now, sink, &mut self.lagging, &all);
                 }
             }
+        }
+        if let Some(g) = self.groups.get_mut(&gid) {
+            g.members = members;
         }
     }
 
@@ -447,7 +452,7 @@ impl Fanout {
             if group.as_ref().is_some_and(|g| !g.pending.is_empty()) {
                 continue;
             }
-            let missed = std::mem::take(&mut m.missed);
+            let mut missed = std::mem::take(&mut m.missed);
             match missed.render(&tick.snapshot, tick.seq, &tick.iso) {
                 Some(frame) => {
                     Self::deliver(m, conn, &frame, now, sink, &mut self.lagging, &missed)

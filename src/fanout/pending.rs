@@ -5,7 +5,6 @@ use super::tick::{build_frame, render_update, Frame, TickChange};
 use crate::model::{ChannelId, DataType, PointId};
 use crate::state::Snapshot;
 use smallvec::SmallVec;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 #[derive(Debug, Clone, Default)]
@@ -16,9 +15,10 @@ struct Entry {
     fragment: Option<Arc<[u8]>>,
 }
 
+/// A short list (a group watches a handful of channels): linear search beats a tree here.
 #[derive(Debug, Clone, Default)]
 pub struct Pending {
-    entries: BTreeMap<(ChannelId, DataType), Entry>,
+    entries: Vec<((ChannelId, DataType), Entry)>,
 }
 
 fn merge_sorted(into: &mut SmallVec<[PointId; 16]>, more: &[PointId]) {
@@ -39,17 +39,22 @@ impl Pending {
         self.entries.clear();
     }
 
+    fn entry(&mut self, key: (ChannelId, DataType)) -> Option<&mut Entry> {
+        self.entries
+            .iter_mut()
+            .find(|(k, _)| *k == key)
+            .map(|(_, e)| e)
+    }
+
     pub fn add(&mut self, c: &TickChange) {
-        match self.entries.get_mut(&(c.channel, c.data_type)) {
-            None => {
-                self.entries.insert(
-                    (c.channel, c.data_type),
-                    Entry {
-                        points: SmallVec::from_slice(&c.points),
-                        fragment: Some(c.fragment.clone()),
-                    },
-                );
-            }
+        match self.entry((c.channel, c.data_type)) {
+            None => self.entries.push((
+                (c.channel, c.data_type),
+                Entry {
+                    points: SmallVec::from_slice(&c.points),
+                    fragment: Some(c.fragment.clone()),
+                },
+            )),
             Some(e) => {
                 merge_sorted(&mut e.points, &c.points);
                 e.fragment = None;
@@ -59,10 +64,8 @@ impl Pending {
 
     pub fn merge(&mut self, other: &Pending) {
         for (k, o) in &other.entries {
-            match self.entries.get_mut(k) {
-                None => {
-                    self.entries.insert(*k, o.clone());
-                }
+            match self.entry(*k) {
+                None => self.entries.push((*k, o.clone())),
                 Some(e) => {
                     merge_sorted(&mut e.points, &o.points);
                     e.fragment = None;
@@ -73,40 +76,36 @@ impl Pending {
 
     /// Drops what the client no longer watches.
     pub fn retain(&mut self, mut keep: impl FnMut(ChannelId, DataType) -> bool) {
-        self.entries.retain(|(c, t), _| keep(*c, *t));
+        self.entries.retain(|((c, t), _)| keep(*c, *t));
     }
 
     /// The push frame for these changes with values from `snap` (the latest state);
-    /// `None` if nothing is left to send.
-    pub fn render(&self, snap: &Snapshot, seq: u64, iso: &str) -> Option<Frame> {
-        let mut owned: Vec<Vec<u8>> = Vec::new();
-        let mut shared: Vec<Arc<[u8]>> = Vec::new();
-        let mut order: Vec<(bool, usize)> = Vec::with_capacity(self.entries.len());
-        for ((ch, t), e) in &self.entries {
-            if let Some(f) = &e.fragment {
-                order.push((true, shared.len()));
-                shared.push(f.clone());
-                continue;
-            }
-            let Some(state) = snap.channels.get(ch).and_then(|c| c.get(*t)) else {
-                continue;
-            };
-            order.push((false, owned.len()));
-            owned.push(render_update(*ch, *t, state, &e.points));
-        }
-        if order.is_empty() {
-            return None;
-        }
-        let fragments: Vec<&[u8]> = order
+    /// `None` if nothing is left to send. Updates are ordered by (channel, type), so the
+    /// bytes depend only on the content.
+    pub fn render(&mut self, snap: &Snapshot, seq: u64, iso: &str) -> Option<Frame> {
+        self.entries.sort_unstable_by_key(|(k, _)| *k);
+        // Entries merged over several ticks are rendered from the latest state.
+        let owned: SmallVec<[Option<Vec<u8>>; 16]> = self
+            .entries
             .iter()
-            .map(|&(is_shared, i)| {
-                if is_shared {
-                    &*shared[i]
-                } else {
-                    owned[i].as_slice()
-                }
+            .map(|((ch, t), e)| match e.fragment {
+                Some(_) => None,
+                None => snap
+                    .channels
+                    .get(ch)
+                    .and_then(|c| c.get(*t))
+                    .map(|state| render_update(*ch, *t, state, &e.points)),
             })
             .collect();
+        let fragments: SmallVec<[&[u8]; 16]> = self
+            .entries
+            .iter()
+            .zip(&owned)
+            .filter_map(|((_, e), o)| e.fragment.as_deref().or(o.as_deref()))
+            .collect();
+        if fragments.is_empty() {
+            return None;
+        }
         Some(build_frame(seq, iso, &fragments))
     }
 }

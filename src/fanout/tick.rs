@@ -74,7 +74,10 @@ pub fn render_update(
 /// Wraps update fragments into one frame: `data_update` for one, `data_batch` otherwise.
 pub fn build_frame(seq: u64, iso: &str, fragments: &[&[u8]]) -> Frame {
     let body_len: usize = fragments.iter().map(|f| f.len() + 1).sum::<usize>() + 128;
-    let mut body = Vec::with_capacity(body_len);
+    // The body is written after room for the largest frame header, which is then filled in
+    // front of it: one buffer, one copy into the shared `Arc`.
+    let mut body = Vec::with_capacity(body_len + crate::ws::frame::MAX_HEADER);
+    body.resize(crate::ws::frame::MAX_HEADER, 0);
     let (kind, prefix) = if fragments.len() == 1 {
         ("data_update", "update_")
     } else {
@@ -101,7 +104,12 @@ pub fn build_frame(seq: u64, iso: &str, fragments: &[&[u8]]) -> Frame {
         body.extend_from_slice(b"]}");
     }
     body.push(b'}');
-    crate::ws::frame::text(&body).into()
+    let payload = body.len() - crate::ws::frame::MAX_HEADER;
+    let mut header = Vec::with_capacity(crate::ws::frame::MAX_HEADER);
+    crate::ws::frame::write_header(&mut header, crate::ws::frame::OP_TEXT, payload);
+    let start = crate::ws::frame::MAX_HEADER - header.len();
+    body[start..crate::ws::frame::MAX_HEADER].copy_from_slice(&header);
+    Arc::from(&body[start..])
 }
 
 impl Tick {
