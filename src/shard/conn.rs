@@ -16,21 +16,23 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 /// Counts the connection (in total and per source IP) for its whole life.
-struct Counted<'a> {
-    ctx: &'a ShardCtx,
+pub struct Counted {
+    ctx: Rc<ShardCtx>,
     ip: IpAddr,
     /// Connections now open (including this one): total, and from this IP.
     total: usize,
     from_ip: usize,
 }
 
-impl<'a> Counted<'a> {
-    fn new(ctx: &'a ShardCtx, ip: IpAddr) -> Self {
+impl Counted {
+    fn new(ctx: Rc<ShardCtx>, ip: IpAddr) -> Self {
         let total = ctx.shared.connections.fetch_add(1, Ordering::Relaxed) + 1;
-        let mut per_ip = ctx.shared.per_ip.lock().unwrap_or_else(|e| e.into_inner());
-        let n = per_ip.entry(ip).or_insert(0);
-        *n += 1;
-        let from_ip = *n;
+        let from_ip = {
+            let mut per_ip = ctx.shared.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+            let n = per_ip.entry(ip).or_insert(0);
+            *n += 1;
+            *n
+        };
         Counted {
             ctx,
             ip,
@@ -57,7 +59,7 @@ impl<'a> Counted<'a> {
     }
 }
 
-impl Drop for Counted<'_> {
+impl Drop for Counted {
     fn drop(&mut self) {
         self.ctx.shared.connections.fetch_sub(1, Ordering::Relaxed);
         let mut per_ip = self
@@ -78,7 +80,7 @@ impl Drop for Counted<'_> {
 const READ_CHUNK: usize = 4096;
 
 pub async fn serve(mut stream: TcpStream, peer: SocketAddr, ctx: Rc<ShardCtx>) {
-    let counted = Counted::new(&ctx, peer.ip());
+    let counted = Counted::new(ctx.clone(), peer.ip());
     let _ = stream.set_nodelay(true);
     let cfg = &ctx.shared.config;
     if let Some(err) = counted.refusal() {
@@ -117,11 +119,18 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, ctx: Rc<ShardCtx>) {
                                 out.extend_from_slice(&handshake::response(&up.accept_key));
                                 let (res, _) = stream.write_all(out).await;
                                 if res.is_ok() {
-                                    // Only the bytes after the handshake move on; the HTTP
-                                    // buffer is freed, not held for the socket's lifetime.
+                                    // The WebSocket runs as its own (smaller) task: this HTTP
+                                    // task and its buffers are freed, not held for the socket's
+                                    // lifetime. Only the bytes after the handshake move on.
                                     let leftover = inbuf[consumed..].to_vec();
-                                    drop(std::mem::take(&mut inbuf));
-                                    ws_conn::serve(stream, leftover, up, ctx.clone(), echo).await;
+                                    monoio::spawn(ws_conn::serve(
+                                        stream,
+                                        leftover,
+                                        up,
+                                        ctx.clone(),
+                                        echo,
+                                        counted,
+                                    ));
                                 }
                                 return;
                             }

@@ -213,14 +213,17 @@ fn claim_client_id(ctx: &ShardCtx, requested: Option<String>, conn: ConnId) -> S
 }
 
 /// Runs an upgraded connection until it closes. `leftover` are bytes the client sent after
-/// the handshake; `echo` serves the conformance endpoint (messages are echoed back).
-pub async fn serve(
+/// the handshake; `echo` serves the conformance endpoint (messages are echoed back);
+/// `counted` keeps the connection counted (total and per IP) while it lives.
+pub async fn serve<G>(
     stream: TcpStream,
     leftover: Vec<u8>,
     up: Upgrade,
     ctx: Rc<ShardCtx>,
     echo: bool,
+    counted: G,
 ) {
+    let _counted = counted;
     let shared = ctx.shared.clone();
     let cfg = &shared.config.ws;
     let id = shared.next_conn.fetch_add(1, Ordering::Relaxed);
@@ -289,9 +292,10 @@ async fn read_loop(
     if !leftover.is_empty() && !on_bytes(conn, ctx, &leftover, audience, echo) {
         return;
     }
-    // Client messages are small; a larger one just takes several reads. Idle connections
-    // hold this buffer, so it is what a viewer costs in reading.
-    let mut buf: Vec<u8> = Vec::with_capacity(2048);
+    // Client messages are small; a larger one just takes several reads. Every idle
+    // connection holds this buffer (io_uring owns it while the read is pending), so it is
+    // most of what a viewer costs in reading.
+    let mut buf: Vec<u8> = Vec::with_capacity(512);
     loop {
         monoio::select! {
             r = rd.read(buf) => {

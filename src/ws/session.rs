@@ -64,8 +64,10 @@ impl Session {
     pub fn new(max_message: usize) -> Session {
         // tungstenite's defaults are sized for a few big connections (128 KiB zero-filled read
         // buffer, 64 MiB messages); a gateway holds tens of thousands of small ones.
+        // Client messages are small (subscriptions, pings): a 256-byte read chunk keeps an idle
+        // viewer cheap; a larger message grows the buffer only while it is being read.
         let config = WebSocketConfig::default()
-            .read_buffer_size(4096)
+            .read_buffer_size(256)
             .write_buffer_size(0)
             .max_message_size(Some(max_message))
             .max_frame_size(Some(max_message));
