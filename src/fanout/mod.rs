@@ -71,7 +71,8 @@ pub struct Fanout {
     members: HashMap<ConnId, Member>,
     groups: HashMap<GroupId, Group>,
     group_ids: HashMap<(Arc<SubKey>, i64), GroupId>,
-    by_channel: HashMap<ChannelId, Vec<GroupId>>,
+    /// Which groups watch a channel, and which of its types.
+    by_channel: HashMap<ChannelId, Vec<(GroupId, TypeMask)>>,
     /// Groups with changes waiting for their interval.
     pending_groups: FxHashSet<GroupId>,
     lagging: BTreeSet<ConnId>,
@@ -152,7 +153,7 @@ impl Fanout {
             self.pending_groups.remove(&gid);
             for (ch, _) in g.key.iter() {
                 if let Some(v) = self.by_channel.get_mut(ch) {
-                    v.retain(|x| *x != gid);
+                    v.retain(|(x, _)| *x != gid);
                     if v.is_empty() {
                         self.by_channel.remove(ch);
                     }
@@ -177,8 +178,11 @@ impl Fanout {
             None => {
                 let gid = self.next_group;
                 self.next_group += 1;
-                for (ch, _) in key.iter() {
-                    self.by_channel.entry(*ch).or_default().push(gid);
+                for (ch, mask) in key.iter() {
+                    self.by_channel
+                        .entry(*ch)
+                        .or_default()
+                        .push((gid, TypeMask(*mask)));
                 }
                 self.group_ids.insert((key.clone(), interval), gid);
                 self.groups.insert(
@@ -294,14 +298,14 @@ impl Fanout {
             let Some(gids) = self.by_channel.get(&c.channel) else {
                 continue;
             };
-            for gid in gids {
+            for (gid, mask) in gids {
+                if !mask.contains(c.data_type) {
+                    continue;
+                }
                 let g = self.groups.get_mut(gid).expect("indexed group");
-                let watched = g
-                    .key
-                    .binary_search_by_key(&c.channel, |(ch, _)| *ch)
-                    .is_ok_and(|i| TypeMask(g.key[i].1).contains(c.data_type));
-                if watched {
-                    g.pending.add(c);
+                let was_empty = g.pending.is_empty();
+                g.pending.add(c);
+                if was_empty {
                     self.pending_groups.insert(*gid);
                 }
             }
