@@ -23,6 +23,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use tick::{build_frame, Frame, SubKey, Tick};
 
+/// The types `sub` watches on `channel`, if it is subscribed.
+fn mask_of(sub: &SubKey, channel: ChannelId) -> Option<TypeMask> {
+    sub.binary_search_by_key(&channel, |(c, _)| *c)
+        .ok()
+        .map(|i| TypeMask(sub[i].1))
+}
+
 /// Connection ids are global (unique across shards) so a stale id never names a new client.
 pub type ConnId = u64;
 type GroupId = u64;
@@ -37,7 +44,9 @@ pub trait Sink {
 
 struct Member {
     wants_data: bool,
-    sub: BTreeMap<ChannelId, TypeMask>,
+    /// Sorted (channel, types); shared with the member's group (and so with every other
+    /// member of it) rather than held per connection.
+    sub: Arc<SubKey>,
     interval_ms: i64,
     group: Option<GroupId>,
     /// No push before this time (ms): `interval` after the previous push or snapshot.
@@ -108,7 +117,7 @@ impl Fanout {
             conn,
             Member {
                 wants_data,
-                sub: BTreeMap::new(),
+                sub: Arc::default(),
                 interval_ms: i64::from(crate::ws::message::DEFAULT_INTERVAL_MS),
                 group: None,
                 hold_until: 0,
@@ -171,7 +180,7 @@ impl Fanout {
         if m.sub.is_empty() || !m.wants_data {
             return;
         }
-        let key: Arc<SubKey> = Arc::new(m.sub.iter().map(|(c, t)| (*c, t.0)).collect());
+        let key = m.sub.clone();
         let interval = m.interval_ms;
         let gid = match self.group_ids.get(&(key.clone(), interval)) {
             Some(g) => *g,
@@ -199,8 +208,12 @@ impl Fanout {
                 gid
             }
         };
-        self.groups.get_mut(&gid).expect("group").members.push(conn);
-        self.members.get_mut(&conn).expect("member").group = Some(gid);
+        let g = self.groups.get_mut(&gid).expect("group");
+        g.members.push(conn);
+        let shared_key = g.key.clone();
+        let m = self.members.get_mut(&conn).expect("member");
+        m.group = Some(gid);
+        m.sub = shared_key;
     }
 
     /// Adds (or updates the types and interval of) channels; unknown channels fail.
@@ -219,7 +232,10 @@ impl Fanout {
             .members
             .get_mut(&conn)
             .expect("subscribe on a registered member");
-        let new = subscribed.iter().filter(|c| !m.sub.contains_key(c)).count();
+        let new = subscribed
+            .iter()
+            .filter(|c| mask_of(&m.sub, **c).is_none())
+            .count();
         if m.sub.len() + new > self.max_channels {
             return Err(crate::error::ApiError::invalid_parameter(
                 "channels",
@@ -229,9 +245,11 @@ impl Fanout {
                 ),
             ));
         }
+        let mut sub: BTreeMap<ChannelId, u8> = m.sub.iter().copied().collect();
         for ch in &subscribed {
-            m.sub.insert(*ch, req.types);
+            sub.insert(*ch, req.types.0);
         }
+        m.sub = Arc::new(sub.into_iter().collect());
         m.interval_ms = i64::from(req.interval_ms);
         m.hold_until = now + m.interval_ms;
         let total = m.sub.len();
@@ -239,7 +257,7 @@ impl Fanout {
         // What it missed on the re-snapshotted channels is covered by the snapshot.
         let sub = m.sub.clone();
         m.missed
-            .retain(|c, t| sub.get(&c).is_some_and(|mask| mask.contains(t)));
+            .retain(|c, t| mask_of(&sub, c).is_some_and(|mask| mask.contains(t)));
         if m.missed.is_empty() && m.congested_since.is_none() {
             self.lagging.remove(&conn);
         }
@@ -281,12 +299,19 @@ impl Fanout {
             .get_mut(&conn)
             .expect("unsubscribe on a registered member");
         let (removed, failed) = match channels {
-            None => (std::mem::take(&mut m.sub).into_keys().collect(), Vec::new()),
-            Some(list) => list.iter().partition(|c| m.sub.remove(c).is_some()),
+            None => (m.sub.iter().map(|(c, _)| *c).collect(), Vec::new()),
+            Some(list) => list.iter().partition(|c| mask_of(&m.sub, **c).is_some()),
         };
+        m.sub = Arc::new(
+            m.sub
+                .iter()
+                .copied()
+                .filter(|(c, _)| !removed.contains(c))
+                .collect(),
+        );
         let sub = m.sub.clone();
         m.missed
-            .retain(|c, t| sub.get(&c).is_some_and(|mask| mask.contains(t)));
+            .retain(|c, t| mask_of(&sub, c).is_some_and(|mask| mask.contains(t)));
         let total = m.sub.len();
         self.regroup(conn, now);
         (removed, failed, total)
@@ -479,7 +504,7 @@ impl Fanout {
     pub fn watched(&self, conn: ConnId, channel: ChannelId) -> Vec<DataType> {
         self.members
             .get(&conn)
-            .and_then(|m| m.sub.get(&channel))
+            .and_then(|m| mask_of(&m.sub, channel))
             .map(|mask| mask.types().collect())
             .unwrap_or_default()
     }

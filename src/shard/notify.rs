@@ -1,5 +1,6 @@
 //! Single-thread wake-ups between the tasks of one shard (no atomics, no locks).
 
+use smallvec::SmallVec;
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::pin::Pin;
@@ -10,7 +11,8 @@ use std::task::{Context, Poll, Waker};
 #[derive(Default)]
 pub struct Notify {
     set: Cell<bool>,
-    wakers: RefCell<Vec<Waker>>,
+    /// At most two tasks wait on one connection's notifies: inline, no allocation.
+    wakers: RefCell<SmallVec<[Waker; 2]>>,
 }
 
 impl Notify {

@@ -295,7 +295,7 @@ async fn read_loop(
     // Client messages are small; a larger one just takes several reads. Every idle
     // connection holds this buffer (io_uring owns it while the read is pending), so it is
     // most of what a viewer costs in reading.
-    let mut buf: Vec<u8> = Vec::with_capacity(512);
+    let mut buf: Vec<u8> = Vec::with_capacity(256);
     loop {
         monoio::select! {
             r = rd.read(buf) => {
