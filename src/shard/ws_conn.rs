@@ -258,16 +258,7 @@ pub async fn serve<G>(
         conn.send_json(&message::connected(&client_id, up.audience.as_str()));
     }
 
-    let (rd, wr) = stream.into_split();
-    let writer = monoio::spawn(write_loop(wr, conn.clone(), ctx.clone()));
-    read_loop(rd, leftover, &conn, &ctx, up.audience, echo).await;
-
-    // Let the writer flush what is queued (close frames included), then stop it.
-    if conn.closing.get().is_none() {
-        conn.closing.set(Some(Instant::now()));
-    }
-    conn.writable.notify();
-    let _ = monoio::time::timeout(Duration::from_secs(2), writer).await;
+    run(stream, leftover, &conn, &ctx, up.audience, echo).await;
     conn.kill();
 
     {
@@ -281,39 +272,91 @@ pub async fn serve<G>(
     shared.websockets[ctx.index].fetch_sub(1, Ordering::Relaxed);
 }
 
-async fn read_loop(
-    mut rd: impl AsyncReadRent,
+/// A read that owns its half of the socket and its buffer, so the same pinned slot can be
+/// refilled after each completion without a borrow outliving it.
+async fn read_owned<R: AsyncReadRent>(
+    mut rd: R,
+    buf: Vec<u8>,
+) -> (R, std::io::Result<usize>, Vec<u8>) {
+    let (res, buf) = rd.read(buf).await;
+    (rd, res, buf)
+}
+
+/// The connection's one task: a read stays in flight while queued frames are written, so a
+/// viewer costs one task, one small read buffer and its queue. It ends when the peer is done
+/// and the queue is flushed, or when killed (which the sweep does to stuck closes).
+async fn run(
+    stream: TcpStream,
     leftover: Vec<u8>,
     conn: &Rc<WsConn>,
     ctx: &Rc<ShardCtx>,
     audience: Audience,
     echo: bool,
 ) {
-    if !leftover.is_empty() && !on_bytes(conn, ctx, &leftover, audience, echo) {
-        return;
-    }
+    let budget = ctx.shared.config.ws.outbound_budget_bytes;
+    let (rd, mut wr) = stream.into_split();
+    let mut reading = leftover.is_empty() || on_bytes(conn, ctx, &leftover, audience, echo);
     // Client messages are small; a larger one just takes several reads. Every idle
-    // connection holds this buffer (io_uring owns it while the read is pending), so it is
-    // most of what a viewer costs in reading.
-    let mut buf: Vec<u8> = Vec::with_capacity(256);
+    // connection holds this buffer (io_uring owns it while the read is pending).
+    let read = std::pin::pin!(read_owned(rd, Vec::with_capacity(256)));
+    let mut read = read;
+    let mut batch = Batch::default();
     loop {
+        if !conn.out.borrow().is_empty() {
+            // Everything queued goes out in one writev (one syscall for many frames, no copies).
+            {
+                let mut out = conn.out.borrow_mut();
+                let n = out.len().min(MAX_IOVECS);
+                for chunk in out.drain(..n) {
+                    batch.push(chunk);
+                }
+            }
+            let len = batch.len_bytes();
+            monoio::select! {
+                r = wr.write_vectored_all(batch) => {
+                    let (res, b) = r;
+                    batch = b;
+                    batch.clear();
+                    if res.is_err() {
+                        break;
+                    }
+                }
+                _ = conn.killed.wait_level() => break,
+            }
+            conn.queued.set(conn.queued.get() - len);
+            if conn.over_budget.get() && conn.queued.get() < budget / 2 {
+                conn.over_budget.set(false);
+                let now = crate::time::now_millis();
+                with_fanout(ctx, |fan, sink| fan.drained(conn.id, now, sink));
+            }
+            continue;
+        }
+        if !reading {
+            break;
+        }
         monoio::select! {
-            r = rd.read(buf) => {
-                let (res, b) = r;
-                buf = b;
+            r = &mut read => {
+                let (rd, res, buf) = r;
                 match res {
                     Ok(n) if n > 0 => {
                         conn.last_read.set(Instant::now());
-                        if !on_bytes(conn, ctx, &buf[..n], audience, echo) {
-                            return;
+                        reading = on_bytes(conn, ctx, &buf[..n], audience, echo);
+                        if reading {
+                            read.set(read_owned(rd, buf));
                         }
                     }
-                    _ => return,
+                    _ => reading = false,
+                }
+                if !reading && conn.closing.get().is_none() {
+                    // Nothing more will be read: flush what is queued, bounded by the sweep.
+                    conn.closing.set(Some(Instant::now()));
                 }
             }
-            _ = conn.killed.wait_level() => return,
+            _ = conn.writable.wait() => {}
+            _ = conn.killed.wait_level() => break,
         }
     }
+    let _ = wr.shutdown().await;
 }
 
 /// Feeds bytes to the session and handles every complete message; false when the
@@ -417,51 +460,6 @@ fn on_message(conn: &Rc<WsConn>, ctx: &Rc<ShardCtx>, text: &str, _audience: Audi
             ));
         }
     }
-}
-
-async fn write_loop(mut wr: impl AsyncWriteRent, conn: Rc<WsConn>, ctx: Rc<ShardCtx>) {
-    let budget = ctx.shared.config.ws.outbound_budget_bytes;
-    let mut batch = Batch::default();
-    loop {
-        if conn.out.borrow().is_empty() {
-            if conn.closing.get().is_some() {
-                break;
-            }
-            monoio::select! {
-                _ = conn.writable.wait() => {}
-                _ = conn.killed.wait_level() => return,
-            }
-            continue;
-        }
-        // Everything queued goes out in one writev (one syscall for many frames, no copies).
-        {
-            let mut out = conn.out.borrow_mut();
-            let n = out.len().min(MAX_IOVECS);
-            for chunk in out.drain(..n) {
-                batch.push(chunk);
-            }
-        }
-        let len = batch.len_bytes();
-        monoio::select! {
-            r = wr.write_vectored_all(batch) => {
-                let (res, b) = r;
-                batch = b;
-                batch.clear();
-                if res.is_err() {
-                    conn.kill();
-                    return;
-                }
-            }
-            _ = conn.killed.wait_level() => return,
-        }
-        conn.queued.set(conn.queued.get() - len);
-        if conn.over_budget.get() && conn.queued.get() < budget / 2 {
-            conn.over_budget.set(false);
-            let now = crate::time::now_millis();
-            with_fanout(&ctx, |fan, sink| fan.drained(conn.id, now, sink));
-        }
-    }
-    let _ = wr.shutdown().await;
 }
 
 /// Periodic liveness work for one shard: pings, idle timeouts, stuck close handshakes.
