@@ -23,6 +23,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use tick::{build_frame, Frame, SubKey, Tick};
 
+/// How early a push may come before its due time: a tenth of the interval. Changes that
+/// arrive exactly once per interval (a device writing at the subscribed rate) jitter by up to
+/// a feed tick; without this tolerance each would be held to the next slot and latency would
+/// creep up to a whole interval. The rhythm is anchored to due times, not to when a push
+/// happened, so the average rate never exceeds one push per interval.
+fn slack(interval_ms: i64) -> i64 {
+    interval_ms / 10
+}
+
 /// The types `sub` watches on `channel`, if it is subscribed.
 fn mask_of(sub: &SubKey, channel: ChannelId) -> Option<TypeMask> {
     sub.binary_search_by_key(&channel, |(c, _)| *c)
@@ -49,7 +58,8 @@ struct Member {
     sub: Arc<SubKey>,
     interval_ms: i64,
     group: Option<GroupId>,
-    /// No push before this time (ms): `interval` after the previous push or snapshot.
+    /// Next push on this member's rhythm (ms): `interval` after the previous one (or the
+    /// snapshot); allowed from `slack` before it.
     hold_until: i64,
     /// What this member skipped while lagging.
     missed: Pending,
@@ -61,7 +71,8 @@ struct Group {
     interval_ms: i64,
     members: Vec<ConnId>,
     pending: Pending,
-    last_push: i64,
+    /// Next push on the group's rhythm (ms); allowed from `slack` before it.
+    next_due: i64,
     /// Seq of the last push (or creation): the frame covers `(from_seq, seq]`.
     from_seq: u64,
 }
@@ -201,7 +212,7 @@ impl Fanout {
                         interval_ms: interval,
                         members: Vec::new(),
                         pending: Pending::default(),
-                        last_push: now,
+                        next_due: now + interval,
                         from_seq: self.current.seq,
                     },
                 );
@@ -360,14 +371,14 @@ impl Fanout {
             .pending_groups
             .iter()
             .filter_map(|g| self.groups.get(g))
-            .map(|g| g.last_push + g.interval_ms);
+            .map(|g| g.next_due - slack(g.interval_ms));
         let members = self
             .lagging
             .iter()
             .filter_map(|c| self.members.get(c))
             .map(|m| match m.congested_since {
                 Some(since) => since + self.slow_close_ms,
-                None => m.hold_until,
+                None => m.hold_until - slack(m.interval_ms),
             });
         groups.chain(members).min()
     }
@@ -380,7 +391,7 @@ impl Fanout {
             .filter(|g| {
                 self.groups
                     .get(g)
-                    .is_some_and(|g| now >= g.last_push + g.interval_ms)
+                    .is_some_and(|g| now >= g.next_due - slack(g.interval_ms))
             })
             .collect();
         for gid in due {
@@ -395,7 +406,7 @@ impl Fanout {
         let g = self.groups.get_mut(&gid).expect("due group");
         let mut pending = std::mem::take(&mut g.pending);
         let (key, from_seq) = (g.key.clone(), g.from_seq);
-        g.last_push = now;
+        g.next_due = g.next_due.max(now) + g.interval_ms;
         g.from_seq = tick.seq;
         let members = std::mem::take(&mut g.members);
         let mut shared: Option<Option<Frame>> = None;
@@ -403,7 +414,7 @@ impl Fanout {
             let Some(m) = self.members.get_mut(&conn) else {
                 continue;
             };
-            if m.hold_until > now || m.congested_since.is_some() {
+            if now < m.hold_until - slack(m.interval_ms) || m.congested_since.is_some() {
                 m.missed.merge(&pending);
                 self.lagging.insert(conn);
                 continue;
@@ -445,7 +456,7 @@ impl Fanout {
         content: &Pending,
     ) {
         if sink.offer(conn, frame) {
-            m.hold_until = now + m.interval_ms;
+            m.hold_until = m.hold_until.max(now) + m.interval_ms;
             lagging.remove(&conn);
         } else {
             m.missed.merge(content);
@@ -473,7 +484,7 @@ impl Fanout {
                 self.lagging.remove(&conn);
                 continue;
             }
-            if m.hold_until > now {
+            if now < m.hold_until - slack(m.interval_ms) {
                 continue;
             }
             // If the group will push soon, the member catches up in that push.
@@ -492,8 +503,8 @@ impl Fanout {
             }
             // A quiet group adopts the member's rhythm so later pushes are shared again.
             if let Some(g) = group {
-                if now >= g.last_push + g.interval_ms {
-                    g.last_push = now;
+                if now >= g.next_due - slack(g.interval_ms) {
+                    g.next_due = g.next_due.max(now) + g.interval_ms;
                     g.from_seq = tick.seq;
                 }
             }
