@@ -40,6 +40,16 @@ impl Shutdown {
 
 pub struct Wait(Arc<Shutdown>);
 
+/// Stores `w` once per task. `Waker::will_wake` cannot dedupe here: monoio polls with a
+/// borrowed waker whose vtable differs from its clones', so it never matches and a waiter
+/// polled in a loop would pile up clones. The data pointer (the task) identifies the waiter.
+pub fn register<C: Extend<Waker> + AsMut<[Waker]>>(wakers: &mut C, w: &Waker) {
+    match wakers.as_mut().iter_mut().find(|x| x.data() == w.data()) {
+        Some(slot) => slot.clone_from(w),
+        None => wakers.extend(std::iter::once(w.clone())),
+    }
+}
+
 impl Future for Wait {
     type Output = ();
 
@@ -52,9 +62,21 @@ impl Future for Wait {
         if self.0.is_triggered() {
             return Poll::Ready(());
         }
-        if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
-            wakers.push(cx.waker().clone());
-        }
+        register(&mut *wakers, cx.waker());
         Poll::Pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn register_keeps_one_waker_per_task() {
+        let mut wakers: Vec<Waker> = Vec::new();
+        for _ in 0..100 {
+            register(&mut wakers, Waker::noop());
+        }
+        assert_eq!(wakers.len(), 1);
     }
 }

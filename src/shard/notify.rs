@@ -55,10 +55,7 @@ impl Future for Wait<'_> {
             }
             return Poll::Ready(());
         }
-        let mut w = self.n.wakers.borrow_mut();
-        if !w.iter().any(|x| x.will_wake(cx.waker())) {
-            w.push(cx.waker().clone());
-        }
+        crate::shutdown::register(&mut *self.n.wakers.borrow_mut(), cx.waker());
         Poll::Pending
     }
 }
