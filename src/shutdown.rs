@@ -71,12 +71,33 @@ impl Future for Wait {
 mod tests {
     use super::*;
 
+    use std::task::{RawWaker, RawWakerVTable};
+
+    // Like monoio: the waker a task is polled with is borrowed (one vtable); its clones are
+    // owned (another vtable); both point at the same task.
+    static OWNED: RawWakerVTable =
+        RawWakerVTable::new(|d| RawWaker::new(d, &OWNED), |_| {}, |_| {}, |_| {});
+    static BORROWED: RawWakerVTable =
+        RawWakerVTable::new(|d| RawWaker::new(d, &OWNED), |_| {}, |_| {}, |_| {});
+
     #[test]
     fn register_keeps_one_waker_per_task() {
+        static TASK: u8 = 0;
+        let polled =
+            unsafe { Waker::from_raw(RawWaker::new(&TASK as *const u8 as *const (), &BORROWED)) };
+        assert!(
+            !polled.clone().will_wake(&polled),
+            "the case will_wake misses"
+        );
         let mut wakers: Vec<Waker> = Vec::new();
         for _ in 0..100 {
-            register(&mut wakers, Waker::noop());
+            register(&mut wakers, &polled);
         }
         assert_eq!(wakers.len(), 1);
+        static OTHER: u8 = 0;
+        let other =
+            unsafe { Waker::from_raw(RawWaker::new(&OTHER as *const u8 as *const (), &BORROWED)) };
+        register(&mut wakers, &other);
+        assert_eq!(wakers.len(), 2);
     }
 }
