@@ -93,10 +93,8 @@ pub fn spawn(
                 }),
             });
             let started = match driver {
-                Driver::Uring => monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
-                    .with_entries(4096)
-                    .enable_timer()
-                    .build()
+                Driver::Uring => uring_runtime(true)
+                    .or_else(|_| uring_runtime(false))
                     .map(|mut rt| rt.block_on(run(listener, ctx, ready.clone()))),
                 Driver::Legacy => monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
                     .enable_timer()
@@ -110,6 +108,26 @@ pub fn spawn(
                 )));
             }
         })
+}
+
+/// An io_uring runtime. With `defer`, completions are processed only when the shard asks for
+/// them (DEFER_TASKRUN + SINGLE_ISSUER, Linux 6.1+) instead of interrupting it as task work:
+/// measured here as less CPU per delivered frame. Older kernels refuse the flags; the caller
+/// then falls back to a plain ring.
+fn uring_runtime(
+    defer: bool,
+) -> std::io::Result<monoio::Runtime<monoio::time::TimeDriver<monoio::IoUringDriver>>> {
+    let mut urb = io_uring::IoUring::builder();
+    if defer {
+        urb.setup_coop_taskrun()
+            .setup_single_issuer()
+            .setup_defer_taskrun();
+    }
+    monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+        .with_entries(4096)
+        .uring_builder(urb)
+        .enable_timer()
+        .build()
 }
 
 fn is_resource_exhaustion(e: &std::io::Error) -> bool {
