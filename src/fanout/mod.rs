@@ -18,8 +18,9 @@ use crate::model::{ChannelId, DataType};
 use crate::state::Snapshot;
 use crate::ws::message::{SubscribeRequest, TypeMask};
 use pending::Pending;
-use rustc_hash::{FxHashMap as HashMap, FxHashSet};
-use std::collections::{BTreeMap, BTreeSet};
+use rustc_hash::FxHashMap as HashMap;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::sync::Arc;
 use tick::{build_frame, Frame, SubKey, Tick};
 
@@ -94,7 +95,9 @@ pub struct Fanout {
     /// Which groups watch a channel, and which of its types.
     by_channel: HashMap<ChannelId, Vec<(GroupId, TypeMask)>>,
     /// Groups with changes waiting for their interval.
-    pending_groups: FxHashSet<GroupId>,
+    /// Groups with changes waiting, by due time (min-heap). Entries of groups deleted since
+    /// are skipped when popped; group ids are never reused.
+    pending_groups: BinaryHeap<Reverse<(i64, GroupId)>>,
     lagging: BTreeSet<ConnId>,
     next_group: GroupId,
     current: Arc<Tick>,
@@ -109,7 +112,7 @@ impl Fanout {
             groups: HashMap::default(),
             group_ids: HashMap::default(),
             by_channel: HashMap::default(),
-            pending_groups: FxHashSet::default(),
+            pending_groups: BinaryHeap::new(),
             lagging: BTreeSet::new(),
             next_group: 1,
             current: initial,
@@ -170,7 +173,6 @@ impl Fanout {
         if g.members.is_empty() {
             let g = self.groups.remove(&gid).expect("group exists");
             self.group_ids.remove(&(g.key.clone(), g.interval_ms));
-            self.pending_groups.remove(&gid);
             for (ch, _) in g.key.iter() {
                 if let Some(v) = self.by_channel.get_mut(ch) {
                     v.retain(|(x, _)| *x != gid);
@@ -342,7 +344,8 @@ impl Fanout {
                 let was_empty = g.pending.is_empty();
                 g.pending.add(c);
                 if was_empty {
-                    self.pending_groups.insert(*gid);
+                    let due = g.next_due - slack(g.interval_ms);
+                    self.pending_groups.push(Reverse((due, *gid)));
                 }
             }
         }
@@ -367,11 +370,7 @@ impl Fanout {
 
     /// When `on_timer` should next run (ms), if anything is waiting.
     pub fn next_due(&self) -> Option<i64> {
-        let groups = self
-            .pending_groups
-            .iter()
-            .filter_map(|g| self.groups.get(g))
-            .map(|g| g.next_due - slack(g.interval_ms));
+        let groups = self.pending_groups.peek().map(|Reverse((due, _))| *due);
         let members = self
             .lagging
             .iter()
@@ -380,28 +379,23 @@ impl Fanout {
                 Some(since) => since + self.slow_close_ms,
                 None => m.hold_until - slack(m.interval_ms),
             });
-        groups.chain(members).min()
+        groups.into_iter().chain(members).min()
     }
 
     fn run_due(&mut self, now: i64, sink: &mut dyn Sink) {
-        let due: Vec<GroupId> = self
-            .pending_groups
-            .iter()
-            .copied()
-            .filter(|g| {
-                self.groups
-                    .get(g)
-                    .is_some_and(|g| now >= g.next_due - slack(g.interval_ms))
-            })
-            .collect();
-        for gid in due {
-            self.push_group(gid, now, sink);
+        while let Some(&Reverse((due, gid))) = self.pending_groups.peek() {
+            if due > now {
+                break;
+            }
+            self.pending_groups.pop();
+            if self.groups.get(&gid).is_some_and(|g| !g.pending.is_empty()) {
+                self.push_group(gid, now, sink);
+            }
         }
         self.serve_lagging(now, sink);
     }
 
     fn push_group(&mut self, gid: GroupId, now: i64, sink: &mut dyn Sink) {
-        self.pending_groups.remove(&gid);
         let tick = self.current.clone();
         let g = self.groups.get_mut(&gid).expect("due group");
         let mut pending = std::mem::take(&mut g.pending);

@@ -6,7 +6,7 @@ use crate::feed::store::Change;
 use crate::json;
 use crate::model::{ChannelId, DataType, PointId};
 use crate::state::{render_values, Snapshot, TypeState};
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::sync::{Arc, Mutex};
 
 /// A complete WebSocket frame (header + JSON), shared by refcount.
@@ -136,7 +136,7 @@ impl Tick {
             iso: crate::time::iso_from_millis(time_ms),
             snapshot,
             changes,
-            frames: Mutex::new(HashMap::new()),
+            frames: Mutex::new(HashMap::default()),
         }
     }
 
