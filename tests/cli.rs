@@ -175,13 +175,7 @@ fn demo_serves_a_live_site_and_stops_everything_on_ctrl_c() {
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
     wait_ready(addr);
     wait_until("seed channels", Duration::from_secs(5), || {
-        let j = get_ok(addr, "/api/channels");
-        let ids: Vec<i64> = j["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|c| c["channel_id"].as_i64().unwrap())
-            .collect();
+        let ids = channel_ids(addr);
         ids.len() >= 24 && [1001, 1002, 2001].iter().all(|id| ids.contains(id))
     });
     // The seed's examples work against the demo as written.

@@ -50,11 +50,7 @@ both_drivers!(channel_list_and_status, driver, {
     // Written long ago: stale (default window 60 s).
     write(&mut con, "comsrv:7:T", r#"{"1":3}"#, Some(now - 3600));
     wait_until("4 channels", Duration::from_secs(2), || {
-        get_ok(addr, "/api/channels")["data"]
-            .as_array()
-            .unwrap()
-            .len()
-            == 3
+        channel_ids(addr).len() == 3
     });
     let j = get_ok(addr, "/api/channels");
     assert_eq!(j["message"], "Found 3 channels");
@@ -299,11 +295,7 @@ fn redis_down_keeps_serving_then_resynchronises() {
     write(&mut con, "comsrv:1001:T", r#"{"1":25.6}"#, None);
     write(&mut con, "comsrv:1002:S", r#"{"10":1}"#, None);
     wait_until("2 channels", Duration::from_secs(2), || {
-        get_ok(addr, "/api/channels")["data"]
-            .as_array()
-            .unwrap()
-            .len()
-            == 2
+        channel_ids(addr).len() == 2
     });
 
     redis.kill();
@@ -329,14 +321,7 @@ fn redis_down_keeps_serving_then_resynchronises() {
     // The gateway reloaded the library, so device writes work again.
     write(&mut con, "comsrv:3001:T", r#"{"1":65.5}"#, None);
     wait_until("resynchronised", Duration::from_secs(3), || {
-        let j = get_ok(addr, "/api/channels");
-        let ids: Vec<i64> = j["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|c| c["channel_id"].as_i64().unwrap())
-            .collect();
-        ids == [3001]
+        channel_ids(addr) == [3001]
     });
     get(addr, "/api/channels/1001/status").error(404, "CHANNEL_NOT_FOUND");
 }
@@ -350,11 +335,7 @@ fn flushed_redis_is_a_reset() {
     write(&mut con, "comsrv:1:T", r#"{"1":1}"#, None);
     write(&mut con, "comsrv:2:T", r#"{"1":2}"#, None);
     wait_until("2 channels", Duration::from_secs(2), || {
-        get_ok(addr, "/api/channels")["data"]
-            .as_array()
-            .unwrap()
-            .len()
-            == 2
+        channel_ids(addr).len() == 2
     });
     // FLUSHALL drops data and the seq/epoch keys (the library survives a FLUSHALL).
     redis::cmd("FLUSHALL").query::<()>(&mut con).unwrap();
@@ -373,8 +354,7 @@ fn flushed_redis_is_a_reset() {
     });
     write(&mut con, "comsrv:3:T", r#"{"1":3}"#, None);
     wait_until("only channel 3", Duration::from_secs(3), || {
-        let j = get_ok(addr, "/api/channels");
-        j["data"].as_array().unwrap().len() == 1 && j["data"][0]["channel_id"] == 3
+        channel_ids(addr) == [3]
     });
 }
 
@@ -416,10 +396,6 @@ fn large_backlog_is_paged_and_complete() {
     let gw = voltage_gateway::Server::start(cfg).unwrap();
     wait_until("50 channels", Duration::from_secs(3), || {
         get(gw.local_addr(), "/api/channels").status == 200
-            && get_ok(gw.local_addr(), "/api/channels")["data"]
-                .as_array()
-                .unwrap()
-                .len()
-                == 50
+            && channel_ids(gw.local_addr()).len() == 50
     });
 }

@@ -40,11 +40,7 @@ fn start(
     let con = seed_site(&redis);
     let addr = gw.local_addr();
     wait_until("seed site loaded", Duration::from_secs(3), || {
-        get_ok(addr, "/api/channels")["data"]
-            .as_array()
-            .unwrap()
-            .len()
-            == 3
+        channel_ids(addr).len() == 3
     });
     (redis, gw, con)
 }

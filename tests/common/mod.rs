@@ -189,6 +189,16 @@ pub fn get_ok(addr: SocketAddr, path: &str) -> Json {
     j
 }
 
+/// The ids `GET /api/channels` lists, in order.
+pub fn channel_ids(addr: SocketAddr) -> Vec<i64> {
+    get_ok(addr, "/api/channels")["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["channel_id"].as_i64().unwrap())
+        .collect()
+}
+
 /// Runs `$body` as one test per driver (io_uring and legacy epoll), like monoio's `test_all`.
 #[macro_export]
 macro_rules! both_drivers {
