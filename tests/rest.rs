@@ -399,3 +399,40 @@ fn large_backlog_is_paged_and_complete() {
             && channel_ids(gw.local_addr()).len() == 50
     });
 }
+
+#[test]
+fn changes_applied_before_a_failed_collect_are_still_served() {
+    let redis = redis();
+    let mut con = redis_con(&redis);
+    voltage_gateway::feed::library::load(&mut con).unwrap();
+    write(&mut con, "comsrv:1:T", r#"{"1":1}"#, None);
+    write(&mut con, "comsrv:2:T", r#"{"1":2}"#, None);
+    // A hash the feed cannot read (wrong type) makes every collect fail at its batch.
+    redis::cmd("SET")
+        .arg("comsrv:3:T")
+        .arg("corrupt")
+        .query::<()>(&mut con)
+        .unwrap();
+    redis::cmd("ZADD")
+        .arg("netsrv:dirty")
+        .arg(1000)
+        .arg("3:T")
+        .query::<()>(&mut con)
+        .unwrap();
+    redis::cmd("SET")
+        .arg("netsrv:seq")
+        .arg(1000)
+        .query::<()>(&mut con)
+        .unwrap();
+    let mut cfg = config(&redis.url(), voltage_gateway::config::DriverKind::Auto);
+    cfg.collect_batch = 1;
+    let gw = voltage_gateway::Server::start(cfg).unwrap();
+    let addr = gw.local_addr();
+    wait_until(
+        "the readable channels are served",
+        Duration::from_secs(3),
+        || channel_ids(addr) == [1, 2],
+    );
+    let d = get_ok(addr, "/health/detailed");
+    assert_eq!(d["data"]["status"], "degraded", "{d}");
+}

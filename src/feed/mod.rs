@@ -112,6 +112,8 @@ pub struct Feed {
     epoch: String,
     /// Receives each published batch of changes (the WebSocket fan-out subscribes here).
     on_changes: Option<ChangeSink>,
+    /// A resync was cut short: the next collect rebuilds the site from cursor 0.
+    force_resync: bool,
 }
 
 impl Feed {
@@ -123,6 +125,7 @@ impl Feed {
             cursor: 0,
             epoch: String::new(),
             on_changes: None,
+            force_resync: false,
         }
     }
 
@@ -223,6 +226,45 @@ impl Feed {
         // Some while a reset is being read: the site is rebuilt from scratch (so channels
         // that vanished are dropped) and published only when complete.
         let mut fresh: Option<Store> = None;
+        if self.force_resync {
+            self.cursor = 0;
+            fresh = Some(Store::default());
+        }
+        let result = self.collect_batches(con, &mut changes, &mut fresh);
+        match (result.is_ok(), fresh) {
+            (true, Some(new)) => {
+                changes = self.store.diff(&new);
+                self.store = new;
+                self.force_resync = false;
+            }
+            // A resync cut short by an error starts over on the next attempt.
+            (false, Some(_)) => self.force_resync = true,
+            _ => {}
+        }
+        // Even after an error, what was applied to the store is published: otherwise those
+        // changes would never reach clients (the retry sees no difference any more).
+        let first_load = !self.shared.snapshot.load().loaded;
+        if !changes.is_empty() || (first_load && result.is_ok()) {
+            let snap = Arc::new(Snapshot {
+                seq: self.cursor,
+                epoch: self.epoch.clone(),
+                loaded: true,
+                channels: self.store.channels.clone(),
+            });
+            self.shared.snapshot.store(snap.clone());
+            if let Some(f) = self.on_changes.as_mut() {
+                f(&snap, &changes);
+            }
+        }
+        result
+    }
+
+    fn collect_batches(
+        &mut self,
+        con: &mut redis::Connection,
+        changes: &mut Vec<Change>,
+        fresh: &mut Option<Store>,
+    ) -> Result<(), FeedError> {
         loop {
             let reply = match self.call_collect(con) {
                 Err(e) if library::is_missing_function(&e) && self.shared.config.load_functions => {
@@ -245,7 +287,7 @@ impl Feed {
                     "Redis was reset or replaced (epoch '{}' -> '{}'); resynchronising",
                     self.epoch, c.epoch
                 ));
-                fresh = Some(Store::default());
+                *fresh = Some(Store::default());
                 changes.clear();
             }
             let hashes: Vec<redis::Value> = if c.members.is_empty() {
@@ -267,28 +309,9 @@ impl Feed {
             self.epoch = c.epoch;
             self.cursor = c.next_cursor;
             if !c.more {
-                break;
+                return Ok(());
             }
         }
-        if let Some(new) = fresh {
-            changes = self.store.diff(&new);
-            self.store = new;
-        }
-        let first_load = !self.shared.snapshot.load().loaded;
-        if changes.is_empty() && !first_load {
-            return Ok(());
-        }
-        let snap = Arc::new(Snapshot {
-            seq: self.cursor,
-            epoch: self.epoch.clone(),
-            loaded: true,
-            channels: self.store.channels.clone(),
-        });
-        self.shared.snapshot.store(snap.clone());
-        if let Some(f) = self.on_changes.as_mut() {
-            f(&snap, &changes);
-        }
-        Ok(())
     }
 }
 
