@@ -90,6 +90,44 @@ fn hash_fields(v: redis::Value) -> Vec<(Vec<u8>, Vec<u8>)> {
     }
 }
 
+fn is_connection_error(e: &redis::RedisError) -> bool {
+    e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal()
+}
+
+/// `HGETALL comsrv:{member}` for every member in one pipelined round trip. If Redis refuses
+/// one of them (a key of the wrong type), the members are read one by one and the unreadable
+/// ones count as empty, so one bad key cannot stall the feed for the whole site.
+fn read_hashes(
+    con: &mut redis::Connection,
+    members: &[String],
+) -> Result<Vec<redis::Value>, FeedError> {
+    if members.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut pipe = redis::pipe();
+    for m in members {
+        pipe.cmd("HGETALL").arg(format!("comsrv:{m}"));
+    }
+    match pipe.query(con) {
+        Ok(hashes) => Ok(hashes),
+        Err(e) if is_connection_error(&e) => Err(e.into()),
+        Err(_) => members
+            .iter()
+            .map(|m| {
+                let key = format!("comsrv:{m}");
+                match redis::cmd("HGETALL").arg(&key).query::<redis::Value>(con) {
+                    Ok(v) => Ok(v),
+                    Err(e) if is_connection_error(&e) => Err(e.into()),
+                    Err(e) => {
+                        log::warn(&format!("skipping unreadable hash {key}: {e}"));
+                        Ok(redis::Value::Nil)
+                    }
+                }
+            })
+            .collect(),
+    }
+}
+
 /// A feed failure, worded for `/health/detailed`.
 #[derive(Debug)]
 pub struct FeedError(pub String);
@@ -290,15 +328,7 @@ impl Feed {
                 *fresh = Some(Store::default());
                 changes.clear();
             }
-            let hashes: Vec<redis::Value> = if c.members.is_empty() {
-                Vec::new()
-            } else {
-                let mut pipe = redis::pipe();
-                for m in &c.members {
-                    pipe.cmd("HGETALL").arg(format!("comsrv:{m}"));
-                }
-                pipe.query(con)?
-            };
+            let hashes = read_hashes(con, &c.members)?;
             for (m, h) in c.members.iter().zip(hashes) {
                 let fields = hash_fields(h);
                 match fresh.as_mut() {
