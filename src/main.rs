@@ -99,11 +99,16 @@ fn fail(msg: &str) -> ! {
     std::process::exit(1);
 }
 
-/// Blocks until SIGINT or SIGTERM; a second signal exits at once.
-fn wait_for_signal() {
+/// Installs the SIGINT/SIGTERM handlers. Done before anything starts, so a signal that
+/// arrives while the gateway is starting still means "shut down cleanly", not "die".
+fn signals() -> signal_hook::iterator::Signals {
     use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
-        .unwrap_or_else(|e| fail(&format!("cannot install signal handlers: {e}")));
+    signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
+        .unwrap_or_else(|e| fail(&format!("cannot install signal handlers: {e}")))
+}
+
+/// Blocks until SIGINT or SIGTERM; a second signal exits at once.
+fn wait_for_signal(mut signals: signal_hook::iterator::Signals) {
     signals.forever().next();
     log::info("shutting down (press Ctrl-C again to exit at once)");
     std::thread::spawn(move || {
@@ -114,6 +119,7 @@ fn wait_for_signal() {
 }
 
 fn serve(args: ServeArgs) {
+    let signals = signals();
     let cfg = load_config(
         args.listen,
         args.redis,
@@ -121,12 +127,13 @@ fn serve(args: ServeArgs) {
         &args.runtime,
     );
     let server = Server::start(cfg).unwrap_or_else(|e| fail(&e.to_string()));
-    wait_for_signal();
+    wait_for_signal(signals);
     server.shutdown();
     log::info("stopped");
 }
 
 fn demo(args: DemoArgs) {
+    let signals = signals();
     let mut redis = RedisProcess::start().unwrap_or_else(|e| fail(&e));
     let cfg = load_config(Some(args.listen), Some(redis.url()), false, &args.runtime);
     let server = Server::start(cfg).unwrap_or_else(|e| {
@@ -158,7 +165,7 @@ fn demo(args: DemoArgs) {
         port = redis.port(),
         addr = server.local_addr(),
     );
-    wait_for_signal();
+    wait_for_signal(signals);
     drop(sim);
     server.shutdown();
     drop(redis);
