@@ -6,6 +6,8 @@
 //! - [`shard`]: thread-per-core monoio runtimes, each with its own SO_REUSEPORT listener and
 //!   connections; the only code that touches sockets.
 //! - [`http`] (sans-IO parsing and rendering) and [`api`] (REST handlers over a snapshot).
+//! - [`ws`] (sans-IO WebSocket: handshake, tungstenite session, frames, messages) and
+//!   [`fanout`] (sans-IO subscription groups, shared frames, conflation, client-id registry).
 //! - [`config`], [`model`] (protocol nouns), [`error`] (stable codes), [`server`] (start/stop),
 //!   [`demo`] (private Redis + simulated site).
 
