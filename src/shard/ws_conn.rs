@@ -283,7 +283,9 @@ async fn read_owned<R: AsyncReadRent>(
 }
 
 /// The connection's one task: a read stays in flight while queued frames are written, so a
-/// viewer costs one task, one small read buffer and its queue. It ends when the peer is done
+/// viewer costs one task, one small read buffer and its queue. Input is only processed when
+/// the queue is flushed, so a client that sends requests without reading the replies is
+/// throttled by TCP backpressure rather than growing its queue. It ends when the peer is done
 /// and the queue is flushed, or when killed (which the sweep does to stuck closes).
 async fn run(
     stream: TcpStream,
