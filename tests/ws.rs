@@ -577,3 +577,45 @@ fn shutdown_closes_websockets_with_going_away() {
     let took = stopper.join().unwrap();
     assert!(took < Duration::from_secs(3), "shutdown took {took:?}");
 }
+
+#[test]
+fn a_request_flood_without_reading_is_throttled_not_buffered() {
+    let (_redis, gw, _con) = start(DriverKind::Auto);
+    let addr = gw.local_addr();
+    let mut flood = raw_ws(addr, "/ws");
+    let mut head = [0u8; 1024];
+    let _ = flood.read(&mut head).unwrap();
+    flood
+        .set_write_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let ping = masked_text(br#"{"type":"ping","id":"ping_flood"}"#);
+    let burst: Vec<u8> = ping
+        .iter()
+        .copied()
+        .cycle()
+        .take(ping.len() * 1000)
+        .collect();
+    let rss_before = rss_kib();
+    let mut sent = 0usize;
+    // Up to 300k pings (~45 MB of pong replies if they were all buffered); the server stops
+    // reading once the replies back up, so the writes soon block.
+    for _ in 0..300 {
+        match flood.write_all(&burst) {
+            Ok(()) => sent += 1000,
+            Err(_) => break,
+        }
+    }
+    let growth = rss_kib().saturating_sub(rss_before);
+    assert!(
+        sent < 300_000,
+        "the server kept reading without anyone reading its replies"
+    );
+    assert!(
+        growth < 16 * 1024,
+        "RSS grew {growth} KiB after {sent} pings"
+    );
+    // The gateway still serves everyone else.
+    let (mut c, _) = Client::connect(addr, "/ws");
+    c.send(r#"{"type":"ping","id":"ping_ok"}"#);
+    assert_eq!(c.recv_type("pong")["id"], "pong_ok");
+}
