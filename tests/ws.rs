@@ -212,9 +212,11 @@ fn interval_is_respected_and_changes_are_conflated() {
         "1000 ms subscriber got {} pushes",
         slow_got.len()
     );
+    // The server spaces pushes >= 0.9 x interval when it sends them; arrival times here carry
+    // scheduling jitter too, so allow 50 ms of it (a 10 Hz push would be 100 ms apart).
     for w in slow_got.windows(2) {
         let gap = w[1].0 - w[0].0;
-        assert!(gap >= Duration::from_millis(900), "pushes {gap:?} apart");
+        assert!(gap >= Duration::from_millis(850), "pushes {gap:?} apart");
     }
     // Conflated: the last push carries the newest value (25 was written last).
     let last = &slow_got.last().unwrap().1;
