@@ -558,33 +558,20 @@ pub fn run(o: &FanoutOpts, target: Target) -> Result<(Value, String), String> {
             }
         }
     }
-    t.row("CPU", format!("{:.1}% of one core", cpu_res.server_pct));
-    t.row(
-        "CPU per delivered frame",
-        format!("{:.2} µs", per_frame(server_cpu_s)),
-    );
-    t.row("threads", report::threads_line(&cpu_res.server_threads, 6));
-    t.section("load client");
-    t.row(
-        "CPU",
-        format!(
-            "{:.1}% of one core{}",
-            cpu_res.client_pct,
-            if client_bound { "  CLIENT-BOUND" } else { "" }
+    report::cpu_rows(
+        &mut t,
+        &cpu_res,
+        (
+            "CPU per delivered frame",
+            format!("{:.2} µs", per_frame(server_cpu_s)),
         ),
+        Some((
+            "CPU per received frame",
+            format!("{:.2} µs", per_frame(client_cpu_s)),
+        )),
+        true,
+        client_bound,
     );
-    t.row(
-        "CPU per received frame",
-        format!("{:.2} µs", per_frame(client_cpu_s)),
-    );
-    t.row("threads", report::threads_line(&cpu_res.client_threads, 6));
-
-    if client_bound {
-        t.warn(format!(
-            "CLIENT-BOUND: the load client used {:.0}% of a core (> {:.0}%); the numbers measure the client too",
-            cpu_res.client_pct, o.client_bound_pct
-        ));
-    }
     if lost_clients > 0 {
         t.warn(format!(
             "LOST: {lost_clients} held clients never received the final round on some channel"

@@ -165,6 +165,38 @@ impl CpuWindow {
     }
 }
 
+/// The CPU rows every mode prints: the server's CPU, its cost per unit of work and busiest
+/// threads, then the load client's (flagged and warned about when CLIENT-BOUND). `server_per`
+/// and `client_per` are (label, value) rows of cost per unit of work; `client_threads` adds the
+/// client's threads.
+pub fn cpu_rows(
+    t: &mut Table,
+    cpu: &CpuResult,
+    server_per: (&str, String),
+    client_per: Option<(&str, String)>,
+    client_threads: bool,
+    client_bound: bool,
+) {
+    t.row("CPU", format!("{:.1}% of one core", cpu.server_pct));
+    t.row(server_per.0, server_per.1);
+    t.row("threads", threads_line(&cpu.server_threads, 6));
+    t.section("load client");
+    let flag = if client_bound { "  CLIENT-BOUND" } else { "" };
+    t.row("CPU", format!("{:.1}% of one core{flag}", cpu.client_pct));
+    if let Some((label, v)) = client_per {
+        t.row(label, v);
+    }
+    if client_threads {
+        t.row("threads", threads_line(&cpu.client_threads, 6));
+    }
+    if client_bound {
+        t.warn(format!(
+            "CLIENT-BOUND: the load client used {:.0}% of a core; the numbers measure the client too",
+            cpu.client_pct
+        ));
+    }
+}
+
 /// "shard-0 45%, shard-1 44%, …" (top `n`).
 pub fn threads_line(t: &[(String, f64)], n: usize) -> String {
     if t.is_empty() {

@@ -383,31 +383,20 @@ pub fn run(o: &RestOpts) -> Result<(Value, String), String> {
             ),
         );
     }
-    t.row("CPU", format!("{:.1}% of one core", cpu_res.server_pct));
-    t.row(
-        "CPU per request",
-        format!("{:.2} µs", per_req(cpu_res.server_pct)),
-    );
-    t.row("threads", report::threads_line(&cpu_res.server_threads, 6));
-    t.section("load client");
-    t.row(
-        "CPU",
-        format!(
-            "{:.1}% of one core{}",
-            cpu_res.client_pct,
-            if client_bound { "  CLIENT-BOUND" } else { "" }
+    report::cpu_rows(
+        &mut t,
+        &cpu_res,
+        (
+            "CPU per request",
+            format!("{:.2} µs", per_req(cpu_res.server_pct)),
         ),
+        Some((
+            "CPU per request",
+            format!("{:.2} µs", per_req(cpu_res.client_pct)),
+        )),
+        false,
+        client_bound,
     );
-    t.row(
-        "CPU per request",
-        format!("{:.2} µs", per_req(cpu_res.client_pct)),
-    );
-    if client_bound {
-        t.warn(format!(
-            "CLIENT-BOUND: the load client used {:.0}% of a core",
-            cpu_res.client_pct
-        ));
-    }
     let non2xx: u64 = status
         .iter()
         .filter(|(k, _)| !(200..300).contains(*k))

@@ -308,27 +308,17 @@ pub fn run(o: &StormOpts) -> Result<(Value, String), String> {
             ),
         );
     }
-    t.row("CPU", format!("{:.1}% of one core", cpu_res.server_pct));
-    t.row(
-        "CPU per session",
-        format!("{:.1} µs", per_conn(cpu_res.server_pct)),
-    );
-    t.row("threads", report::threads_line(&cpu_res.server_threads, 6));
-    t.section("load client");
-    t.row(
-        "CPU",
-        format!(
-            "{:.1}% of one core{}",
-            cpu_res.client_pct,
-            if client_bound { "  CLIENT-BOUND" } else { "" }
+    report::cpu_rows(
+        &mut t,
+        &cpu_res,
+        (
+            "CPU per session",
+            format!("{:.1} µs", per_conn(cpu_res.server_pct)),
         ),
+        None,
+        false,
+        client_bound,
     );
-    if client_bound {
-        t.warn(format!(
-            "CLIENT-BOUND: the load client used {:.0}% of a core",
-            cpu_res.client_pct
-        ));
-    }
     if s.setup_failed() > 0 {
         t.warn(format!("{} sessions failed", s.setup_failed()));
     }
