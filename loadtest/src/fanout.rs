@@ -611,15 +611,7 @@ pub fn run(o: &FanoutOpts, target: Target) -> Result<(Value, String), String> {
             ));
         }
     }
-    if !reasons.is_empty() {
-        t.section("failure reasons");
-        for (k, v) in &reasons {
-            t.row(k, v);
-        }
-    }
-    if let Some(e) = &first_error {
-        t.row("first error message", e);
-    }
+    report::failure_rows(&mut t, &reasons, first_error.as_ref());
 
     let json = json!({
         "mode": mode,

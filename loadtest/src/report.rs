@@ -165,6 +165,36 @@ impl CpuWindow {
     }
 }
 
+/// The server section's first rows: its pid and RSS before and after the run.
+pub fn server_rss_rows(t: &mut Table, pid: Option<i32>, before: Option<u64>, after: Option<u64>) {
+    if let Some(pid) = pid {
+        let kib = |v: Option<u64>| v.map_or("?".into(), |v| v.to_string());
+        t.row("pid", pid);
+        t.row(
+            "RSS before / after",
+            format!("{} / {} KiB", kib(before), kib(after)),
+        );
+    }
+}
+
+/// Why setups failed (reason → count) and the first error message, when there are any.
+pub fn failure_rows<K: Display, V: Display>(
+    t: &mut Table,
+    reasons: impl IntoIterator<Item = (K, V)>,
+    first_error: Option<&String>,
+) {
+    let mut reasons = reasons.into_iter().peekable();
+    if reasons.peek().is_some() {
+        t.section("failure reasons");
+        for (k, v) in reasons {
+            t.row(&k.to_string(), v);
+        }
+    }
+    if let Some(e) = first_error {
+        t.row("first error message", e);
+    }
+}
+
 /// The CPU rows every mode prints: the server's CPU, its cost per unit of work and busiest
 /// threads, then the load client's (flagged and warned about when CLIENT-BOUND). `server_per`
 /// and `client_per` are (label, value) rows of cost per unit of work; `client_threads` adds the

@@ -372,17 +372,7 @@ pub fn run(o: &RestOpts) -> Result<(Value, String), String> {
     t.row("errors / connects", format!("{errors} / {connects}"));
     t.row("latency", lat.line_ms());
     t.section("server");
-    if let Some(pid) = server.pid() {
-        t.row("pid", pid);
-        t.row(
-            "RSS before / after",
-            format!(
-                "{} / {} KiB",
-                rss_before.map_or("?".into(), |v| v.to_string()),
-                rss_after.map_or("?".into(), |v| v.to_string())
-            ),
-        );
-    }
+    report::server_rss_rows(&mut t, server.pid(), rss_before, rss_after);
     report::cpu_rows(
         &mut t,
         &cpu_res,

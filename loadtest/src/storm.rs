@@ -297,17 +297,7 @@ pub fn run(o: &StormOpts) -> Result<(Value, String), String> {
     t.row("not started (fd limit)", over_limit);
     t.row("time to snapshot", snap.line_ms());
     t.section("server");
-    if let Some(pid) = server.pid() {
-        t.row("pid", pid);
-        t.row(
-            "RSS before / after",
-            format!(
-                "{} / {} KiB",
-                rss_before.map_or("?".into(), |v| v.to_string()),
-                rss_after.map_or("?".into(), |v| v.to_string())
-            ),
-        );
-    }
+    report::server_rss_rows(&mut t, server.pid(), rss_before, rss_after);
     report::cpu_rows(
         &mut t,
         &cpu_res,
@@ -328,15 +318,7 @@ pub fn run(o: &StormOpts) -> Result<(Value, String), String> {
             s.subscribed - s.closed_ok
         ));
     }
-    if !reasons.is_empty() {
-        t.section("failure reasons");
-        for (k, v) in &reasons {
-            t.row(k, v);
-        }
-    }
-    if let Some(e) = &first_error {
-        t.row("first error message", e);
-    }
+    report::failure_rows(&mut t, &reasons, first_error.as_ref());
     let json = json!({
         "mode": "connect-storm",
         "target": addr.to_string(),
