@@ -7,27 +7,45 @@ use crate::state::Snapshot;
 use smallvec::SmallVec;
 use std::sync::Arc;
 
-#[derive(Debug, Clone, Default)]
-struct Entry {
-    points: SmallVec<[PointId; 16]>,
-    /// The tick fragment when exactly one tick contributed: its values are still the latest,
-    /// so the push reuses the bytes rendered once by the feed.
-    fragment: Option<Arc<[u8]>>,
+#[derive(Debug, Clone)]
+enum Entry {
+    /// One tick contributed: its fragment (rendered once by the feed) still holds the latest
+    /// values, so the push reuses those bytes. Both fields are shared, not copied.
+    Single {
+        points: Arc<[PointId]>,
+        fragment: Arc<[u8]>,
+    },
+    /// Several ticks contributed: the union of their points, rendered from the latest state.
+    Merged(Vec<PointId>),
+}
+
+impl Entry {
+    fn points(&self) -> &[PointId] {
+        match self {
+            Entry::Single { points, .. } => points,
+            Entry::Merged(v) => v,
+        }
+    }
+
+    /// Adds `more` changed points; the entry now spans several ticks.
+    fn absorb(&mut self, more: &[PointId]) {
+        let mut all: Vec<PointId> = match std::mem::replace(self, Entry::Merged(Vec::new())) {
+            Entry::Single { points, .. } => points.to_vec(),
+            Entry::Merged(v) => v,
+        };
+        if !more.iter().all(|p| all.binary_search(p).is_ok()) {
+            all.extend_from_slice(more);
+            all.sort_unstable();
+            all.dedup();
+        }
+        *self = Entry::Merged(all);
+    }
 }
 
 /// A short list (a group watches a handful of channels): linear search beats a tree here.
 #[derive(Debug, Clone, Default)]
 pub struct Pending {
     entries: Vec<((ChannelId, DataType), Entry)>,
-}
-
-fn merge_sorted(into: &mut SmallVec<[PointId; 16]>, more: &[PointId]) {
-    if more.iter().all(|p| into.binary_search(p).is_ok()) {
-        return;
-    }
-    into.extend_from_slice(more);
-    into.sort_unstable();
-    into.dedup();
 }
 
 impl Pending {
@@ -50,15 +68,12 @@ impl Pending {
         match self.entry((c.channel, c.data_type)) {
             None => self.entries.push((
                 (c.channel, c.data_type),
-                Entry {
-                    points: SmallVec::from_slice(&c.points),
-                    fragment: Some(c.fragment.clone()),
+                Entry::Single {
+                    points: c.points.clone(),
+                    fragment: c.fragment.clone(),
                 },
             )),
-            Some(e) => {
-                merge_sorted(&mut e.points, &c.points);
-                e.fragment = None;
-            }
+            Some(e) => e.absorb(&c.points),
         }
     }
 
@@ -66,10 +81,7 @@ impl Pending {
         for (k, o) in &other.entries {
             match self.entry(*k) {
                 None => self.entries.push((*k, o.clone())),
-                Some(e) => {
-                    merge_sorted(&mut e.points, &o.points);
-                    e.fragment = None;
-                }
+                Some(e) => e.absorb(o.points()),
             }
         }
     }
@@ -88,20 +100,23 @@ impl Pending {
         let owned: SmallVec<[Option<Vec<u8>>; 16]> = self
             .entries
             .iter()
-            .map(|((ch, t), e)| match e.fragment {
-                Some(_) => None,
-                None => snap
+            .map(|((ch, t), e)| match e {
+                Entry::Single { .. } => None,
+                Entry::Merged(points) => snap
                     .channels
                     .get(ch)
                     .and_then(|c| c.get(*t))
-                    .map(|state| render_update(*ch, *t, state, &e.points)),
+                    .map(|state| render_update(*ch, *t, state, points)),
             })
             .collect();
         let fragments: SmallVec<[&[u8]; 16]> = self
             .entries
             .iter()
             .zip(&owned)
-            .filter_map(|((_, e), o)| e.fragment.as_deref().or(o.as_deref()))
+            .filter_map(|((_, e), o)| match e {
+                Entry::Single { fragment, .. } => Some(&**fragment),
+                Entry::Merged(_) => o.as_deref(),
+            })
             .collect();
         if fragments.is_empty() {
             return None;

@@ -20,7 +20,8 @@ pub type SubKey = Vec<(ChannelId, u8)>;
 pub struct TickChange {
     pub channel: ChannelId,
     pub data_type: DataType,
-    pub points: Vec<PointId>,
+    /// Shared by every group's pending set that takes this change (no per-group copy).
+    pub points: Arc<[PointId]>,
     /// `{"channel_id":…,"data_type":…,"values":{changed points}}`, rendered once.
     pub fragment: Arc<[u8]>,
 }
@@ -126,7 +127,7 @@ impl Tick {
                     channel: c.channel,
                     data_type: c.data_type,
                     fragment: render_update(c.channel, c.data_type, state, &c.points).into(),
-                    points: c.points.clone(),
+                    points: c.points.as_slice().into(),
                 })
             })
             .collect();
