@@ -70,6 +70,18 @@ pub enum ServerCpu {
 }
 
 impl ServerCpu {
+    /// The gateway given by `--server-pid`, else the one listening on `port`; without one the
+    /// run goes on with a warning and no server CPU.
+    pub fn find(pid: Option<i32>, port: u16) -> ServerCpu {
+        match pid.map_or_else(|| procfs::find_gateway(port), Ok) {
+            Ok(p) => ServerCpu::Pid(p),
+            Err(e) => {
+                progress(format!("[warn] {e}; server CPU not measured"));
+                ServerCpu::None
+            }
+        }
+    }
+
     pub fn ticks(&self) -> u64 {
         match self {
             ServerCpu::Pid(p) => procfs::proc_ticks(*p).unwrap_or(0),

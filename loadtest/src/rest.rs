@@ -233,16 +233,7 @@ pub fn run(o: &RestOpts) -> Result<(Value, String), String> {
             std::thread::sleep(Duration::from_millis(300));
         }
     }
-    let server = match o.server_pid {
-        Some(p) => ServerCpu::Pid(p),
-        None => match procfs::find_gateway(addr.port()) {
-            Ok(p) => ServerCpu::Pid(p),
-            Err(e) => {
-                progress(format!("[warn] {e}; server CPU not measured"));
-                ServerCpu::None
-            }
-        },
-    };
+    let server = ServerCpu::find(o.server_pid, addr.port());
     // Batch i: `pipeline` consecutive paths starting at path i (round-robin).
     let pipeline = o.pipeline.max(1);
     let requests: Vec<Vec<u8>> = (0..o.paths.len())

@@ -157,16 +157,7 @@ pub fn run(o: &StormOpts) -> Result<(Value, String), String> {
         ));
         std::thread::sleep(Duration::from_millis(300));
     }
-    let server = match o.server_pid {
-        Some(p) => ServerCpu::Pid(p),
-        None => match procfs::find_gateway(addr.port()) {
-            Ok(p) => ServerCpu::Pid(p),
-            Err(e) => {
-                progress(format!("[warn] {e}; server CPU not measured"));
-                ServerCpu::None
-            }
-        },
-    };
+    let server = ServerCpu::find(o.server_pid, addr.port());
     let cfg = Arc::new(ClientCfg {
         addr,
         host: o.addr.clone(),

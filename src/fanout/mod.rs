@@ -14,7 +14,7 @@ pub mod pending;
 pub mod registry;
 pub mod tick;
 
-use crate::model::{ChannelId, DataType};
+use crate::model::ChannelId;
 use crate::state::Snapshot;
 use crate::ws::message::{SubscribeRequest, TypeMask};
 use pending::Pending;
@@ -153,11 +153,6 @@ impl Fanout {
 
     pub fn group_count(&self) -> usize {
         self.groups.len()
-    }
-
-    /// Channels `conn` is subscribed to.
-    pub fn subscription(&self, conn: ConnId) -> usize {
-        self.members.get(&conn).map_or(0, |m| m.sub.len())
     }
 
     fn leave_group(&mut self, conn: ConnId) {
@@ -503,15 +498,6 @@ impl Fanout {
                 }
             }
         }
-    }
-
-    /// The data types `conn` watches on `channel` (for tests and diagnostics).
-    pub fn watched(&self, conn: ConnId, channel: ChannelId) -> Vec<DataType> {
-        self.members
-            .get(&conn)
-            .and_then(|m| mask_of(&m.sub, channel))
-            .map(|mask| mask.types().collect())
-            .unwrap_or_default()
     }
 }
 

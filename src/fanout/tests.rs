@@ -4,6 +4,7 @@
 use super::tick::{Frame, Tick};
 use super::*;
 use crate::feed::store::Store;
+use crate::model::DataType;
 use crate::ws::message::SubscribeRequest;
 use std::collections::HashMap;
 
