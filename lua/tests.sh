@@ -9,7 +9,7 @@ W() { $R FCALL comsrv_write_data 1 "$@"; }
 C() { $R FCALL netsrv_collect_data 3 netsrv:seq netsrv:dirty netsrv:epoch "$@" | tr '\n' ' ' | sed 's/ $//'; }
 eq load "$($R -x FUNCTION LOAD REPLACE < "$LIB")" voltage
 $R FLUSHALL >/dev/null
-eq version "$($R --no-raw FCALL_RO voltage_version 0)" "(integer) 1"
+eq version "$($R --no-raw FCALL_RO voltage_version 0)" "(integer) 2"
 eq write1 "$($R --no-raw FCALL comsrv_write_data 1 comsrv:1001:T '{"1":25.6,"2":101.3}')" "(integer) 2"
 eq v1 "$($R HGET comsrv:1001:T 1)" 25.6; eq v2 "$($R HGET comsrv:1001:T 2)" 101.3
 now=$($R TIME | head -1); ts=$($R HGET comsrv:1001:T _timestamp); [ $((now-ts)) -le 1 ] && pass=$((pass+1)) || { fail=$((fail+1)); echo "FAIL ts default $ts vs $now"; }
@@ -19,6 +19,13 @@ has epoch "$($R GET netsrv:epoch)" "-"
 W comsrv:1:T '{"1":0.30000000000000004,"2":1234567890.12345,"3":1e300,"4":-0.5,"5":1,"6":-7,"7":0.1,"8":-0.0,"9":1.7976931348623157e308,"10":123456789.123456789,"11":2.5e-8}' 1700000000.7 >/dev/null
 for pv in "1 0.30000000000000004" "2 1234567890.12345" "3 1e+300" "4 -0.5" "5 1" "6 -7" "7 0.1" "8 0" "9 1.7976931348623157e+308" "10 123456789.12345679" "11 2.5e-08" "_timestamp 1700000000"; do
   set -- $pv; eq "prec $1" "$($R HGET comsrv:1:T $1)" "$2"; done
+# integers take a %d fast path below 1e15; it must agree with the general path at the edges
+W comsrv:1:T '{"1":999999999999999,"2":-999999999999999,"3":1000000000000000,"4":100000000000000,"5":-1,"6":4294967295,"7":2.0,"8":-3e2}' >/dev/null
+for pv in "1 999999999999999" "2 -999999999999999" "3 1e+15" "4 100000000000000" "5 -1" "6 4294967295" "7 2" "8 -300"; do
+  set -- $pv; eq "int $1" "$($R HGET comsrv:1:T $1)" "$2"; done
+# point ids are cached once valid; a cached id beside an invalid one still writes nothing
+W comsrv:1:T '{"42":1}' >/dev/null; W comsrv:1:T '{"42":2}' >/dev/null; eq pid-cached "$($R HGET comsrv:1:T 42)" 2
+has pid-cached-bad "$(W comsrv:1:T '{"42":3,"042":4}')" "ERR invalid point id"; eq pid-cached-nowrite "$($R HGET comsrv:1:T 42)" 2
 # strings / booleans
 eq sb "$(W comsrv:1:S '{"1":true,"2":false,"3":"on","4":"","5":"25.60"}')" 5
 for pv in "1 1" "2 0" "3 on" "5 25.60"; do set -- $pv; eq "sb $1" "$($R HGET comsrv:1:S $1)" "$2"; done
