@@ -331,13 +331,14 @@ impl Fanout {
             let Some(gids) = self.by_channel.get(&c.channel) else {
                 continue;
             };
+            let local: pending::LocalChange = std::rc::Rc::new(c.clone());
             for (gid, mask) in gids {
                 if !mask.contains(c.data_type) {
                     continue;
                 }
                 let g = self.groups.get_mut(gid).expect("indexed group");
                 let was_empty = g.pending.is_empty();
-                g.pending.add(c);
+                g.pending.add(&local);
                 if was_empty {
                     let due = g.next_due - slack(g.interval_ms);
                     self.pending_groups.push(Reverse((due, *gid)));

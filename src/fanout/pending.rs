@@ -5,16 +5,18 @@ use super::tick::{build_frame, render_update, Frame, TickChange};
 use crate::model::{ChannelId, DataType, PointId};
 use crate::state::Snapshot;
 use smallvec::SmallVec;
-use std::sync::Arc;
+use std::rc::Rc;
+
+/// A tick's change as one shard holds it. The tick's `Arc`s are shared by both shards, so
+/// cloning them into thousands of pending sets made both cores bounce the same refcount
+/// cache lines; a shard wraps each change once in an `Rc` and its groups share that.
+pub type LocalChange = Rc<TickChange>;
 
 #[derive(Debug, Clone)]
 enum Entry {
     /// One tick contributed: its fragment (rendered once by the feed) still holds the latest
-    /// values, so the push reuses those bytes. Both fields are shared, not copied.
-    Single {
-        points: Arc<[PointId]>,
-        fragment: Arc<[u8]>,
-    },
+    /// values, so the push reuses those bytes. Shared, not copied.
+    Single(LocalChange),
     /// Several ticks contributed: the union of their points, rendered from the latest state.
     Merged(Vec<PointId>),
 }
@@ -22,7 +24,7 @@ enum Entry {
 impl Entry {
     fn points(&self) -> &[PointId] {
         match self {
-            Entry::Single { points, .. } => points,
+            Entry::Single(c) => &c.points,
             Entry::Merged(v) => v,
         }
     }
@@ -30,7 +32,7 @@ impl Entry {
     /// Adds `more` changed points; the entry now spans several ticks.
     fn absorb(&mut self, more: &[PointId]) {
         let mut all: Vec<PointId> = match std::mem::replace(self, Entry::Merged(Vec::new())) {
-            Entry::Single { points, .. } => points.to_vec(),
+            Entry::Single(c) => c.points.to_vec(),
             Entry::Merged(v) => v,
         };
         if !more.iter().all(|p| all.binary_search(p).is_ok()) {
@@ -64,15 +66,11 @@ impl Pending {
             .map(|(_, e)| e)
     }
 
-    pub fn add(&mut self, c: &TickChange) {
+    pub fn add(&mut self, c: &LocalChange) {
         match self.entry((c.channel, c.data_type)) {
-            None => self.entries.push((
-                (c.channel, c.data_type),
-                Entry::Single {
-                    points: c.points.clone(),
-                    fragment: c.fragment.clone(),
-                },
-            )),
+            None => self
+                .entries
+                .push(((c.channel, c.data_type), Entry::Single(c.clone()))),
             Some(e) => e.absorb(&c.points),
         }
     }
@@ -101,7 +99,7 @@ impl Pending {
             .entries
             .iter()
             .map(|((ch, t), e)| match e {
-                Entry::Single { .. } => None,
+                Entry::Single(_) => None,
                 Entry::Merged(points) => snap
                     .channels
                     .get(ch)
@@ -114,7 +112,7 @@ impl Pending {
             .iter()
             .zip(&owned)
             .filter_map(|((_, e), o)| match e {
-                Entry::Single { fragment, .. } => Some(&**fragment),
+                Entry::Single(c) => Some(&*c.fragment),
                 Entry::Merged(_) => o.as_deref(),
             })
             .collect();
