@@ -106,7 +106,12 @@ pub fn build_frame(seq: u64, iso: &str, fragments: &[&[u8]]) -> Frame {
     let buf = Arc::get_mut(&mut frame).expect("fresh allocation");
     let mut at = 0;
     let mut put = |bytes: &[u8]| {
-        buf[at..at + bytes.len()].write_copy_of_slice(bytes);
+        let dst = &mut buf[at..at + bytes.len()];
+        // SAFETY: `dst` is exactly `bytes.len()` long (the slice index checks bounds), and
+        // the source cannot overlap a fresh allocation. (`write_copy_of_slice` is past MSRV.)
+        unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), dst.as_mut_ptr().cast::<u8>(), dst.len())
+        };
         at += bytes.len();
     };
     put(&header);
