@@ -26,6 +26,8 @@ pub struct FanoutOpts {
     pub sources: Option<usize>,
     pub source_first: u8,
     pub mixed: Option<u32>,
+    /// Written channels when every client shares one pseudo-random subset (see `--same-of`).
+    pub same_of: Option<u32>,
     pub sample: u32,
     pub connect_concurrency: usize,
     pub setup_timeout: f64,
@@ -140,22 +142,27 @@ pub fn run(o: &FanoutOpts, target: Target) -> Result<(Value, String), String> {
     )?;
     let sources = o.sources.unwrap_or(n.div_ceil(20_000)).max(1);
     let base_channels: Vec<u32> = (o.channel_base..o.channel_base + o.channels).collect();
-    let (plan, written): (ChannelPlan, Vec<u32>) = match o.mixed {
-        Some(m) if !ceiling_mode => {
+    let (plan, written): (ChannelPlan, Vec<u32>) = match (o.mixed, o.same_of) {
+        (Some(m), _) | (_, Some(m)) if !ceiling_mode => {
             if m < o.channels {
-                return Err("--mixed M must be at least --channels".into());
+                return Err("--mixed/--same-of M must be at least --channels".into());
             }
-            (
-                ChannelPlan::Mixed {
-                    base: o.channel_base,
-                    m,
-                    count: o.channels,
-                },
-                (o.channel_base..o.channel_base + m).collect(),
-            )
+            let mixed = ChannelPlan::Mixed {
+                base: o.channel_base,
+                m,
+                count: o.channels,
+            };
+            let plan = if o.same_of.is_some() {
+                ChannelPlan::Same(mixed.channels_for(0))
+            } else {
+                mixed
+            };
+            (plan, (o.channel_base..o.channel_base + m).collect())
         }
-        Some(_) => return Err("--mixed applies to ws-fanout only".into()),
-        None => (
+        (Some(_), _) | (_, Some(_)) => {
+            return Err("--mixed/--same-of apply to ws-fanout only".into())
+        }
+        (None, None) => (
             ChannelPlan::Same(base_channels.clone()),
             base_channels.clone(),
         ),
@@ -444,6 +451,9 @@ pub fn run(o: &FanoutOpts, target: Target) -> Result<(Value, String), String> {
             o.channels,
             o.mixed
                 .map(|m| format!(" (mixed out of {m})"))
+                .or(o
+                    .same_of
+                    .map(|m| format!(" (the same for all, out of {m} written)")))
                 .unwrap_or_default(),
             o.points,
             o.interval,
@@ -620,7 +630,7 @@ pub fn run(o: &FanoutOpts, target: Target) -> Result<(Value, String), String> {
         "config": {
             "clients": n, "channels": o.channels, "channel_base": o.channel_base, "points": o.points,
             "interval_ms": o.interval, "rate_hz": o.rate_hz, "duration_s": o.duration,
-            "threads": o.threads, "sources": sources, "mixed": o.mixed, "sample": o.sample,
+            "threads": o.threads, "sources": sources, "mixed": o.mixed, "same_of": o.same_of, "sample": o.sample,
         },
         "connections": {
             "started": fin.started, "connected": at_window.tcp_connected, "subscribed": subscribed,

@@ -121,6 +121,10 @@ struct WsFanoutArgs {
     /// Each client subscribes to a different pseudo-random --channels out of M channels.
     #[arg(long)]
     mixed: Option<u32>,
+    /// The control for --mixed: the writer writes all M channels, and every client subscribes
+    /// to the SAME pseudo-random --channels out of them (same write load, one subscription).
+    #[arg(long, conflicts_with = "mixed")]
+    same_of: Option<u32>,
     /// Gateway PID for RSS/CPU (default: the process named voltage-gateway).
     #[arg(long)]
     server_pid: Option<i32>,
@@ -239,7 +243,13 @@ fn check_shape(s: &FanoutShape) -> Result<(), String> {
     Ok(())
 }
 
-fn opts(s: &FanoutShape, c: &Common, interval: u32, mixed: Option<u32>) -> fanout::FanoutOpts {
+fn opts(
+    s: &FanoutShape,
+    c: &Common,
+    interval: u32,
+    mixed: Option<u32>,
+    same_of: Option<u32>,
+) -> fanout::FanoutOpts {
     fanout::FanoutOpts {
         clients: s.clients,
         channels: s.channels,
@@ -252,6 +262,7 @@ fn opts(s: &FanoutShape, c: &Common, interval: u32, mixed: Option<u32>) -> fanou
         sources: s.sources,
         source_first: s.source_first,
         mixed,
+        same_of,
         sample: s.sample,
         connect_concurrency: s.connect_concurrency,
         setup_timeout: s.setup_timeout,
@@ -271,7 +282,7 @@ fn run(cli: Cli) -> Result<(serde_json::Value, String, bool), String> {
             if !(100..=60_000).contains(&a.interval) {
                 return Err("--interval must be in 100..=60000 ms (the gateway's range)".into());
             }
-            let o = opts(&a.shape, &a.common, a.interval, a.mixed);
+            let o = opts(&a.shape, &a.common, a.interval, a.mixed, a.same_of);
             let target = fanout::Target::Gateway {
                 addr: a.addr,
                 redis: a.redis,
@@ -288,7 +299,7 @@ fn run(cli: Cli) -> Result<(serde_json::Value, String, bool), String> {
                 return Err("--server-threads must be in 1..=16".into());
             }
             let interval = (1000.0 / a.shape.rate_hz).round() as u32;
-            let o = opts(&a.shape, &a.common, interval, None);
+            let o = opts(&a.shape, &a.common, interval, None, None);
             let target = fanout::Target::Ceiling {
                 port: a.port,
                 server_threads: a.server_threads,

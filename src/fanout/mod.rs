@@ -411,12 +411,21 @@ impl Fanout {
             }
             if m.missed.is_empty() {
                 let f = shared.get_or_insert_with(|| {
-                    Some(tick.frame(&key, from_seq, || {
+                    let mut build = || {
                         pending
                             .render(&tick.snapshot, tick.seq, &tick.iso)
                             .unwrap_or_else(|| Arc::from(&[][..]))
-                    }))
-                    .filter(|f| !f.is_empty())
+                    };
+                    // Shared across shards only when it serves several clients: a one-member
+                    // group's frame saves at most one build elsewhere, while the cache costs a
+                    // lock, a hash and an insert per push (every group is unique in mixed
+                    // subscriptions; the cache's rehashing showed in `perf`).
+                    let frame = if members.len() > 1 {
+                        tick.frame(&key, from_seq, build)
+                    } else {
+                        build()
+                    };
+                    Some(frame).filter(|f| !f.is_empty())
                 });
                 if let Some(f) = f {
                     Self::deliver(m, conn, f, now, sink, &mut self.lagging, &pending);
