@@ -2,7 +2,7 @@
 # Runs the issue-4 performance targets in one go on this machine and prints the table for
 # README's Performance section. Loopback only; every run is bounded; everything it starts is
 # stopped on exit. Usage (from the repository root, after `cargo build --release --workspace`):
-#   loadtest/targets.sh            # fan-out, ceiling, saturation, mixed, REST (~3 min)
+#   loadtest/targets.sh            # fan-out, ceiling, saturation, mixed (+control), REST (~4 min)
 #   SCALE=1 loadtest/targets.sh    # also the 19,000-connection, 300 s scale run
 # DURATION (default 20) sets the seconds per WebSocket run.
 set -euo pipefail
@@ -45,8 +45,12 @@ run ceiling ceiling --clients 9900 --channels 10 --points 20 --rate-hz 10 --dura
 gateway; run saturation ws-fanout $A --server-pid "$GWPID" --clients 19000 --channels 10 --interval 100 --rate-hz 10 --duration "$DUR"
 run saturation-ceiling ceiling --clients 9900 --channels 10 --points 20 --rate-hz 20 --duration "$DUR"
 gateway; run mixed ws-fanout $A --server-pid "$GWPID" --clients 9900 --channels 10 --mixed 1000 --interval 100 --rate-hz 10 --duration "$DUR"
-gateway; run rest-health rest $A --server-pid "$GWPID" --connections 64 --path /health --duration 8
-run rest-realtime rest $A --server-pid "$GWPID" --connections 64 --path /api/channels/1/realtime --duration 8
+# The control for mixed: the same 1,000-channel write load, every client on one subscription.
+gateway; run mixed-control ws-fanout $A --server-pid "$GWPID" --clients 9900 --channels 10 --same-of 1000 --interval 100 --rate-hz 10 --duration "$DUR"
+# One client thread: two saturate more than a core for the same requests/s (CLIENT-BOUND) and
+# the fourth busy thread on two cores adds preemption to the server's p99.
+gateway; run rest-health rest $A --server-pid "$GWPID" --connections 64 --threads 1 --path /health --duration 8
+run rest-realtime rest $A --server-pid "$GWPID" --connections 64 --threads 1 --path /api/channels/1/realtime --duration 8
 if [ "${SCALE:-0}" = 1 ]; then
     gateway; run scale ws-fanout $A --server-pid "$GWPID" --clients 19000 --channels 10 --interval 1000 --rate-hz 1 --duration 300
 fi
