@@ -43,6 +43,22 @@ impl Chunk {
     }
 }
 
+/// One queued chunk as an io buffer: the common case (one push waiting) goes out with a plain
+/// send, which skips the per-op iovec copy (an allocation) that the driver makes for `writev`.
+struct ChunkBuf(Chunk);
+
+// SAFETY: the bytes live in the `Arc`/`Vec` the wrapper owns; their heap storage does not move
+// when the wrapper is moved, and nothing mutates them while the runtime owns the buffer.
+unsafe impl monoio::buf::IoBuf for ChunkBuf {
+    fn read_ptr(&self) -> *const u8 {
+        self.0.bytes().as_ptr()
+    }
+
+    fn bytes_init(&self) -> usize {
+        self.0.bytes().len()
+    }
+}
+
 /// A batch of queued chunks written with one `writev`: shared frames go to the kernel straight
 /// from their `Arc`, never copied per connection.
 #[derive(Default)]
@@ -304,6 +320,27 @@ async fn run(
     let mut read = read;
     let mut batch = Batch::default();
     loop {
+        let single = {
+            let mut out = conn.out.borrow_mut();
+            if out.len() == 1 {
+                out.pop_front()
+            } else {
+                None
+            }
+        };
+        if let Some(chunk) = single {
+            let len = chunk.bytes().len();
+            monoio::select! {
+                r = wr.write_all(ChunkBuf(chunk)) => {
+                    if r.0.is_err() {
+                        break;
+                    }
+                }
+                _ = conn.killed.wait_level() => break,
+            }
+            after_write(conn, ctx, len, budget);
+            continue;
+        }
         if !conn.out.borrow().is_empty() {
             // Everything queued goes out in one writev (one syscall for many frames, no copies).
             {
@@ -325,12 +362,7 @@ async fn run(
                 }
                 _ = conn.killed.wait_level() => break,
             }
-            conn.queued.set(conn.queued.get() - len);
-            if conn.over_budget.get() && conn.queued.get() < budget / 2 {
-                conn.over_budget.set(false);
-                let now = crate::time::now_millis();
-                with_fanout(ctx, |fan, sink| fan.drained(conn.id, now, sink));
-            }
+            after_write(conn, ctx, len, budget);
             continue;
         }
         if !reading {
@@ -359,6 +391,16 @@ async fn run(
         }
     }
     let _ = wr.shutdown().await;
+}
+
+/// `len` queued bytes left: a connection that was over its budget rejoins the fan-out.
+fn after_write(conn: &WsConn, ctx: &ShardCtx, len: usize, budget: usize) {
+    conn.queued.set(conn.queued.get() - len);
+    if conn.over_budget.get() && conn.queued.get() < budget / 2 {
+        conn.over_budget.set(false);
+        let now = crate::time::now_millis();
+        with_fanout(ctx, |fan, sink| fan.drained(conn.id, now, sink));
+    }
 }
 
 /// Feeds bytes to the session and handles every complete message; false when the
