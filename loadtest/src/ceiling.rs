@@ -35,71 +35,36 @@ pub fn values_json(out: &mut String, sent_ms: f64, round: u64, ch: u32, points: 
     out.push('}');
 }
 
-/// `2025-08-12T10:30:00.123Z` from unix ms.
-pub fn iso_from_ms(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let milli = ms.rem_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let sod = secs.rem_euclid(86_400);
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{milli:03}Z",
-        sod / 3600,
-        (sod / 60) % 60,
-        sod % 60
-    )
-}
-
 /// The whole frame (header + payload) for `round`, shaped like the gateway's `data_batch`
 /// (`data_update` for a single channel).
 pub fn build_frame(shape: &Shape, round: u64) -> Vec<u8> {
+    use voltage_gateway::fanout::tick;
+    use voltage_gateway::model::{ChannelId, DataType};
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_micros() as f64 / 1000.0)
         .unwrap_or(0.0);
-    let iso = iso_from_ms(now as i64);
-    let mut body =
-        String::with_capacity(128 + shape.channels.len() * (64 + 12 * shape.points as usize));
-    let one = shape.channels.len() == 1;
-    let (kind, prefix) = if one {
-        ("data_update", "update_")
-    } else {
-        ("data_batch", "batch_")
-    };
-    body.push_str(&format!(
-        "{{\"type\":\"{kind}\",\"id\":\"{prefix}{round}\",\"timestamp\":\"{iso}\",\"data\":"
-    ));
-    if !one {
-        body.push_str("{\"updates\":[");
-    }
-    for (i, ch) in shape.channels.iter().enumerate() {
-        if i > 0 {
-            body.push(',');
-        }
-        body.push_str(&format!(
-            "{{\"channel_id\":{ch},\"data_type\":\"T\",\"values\":"
-        ));
-        values_json(&mut body, now, round, *ch, shape.points);
-        body.push('}');
-    }
-    if !one {
-        body.push_str("]}");
-    }
-    body.push('}');
-    let mut frame = Vec::with_capacity(body.len() + 10);
-    crate::ws::write_server_header(&mut frame, crate::ws::OP_TEXT, body.len());
-    frame.extend_from_slice(body.as_bytes());
-    frame
+    // The gateway's own frame code, so the bytes are shaped exactly like its pushes.
+    let iso = voltage_gateway::time::iso_from_millis(now as i64);
+    let mut values = String::with_capacity(16 + 12 * shape.points as usize);
+    let fragments: Vec<Vec<u8>> = shape
+        .channels
+        .iter()
+        .map(|ch| {
+            values.clear();
+            values_json(&mut values, now, round, *ch, shape.points);
+            let mut f = Vec::with_capacity(values.len() + 48);
+            tick::write_update(
+                &mut f,
+                ChannelId(*ch),
+                DataType::Telemetry,
+                values.as_bytes(),
+            );
+            f
+        })
+        .collect();
+    let refs: Vec<&[u8]> = fragments.iter().map(Vec::as_slice).collect();
+    tick::build_frame(round, &iso, &refs).to_vec()
 }
 
 /// Shared between the main thread and the server threads.
@@ -323,13 +288,6 @@ impl Ceiling {
 mod tests {
     use super::*;
     use crate::ws::{self, Scanner};
-
-    #[test]
-    fn iso() {
-        assert_eq!(iso_from_ms(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(iso_from_ms(1_754_994_600_123), "2025-08-12T10:30:00.123Z");
-        assert_eq!(iso_from_ms(951_782_400_000), "2000-02-29T00:00:00.000Z");
-    }
 
     #[test]
     fn frame_scans_like_a_gateway_batch() {

@@ -202,19 +202,7 @@ where
         // DEFER_TASKRUN: completions are processed only when this thread asks for them — no
         // task-work interrupts (measured ~20% less client CPU per frame here, kernel >= 6.1).
         // Plain io_uring when the kernel refuses the flags.
-        let build = |defer: bool| {
-            let mut urb = io_uring::IoUring::builder();
-            if defer {
-                urb.setup_coop_taskrun()
-                    .setup_single_issuer()
-                    .setup_defer_taskrun();
-            }
-            monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
-                .with_entries(4096)
-                .uring_builder(urb)
-                .enable_timer()
-                .build()
-        };
+        let build = voltage_gateway::shard::uring_runtime;
         match build(true).or_else(|_| build(false)) {
             Ok(mut rt) => {
                 URING.with(|u| u.set(true));

@@ -106,20 +106,6 @@ pub fn write_masked(out: &mut Vec<u8>, opcode: u8, payload: &[u8], mask: u32) {
     out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i & 3]));
 }
 
-/// Appends an unmasked server frame header (for the ceiling server).
-pub fn write_server_header(out: &mut Vec<u8>, opcode: u8, n: usize) {
-    out.push(0x80 | opcode);
-    if n < 126 {
-        out.push(n as u8);
-    } else if n <= u16::MAX as usize {
-        out.push(126);
-        out.extend_from_slice(&(n as u16).to_be_bytes());
-    } else {
-        out.push(127);
-        out.extend_from_slice(&(n as u64).to_be_bytes());
-    }
-}
-
 /// The HTTP/1.1 upgrade request.
 pub fn upgrade_request(host: &str, path: &str, key_seed: u64) -> Vec<u8> {
     // Any 16 bytes, base64: 22 chars + "==". Derived from the seed so keys differ.

@@ -113,8 +113,8 @@ pub fn spawn(
 /// An io_uring runtime. With `defer`, completions are processed only when the shard asks for
 /// them (DEFER_TASKRUN + SINGLE_ISSUER, Linux 6.1+) instead of interrupting it as task work:
 /// measured here as less CPU per delivered frame. Older kernels refuse the flags; the caller
-/// then falls back to a plain ring.
-fn uring_runtime(
+/// then falls back to a plain ring. Public so `voltage-loadtest` runs on the very same rings.
+pub fn uring_runtime(
     defer: bool,
 ) -> std::io::Result<monoio::Runtime<monoio::time::TimeDriver<monoio::IoUringDriver>>> {
     let mut urb = io_uring::IoUring::builder();
