@@ -414,15 +414,7 @@ pub fn run(o: &FanoutOpts, target: Target) -> Result<(Value, String), String> {
     let subscribed = at_window.subscribed;
     let expected_updates = subscribed * u64::from(o.channels) * rounds;
     let got_updates = win.updates + drain.updates;
-    let server_cpu_s = cpu_res.server_pct / 100.0 * cpu_res.secs;
-    let client_cpu_s = cpu_res.client_pct / 100.0 * cpu_res.secs;
-    let per_frame = |cpu_s: f64| {
-        if win.data_frames > 0 {
-            cpu_s * 1e6 / win.data_frames as f64
-        } else {
-            0.0
-        }
-    };
+    let per_frame = |pct: f64| cpu_res.us_per(pct, win.data_frames);
     let rss_per_conn = match (rss_before, rss_after) {
         (Some(b), Some(a)) if subscribed > 0 && a >= b => Some((a - b) as f64 / subscribed as f64),
         _ => None,
@@ -573,11 +565,11 @@ pub fn run(o: &FanoutOpts, target: Target) -> Result<(Value, String), String> {
         &cpu_res,
         (
             "CPU per delivered frame",
-            format!("{:.2} µs", per_frame(server_cpu_s)),
+            format!("{:.2} µs", per_frame(cpu_res.server_pct)),
         ),
         Some((
             "CPU per received frame",
-            format!("{:.2} µs", per_frame(client_cpu_s)),
+            format!("{:.2} µs", per_frame(cpu_res.client_pct)),
         )),
         true,
         client_bound,
@@ -663,13 +655,13 @@ pub fn run(o: &FanoutOpts, target: Target) -> Result<(Value, String), String> {
             "rss_kib_before": rss_before, "rss_kib_subscribed": rss_after, "rss_kib_end": rss_end,
             "rss_kib_per_connection": rss_per_conn.map(|v| round(v, 2)),
             "cpu_pct": round(cpu_res.server_pct, 1),
-            "cpu_us_per_frame": round(per_frame(server_cpu_s), 3),
+            "cpu_us_per_frame": round(per_frame(cpu_res.server_pct), 3),
             "threads": report::threads_json(&cpu_res.server_threads),
             "accepted": accepted, "sends": ceil_sends, "send_errors": ceil_errs,
         },
         "client": {
             "cpu_pct": round(cpu_res.client_pct, 1),
-            "cpu_us_per_frame": round(per_frame(client_cpu_s), 3),
+            "cpu_us_per_frame": round(per_frame(cpu_res.client_pct), 3),
             "client_bound": client_bound,
             "threads": report::threads_json(&cpu_res.client_threads),
         },

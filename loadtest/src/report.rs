@@ -139,6 +139,16 @@ pub struct CpuResult {
     pub client_threads: Vec<(String, f64)>,
 }
 
+impl CpuResult {
+    /// CPU µs per unit of work, from a % of one core over the window (0 when nothing was done).
+    pub fn us_per(&self, pct: f64, units: u64) -> f64 {
+        if units == 0 {
+            return 0.0;
+        }
+        pct / 100.0 * self.secs * 1e6 / units as f64
+    }
+}
+
 impl CpuWindow {
     pub fn start(server: ServerCpu) -> Self {
         let me = std::process::id() as i32;

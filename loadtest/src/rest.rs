@@ -334,13 +334,7 @@ pub fn run(o: &RestOpts) -> Result<(Value, String), String> {
     let connects = sum(|c| &c.connects);
     let rps = requests_done as f64 / secs;
     let client_bound = cpu_res.client_pct > o.client_bound_pct;
-    let per_req = |pct: f64| {
-        if requests_done > 0 {
-            pct / 100.0 * cpu_res.secs * 1e6 / requests_done as f64
-        } else {
-            0.0
-        }
-    };
+    let per_req = |pct: f64| cpu_res.us_per(pct, requests_done);
 
     let mut t = Table::default();
     t.section("setup");

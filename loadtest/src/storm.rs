@@ -244,13 +244,7 @@ pub fn run(o: &StormOpts) -> Result<(Value, String), String> {
     let rss_after = server.pid().and_then(procfs::rss_kib);
     let s = client::sum(&ctrs);
     let client_bound = cpu_res.client_pct > o.client_bound_pct;
-    let per_conn = |pct: f64| {
-        if s.subscribed > 0 {
-            pct / 100.0 * cpu_res.secs * 1e6 / s.subscribed as f64
-        } else {
-            0.0
-        }
-    };
+    let per_conn = |pct: f64| cpu_res.us_per(pct, s.subscribed);
 
     let mut t = Table::default();
     t.section("setup");
