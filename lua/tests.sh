@@ -9,7 +9,7 @@ W() { $R FCALL comsrv_write_data 1 "$@"; }
 C() { $R FCALL netsrv_collect_data 3 netsrv:seq netsrv:dirty netsrv:epoch "$@" | tr '\n' ' ' | sed 's/ $//'; }
 eq load "$($R -x FUNCTION LOAD REPLACE < "$LIB")" voltage
 $R FLUSHALL >/dev/null
-eq version "$($R --no-raw FCALL_RO voltage_version 0)" "(integer) 2"
+eq version "$($R --no-raw FCALL_RO voltage_version 0)" "(integer) 3"
 eq write1 "$($R --no-raw FCALL comsrv_write_data 1 comsrv:1001:T '{"1":25.6,"2":101.3}')" "(integer) 2"
 eq v1 "$($R HGET comsrv:1001:T 1)" 25.6; eq v2 "$($R HGET comsrv:1001:T 2)" 101.3
 now=$($R TIME | head -1); ts=$($R HGET comsrv:1001:T _timestamp); [ $((now-ts)) -le 1 ] && pass=$((pass+1)) || { fail=$((fail+1)); echo "FAIL ts default $ts vs $now"; }
@@ -83,5 +83,23 @@ eq seqlost "$($R GET netsrv:seq)" 3; E3=$($R GET netsrv:epoch); [ "$E3" != "$E2"
 $R SET netsrv:seq 1 >/dev/null; W comsrv:12:S '{"1":1}' >/dev/null
 out=$(C 3 "$E3" 10); E4=${out%% *}; [ "$E4" != "$E3" ] && pass=$((pass+1)) || { fail=$((fail+1)); echo "FAIL renumber epoch"; }
 eq renumber "${out#* }" "7 7 1 0 9:S 4 10:S 5 12:S 6 11:S 7"
+# wake-up hint: a caught-up collect with wake=1 arms it; the next write publishes once
+$R FLUSHALL >/dev/null
+WAKE_OUT=$(mktemp); timeout 5 $R SUBSCRIBE netsrv:wake >"$WAKE_OUT" 2>/dev/null & SUB=$!
+for _ in $(seq 1 50); do [ "$($R PUBSUB NUMSUB netsrv:wake | tail -1)" = 1 ] && break; sleep 0.05; done
+wakes() { grep -c '^message$' "$WAKE_OUT"; }
+W comsrv:1:T '{"1":1}' >/dev/null; sleep 0.1; eq wake-unarmed "$(wakes)" 0
+C 0 '' 10 1 >/dev/null                                   # caught up, wake=1: armed
+W comsrv:2:S '{"1":1}' >/dev/null; sleep 0.1; eq wake-once "$(wakes)" 1
+has wake-member "$(cat "$WAKE_OUT")" "2:S"
+W comsrv:3:T '{"1":1}' >/dev/null; sleep 0.1; eq wake-disarmed "$(wakes)" 1
+C 0 '' 1 1 >/dev/null                                    # more=1 (backlog): not armed
+W comsrv:4:T '{"1":1}' >/dev/null; sleep 0.1; eq wake-backlog "$(wakes)" 1
+C 0 '' 10 0 >/dev/null; C 0 '' 10 >/dev/null             # wake=0 or absent: not armed
+W comsrv:5:T '{"1":1}' >/dev/null; sleep 0.1; eq wake-off "$(wakes)" 1
+C 0 '' 10 1 >/dev/null; W comsrv:6:T '{}' >/dev/null     # an empty write changes nothing
+W comsrv:7:T '{"1":"x"}' >/dev/null; sleep 0.1; eq wake-rearmed "$(wakes)" 2
+has wake-bad "$(C 0 '' 10 2)" "ERR invalid wake"; has wake-nargs "$(C 0 '' 10 1 x)" "ERR"
+kill $SUB 2>/dev/null; wait $SUB 2>/dev/null; rm -f "$WAKE_OUT"
 echo "pass=$pass fail=$fail"
 [ "$fail" -eq 0 ]

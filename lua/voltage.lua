@@ -12,7 +12,7 @@ whenever it (re)connects to a Redis whose `voltage_version` is missing or older.
 Functions (the Rust side depends on these exact signatures):
   FCALL_RO voltage_version 0
   FCALL    comsrv_write_data 1 comsrv:{ch}:{T|S|C|A} <values_json> [<unix_ts>]
-  FCALL    netsrv_collect_data 3 netsrv:seq netsrv:dirty netsrv:epoch <cursor> <epoch> <limit>
+  FCALL    netsrv_collect_data 3 netsrv:seq netsrv:dirty netsrv:epoch <cursor> <epoch> <limit> [<wake>]
 
 Key exception (documented for a future cluster layout): comsrv_write_data
 derives the site-wide keys netsrv:seq, netsrv:dirty and netsrv:epoch itself;
@@ -22,7 +22,7 @@ a cluster layout must co-locate them with every comsrv:* hash (hash tags).
 -- Library version, returned by voltage_version. The gateway reloads the library
 -- when Redis reports a smaller number than the one compiled into it.
 -- BUMP THIS ON ANY CHANGE TO THIS FILE (and the matching constant on the Rust side).
-local LIBRARY_VERSION = 2
+local LIBRARY_VERSION = 3
 
 -- Site-wide keys (see the cluster note above).
 local SEQ_KEY = 'netsrv:seq'
@@ -41,6 +41,15 @@ local HSET_CHUNK = 500
 -- input cannot grow it without bound. Only valid ids are ever stored.
 local valid_pids, valid_pid_count = {}, 0
 local VALID_PID_CACHE_MAX = 65536
+
+-- Wake-up hint. A collect that leaves a gateway caught up with <wake> = "1" arms it; the next
+-- data write then PUBLISHes once on WAKE_CHANNEL, so a gateway subscribed there collects at
+-- once instead of at its next polling tick. Library-local, not a key: it is only a latency
+-- hint (nothing to replicate or persist); losing it (a reload, a failover) just means that
+-- write waits for the gateway's tick. At most one message per arming, so a busy site does
+-- not flood the channel.
+local WAKE_CHANNEL = 'netsrv:wake'
+local wake_armed = false
 
 local function err(msg)
   return redis.error_reply('ERR ' .. msg)
@@ -267,20 +276,31 @@ local function comsrv_write_data(keys, args)
 
   check_alarms(ch, dtype, points)
 
+  if wake_armed then
+    wake_armed = false
+    redis.call('PUBLISH', WAKE_CHANNEL, ch_s .. ':' .. dtype)
+  end
+
   return count
 end
 
 -- -------------------------------------------------------------------
 -- netsrv_collect_data:
---   FCALL netsrv_collect_data 3 netsrv:seq netsrv:dirty netsrv:epoch <cursor> <epoch> <limit>
+--   FCALL netsrv_collect_data 3 netsrv:seq netsrv:dirty netsrv:epoch <cursor> <epoch> <limit> [<wake>]
 --   -> {epoch, head_seq, next_cursor, reset, more, member1, score1, ...}
+--   <wake> "1": when this call leaves the caller caught up, the next write publishes on
+--   netsrv:wake (see WAKE_CHANNEL).
 -- -------------------------------------------------------------------
 local function netsrv_collect_data(keys, args)
   if #keys ~= 3 or keys[1] ~= SEQ_KEY or keys[2] ~= DIRTY_KEY or keys[3] ~= EPOCH_KEY then
     return err('netsrv_collect_data expects 3 keys: ' .. SEQ_KEY .. ' ' .. DIRTY_KEY .. ' ' .. EPOCH_KEY)
   end
-  if #args ~= 3 then
-    return err('netsrv_collect_data expects <cursor> <epoch> <limit>, got ' .. #args .. ' arguments')
+  if #args < 3 or #args > 4 then
+    return err('netsrv_collect_data expects <cursor> <epoch> <limit> [<wake>], got ' .. #args .. ' arguments')
+  end
+  local wake = args[4]
+  if wake ~= nil and wake ~= '0' and wake ~= '1' then
+    return err('invalid wake ' .. show(wake) .. ': expected 0 or 1')
   end
   local cursor = parse_uint(args[1])
   if cursor == nil then
@@ -340,6 +360,10 @@ local function netsrv_collect_data(keys, args)
       next_cursor = last_score
       more = 1
     end
+  end
+
+  if more == 0 and wake == '1' then
+    wake_armed = true
   end
 
   local out = { epoch, head, next_cursor, reset, more }

@@ -37,6 +37,10 @@ pub struct Config {
     /// Load (or upgrade) the `lua/` Function library into Redis at start-up and on every
     /// reconnect. Default true; turn off where Redis is managed by someone else.
     pub load_functions: bool,
+    /// Subscribe to the library's `netsrv:wake` channel so a write is collected at once
+    /// (about a millisecond) instead of at the next tick, which stays as the fallback.
+    /// Default true; turn off for a Redis proxy without pub/sub.
+    pub wake: bool,
     /// Most hashes one `netsrv_collect_data` call returns. Default 1000: bounds one round
     /// trip's size; a backlog is drained over several calls without waiting for the tick.
     pub collect_batch: usize,
@@ -125,6 +129,7 @@ impl Default for Config {
             driver: DriverKind::Auto,
             tick_ms: 10,
             load_functions: true,
+            wake: true,
             collect_batch: 1000,
             stale_after_secs: 60,
             redis_timeout_ms: 2000,

@@ -442,3 +442,73 @@ fn an_unreadable_hash_is_skipped_and_does_not_stall_the_feed() {
         "healthy"
     );
 }
+
+/// How long until `value` of channel 1, point 1 is served, polling the REST API.
+fn seen_after(addr: std::net::SocketAddr, value: i64, limit: Duration) -> Option<Duration> {
+    let t0 = std::time::Instant::now();
+    while t0.elapsed() < limit {
+        // 404 until the channel's first write is collected.
+        let r = get(addr, "/api/channels/1/realtime?data_type=T");
+        if r.status == 200 && r.json()["data"][0]["values"]["1"].as_i64() == Some(value) {
+            return Some(t0.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    None
+}
+
+#[test]
+fn a_write_wakes_the_feed_instead_of_waiting_for_the_tick() {
+    let redis = redis();
+    let mut con = redis_con(&redis);
+    let mut cfg = config(&redis.url(), voltage_gateway::config::DriverKind::Auto);
+    // Polling alone would take up to two seconds per write.
+    cfg.tick_ms = 2000;
+    let gw = voltage_gateway::Server::start(cfg).unwrap();
+    let addr = gw.local_addr();
+    wait_until("subscribed", Duration::from_secs(5), || {
+        let n: Vec<redis::Value> = redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg(voltage_gateway::feed::WAKE_CHANNEL)
+            .query(&mut con)
+            .unwrap();
+        n.get(1) == Some(&redis::Value::Int(1))
+    });
+    for v in 1..=5 {
+        // Each write after the feed is idle again (its collect armed the hint).
+        std::thread::sleep(Duration::from_millis(30));
+        write(&mut con, "comsrv:1:T", &format!(r#"{{"1":{v}}}"#), None);
+        let took = seen_after(addr, v, Duration::from_secs(3)).expect("write served");
+        assert!(took < Duration::from_millis(500), "write {v} took {took:?}");
+    }
+}
+
+#[test]
+fn without_wake_the_tick_still_delivers() {
+    let redis = redis();
+    let mut con = redis_con(&redis);
+    let mut cfg = config(&redis.url(), voltage_gateway::config::DriverKind::Auto);
+    cfg.wake = false;
+    cfg.tick_ms = 300;
+    let gw = voltage_gateway::Server::start(cfg).unwrap();
+    let addr = gw.local_addr();
+    wait_until("loaded", Duration::from_secs(5), || {
+        gw.shared().redis.load().healthy
+    });
+    let subscribers: Vec<redis::Value> = redis::cmd("PUBSUB")
+        .arg("NUMSUB")
+        .arg(voltage_gateway::feed::WAKE_CHANNEL)
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(subscribers.get(1), Some(&redis::Value::Int(0)));
+    let mut slow = 0;
+    for v in 1..=3 {
+        write(&mut con, "comsrv:1:T", &format!(r#"{{"1":{v}}}"#), None);
+        let took = seen_after(addr, v, Duration::from_secs(3)).expect("write served");
+        slow += usize::from(took > Duration::from_millis(20));
+    }
+    assert!(
+        slow > 0,
+        "polling every 300 ms cannot be this fast three times"
+    );
+}

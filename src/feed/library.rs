@@ -4,7 +4,7 @@
 pub const SOURCE: &str = include_str!("../../lua/voltage.lua");
 
 /// Must equal `LIBRARY_VERSION` in `lua/voltage.lua` (a unit test checks it).
-pub const VERSION: i64 = 2;
+pub const VERSION: i64 = 3;
 
 /// What `ensure` did.
 #[derive(Debug, PartialEq, Eq)]
@@ -16,14 +16,23 @@ pub enum LoadOutcome {
     },
 }
 
-/// Loads the library when Redis lacks it or holds an older version. A newer version (another
-/// gateway was upgraded first) is left alone: replacing it would downgrade that gateway.
-pub fn ensure(con: &mut redis::Connection) -> redis::RedisResult<LoadOutcome> {
-    let current: Option<i64> = redis::cmd("FCALL_RO")
+/// The first library version whose `netsrv_collect_data` takes `<wake>` and whose writes
+/// publish on `netsrv:wake`.
+pub const WAKE_SINCE: i64 = 3;
+
+/// The library version loaded in Redis, if any.
+pub fn version(con: &mut redis::Connection) -> Option<i64> {
+    redis::cmd("FCALL_RO")
         .arg("voltage_version")
         .arg(0)
         .query(con)
-        .ok();
+        .ok()
+}
+
+/// Loads the library when Redis lacks it or holds an older version. A newer version (another
+/// gateway was upgraded first) is left alone: replacing it would downgrade that gateway.
+pub fn ensure(con: &mut redis::Connection) -> redis::RedisResult<LoadOutcome> {
+    let current = version(con);
     if current.is_some_and(|v| v >= VERSION) {
         return Ok(LoadOutcome::AlreadyCurrent);
     }

@@ -16,6 +16,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use store::{Change, Store};
 
+/// The pub/sub channel the library publishes on when a write follows a caught-up collect.
+pub const WAKE_CHANNEL: &str = "netsrv:wake";
+
+/// Least time between two collects that wake-ups start: a site writing continuously would
+/// otherwise have the feed collect (and every shard take a tick) after nearly every write.
+const WAKE_MIN_GAP: Duration = Duration::from_millis(2);
+
+/// Longest the feed blocks on the subscription before checking whether it should stop.
+const STOP_CHECK: Duration = Duration::from_millis(50);
+
 /// What one `netsrv_collect_data` call returned.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Collected {
@@ -152,6 +162,8 @@ pub struct Feed {
     on_changes: Option<ChangeSink>,
     /// A resync was cut short: the next collect rebuilds the site from cursor 0.
     force_resync: bool,
+    /// The feed listens on `WAKE_CHANNEL`: collects ask the library to publish the next write.
+    wake_active: bool,
 }
 
 impl Feed {
@@ -164,6 +176,7 @@ impl Feed {
             epoch: String::new(),
             on_changes: None,
             force_resync: false,
+            wake_active: false,
         }
     }
 
@@ -232,17 +245,90 @@ impl Feed {
         Ok(con)
     }
 
-    /// One connected period: collect every tick until stopped (Ok) or Redis fails (Err).
+    /// The connection for the `WAKE_CHANNEL` subscription, when configured and the library in
+    /// Redis publishes there; `None` means poll every tick (logged, never fatal).
+    fn wake_connection(&self, con: &mut redis::Connection) -> Option<redis::Connection> {
+        let cfg = &self.shared.config;
+        if !cfg.wake || library::version(con).is_none_or(|v| v < library::WAKE_SINCE) {
+            return None;
+        }
+        self.connect_plain()
+            .map_err(|e| self.wake_failed(&e.0))
+            .ok()
+    }
+
+    fn wake_failed(&self, why: &str) {
+        log::warn(&format!(
+            "{WAKE_CHANNEL} subscription failed ({why}); polling every {} ms until the next reconnect",
+            self.shared.config.tick_ms
+        ));
+    }
+
+    /// One connected period: collect every tick — or at once when a write wakes us — until
+    /// stopped (Ok) or Redis fails (Err).
     fn session(&mut self, con: &mut redis::Connection) -> Result<(), FeedError> {
         let tick = self.shared.config.tick();
+        let mut wake_con = self.wake_connection(con);
+        // The `PubSub` must live as long as the subscription: dropping it unsubscribes.
+        let mut wake = wake_con.as_mut().and_then(|c| {
+            let mut ps = c.as_pubsub();
+            match ps.subscribe(WAKE_CHANNEL) {
+                Ok(()) => Some(ps),
+                Err(e) => {
+                    self.wake_failed(&e.to_string());
+                    None
+                }
+            }
+        });
         loop {
+            self.wake_active = wake.is_some();
             let started = Instant::now();
             self.collect_until_current(con)?;
             self.set_health(true, "Redis connection successful".into());
-            if self.wait(tick.saturating_sub(started.elapsed())) {
-                return Ok(());
+            let Some(ps) = wake.as_mut() else {
+                if self.wait(tick.saturating_sub(started.elapsed())) {
+                    return Ok(());
+                }
+                continue;
+            };
+            // Until the tick is due, in slices short enough to notice a stop promptly.
+            let due = started + tick;
+            let woken = loop {
+                let rest = due.saturating_duration_since(Instant::now());
+                if rest.is_zero() {
+                    break Ok(false);
+                }
+                match wait_for_wake(ps, rest.min(STOP_CHECK)) {
+                    Ok(false) if !self.wait(Duration::ZERO) => continue,
+                    Ok(false) => return Ok(()),
+                    other => break other,
+                }
+            };
+            match woken {
+                Ok(true) => {
+                    if self.wait(WAKE_MIN_GAP.saturating_sub(started.elapsed())) {
+                        return Ok(());
+                    }
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    // The data connection is unaffected: keep going on the tick alone.
+                    self.wake_failed(&e.to_string());
+                    wake = None;
+                }
             }
         }
+    }
+
+    /// A connection without the library check (the wake-up subscription's).
+    fn connect_plain(&self) -> Result<redis::Connection, FeedError> {
+        let cfg = &self.shared.config;
+        let timeout = Duration::from_millis(cfg.redis_timeout_ms);
+        let client = redis::Client::open(cfg.redis_url.as_str())?;
+        let con = client.get_connection_with_timeout(timeout)?;
+        con.set_read_timeout(Some(timeout))?;
+        con.set_write_timeout(Some(timeout))?;
+        Ok(con)
     }
 
     fn call_collect(&self, con: &mut redis::Connection) -> redis::RedisResult<redis::Value> {
@@ -255,6 +341,11 @@ impl Feed {
             .arg(self.cursor)
             .arg(&self.epoch)
             .arg(self.shared.config.collect_batch)
+            .arg(if self.wake_active {
+                &["1"][..]
+            } else {
+                &[][..]
+            })
             .query(con)
     }
 
@@ -342,6 +433,22 @@ impl Feed {
                 return Ok(());
             }
         }
+    }
+}
+
+/// Waits up to `d` for a wake-up message: `Ok(true)` woken, `Ok(false)` the time passed.
+fn wait_for_wake(ps: &mut redis::PubSub<'_>, d: Duration) -> redis::RedisResult<bool> {
+    if d.is_zero() {
+        return Ok(false);
+    }
+    ps.set_read_timeout(Some(d))?;
+    match ps.get_message() {
+        Ok(_) => Ok(true),
+        Err(e) if e.is_timeout() => Ok(false),
+        // EINTR and kin: nothing was read, the subscription stands; collecting once costs
+        // nothing wrong.
+        Err(e) if matches!(e.retry_method(), redis::RetryMethod::RetryImmediately) => Ok(true),
+        Err(e) => Err(e),
     }
 }
 
