@@ -474,13 +474,35 @@ fn a_write_wakes_the_feed_instead_of_waiting_for_the_tick() {
             .unwrap();
         n.get(1) == Some(&redis::Value::Int(1))
     });
-    for v in 1..=5 {
-        // Each write after the feed is idle again (its collect armed the hint).
-        std::thread::sleep(Duration::from_millis(30));
-        write(&mut con, "comsrv:1:T", &format!(r#"{{"1":{v}}}"#), None);
-        let took = seen_after(addr, v, Duration::from_secs(3)).expect("write served");
-        assert!(took < Duration::from_millis(500), "write {v} took {took:?}");
-    }
+    let fast_writes = |con: &mut redis::Connection, values: std::ops::RangeInclusive<i64>| {
+        for v in values {
+            // Each write after the feed is idle again (its collect armed the hint).
+            std::thread::sleep(Duration::from_millis(30));
+            write(con, "comsrv:1:T", &format!(r#"{{"1":{v}}}"#), None);
+            let took = seen_after(addr, v, Duration::from_secs(3)).expect("write served");
+            assert!(took < Duration::from_millis(500), "write {v} took {took:?}");
+        }
+    };
+    fast_writes(&mut con, 1..=5);
+    // A lost subscription: the tick still delivers, and the feed subscribes again.
+    redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query::<()>(&mut con)
+        .unwrap();
+    write(&mut con, "comsrv:1:T", r#"{"1":6}"#, None);
+    seen_after(addr, 6, Duration::from_secs(5)).expect("served by the tick");
+    wait_until("subscribed again", Duration::from_secs(10), || {
+        let n: Vec<redis::Value> = redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg(voltage_gateway::feed::WAKE_CHANNEL)
+            .query(&mut con)
+            .unwrap();
+        n.get(1) == Some(&redis::Value::Int(1))
+    });
+    // Subscribing again is followed at once by a collect that arms the hint.
+    fast_writes(&mut con, 7..=9);
 }
 
 #[test]

@@ -26,6 +26,9 @@ const WAKE_MIN_GAP: Duration = Duration::from_millis(2);
 /// Longest the feed blocks on the subscription before checking whether it should stop.
 const STOP_CHECK: Duration = Duration::from_millis(50);
 
+/// How often a missing wake-up subscription is attempted again (the tick covers meanwhile).
+const WAKE_RETRY: Duration = Duration::from_secs(5);
+
 /// What one `netsrv_collect_data` call returned.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Collected {
@@ -164,6 +167,8 @@ pub struct Feed {
     force_resync: bool,
     /// The feed listens on `WAKE_CHANNEL`: collects ask the library to publish the next write.
     wake_active: bool,
+    /// A subscription failure was logged and has not been followed by a success yet.
+    wake_warned: std::cell::Cell<bool>,
 }
 
 impl Feed {
@@ -177,6 +182,7 @@ impl Feed {
             on_changes: None,
             force_resync: false,
             wake_active: false,
+            wake_warned: std::cell::Cell::new(false),
         }
     }
 
@@ -257,37 +263,65 @@ impl Feed {
             .ok()
     }
 
+    /// Logged once per outage (the retry every `WAKE_RETRY` stays quiet until it succeeds).
     fn wake_failed(&self, why: &str) {
-        log::warn(&format!(
-            "{WAKE_CHANNEL} subscription failed ({why}); polling every {} ms until the next reconnect",
-            self.shared.config.tick_ms
-        ));
+        if !self.wake_warned.replace(true) {
+            log::warn(&format!(
+                "{WAKE_CHANNEL} subscription failed ({why}); polling every {} ms, retrying every {} s",
+                self.shared.config.tick_ms,
+                WAKE_RETRY.as_secs()
+            ));
+        }
     }
 
     /// One connected period: collect every tick — or at once when a write wakes us — until
-    /// stopped (Ok) or Redis fails (Err).
+    /// stopped (Ok) or Redis fails (Err). A lost or refused subscription is retried every
+    /// `WAKE_RETRY` while the tick carries on.
     fn session(&mut self, con: &mut redis::Connection) -> Result<(), FeedError> {
-        let tick = self.shared.config.tick();
-        let mut wake_con = self.wake_connection(con);
-        // The `PubSub` must live as long as the subscription: dropping it unsubscribes.
-        let mut wake = wake_con.as_mut().and_then(|c| {
-            let mut ps = c.as_pubsub();
-            match ps.subscribe(WAKE_CHANNEL) {
-                Ok(()) => Some(ps),
-                Err(e) => {
-                    self.wake_failed(&e.to_string());
-                    None
-                }
-            }
-        });
         loop {
-            self.wake_active = wake.is_some();
+            let mut wake_con = self.wake_connection(con);
+            // The `PubSub` must live as long as the subscription: dropping it unsubscribes.
+            let wake = wake_con.as_mut().and_then(|c| {
+                let mut ps = c.as_pubsub();
+                match ps.subscribe(WAKE_CHANNEL) {
+                    Ok(()) => {
+                        if self.wake_warned.replace(false) {
+                            log::info(&format!("{WAKE_CHANNEL} subscription restored"));
+                        }
+                        Some(ps)
+                    }
+                    Err(e) => {
+                        self.wake_failed(&e.to_string());
+                        None
+                    }
+                }
+            });
+            if self.collect_loop(con, wake)? {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Collects until stopped (`Ok(true)`), until the subscription is lost or, without one,
+    /// `WAKE_RETRY` has passed (`Ok(false)`: the caller subscribes again), or Redis fails.
+    fn collect_loop(
+        &mut self,
+        con: &mut redis::Connection,
+        mut wake: Option<redis::PubSub<'_>>,
+    ) -> Result<bool, FeedError> {
+        let tick = self.shared.config.tick();
+        let retry_at = Instant::now() + WAKE_RETRY;
+        self.wake_active = wake.is_some();
+        loop {
             let started = Instant::now();
             self.collect_until_current(con)?;
             self.set_health(true, "Redis connection successful".into());
             let Some(ps) = wake.as_mut() else {
                 if self.wait(tick.saturating_sub(started.elapsed())) {
-                    return Ok(());
+                    return Ok(true);
+                }
+                if self.shared.config.wake && Instant::now() >= retry_at {
+                    return Ok(false);
                 }
                 continue;
             };
@@ -300,21 +334,22 @@ impl Feed {
                 }
                 match wait_for_wake(ps, rest.min(STOP_CHECK)) {
                     Ok(false) if !self.wait(Duration::ZERO) => continue,
-                    Ok(false) => return Ok(()),
+                    Ok(false) => return Ok(true),
                     other => break other,
                 }
             };
             match woken {
                 Ok(true) => {
                     if self.wait(WAKE_MIN_GAP.saturating_sub(started.elapsed())) {
-                        return Ok(());
+                        return Ok(true);
                     }
                 }
                 Ok(false) => {}
                 Err(e) => {
-                    // The data connection is unaffected: keep going on the tick alone.
+                    // The data connection is unaffected: poll, and subscribe again later.
                     self.wake_failed(&e.to_string());
                     wake = None;
+                    self.wake_active = false;
                 }
             }
         }
