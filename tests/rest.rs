@@ -443,6 +443,19 @@ fn an_unreadable_hash_is_skipped_and_does_not_stall_the_feed() {
     );
 }
 
+/// Subscribers of the feed's wake-up channel.
+fn wake_subscribers(con: &mut redis::Connection) -> i64 {
+    let n: Vec<redis::Value> = redis::cmd("PUBSUB")
+        .arg("NUMSUB")
+        .arg(voltage_gateway::feed::WAKE_CHANNEL)
+        .query(con)
+        .unwrap();
+    match n.get(1) {
+        Some(redis::Value::Int(k)) => *k,
+        other => panic!("PUBSUB NUMSUB: {other:?}"),
+    }
+}
+
 /// How long until `value` of channel 1, point 1 is served, polling the REST API.
 fn seen_after(addr: std::net::SocketAddr, value: i64, limit: Duration) -> Option<Duration> {
     let t0 = std::time::Instant::now();
@@ -467,12 +480,7 @@ fn a_write_wakes_the_feed_instead_of_waiting_for_the_tick() {
     let gw = voltage_gateway::Server::start(cfg).unwrap();
     let addr = gw.local_addr();
     wait_until("subscribed", Duration::from_secs(5), || {
-        let n: Vec<redis::Value> = redis::cmd("PUBSUB")
-            .arg("NUMSUB")
-            .arg(voltage_gateway::feed::WAKE_CHANNEL)
-            .query(&mut con)
-            .unwrap();
-        n.get(1) == Some(&redis::Value::Int(1))
+        wake_subscribers(&mut con) == 1
     });
     let fast_writes = |con: &mut redis::Connection, values: std::ops::RangeInclusive<i64>| {
         for v in values {
@@ -494,12 +502,7 @@ fn a_write_wakes_the_feed_instead_of_waiting_for_the_tick() {
     write(&mut con, "comsrv:1:T", r#"{"1":6}"#, None);
     seen_after(addr, 6, Duration::from_secs(5)).expect("served by the tick");
     wait_until("subscribed again", Duration::from_secs(10), || {
-        let n: Vec<redis::Value> = redis::cmd("PUBSUB")
-            .arg("NUMSUB")
-            .arg(voltage_gateway::feed::WAKE_CHANNEL)
-            .query(&mut con)
-            .unwrap();
-        n.get(1) == Some(&redis::Value::Int(1))
+        wake_subscribers(&mut con) == 1
     });
     // Subscribing again is followed at once by a collect that arms the hint.
     fast_writes(&mut con, 7..=9);
@@ -517,12 +520,7 @@ fn without_wake_the_tick_still_delivers() {
     wait_until("loaded", Duration::from_secs(5), || {
         gw.shared().redis.load().healthy
     });
-    let subscribers: Vec<redis::Value> = redis::cmd("PUBSUB")
-        .arg("NUMSUB")
-        .arg(voltage_gateway::feed::WAKE_CHANNEL)
-        .query(&mut con)
-        .unwrap();
-    assert_eq!(subscribers.get(1), Some(&redis::Value::Int(0)));
+    assert_eq!(wake_subscribers(&mut con), 0);
     let mut slow = 0;
     for v in 1..=3 {
         write(&mut con, "comsrv:1:T", &format!(r#"{{"1":{v}}}"#), None);
