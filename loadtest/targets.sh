@@ -4,7 +4,7 @@
 # stopped on exit. Usage (from the repository root, after `cargo build --release --workspace`):
 #   loadtest/targets.sh            # fan-out/ceiling pairs, saturation, mixed (+control), REST (~5 min)
 #   SCALE=1 loadtest/targets.sh    # also the 19,000-connection, 300 s scale run
-# DURATION (default 20) sets the seconds per WebSocket run; PAIRS (default 2) the fan-out/ceiling pairs.
+# DURATION (default 20) sets the seconds per WebSocket run; PAIRS (default 3) the fan-out/ceiling pairs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=target/release
@@ -40,10 +40,10 @@ gateway() {
 A="--addr 127.0.0.1:$GPORT --redis redis://127.0.0.1:$RPORT"
 run() { local name=$1; shift; echo "== $name: $*" >&2; "$LT" "$@" --json >"$OUT/$name.json" 2>"$OUT/$name.progress"; }
 
-# PAIRS (default 2) alternating gateway/ceiling pairs: CPU per frame swings ±10% between runs
+# PAIRS (default 3) alternating gateway/ceiling pairs: CPU per frame swings ±10% between runs
 # on this shared box, so the verdict uses the mean of the per-pair ratios (each pair is
 # measured back to back).
-for k in $(seq 1 "${PAIRS:-2}"); do
+for k in $(seq 1 "${PAIRS:-3}"); do
     gateway; run "fanout-$k" ws-fanout $A --server-pid "$GWPID" --clients 9900 --channels 10 --interval 100 --rate-hz 10 --duration "$DUR"
     run "ceiling-$k" ceiling --clients 9900 --channels 10 --points 20 --rate-hz 10 --duration "$DUR"
 done
