@@ -9,7 +9,7 @@ W() { $R FCALL comsrv_write_data 1 "$@"; }
 C() { $R FCALL netsrv_collect_data 3 netsrv:seq netsrv:dirty netsrv:epoch "$@" | tr '\n' ' ' | sed 's/ $//'; }
 eq load "$($R -x FUNCTION LOAD REPLACE < "$LIB")" voltage
 $R FLUSHALL >/dev/null
-eq version "$($R --no-raw FCALL_RO voltage_version 0)" "(integer) 3"
+eq version "$($R --no-raw FCALL_RO voltage_version 0)" "(integer) 4"
 eq write1 "$($R --no-raw FCALL comsrv_write_data 1 comsrv:1001:T '{"1":25.6,"2":101.3}')" "(integer) 2"
 eq v1 "$($R HGET comsrv:1001:T 1)" 25.6; eq v2 "$($R HGET comsrv:1001:T 2)" 101.3
 now=$($R TIME | head -1); ts=$($R HGET comsrv:1001:T _timestamp); [ $((now-ts)) -le 1 ] && pass=$((pass+1)) || { fail=$((fail+1)); echo "FAIL ts default $ts vs $now"; }
@@ -100,6 +100,12 @@ W comsrv:5:T '{"1":1}' >/dev/null; sleep 0.1; eq wake-off "$(wakes)" 1
 C 0 '' 10 1 >/dev/null; W comsrv:6:T '{}' >/dev/null     # an empty write changes nothing
 W comsrv:7:T '{"1":"x"}' >/dev/null; sleep 0.1; eq wake-rearmed "$(wakes)" 2
 has wake-bad "$(C 0 '' 10 2)" "ERR invalid wake"; has wake-nargs "$(C 0 '' 10 1 x)" "ERR"
+# a writer whose ACL lacks the channel still writes (the publish is best effort)
+$R ACL SETUSER vgw_nochan on '>pw' '~*' '+@all' resetchannels >/dev/null
+C 0 '' 10 1 >/dev/null
+eq wake-acl "$(redis-cli -p $PORT --user vgw_nochan --pass pw --no-auth-warning FCALL comsrv_write_data 1 comsrv:8:T '{"1":8}')" 1
+eq wake-acl-written "$($R HGET comsrv:8:T 1)" 8
+$R ACL DELUSER vgw_nochan >/dev/null
 kill $SUB 2>/dev/null; wait $SUB 2>/dev/null; rm -f "$WAKE_OUT"
 echo "pass=$pass fail=$fail"
 [ "$fail" -eq 0 ]
