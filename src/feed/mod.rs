@@ -327,15 +327,23 @@ impl Feed {
             };
             // Until the tick is due, in slices short enough to notice a stop promptly.
             let due = started + tick;
+            let mut interrupted = 0;
             let woken = loop {
                 let rest = due.saturating_duration_since(Instant::now());
                 if rest.is_zero() {
                     break Ok(false);
                 }
                 match wait_for_wake(ps, rest.min(STOP_CHECK)) {
-                    Ok(false) if !self.wait(Duration::ZERO) => continue,
-                    Ok(false) => return Ok(true),
-                    other => break other,
+                    Ok(Wake::Woken) => break Ok(true),
+                    Ok(Wake::Interrupted) if interrupted < MAX_INTERRUPTED => interrupted += 1,
+                    Ok(Wake::Interrupted) => {
+                        break Err("interrupted repeatedly".to_string());
+                    }
+                    Ok(Wake::TimedOut) => {}
+                    Err(e) => break Err(e.to_string()),
+                }
+                if self.wait(Duration::ZERO) {
+                    return Ok(true);
                 }
             };
             match woken {
@@ -347,7 +355,7 @@ impl Feed {
                 Ok(false) => {}
                 Err(e) => {
                     // The data connection is unaffected: poll, and subscribe again later.
-                    self.wake_failed(&e.to_string());
+                    self.wake_failed(&e);
                     wake = None;
                     self.wake_active = false;
                 }
@@ -471,21 +479,33 @@ impl Feed {
     }
 }
 
-/// Waits up to `d` for a wake-up message: `Ok(true)` woken, `Ok(false)` the time passed.
-fn wait_for_wake(ps: &mut redis::PubSub<'_>, d: Duration) -> redis::RedisResult<bool> {
+/// What waiting on the wake-up subscription gave.
+enum Wake {
+    Woken,
+    TimedOut,
+    /// EINTR and kin: nothing was read and the subscription stands.
+    Interrupted,
+}
+
+/// Waits up to `d` for a wake-up message.
+fn wait_for_wake(ps: &mut redis::PubSub<'_>, d: Duration) -> redis::RedisResult<Wake> {
     if d.is_zero() {
-        return Ok(false);
+        return Ok(Wake::TimedOut);
     }
     ps.set_read_timeout(Some(d))?;
     match ps.get_message() {
-        Ok(_) => Ok(true),
-        Err(e) if e.is_timeout() => Ok(false),
-        // EINTR and kin: nothing was read, the subscription stands; collecting once costs
-        // nothing wrong.
-        Err(e) if matches!(e.retry_method(), redis::RetryMethod::RetryImmediately) => Ok(true),
+        Ok(_) => Ok(Wake::Woken),
+        Err(e) if e.is_timeout() => Ok(Wake::TimedOut),
+        Err(e) if matches!(e.retry_method(), redis::RetryMethod::RetryImmediately) => {
+            Ok(Wake::Interrupted)
+        }
         Err(e) => Err(e),
     }
 }
+
+/// Interruptions in a row after which the subscription is treated as broken (a persistent
+/// error that merely looks transient must not turn the wait into a busy loop).
+const MAX_INTERRUPTED: u32 = 3;
 
 #[cfg(test)]
 mod tests {
