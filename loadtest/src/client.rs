@@ -400,6 +400,22 @@ fn data(ctx: &Ctx, slot: &Slot, p: &[u8], snapshot: bool) {
     }
 }
 
+/// One `recv` appended to `c.buf`'s spare capacity (the caller reserves it), counted.
+async fn read_more(ctx: &Ctx, c: &mut Conn) -> Result<(), Fail> {
+    let len = c.buf.len();
+    let buf = std::mem::take(&mut c.buf);
+    let (res, slice) = c.stream.read(buf.slice_mut(len..)).await;
+    c.buf = slice.into_inner();
+    match res {
+        Ok(0) => Err(Fail::Eof),
+        Ok(n) => {
+            add(&ctx.ctr.bytes, n as u64);
+            Ok(())
+        }
+        Err(e) => Err(Fail::Io(e.kind().to_string())),
+    }
+}
+
 /// Reads and processes frames; with `until_live`, returns once the snapshot arrived.
 pub async fn pump(ctx: &Ctx, slot: &Slot, c: &mut Conn, until_live: bool) -> Result<(), Fail> {
     let mut need = 0usize;
@@ -412,15 +428,7 @@ pub async fn pump(ctx: &Ctx, slot: &Slot, c: &mut Conn, until_live: bool) -> Res
         if c.buf.capacity() < want {
             c.buf.reserve(want.max(ctx.cfg.recv_buf) - c.buf.len());
         }
-        let len = c.buf.len();
-        let buf = std::mem::take(&mut c.buf);
-        let (res, slice) = c.stream.read(buf.slice_mut(len..)).await;
-        c.buf = slice.into_inner();
-        match res {
-            Ok(0) => return Err(Fail::Eof),
-            Ok(n) => add(&ctx.ctr.bytes, n as u64),
-            Err(e) => return Err(Fail::Io(e.kind().to_string())),
-        }
+        read_more(ctx, c).await?;
         let (consumed, n) = process(ctx, slot, &mut c.state, &c.channels, &c.buf, &mut c.out)?;
         need = n;
         if consumed == c.buf.len() {
@@ -468,18 +476,10 @@ pub async fn setup(ctx: &Ctx, slot: &Slot, index: usize, channels: Vec<u32>) -> 
     res.map_err(|e| Fail::Io(e.kind().to_string()))?;
     // The response head; bytes after it are frames.
     loop {
-        let len = c.buf.len();
-        if c.buf.capacity() - len < 1024 {
+        if c.buf.capacity() - c.buf.len() < 1024 {
             c.buf.reserve(4096);
         }
-        let buf = std::mem::take(&mut c.buf);
-        let (res, slice) = c.stream.read(buf.slice_mut(len..)).await;
-        c.buf = slice.into_inner();
-        match res {
-            Ok(0) => return Err(Fail::Eof),
-            Ok(n) => add(&ctx.ctr.bytes, n as u64),
-            Err(e) => return Err(Fail::Io(e.kind().to_string())),
-        }
+        read_more(ctx, &mut c).await?;
         if let Some((status, head)) = ws::parse_http_head(&c.buf) {
             if status != 101 {
                 return Err(Fail::Http(status));

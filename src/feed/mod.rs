@@ -232,13 +232,10 @@ impl Feed {
         }
     }
 
+    /// The data connection: a plain one, with the Function library made current.
     fn connect(&self) -> Result<redis::Connection, FeedError> {
         let cfg = &self.shared.config;
-        let timeout = Duration::from_millis(cfg.redis_timeout_ms);
-        let client = redis::Client::open(cfg.redis_url.as_str())?;
-        let mut con = client.get_connection_with_timeout(timeout)?;
-        con.set_read_timeout(Some(timeout))?;
-        con.set_write_timeout(Some(timeout))?;
+        let mut con = self.connect_plain()?;
         if cfg.load_functions {
             if let library::LoadOutcome::Loaded { previous } = library::ensure(&mut con)? {
                 log::info(&format!(
@@ -363,7 +360,7 @@ impl Feed {
         }
     }
 
-    /// A connection without the library check (the wake-up subscription's).
+    /// A connection with the configured timeouts (the wake-up subscription uses it as is).
     fn connect_plain(&self) -> Result<redis::Connection, FeedError> {
         let cfg = &self.shared.config;
         let timeout = Duration::from_millis(cfg.redis_timeout_ms);
