@@ -9,7 +9,8 @@ use std::sync::Arc;
 use voltage_gateway::config::Config;
 use voltage_gateway::http::{parse_request, Limits, Parsed};
 use voltage_gateway::model::{ChannelId, DataType, PointId, Value};
-use voltage_gateway::state::{render_values, ChannelState, Shared, Snapshot, TypeState};
+use voltage_gateway::site::{ChannelState, DependencyHealth, Snapshot, TypeState};
+use voltage_gateway::wire::values::values as render_values;
 
 // The same allocator as the binary, so allocation costs are the ones production pays.
 #[global_allocator]
@@ -41,14 +42,17 @@ fn http_parse(c: &mut Criterion) {
 }
 
 fn realtime_handler(c: &mut Criterion) {
-    let shared = Shared::new(Arc::new(Config::default()));
+    let config = Config::default();
     let mut snap = Snapshot::default();
     for id in 1..=1000 {
         let mut ch = ChannelState::default();
         ch.types[0] = Some(Arc::new(TypeState::new(1_736_755_800, points(20))));
         snap.channels.insert(ChannelId(id), ch);
     }
-    shared.snapshot.store(Arc::new(snap));
+    let redis = DependencyHealth {
+        healthy: true,
+        message: String::new(),
+    };
     let req = match parse_request(
         REQUEST,
         &Limits {
@@ -63,7 +67,17 @@ fn realtime_handler(c: &mut Criterion) {
     let mut g = c.benchmark_group("api");
     g.throughput(Throughput::Elements(1));
     g.bench_function("realtime_20_points", |b| {
-        b.iter(|| black_box(voltage_gateway::api::handle(&req, &shared)))
+        b.iter(|| {
+            // As a connection builds it per request.
+            let view = voltage_gateway::api::View {
+                snapshot: &snap,
+                redis: &redis,
+                config: &config,
+                stats: Default::default(),
+                redis_rtt: None,
+            };
+            black_box(voltage_gateway::api::handle(&req, &view, 1_754_994_600_123))
+        })
     });
     g.finish();
 }
@@ -83,7 +97,7 @@ fn ws_message_parse(c: &mut Criterion) {
     let mut g = c.benchmark_group("ws");
     g.throughput(Throughput::Bytes(msg.len() as u64));
     g.bench_function("parse_subscribe", |b| {
-        b.iter(|| black_box(voltage_gateway::ws::message::parse(black_box(msg), 1000)))
+        b.iter(|| black_box(voltage_gateway::ws::cmd::parse(black_box(msg), 1000)))
     });
     g.finish();
 }
@@ -94,7 +108,7 @@ fn frame_assembly(c: &mut Criterion) {
         .map(|ch| {
             let st = TypeState::new(1, points(20));
             let ids: Vec<PointId> = (1..=20).collect();
-            voltage_gateway::fanout::tick::render_update(
+            voltage_gateway::site::tick::render_update(
                 ChannelId(1001 + ch),
                 DataType::Telemetry,
                 &st,
@@ -103,13 +117,12 @@ fn frame_assembly(c: &mut Criterion) {
         })
         .collect();
     let refs: Vec<&[u8]> = fragments.iter().map(Vec::as_slice).collect();
-    let size =
-        voltage_gateway::fanout::tick::build_frame(1, "2025-08-12T10:30:00.000Z", &refs).len();
+    let size = voltage_gateway::wire::ws::build_frame(1, "2025-08-12T10:30:00.000Z", &refs).len();
     let mut g = c.benchmark_group("fanout");
     g.throughput(Throughput::Bytes(size as u64));
     g.bench_function("build_frame_10_channels", |b| {
         b.iter(|| {
-            black_box(voltage_gateway::fanout::tick::build_frame(
+            black_box(voltage_gateway::wire::ws::build_frame(
                 1,
                 "2025-08-12T10:30:00.000Z",
                 black_box(&refs),
@@ -123,17 +136,17 @@ fn frame_assembly(c: &mut Criterion) {
 struct Count(usize);
 
 impl voltage_gateway::fanout::Sink for Count {
-    fn offer(&mut self, _conn: u64, _frame: &voltage_gateway::fanout::tick::Frame) -> bool {
+    fn offer(&mut self, _conn: u64, _frame: &voltage_gateway::wire::Frame) -> bool {
         self.0 += 1;
         true
     }
-    fn kick(&mut self, _conn: u64, _code: u16, _reason: &str) {}
+    fn kick(&mut self, _conn: u64, _why: voltage_gateway::wire::close::Disconnect) {}
 }
 
 fn subscription_matching(c: &mut Criterion) {
-    use voltage_gateway::fanout::tick::Tick;
-    use voltage_gateway::fanout::Fanout;
-    use voltage_gateway::ws::message::{SubscribeRequest, TypeMask};
+    use voltage_gateway::fanout::{Fanout, Interval};
+    use voltage_gateway::model::TypeMask;
+    use voltage_gateway::site::tick::Tick;
     // 1000 channels; 10k clients each on a different pseudo-random 10 (the mixed target), and
     // the same 10k clients all on channels 1..=10 (the shared target).
     let snap_with = |round: u64| {
@@ -152,10 +165,10 @@ fn subscription_matching(c: &mut Criterion) {
         }
         Arc::new(snap)
     };
-    let changes = |snap: &Snapshot| -> Vec<voltage_gateway::feed::store::Change> {
+    let changes = |snap: &Snapshot| -> Vec<voltage_gateway::site::change::Change> {
         snap.channels
             .iter()
-            .map(|(id, ch)| voltage_gateway::feed::store::Change {
+            .map(|(id, ch)| voltage_gateway::site::change::Change {
                 channel: *id,
                 data_type: DataType::Telemetry,
                 state: ch.types[0].clone(),
@@ -171,7 +184,7 @@ fn subscription_matching(c: &mut Criterion) {
         let mut rng = 0x9E37_79B9_7F4A_7C15u64;
         for conn in 0..10_000u64 {
             fan.add_member(conn, true);
-            let channels = (0..10)
+            let channels: Vec<ChannelId> = (0..10)
                 .map(|i| {
                     if mixed {
                         rng ^= rng << 13;
@@ -183,12 +196,9 @@ fn subscription_matching(c: &mut Criterion) {
                     }
                 })
                 .collect();
-            let req = SubscribeRequest {
-                channels,
-                types: TypeMask::ALL,
-                interval_ms: 100,
-            };
-            fan.subscribe(conn, &req, 0).unwrap();
+            let interval = Interval::from_ms(100).unwrap();
+            fan.subscribe(conn, &channels, TypeMask::ALL, interval, 0)
+                .unwrap();
         }
         let mut time = 0i64;
         let mut round = 0u64;

@@ -24,8 +24,9 @@ pub mod model;
 pub mod server;
 pub mod shard;
 pub mod shutdown;
-pub mod state;
+pub mod site;
 pub mod time;
+pub mod wire;
 pub mod ws;
 
 pub use config::Config;

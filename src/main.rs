@@ -142,7 +142,7 @@ fn demo(args: DemoArgs) {
     });
     // The gateway loads the Function library on connect; the simulator needs it first.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !server.shared().redis.load().healthy && std::time::Instant::now() < deadline {
+    while !server.published().redis.load().healthy && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     let sim = Simulator::start(&redis.url()).unwrap_or_else(|e| fail(&e));

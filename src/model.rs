@@ -85,6 +85,38 @@ impl fmt::Display for DataType {
     }
 }
 
+/// A set of data types as a bit mask (bit = `DataType::index`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TypeMask(u8);
+
+impl TypeMask {
+    pub const ALL: TypeMask = TypeMask(0b1111);
+    pub const NONE: TypeMask = TypeMask(0);
+
+    pub fn contains(self, t: DataType) -> bool {
+        self.0 & (1 << t.index()) != 0
+    }
+
+    pub fn with(self, t: DataType) -> TypeMask {
+        TypeMask(self.0 | (1 << t.index()))
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The types in the set, in protocol order (`T`, `S`, `C`, `A`).
+    pub fn types(self) -> impl Iterator<Item = DataType> {
+        DataType::ALL.into_iter().filter(move |t| self.contains(*t))
+    }
+}
+
+impl FromIterator<DataType> for TypeMask {
+    fn from_iter<I: IntoIterator<Item = DataType>>(iter: I) -> TypeMask {
+        iter.into_iter().fold(TypeMask::NONE, TypeMask::with)
+    }
+}
+
 /// Splits a `netsrv:dirty` member (`1001:T`) into its channel and type.
 pub fn parse_hash_member(member: &str) -> Option<(ChannelId, DataType)> {
     let (ch, ty) = member.rsplit_once(':')?;
@@ -197,6 +229,23 @@ mod tests {
         }
         assert_eq!(DataType::parse("t"), None);
         assert_eq!(DataType::parse("X"), None);
+    }
+
+    #[test]
+    fn type_masks() {
+        let ts: TypeMask = [DataType::Telemetry, DataType::Adjustment]
+            .into_iter()
+            .collect();
+        assert!(ts.contains(DataType::Telemetry) && !ts.contains(DataType::Signal));
+        assert_eq!(
+            ts.types().collect::<Vec<_>>(),
+            [DataType::Telemetry, DataType::Adjustment]
+        );
+        assert_eq!(
+            DataType::ALL.into_iter().collect::<TypeMask>(),
+            TypeMask::ALL
+        );
+        assert!(TypeMask::NONE.is_empty() && !ts.is_empty());
     }
 
     #[test]

@@ -1,13 +1,12 @@
 //! Starting and stopping the whole gateway: the feed thread and the shards.
 
-use crate::config::Config;
-use crate::fanout::tick::Tick;
-use crate::feed::Feed;
+use crate::config::{Config, ConfigError};
+use crate::feed::{self, Feed, FeedHandle, Published};
 use crate::log;
-use crate::shard::inbox::ShardEvent;
-use crate::shard::{self, listener, Driver};
+use crate::shard::inbox::{Inbox, ShardEvent};
+use crate::shard::{self, listener, Driver, Shared};
 use crate::shutdown::Shutdown;
-use crate::state::Shared;
+use crate::site::tick::Tick;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -19,39 +18,81 @@ pub struct Server {
     shared: Arc<Shared>,
     shutdown: Arc<Shutdown>,
     shards: Vec<JoinHandle<()>>,
-    feed_stop: Option<crossbeam_channel::Sender<()>>,
+    feed_handle: FeedHandle,
     feed: Option<JoinHandle<()>>,
 }
 
+/// Why the gateway could not start; the underlying error is kept as the source.
 #[derive(Debug)]
-pub struct StartError(pub String);
+pub enum StartError {
+    Config(ConfigError),
+    /// `--driver uring` on a kernel without io_uring (the message says what to do).
+    Driver(String),
+    Bind(std::io::Error),
+    /// A thread could not be created (names which).
+    Thread(&'static str, std::io::Error),
+    /// A shard failed while starting its runtime or listener.
+    Shard(String),
+}
 
 impl std::fmt::Display for StartError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        match self {
+            StartError::Config(e) => e.fmt(f),
+            StartError::Driver(why) | StartError::Shard(why) => f.write_str(why),
+            StartError::Bind(e) => e.fmt(f),
+            StartError::Thread(which, e) => write!(f, "cannot start the {which} thread: {e}"),
+        }
     }
 }
 
-impl std::error::Error for StartError {}
+impl std::error::Error for StartError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StartError::Config(e) => Some(e),
+            StartError::Bind(e) | StartError::Thread(_, e) => Some(e),
+            StartError::Driver(_) | StartError::Shard(_) => None,
+        }
+    }
+}
 
 impl Server {
     /// Binds, starts the feed and every shard, and returns once all shards accept.
     pub fn start(config: Config) -> Result<Server, StartError> {
-        config.validate().map_err(|e| StartError(e.to_string()))?;
-        let driver = Driver::resolve(config.driver).map_err(StartError)?;
+        config.validate().map_err(StartError::Config)?;
+        let driver = Driver::resolve(config.driver).map_err(StartError::Driver)?;
         let n = config.shard_count();
-        let listeners =
-            listener::bind(config.listen, n, 4096).map_err(|e| StartError(e.to_string()))?;
-        let addr = listeners[0]
-            .local_addr()
-            .map_err(|e| StartError(e.to_string()))?;
-        let shared = Shared::new(Arc::new(config));
+        let listeners = listener::bind(config.listen, n, 4096).map_err(StartError::Bind)?;
+        let addr = listeners[0].local_addr().map_err(StartError::Bind)?;
+        let config = Arc::new(config);
+        let published = Published::new();
+        let inboxes: Vec<Arc<Inbox>> = (0..n).map(|_| Arc::default()).collect();
+        let (feed_handle, feed_inbox) = feed::inbox::channel();
+        let shared = Shared::new(
+            config.clone(),
+            published.clone(),
+            feed_handle.clone(),
+            inboxes.clone(),
+        );
         let shutdown = Shutdown::new();
 
-        let (feed_stop, feed_rx) = crossbeam_channel::bounded::<()>(1);
-        let inboxes = shared.inboxes.clone();
+        // The feed answers a shard's request through that shard's inbox.
+        let postman: feed::Postman = {
+            let inboxes = inboxes.clone();
+            Box::new(move |to, reply| {
+                if let Some(inbox) = inboxes.get(to.shard) {
+                    inbox.push(ShardEvent::Reply { to, reply });
+                }
+            })
+        };
         // Each tick is built once (fragments rendered once) and handed to every shard.
-        let feed = Feed::new(shared.clone(), feed_rx).on_changes(move |snap, changes| {
+        let feed = Feed::new(
+            config,
+            published,
+            (feed_handle.clone(), feed_inbox),
+            postman,
+        )
+        .on_changes(move |snap, changes| {
             let tick = Arc::new(Tick::new(snap.clone(), changes, crate::time::now_millis()));
             for inbox in &inboxes {
                 inbox.push(ShardEvent::Tick(tick.clone()));
@@ -60,7 +101,7 @@ impl Server {
         let feed = std::thread::Builder::new()
             .name("redis-feed".into())
             .spawn(move || feed.run())
-            .map_err(|e| StartError(format!("cannot start the feed thread: {e}")))?;
+            .map_err(|e| StartError::Thread("feed", e))?;
 
         let mut server = Server {
             addr,
@@ -68,7 +109,7 @@ impl Server {
             shared: shared.clone(),
             shutdown: shutdown.clone(),
             shards: Vec::with_capacity(n),
-            feed_stop: Some(feed_stop),
+            feed_handle,
             feed: Some(feed),
         };
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -81,15 +122,15 @@ impl Server {
                 shutdown.clone(),
                 ready_tx.clone(),
             )
-            .map_err(|e| StartError(format!("cannot start shard {i}: {e}")))?;
+            .map_err(|e| StartError::Thread("shard", e))?;
             server.shards.push(h);
         }
         drop(ready_tx);
         for _ in 0..n {
             match ready_rx.recv() {
                 Ok(Ok(())) => {}
-                Ok(Err(e)) => return Err(StartError(e)),
-                Err(_) => return Err(StartError("a shard exited during start-up".into())),
+                Ok(Err(e)) => return Err(StartError::Shard(e)),
+                Err(_) => return Err(StartError::Shard("a shard exited during start-up".into())),
             }
         }
         log::info(&format!(
@@ -112,6 +153,11 @@ impl Server {
         &self.shared
     }
 
+    /// The feed's latest snapshot and Redis health.
+    pub fn published(&self) -> &Arc<Published> {
+        &self.shared.published
+    }
+
     /// Stops accepting, lets in-flight responses finish (bounded by `shutdown_grace_ms`),
     /// stops the feed and joins every thread.
     pub fn shutdown(mut self) {
@@ -123,8 +169,8 @@ impl Server {
         for h in self.shards.drain(..) {
             let _ = h.join();
         }
-        drop(self.feed_stop.take());
         if let Some(h) = self.feed.take() {
+            self.feed_handle.stop();
             let _ = h.join();
         }
     }

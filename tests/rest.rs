@@ -216,6 +216,50 @@ fn health_routes() {
         d["data"]["dependencies"]["redis"]["message"],
         "Redis connection successful"
     );
+    // A live PING through the feed's inbox and back through the shard's.
+    let rtt = d["data"]["dependencies"]["redis"]["rtt_ms"]
+        .as_f64()
+        .expect("rtt_ms is a number while Redis is up");
+    assert!(rtt > 0.0 && rtt < 500.0, "rtt_ms {rtt}");
+    let again = get_ok(addr, "/health/detailed")["data"]["dependencies"]["redis"]["rtt_ms"].clone();
+    assert!(again.is_number(), "{again}");
+    // HEAD asks too, and answers with the same headers and no body.
+    let h = request(addr, "HEAD", "/health/detailed");
+    assert_eq!(h.status, 200);
+    assert!(h.body.is_empty());
+}
+
+#[test]
+fn a_paused_redis_makes_the_round_trip_null_without_hanging_health() {
+    let redis = redis();
+    let gw = gateway(&redis, voltage_gateway::config::DriverKind::Auto);
+    let addr = gw.local_addr();
+    let pid = redis.pid().to_string();
+    let signal = |sig: &str| {
+        let ok = std::process::Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig}");
+    };
+    signal("-STOP");
+    // Several checks: some find the feed blocked on the paused Redis, others find it
+    // reconnecting; none may hang or report a round trip.
+    for _ in 0..4 {
+        let t0 = std::time::Instant::now();
+        let d = get_ok(addr, "/health/detailed");
+        let took = t0.elapsed();
+        assert!(
+            d["data"]["dependencies"]["redis"]["rtt_ms"].is_null(),
+            "{d}"
+        );
+        assert!(took < Duration::from_secs(1), "health took {took:?}");
+    }
+    signal("-CONT");
+    wait_until("round trip again", Duration::from_secs(10), || {
+        get_ok(addr, "/health/detailed")["data"]["dependencies"]["redis"]["rtt_ms"].is_number()
+    });
 }
 
 #[test]
@@ -304,6 +348,10 @@ fn redis_down_keeps_serving_then_resynchronises() {
     });
     let d = get_ok(addr, "/health/detailed");
     assert_eq!(d["data"]["dependencies"]["redis"]["status"], "unhealthy");
+    assert!(
+        d["data"]["dependencies"]["redis"]["rtt_ms"].is_null(),
+        "{d}"
+    );
     assert!(d["data"]["dependencies"]["redis"]["message"]
         .as_str()
         .unwrap()
@@ -518,7 +566,7 @@ fn without_wake_the_tick_still_delivers() {
     let gw = voltage_gateway::Server::start(cfg).unwrap();
     let addr = gw.local_addr();
     wait_until("loaded", Duration::from_secs(5), || {
-        gw.shared().redis.load().healthy
+        gw.published().redis.load().healthy
     });
     assert_eq!(wake_subscribers(&mut con), 0);
     let mut slow = 0;

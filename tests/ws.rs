@@ -415,7 +415,7 @@ fn a_client_that_never_reads_is_conflated_then_closed_and_memory_stays_flat() {
     let gw = voltage_gateway::Server::start(cfg).unwrap();
     let addr = gw.local_addr();
     wait_until("healthy", Duration::from_secs(3), || {
-        gw.shared().redis.load().healthy
+        gw.published().redis.load().healthy
     });
     let mut con = redis_con(&redis);
     // 200 channels × 100 points: every push is ~200 KB.
@@ -432,7 +432,7 @@ fn a_client_that_never_reads_is_conflated_then_closed_and_memory_stays_flat() {
         );
     }
     wait_until("200 channels", Duration::from_secs(3), || {
-        gw.shared().snapshot.load().channels.len() == 200
+        gw.published().snapshot.load().channels.len() == 200
     });
     let mut sleeper = raw_ws(addr, "/ws");
     sleeper

@@ -38,14 +38,14 @@ pub fn values_json(out: &mut String, sent_ms: f64, round: u64, ch: u32, points: 
 /// The whole frame (header + payload) for `round`, shaped like the gateway's `data_batch`
 /// (`data_update` for a single channel).
 pub fn build_frame(shape: &Shape, round: u64) -> Vec<u8> {
-    use voltage_gateway::fanout::tick;
     use voltage_gateway::model::{ChannelId, DataType};
+    use voltage_gateway::wire;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_micros() as f64 / 1000.0)
         .unwrap_or(0.0);
     // The gateway's own frame code, so the bytes are shaped exactly like its pushes.
-    let iso = voltage_gateway::time::iso_from_millis(now as i64);
+    let iso = wire::iso(now as i64);
     let mut values = String::with_capacity(16 + 12 * shape.points as usize);
     let fragments: Vec<Vec<u8>> = shape
         .channels
@@ -54,7 +54,7 @@ pub fn build_frame(shape: &Shape, round: u64) -> Vec<u8> {
             values.clear();
             values_json(&mut values, now, round, *ch, shape.points);
             let mut f = Vec::with_capacity(values.len() + 48);
-            tick::write_update(
+            wire::values::write_update(
                 &mut f,
                 ChannelId(*ch),
                 DataType::Telemetry,
@@ -64,7 +64,7 @@ pub fn build_frame(shape: &Shape, round: u64) -> Vec<u8> {
         })
         .collect();
     let refs: Vec<&[u8]> = fragments.iter().map(Vec::as_slice).collect();
-    tick::build_frame(round, &iso, &refs).to_vec()
+    wire::ws::build_frame(round, &iso, &refs).to_vec()
 }
 
 /// Shared between the main thread and the server threads.

@@ -1,40 +1,40 @@
 //! `/health` and `/health/detailed`.
 
+use super::View;
 use crate::http::Response;
 use crate::json;
-use crate::state::Shared;
-use std::sync::atomic::Ordering;
 
-pub fn basic(shared: &Shared) -> Response {
+pub fn basic(view: &View<'_>, now: i64) -> Response {
     let mut out = Vec::with_capacity(64);
     out.extend_from_slice(b"{\"status\":\"healthy\",\"service\":");
-    json::write_str(&mut out, &shared.config.service_name);
+    json::write_str(&mut out, &view.config.service_name);
     out.push(b'}');
-    Response::success(&out, None)
+    Response::success(&out, None, now)
 }
 
 /// Overall `degraded` (still HTTP 200) when a dependency is down: the gateway keeps serving
-/// the last state it has, and the body says why that state may be old.
-pub fn detailed(shared: &Shared) -> Response {
-    let redis = shared.redis.load();
-    let snap = shared.snapshot.load();
+/// the last state it has, and the body says why that state may be old. `rtt_ms` is a live
+/// `PING` through the feed's connection, or null when Redis is down or the feed did not
+/// answer within the health check's deadline.
+pub fn detailed(view: &View<'_>, now: i64) -> Response {
+    let (redis, snap, stats) = (view.redis, view.snapshot, &view.stats);
     let mut out = Vec::with_capacity(320);
     out.extend_from_slice(b"{\"status\":");
     json::write_str(&mut out, if redis.healthy { "healthy" } else { "degraded" });
     out.extend_from_slice(b",\"service\":");
-    json::write_str(&mut out, &shared.config.service_name);
+    json::write_str(&mut out, &view.config.service_name);
     out.extend_from_slice(b",\"timestamp\":");
-    json::write_str(&mut out, &crate::time::iso_now());
+    json::write_str(&mut out, &crate::wire::iso(now));
     out.extend_from_slice(b",\"uptime_seconds\":");
-    json::write_u64(&mut out, shared.started.elapsed().as_secs());
+    json::write_u64(&mut out, stats.uptime_secs);
     out.extend_from_slice(b",\"connections\":");
-    json::write_u64(&mut out, shared.connections.load(Ordering::Relaxed) as u64);
+    json::write_u64(&mut out, stats.connections as u64);
     out.extend_from_slice(b",\"websockets_per_shard\":[");
-    for (i, n) in shared.websockets.iter().enumerate() {
+    for (i, n) in stats.websockets_per_shard.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        json::write_u64(&mut out, n.load(Ordering::Relaxed) as u64);
+        json::write_u64(&mut out, *n as u64);
     }
     out.extend_from_slice(b"],\"channels\":");
     json::write_u64(&mut out, snap.channels.len() as u64);
@@ -51,6 +51,45 @@ pub fn detailed(shared: &Shared) -> Response {
     );
     out.extend_from_slice(b",\"message\":");
     json::write_str(&mut out, &redis.message);
+    out.extend_from_slice(b",\"rtt_ms\":");
+    match view.redis_rtt {
+        // Milliseconds with microsecond resolution: a loopback PING takes ~0.05 ms.
+        Some(rtt) => out.extend_from_slice(format!("{:.3}", rtt.as_secs_f64() * 1000.0).as_bytes()),
+        None => out.extend_from_slice(b"null"),
+    }
     out.extend_from_slice(b"}}}");
-    Response::success(&out, None)
+    Response::success(&out, None, now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::site::{DependencyHealth, Snapshot};
+    use std::time::Duration;
+
+    #[test]
+    fn detailed_reports_the_round_trip_or_null() {
+        let config = Config::default();
+        let snapshot = Snapshot::default();
+        let redis = DependencyHealth {
+            healthy: true,
+            message: "Redis connection successful".into(),
+        };
+        let mut view = View {
+            snapshot: &snapshot,
+            redis: &redis,
+            config: &config,
+            stats: Default::default(),
+            redis_rtt: Some(Duration::from_micros(153)),
+        };
+        let body = |v: &View<'_>| String::from_utf8(detailed(v, 0).body).unwrap();
+        let b = body(&view);
+        assert!(
+            b.contains(r#""redis":{"status":"healthy","message":"Redis connection successful","rtt_ms":0.153}"#),
+            "{b}"
+        );
+        view.redis_rtt = None;
+        assert!(body(&view).contains(r#""rtt_ms":null}"#));
+    }
 }

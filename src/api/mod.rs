@@ -1,13 +1,52 @@
-//! REST handlers: pure functions of (request, shared state) → response. The state is the
-//! feed's latest snapshot, so no request costs a Redis round trip.
+//! REST handlers: pure functions of (request, [`View`], now) → response. The view holds the
+//! feed's latest snapshot, so no request costs a Redis round trip; the one live measurement
+//! a route wants (the Redis round-trip time for `/health/detailed`) is declared by
+//! [`needs`] and gathered by the connection before the handler runs.
 
 mod channels;
 mod health;
 
+use crate::config::Config;
 use crate::error::{ApiError, ErrorCode};
 use crate::http::{Method, Query, Request, Response};
 use crate::model::ChannelId;
-use crate::state::Shared;
+use crate::site::{DependencyHealth, Snapshot};
+use smallvec::SmallVec;
+use std::time::Duration;
+
+/// Everything a handler may read, at one instant.
+pub struct View<'a> {
+    pub snapshot: &'a Snapshot,
+    pub redis: &'a DependencyHealth,
+    pub config: &'a Config,
+    pub stats: Stats,
+    /// A live `PING` round trip through the feed, when the route asked for one and it came
+    /// back in time.
+    pub redis_rtt: Option<Duration>,
+}
+
+/// Gateway counters for `/health/detailed`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub uptime_secs: u64,
+    pub connections: usize,
+    pub websockets_per_shard: SmallVec<[usize; 8]>,
+}
+
+/// What a request needs gathered before [`handle`] can answer it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Needs {
+    /// A live Redis round trip (asked of the feed, with a short deadline).
+    pub redis_rtt: bool,
+}
+
+/// What `req` needs; only a well-formed `GET /health/detailed` asks for anything.
+pub fn needs(req: &Request) -> Needs {
+    Needs {
+        redis_rtt: matches!(req.method, Method::Get | Method::Head)
+            && matches!(route(&req.path), Ok(Some(Route::HealthDetailed))),
+    }
+}
 
 /// Which resource a path names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,18 +93,21 @@ fn route(path: &str) -> Result<Option<Route>, ApiError> {
     Ok(Some(route))
 }
 
-/// Answers one request.
-pub fn handle(req: &Request, shared: &Shared) -> Response {
+/// Answers one request at `now` (Unix ms).
+pub fn handle(req: &Request, view: &View<'_>, now: i64) -> Response {
     let route = match route(&req.path) {
         Ok(Some(r)) => r,
         Ok(None) => {
-            return Response::error(&ApiError::new(
-                ErrorCode::NotFound,
-                "Not found",
-                format!("No route for {}", req.path),
-            ))
+            return Response::error(
+                &ApiError::new(
+                    ErrorCode::NotFound,
+                    "Not found",
+                    format!("No route for {}", req.path),
+                ),
+                now,
+            )
         }
-        Err(e) => return Response::error(&e),
+        Err(e) => return Response::error(&e, now),
     };
     match req.method {
         Method::Get | Method::Head => {}
@@ -80,23 +122,26 @@ pub fn handle(req: &Request, shared: &Shared) -> Response {
                 .with_header("Access-Control-Max-Age", "600")
         }
         _ => {
-            return Response::error(&ApiError::new(
-                ErrorCode::MethodNotAllowed,
-                "Method not allowed",
-                format!("{} accepts GET and HEAD", req.path),
-            ))
+            return Response::error(
+                &ApiError::new(
+                    ErrorCode::MethodNotAllowed,
+                    "Method not allowed",
+                    format!("{} accepts GET and HEAD", req.path),
+                ),
+                now,
+            )
             .with_header("Allow", "GET, HEAD, OPTIONS")
         }
     }
     let result = Query::parse(&req.query).and_then(|q| match route {
-        Route::Channels => Ok(channels::list(shared)),
-        Route::ChannelStatus(id) => channels::status(shared, id),
-        Route::ChannelRealtime(id) => channels::realtime(shared, id, &q),
-        Route::ChannelHistory(id) => channels::history(shared, id, &q),
-        Route::Health => Ok(health::basic(shared)),
-        Route::HealthDetailed => Ok(health::detailed(shared)),
+        Route::Channels => Ok(channels::list(view, now)),
+        Route::ChannelStatus(id) => channels::status(view, id, now),
+        Route::ChannelRealtime(id) => channels::realtime(view, id, &q, now),
+        Route::ChannelHistory(id) => channels::history(id, &q, now),
+        Route::Health => Ok(health::basic(view, now)),
+        Route::HealthDetailed => Ok(health::detailed(view, now)),
     });
-    result.unwrap_or_else(|e| Response::error(&e))
+    result.unwrap_or_else(|e| Response::error(&e, now))
 }
 
 #[cfg(test)]

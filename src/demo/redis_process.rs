@@ -118,6 +118,11 @@ impl RedisProcess {
         let _ = self.child.wait();
     }
 
+    /// The server's process id (fault tests pause it with SIGSTOP).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Starts it again on the same port (tests of the Redis-down path).
     pub fn restart(&mut self) -> Result<(), String> {
         self.kill();

@@ -11,33 +11,27 @@
 //! frame with the latest values before rejoining its group's rhythm.
 
 pub mod pending;
-pub mod registry;
-pub mod tick;
+pub mod rhythm;
 
-use crate::model::ChannelId;
-use crate::state::Snapshot;
-use crate::ws::message::{SubscribeRequest, TypeMask};
+use crate::model::{ChannelId, TypeMask};
+use crate::site::tick::{SubKey, Tick};
+use crate::site::Snapshot;
+use crate::wire::close::Disconnect;
+use crate::wire::values::write_update;
+use crate::wire::ws::build_frame;
+use crate::wire::Frame;
 use pending::Pending;
+pub use rhythm::{Interval, Rhythm};
 use rustc_hash::FxHashMap as HashMap;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::sync::Arc;
-use tick::{build_frame, Frame, SubKey, Tick};
-
-/// How early a push may come before its due time: a tenth of the interval. Changes that
-/// arrive exactly once per interval (a device writing at the subscribed rate) jitter by up to
-/// a feed tick; without this tolerance each would be held to the next slot and latency would
-/// creep up to a whole interval. The rhythm is anchored to due times, not to when a push
-/// happened, so the average rate never exceeds one push per interval.
-fn slack(interval_ms: i64) -> i64 {
-    interval_ms / 10
-}
 
 /// The types `sub` watches on `channel`, if it is subscribed.
 fn mask_of(sub: &SubKey, channel: ChannelId) -> Option<TypeMask> {
     sub.binary_search_by_key(&channel, |(c, _)| *c)
         .ok()
-        .map(|i| TypeMask(sub[i].1))
+        .map(|i| sub[i].1)
 }
 
 /// Connection ids are global (unique across shards) so a stale id never names a new client.
@@ -48,8 +42,8 @@ type GroupId = u64;
 pub trait Sink {
     /// Queues `frame` for `conn`; false when the connection is over its outbound budget.
     fn offer(&mut self, conn: ConnId, frame: &Frame) -> bool;
-    /// Closes `conn` with a WebSocket close code.
-    fn kick(&mut self, conn: ConnId, code: u16, reason: &str);
+    /// Closes `conn`.
+    fn kick(&mut self, conn: ConnId, why: Disconnect);
 }
 
 struct Member {
@@ -57,11 +51,10 @@ struct Member {
     /// Sorted (channel, types); shared with the member's group (and so with every other
     /// member of it) rather than held per connection.
     sub: Arc<SubKey>,
-    interval_ms: i64,
     group: Option<GroupId>,
-    /// Next push on this member's rhythm (ms): `interval` after the previous one (or the
-    /// snapshot); allowed from `slack` before it.
-    hold_until: i64,
+    /// This member's own pushes: the next is due `interval` after the previous one (or the
+    /// snapshot).
+    rhythm: Rhythm,
     /// What this member skipped while lagging.
     missed: Pending,
     congested_since: Option<i64>,
@@ -69,11 +62,10 @@ struct Member {
 
 struct Group {
     key: Arc<SubKey>,
-    interval_ms: i64,
     members: Vec<ConnId>,
     pending: Pending,
-    /// Next push on the group's rhythm (ms); allowed from `slack` before it.
-    next_due: i64,
+    /// The group's pushes (its interval is part of its identity).
+    rhythm: Rhythm,
     /// Seq of the last push (or creation): the frame covers `(from_seq, seq]`.
     from_seq: u64,
 }
@@ -91,10 +83,9 @@ pub struct Subscribed {
 pub struct Fanout {
     members: HashMap<ConnId, Member>,
     groups: HashMap<GroupId, Group>,
-    group_ids: HashMap<(Arc<SubKey>, i64), GroupId>,
+    group_ids: HashMap<(Arc<SubKey>, Interval), GroupId>,
     /// Which groups watch a channel, and which of its types.
     by_channel: HashMap<ChannelId, Vec<(GroupId, TypeMask)>>,
-    /// Groups with changes waiting for their interval.
     /// Groups with changes waiting, by due time (min-heap). Entries of groups deleted since
     /// are skipped when popped; group ids are never reused.
     pending_groups: BinaryHeap<Reverse<(i64, GroupId)>>,
@@ -132,9 +123,8 @@ impl Fanout {
             Member {
                 wants_data,
                 sub: Arc::default(),
-                interval_ms: i64::from(crate::ws::message::DEFAULT_INTERVAL_MS),
                 group: None,
-                hold_until: 0,
+                rhythm: Rhythm::starting(Interval::DEFAULT, 0),
                 missed: Pending::default(),
                 congested_since: None,
             },
@@ -167,7 +157,7 @@ impl Fanout {
         }
         if g.members.is_empty() {
             let g = self.groups.remove(&gid).expect("group exists");
-            self.group_ids.remove(&(g.key.clone(), g.interval_ms));
+            self.group_ids.remove(&(g.key.clone(), g.rhythm.interval));
             for (ch, _) in g.key.iter() {
                 if let Some(v) = self.by_channel.get_mut(ch) {
                     v.retain(|(x, _)| *x != gid);
@@ -189,27 +179,23 @@ impl Fanout {
             return;
         }
         let key = m.sub.clone();
-        let interval = m.interval_ms;
+        let interval = m.rhythm.interval;
         let gid = match self.group_ids.get(&(key.clone(), interval)) {
             Some(g) => *g,
             None => {
                 let gid = self.next_group;
                 self.next_group += 1;
                 for (ch, mask) in key.iter() {
-                    self.by_channel
-                        .entry(*ch)
-                        .or_default()
-                        .push((gid, TypeMask(*mask)));
+                    self.by_channel.entry(*ch).or_default().push((gid, *mask));
                 }
                 self.group_ids.insert((key.clone(), interval), gid);
                 self.groups.insert(
                     gid,
                     Group {
                         key,
-                        interval_ms: interval,
                         members: Vec::new(),
                         pending: Pending::default(),
-                        next_due: now + interval,
+                        rhythm: Rhythm::starting(interval, now),
                         from_seq: self.current.seq,
                     },
                 );
@@ -224,18 +210,19 @@ impl Fanout {
         m.sub = shared_key;
     }
 
-    /// Adds (or updates the types and interval of) channels; unknown channels fail.
+    /// Adds `channels` with `types` (or updates the types of those already subscribed) and
+    /// sets the connection's interval; unknown channels fail.
     pub fn subscribe(
         &mut self,
         conn: ConnId,
-        req: &SubscribeRequest,
+        channels: &[ChannelId],
+        types: TypeMask,
+        interval: Interval,
         now: i64,
     ) -> Result<Subscribed, crate::error::ApiError> {
         let snap = self.current.snapshot.clone();
-        let (subscribed, failed): (Vec<ChannelId>, Vec<ChannelId>) = req
-            .channels
-            .iter()
-            .partition(|c| snap.channels.contains_key(c));
+        let (subscribed, failed): (Vec<ChannelId>, Vec<ChannelId>) =
+            channels.iter().partition(|c| snap.channels.contains_key(c));
         let m = self
             .members
             .get_mut(&conn)
@@ -253,13 +240,12 @@ impl Fanout {
                 ),
             ));
         }
-        let mut sub: BTreeMap<ChannelId, u8> = m.sub.iter().copied().collect();
+        let mut sub: BTreeMap<ChannelId, TypeMask> = m.sub.iter().copied().collect();
         for ch in &subscribed {
-            sub.insert(*ch, req.types.0);
+            sub.insert(*ch, types);
         }
         m.sub = Arc::new(sub.into_iter().collect());
-        m.interval_ms = i64::from(req.interval_ms);
-        m.hold_until = now + m.interval_ms;
+        m.rhythm.restart(interval, now);
         let total = m.sub.len();
         let wants_data = m.wants_data;
         // What it missed on the re-snapshotted channels is covered by the snapshot.
@@ -276,16 +262,16 @@ impl Fanout {
                 let Some(state) = snap.channels.get(ch) else {
                     continue;
                 };
-                for t in req.types.types() {
+                for t in types.types() {
                     if let Some(ts) = state.get(t) {
                         let mut f = Vec::with_capacity(ts.values_json.len() + 48);
-                        tick::write_update(&mut f, *ch, t, &ts.values_json);
+                        write_update(&mut f, *ch, t, &ts.values_json);
                         fragments.push(f);
                     }
                 }
             }
             let refs: Vec<&[u8]> = fragments.iter().map(Vec::as_slice).collect();
-            build_frame(snap.seq, &crate::time::iso_from_millis(now), &refs)
+            build_frame(snap.seq, &crate::wire::iso(now), &refs)
         });
         Ok(Subscribed {
             subscribed,
@@ -340,8 +326,8 @@ impl Fanout {
                 let was_empty = g.pending.is_empty();
                 g.pending.add(&local);
                 if was_empty {
-                    let due = g.next_due - slack(g.interval_ms);
-                    self.pending_groups.push(Reverse((due, *gid)));
+                    self.pending_groups
+                        .push(Reverse((g.rhythm.opens_at(), *gid)));
                 }
             }
         }
@@ -373,7 +359,7 @@ impl Fanout {
             .filter_map(|c| self.members.get(c))
             .map(|m| match m.congested_since {
                 Some(since) => since + self.slow_close_ms,
-                None => m.hold_until - slack(m.interval_ms),
+                None => m.rhythm.opens_at(),
             });
         groups.into_iter().chain(members).min()
     }
@@ -396,7 +382,7 @@ impl Fanout {
         let g = self.groups.get_mut(&gid).expect("due group");
         let mut pending = std::mem::take(&mut g.pending);
         let (key, from_seq) = (g.key.clone(), g.from_seq);
-        g.next_due = g.next_due.max(now) + g.interval_ms;
+        g.rhythm.advance(now);
         g.from_seq = tick.seq;
         let members = std::mem::take(&mut g.members);
         let mut shared: Option<Option<Frame>> = None;
@@ -404,7 +390,7 @@ impl Fanout {
             let Some(m) = self.members.get_mut(&conn) else {
                 continue;
             };
-            if now < m.hold_until - slack(m.interval_ms) || m.congested_since.is_some() {
+            if !m.rhythm.is_open(now) || m.congested_since.is_some() {
                 m.missed.merge(&pending);
                 self.lagging.insert(conn);
                 continue;
@@ -455,7 +441,7 @@ impl Fanout {
         content: &Pending,
     ) {
         if sink.offer(conn, frame) {
-            m.hold_until = m.hold_until.max(now) + m.interval_ms;
+            m.rhythm.advance(now);
             lagging.remove(&conn);
         } else {
             m.missed.merge(content);
@@ -474,7 +460,7 @@ impl Fanout {
             };
             if let Some(since) = m.congested_since {
                 if now - since >= self.slow_close_ms {
-                    sink.kick(conn, 1008, "client too slow");
+                    sink.kick(conn, Disconnect::TooSlow);
                     self.lagging.remove(&conn);
                 }
                 continue;
@@ -483,7 +469,7 @@ impl Fanout {
                 self.lagging.remove(&conn);
                 continue;
             }
-            if now < m.hold_until - slack(m.interval_ms) {
+            if !m.rhythm.is_open(now) {
                 continue;
             }
             // If the group will push soon, the member catches up in that push.
@@ -502,8 +488,8 @@ impl Fanout {
             }
             // A quiet group adopts the member's rhythm so later pushes are shared again.
             if let Some(g) = group {
-                if now >= g.next_due - slack(g.interval_ms) {
-                    g.next_due = g.next_due.max(now) + g.interval_ms;
+                if g.rhythm.is_open(now) {
+                    g.rhythm.advance(now);
                     g.from_seq = tick.seq;
                 }
             }

@@ -1,9 +1,11 @@
 //! Changes waiting for a client's (or a group's) next push, conflated per point: however many
 //! times a point changes before the push, the push carries its latest value once.
 
-use super::tick::{build_frame, render_update, Frame, TickChange};
 use crate::model::{ChannelId, DataType, PointId};
-use crate::state::Snapshot;
+use crate::site::tick::{render_update, TickChange};
+use crate::site::Snapshot;
+use crate::wire::ws::build_frame;
+use crate::wire::Frame;
 use smallvec::SmallVec;
 use std::rc::Rc;
 

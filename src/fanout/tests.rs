@@ -1,11 +1,9 @@
 //! The fan-out rules, without sockets: grouping, sharing, interval spacing, snapshot then
 //! delta, late joiners, congestion and slow-client closing.
 
-use super::tick::{Frame, Tick};
 use super::*;
-use crate::feed::store::Store;
 use crate::model::DataType;
-use crate::ws::message::SubscribeRequest;
+use crate::site::store::Store;
 use std::collections::HashMap;
 
 #[derive(Default)]
@@ -27,8 +25,8 @@ impl Sink for Recorder {
             .push((self.now, frame.clone()));
         true
     }
-    fn kick(&mut self, conn: ConnId, code: u16, _reason: &str) {
-        self.kicked.push((conn, code));
+    fn kick(&mut self, conn: ConnId, why: Disconnect) {
+        self.kicked.push((conn, u16::from(why.code())));
     }
 }
 
@@ -94,15 +92,28 @@ impl Site {
     }
 }
 
-fn sub(channels: &[u32], types: &[DataType], interval_ms: u32) -> SubscribeRequest {
-    let mut mask = TypeMask::default();
-    for t in types {
-        mask = mask.with(*t);
-    }
-    SubscribeRequest {
+struct Sub {
+    channels: Vec<ChannelId>,
+    types: TypeMask,
+    interval: Interval,
+}
+
+fn sub(channels: &[u32], types: &[DataType], interval_ms: u64) -> Sub {
+    Sub {
         channels: channels.iter().map(|c| ChannelId(*c)).collect(),
-        types: mask,
-        interval_ms,
+        types: types.iter().copied().collect(),
+        interval: Interval::from_ms(interval_ms).unwrap(),
+    }
+}
+
+impl Fanout {
+    fn sub(
+        &mut self,
+        conn: ConnId,
+        s: &Sub,
+        now: i64,
+    ) -> Result<Subscribed, crate::error::ApiError> {
+        self.subscribe(conn, &s.channels, s.types, s.interval, now)
     }
 }
 
@@ -128,7 +139,7 @@ fn snapshot_then_only_changed_points() {
     let mut rec = Recorder::default();
     fan.add_member(1, true);
     let s = fan
-        .subscribe(1, &sub(&[1001, 1002, 9999], &[T, S], 100), 0)
+        .sub(1, &sub(&[1001, 1002, 9999], &[T, S], 100), 0)
         .unwrap();
     assert_eq!(s.subscribed, vec![ChannelId(1001), ChannelId(1002)]);
     assert_eq!(s.failed, vec![ChannelId(9999)]);
@@ -168,8 +179,7 @@ fn same_subscription_shares_one_frame_across_shards() {
     for (fan, conns) in [(&mut a, [1, 2]), (&mut b, [3, 4])] {
         for c in conns {
             fan.add_member(c, true);
-            fan.subscribe(c, &sub(&[1001, 1002], &[T, S], 100), 0)
-                .unwrap();
+            fan.sub(c, &sub(&[1001, 1002], &[T, S], 100), 0).unwrap();
         }
     }
     assert_eq!(a.group_count(), 1);
@@ -197,7 +207,7 @@ fn interval_spacing_and_conflation() {
     let (mut site, mut fan) = setup();
     let mut rec = Recorder::default();
     fan.add_member(1, true);
-    fan.subscribe(1, &sub(&[1001], &[T], 1000), 0).unwrap();
+    fan.sub(1, &sub(&[1001], &[T], 1000), 0).unwrap();
     // 10 Hz writes for 3 s.
     for i in 1..=30 {
         let t = i * 100;
@@ -234,7 +244,7 @@ fn quiet_change_is_pushed_by_the_timer() {
     let (mut site, mut fan) = setup();
     let mut rec = Recorder::default();
     fan.add_member(1, true);
-    fan.subscribe(1, &sub(&[1001], &[T], 500), 0).unwrap();
+    fan.sub(1, &sub(&[1001], &[T], 500), 0).unwrap();
     rec.now = 100;
     fan.on_tick(site.tick(100, &[("1001:T", &[("2", "99")])]), &mut rec);
     assert!(!rec.frames.contains_key(&1), "too soon after the snapshot");
@@ -256,14 +266,14 @@ fn late_joiner_catches_up_then_shares() {
     let (mut site, mut fan) = setup();
     let mut rec = Recorder::default();
     fan.add_member(1, true);
-    fan.subscribe(1, &sub(&[1001], &[T], 100), 0).unwrap();
+    fan.sub(1, &sub(&[1001], &[T], 100), 0).unwrap();
     let mut joined = false;
     for i in 1..=20 {
         let t = i * 50;
         rec.now = t;
         if t == 330 - 30 && !joined {
             fan.add_member(2, true);
-            fan.subscribe(2, &sub(&[1001], &[T], 100), t).unwrap();
+            fan.sub(2, &sub(&[1001], &[T], 100), t).unwrap();
             joined = true;
         }
         let v = format!("{i}");
@@ -291,8 +301,7 @@ fn congested_client_gets_latest_values_when_drained_and_is_closed_if_it_never_dr
     let mut rec = Recorder::default();
     for c in [1, 2] {
         fan.add_member(c, true);
-        fan.subscribe(c, &sub(&[1001, 1002], &[T, S], 100), 0)
-            .unwrap();
+        fan.sub(c, &sub(&[1001, 1002], &[T, S], 100), 0).unwrap();
     }
     rec.refuse.insert(2);
     for i in 1..=10 {
@@ -347,7 +356,7 @@ fn unsubscribe_and_types_filter() {
     let (mut site, mut fan) = setup();
     let mut rec = Recorder::default();
     fan.add_member(1, true);
-    fan.subscribe(1, &sub(&[1001, 1002], &[S], 100), 0).unwrap();
+    fan.sub(1, &sub(&[1001, 1002], &[S], 100), 0).unwrap();
     rec.now = 200;
     fan.on_tick(site.tick(200, &[("1001:T", &[("1", "1")])]), &mut rec);
     assert!(!rec.frames.contains_key(&1), "T is not watched");
@@ -371,7 +380,7 @@ fn alarm_only_clients_get_no_data() {
     let (mut site, mut fan) = setup();
     let mut rec = Recorder::default();
     fan.add_member(1, false);
-    let s = fan.subscribe(1, &sub(&[1001], &[T], 100), 0).unwrap();
+    let s = fan.sub(1, &sub(&[1001], &[T], 100), 0).unwrap();
     assert!(s.snapshot.is_none());
     rec.now = 200;
     fan.on_tick(site.tick(200, &[("1001:T", &[("1", "1")])]), &mut rec);
@@ -385,7 +394,7 @@ fn a_device_writing_at_the_interval_rate_is_never_conflated() {
     let (mut site, mut fan) = setup();
     let mut rec = Recorder::default();
     fan.add_member(1, true);
-    fan.subscribe(1, &sub(&[1001], &[T], 100), 0).unwrap();
+    fan.sub(1, &sub(&[1001], &[T], 100), 0).unwrap();
     let jitter = [0, 9, 1, 8, 2, 7, 3, 6, 4, 5, 9, 0, 9, 0];
     for (i, j) in jitter.iter().enumerate() {
         let t = 100 * (i as i64 + 1) + j;

@@ -1,20 +1,29 @@
-//! The Redis feed: one thread owns the Redis connection. Every tick it asks
-//! `netsrv_collect_data` what was written since its cursor, reads those hashes with one
-//! pipelined round trip, and publishes a new immutable snapshot for the shards.
+//! The Redis feed: one thread owns the Redis conversation. When a write wakes it (or every
+//! tick) it asks `netsrv_collect_data` what was written since its cursor, reads those hashes
+//! with one pipelined round trip, and publishes a new immutable snapshot for the shards.
+//! Between collects it waits on its one [`inbox`]: a stop, wake-ups, and shards' requests,
+//! answered to the address they carry.
 //!
 //! Why one thread: Redis is the single source of truth and one pipelined conversation is
 //! both the cheapest for Redis and the simplest to keep ordered; shards never wait on it.
 //! When Redis is down the last snapshot keeps being served and health says `degraded`.
 
+pub mod inbox;
 pub mod library;
-pub mod store;
+mod wake;
 
+use crate::config::Config;
 use crate::log;
-use crate::state::{DependencyHealth, Shared, Snapshot};
+use crate::site::change::Change;
+use crate::site::store::Store;
+use crate::site::{DependencyHealth, Snapshot};
+use arc_swap::ArcSwap;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
+use inbox::Event;
+pub use inbox::{FeedHandle, Postman, Reply, ReplyTo, Request};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use store::{Change, Store};
+use wake::Subscriber;
 
 /// The pub/sub channel the library publishes on when a write follows a caught-up collect.
 pub const WAKE_CHANNEL: &str = "netsrv:wake";
@@ -22,9 +31,6 @@ pub const WAKE_CHANNEL: &str = "netsrv:wake";
 /// Least time between two collects that wake-ups start: a site writing continuously would
 /// otherwise have the feed collect (and every shard take a tick) after nearly every write.
 const WAKE_MIN_GAP: Duration = Duration::from_millis(2);
-
-/// Longest the feed blocks on the subscription before checking whether it should stop.
-const STOP_CHECK: Duration = Duration::from_millis(50);
 
 /// How often a missing wake-up subscription is attempted again (the tick covers meanwhile).
 const WAKE_RETRY: Duration = Duration::from_secs(5);
@@ -141,23 +147,82 @@ fn read_hashes(
     }
 }
 
-/// A feed failure, worded for `/health/detailed`.
+/// Why a connected period of the feed ended. Worded for `/health/detailed`; the Redis error
+/// is kept as the source.
 #[derive(Debug)]
-pub struct FeedError(pub String);
+pub enum FeedError {
+    Redis(redis::RedisError),
+    /// Redis answered something the feed cannot read (names the command).
+    UnexpectedReply(&'static str),
+    /// The library is missing and the gateway may not load it.
+    LibraryMissing,
+}
 
 impl From<redis::RedisError> for FeedError {
     fn from(e: redis::RedisError) -> Self {
-        FeedError(e.to_string())
+        FeedError::Redis(e)
+    }
+}
+
+impl std::fmt::Display for FeedError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FeedError::Redis(e) => e.fmt(f),
+            FeedError::UnexpectedReply(what) => write!(f, "unexpected reply from {what}"),
+            FeedError::LibraryMissing => f.write_str(
+                "netsrv_collect_data is not loaded in Redis and --no-load-functions is set",
+            ),
+        }
+    }
+}
+
+impl std::error::Error for FeedError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            FeedError::Redis(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// What the feed publishes for the shards: the latest snapshot and Redis's health, each
+/// replaced whole (readers never lock).
+pub struct Published {
+    pub snapshot: ArcSwap<Snapshot>,
+    pub redis: ArcSwap<DependencyHealth>,
+}
+
+impl Published {
+    pub fn new() -> Arc<Published> {
+        Arc::new(Published {
+            snapshot: ArcSwap::from_pointee(Snapshot::default()),
+            redis: ArcSwap::from_pointee(DependencyHealth {
+                healthy: false,
+                message: "Connecting to Redis".into(),
+            }),
+        })
     }
 }
 
 /// Called with each published snapshot and the changes it carries.
 pub type ChangeSink = Box<dyn FnMut(&Arc<Snapshot>, &[Change]) + Send>;
 
+/// How a wait on the inbox ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Waited {
+    Deadline,
+    Woken,
+    Stop,
+}
+
 /// The feed thread's state. `run` is its whole life.
 pub struct Feed {
-    shared: Arc<Shared>,
-    stop: Receiver<()>,
+    config: Arc<Config>,
+    published: Arc<Published>,
+    inbox: Receiver<Event>,
+    /// For the wake-up subscribers, which send into the same inbox.
+    handle: FeedHandle,
+    postman: Postman,
     store: Store,
     cursor: u64,
     epoch: String,
@@ -165,24 +230,41 @@ pub struct Feed {
     on_changes: Option<ChangeSink>,
     /// A resync was cut short: the next collect rebuilds the site from cursor 0.
     force_resync: bool,
-    /// The feed listens on `WAKE_CHANNEL`: collects ask the library to publish the next write.
+    /// The running `WAKE_CHANNEL` subscriber, if any.
+    subscriber: Option<Subscriber>,
+    generation: u64,
+    /// It confirmed its subscription: collects ask the library to publish the next write.
     wake_active: bool,
+    /// When to try subscribing again after a failure.
+    wake_retry_at: Instant,
     /// A subscription failure was logged and has not been followed by a success yet.
-    wake_warned: std::cell::Cell<bool>,
+    wake_warned: bool,
 }
 
 impl Feed {
-    pub fn new(shared: Arc<Shared>, stop: Receiver<()>) -> Feed {
+    /// `inbox` is the receiving side of `handle`; `postman` delivers answers to shards.
+    pub fn new(
+        config: Arc<Config>,
+        published: Arc<Published>,
+        (handle, inbox): (FeedHandle, Receiver<Event>),
+        postman: Postman,
+    ) -> Feed {
         Feed {
-            shared,
-            stop,
+            config,
+            published,
+            inbox,
+            handle,
+            postman,
             store: Store::default(),
             cursor: 0,
             epoch: String::new(),
             on_changes: None,
             force_resync: false,
+            subscriber: None,
+            generation: 0,
             wake_active: false,
-            wake_warned: std::cell::Cell::new(false),
+            wake_retry_at: Instant::now(),
+            wake_warned: false,
         }
     }
 
@@ -192,51 +274,118 @@ impl Feed {
     }
 
     fn set_health(&self, healthy: bool, message: String) {
-        let cur = self.shared.redis.load();
+        let cur = self.published.redis.load();
         if cur.healthy != healthy || cur.message != message {
-            self.shared
+            self.published
                 .redis
                 .store(Arc::new(DependencyHealth { healthy, message }));
         }
     }
 
-    /// Waits up to `d`; true when asked to stop.
-    fn wait(&self, d: Duration) -> bool {
-        !matches!(self.stop.recv_timeout(d), Err(RecvTimeoutError::Timeout))
-    }
-
-    /// Runs until the stop channel fires or is dropped.
+    /// Runs until told to stop.
     pub fn run(mut self) {
-        let cfg = self.shared.config.clone();
-        let max_backoff = Duration::from_millis(cfg.reconnect_max_ms);
+        let max_backoff = Duration::from_millis(self.config.reconnect_max_ms);
         let mut backoff = Duration::from_millis(100).min(max_backoff);
         loop {
             let result = self.connect().and_then(|mut con| {
                 backoff = Duration::from_millis(100).min(max_backoff);
                 self.session(&mut con)
             });
+            self.stop_subscriber();
             match result {
                 Ok(()) => return,
                 Err(e) => {
-                    let msg = format!("Redis unavailable: {}; serving the last known state", e.0);
-                    if self.shared.redis.load().healthy {
+                    let msg = format!("Redis unavailable: {e}; serving the last known state");
+                    if self.published.redis.load().healthy {
                         log::warn(&msg);
                     }
                     self.set_health(false, msg);
                 }
             }
-            if self.wait(backoff) {
+            // Disconnected: requests are answered (Redis is down), wake-ups ignored.
+            if let Ok(Waited::Stop) = self.wait_until(Instant::now() + backoff, None, false) {
                 return;
             }
             backoff = (backoff * 2).min(max_backoff);
         }
     }
 
+    /// Waits on the inbox until `deadline`, handling what arrives: requests are answered
+    /// (over `con` when connected), subscriber news updates how collects run. A wake-up ends
+    /// the wait when `wakeable`. An error is a Redis failure met while answering.
+    fn wait_until(
+        &mut self,
+        deadline: Instant,
+        mut con: Option<&mut redis::Connection>,
+        wakeable: bool,
+    ) -> Result<Waited, FeedError> {
+        loop {
+            let ev = match self.inbox.recv_deadline(deadline) {
+                Ok(ev) => ev,
+                Err(RecvTimeoutError::Timeout) => return Ok(Waited::Deadline),
+                Err(RecvTimeoutError::Disconnected) => return Ok(Waited::Stop),
+            };
+            let current = |g: u64| self.subscriber.as_ref().is_some_and(|s| s.generation == g);
+            match ev {
+                Event::Stop => return Ok(Waited::Stop),
+                Event::Woken { generation } if wakeable && current(generation) => {
+                    return Ok(Waited::Woken)
+                }
+                Event::Woken { .. } => {}
+                Event::Subscribed { generation } if current(generation) => {
+                    self.wake_active = true;
+                    if std::mem::take(&mut self.wake_warned) {
+                        log::info(&format!("{WAKE_CHANNEL} subscription restored"));
+                    }
+                    // Collect at once: only a collect made while subscribed arms the
+                    // library's hint, and until then writes would wait for the tick.
+                    if wakeable {
+                        return Ok(Waited::Woken);
+                    }
+                }
+                Event::WakeLost { generation, why } if current(generation) => {
+                    // The data connection is unaffected: poll, and subscribe again later.
+                    self.stop_subscriber();
+                    self.wake_failed(&why);
+                }
+                Event::Subscribed { .. } | Event::WakeLost { .. } => {}
+                Event::Ask { request, reply_to } => {
+                    self.answer(request, reply_to, con.as_deref_mut())?
+                }
+            }
+        }
+    }
+
+    /// Answers a shard's request and posts the reply to its address.
+    fn answer(
+        &mut self,
+        request: Request,
+        reply_to: ReplyTo,
+        con: Option<&mut redis::Connection>,
+    ) -> Result<(), FeedError> {
+        match request {
+            Request::RedisPing => {
+                let (rtt, failed) = match con {
+                    None => (None, None),
+                    Some(con) => {
+                        let t = Instant::now();
+                        match redis::cmd("PING").query::<redis::Value>(con) {
+                            Ok(_) => (Some(t.elapsed()), None),
+                            Err(e) if is_connection_error(&e) => (None, Some(e)),
+                            Err(_) => (None, None),
+                        }
+                    }
+                };
+                (self.postman)(reply_to, Reply::RedisRtt(rtt));
+                failed.map_or(Ok(()), |e| Err(e.into()))
+            }
+        }
+    }
+
     /// The data connection: a plain one, with the Function library made current.
     fn connect(&self) -> Result<redis::Connection, FeedError> {
-        let cfg = &self.shared.config;
         let mut con = self.connect_plain()?;
-        if cfg.load_functions {
+        if self.config.load_functions {
             if let library::LoadOutcome::Loaded { previous } = library::ensure(&mut con)? {
                 log::info(&format!(
                     "loaded Function library voltage v{} into Redis (was {})",
@@ -248,121 +397,73 @@ impl Feed {
         Ok(con)
     }
 
-    /// The connection for the `WAKE_CHANNEL` subscription, when configured and the library in
-    /// Redis publishes there; `None` means poll every tick (logged, never fatal).
-    fn wake_connection(&self, con: &mut redis::Connection) -> Option<redis::Connection> {
-        let cfg = &self.shared.config;
-        if !cfg.wake || library::version(con).is_none_or(|v| v < library::WAKE_SINCE) {
-            return None;
+    /// Starts a `WAKE_CHANNEL` subscriber when configured and the library in Redis publishes
+    /// there; a failure is logged once per outage and retried after `WAKE_RETRY`.
+    fn start_subscriber(&mut self, con: &mut redis::Connection) {
+        self.wake_retry_at = Instant::now() + WAKE_RETRY;
+        if !self.config.wake || library::version(con).is_none_or(|v| v < library::WAKE_SINCE) {
+            return;
         }
-        self.connect_plain()
-            .map_err(|e| self.wake_failed(&e.0))
-            .ok()
+        self.generation += 1;
+        let spawned = self
+            .connect_plain()
+            .map_err(|e| e.to_string())
+            .and_then(|c| {
+                Subscriber::spawn(self.generation, c, self.handle.clone())
+                    .map_err(|e| e.to_string())
+            });
+        match spawned {
+            Ok(s) => self.subscriber = Some(s),
+            Err(why) => self.wake_failed(&why),
+        }
+    }
+
+    fn stop_subscriber(&mut self) {
+        self.subscriber = None;
+        self.wake_active = false;
     }
 
     /// Logged once per outage (the retry every `WAKE_RETRY` stays quiet until it succeeds).
-    fn wake_failed(&self, why: &str) {
-        if !self.wake_warned.replace(true) {
+    fn wake_failed(&mut self, why: &str) {
+        self.wake_retry_at = Instant::now() + WAKE_RETRY;
+        if !std::mem::replace(&mut self.wake_warned, true) {
             log::warn(&format!(
                 "{WAKE_CHANNEL} subscription failed ({why}); polling every {} ms, retrying every {} s",
-                self.shared.config.tick_ms,
+                self.config.tick_ms,
                 WAKE_RETRY.as_secs()
             ));
         }
     }
 
     /// One connected period: collect every tick — or at once when a write wakes us — until
-    /// stopped (Ok) or Redis fails (Err). A lost or refused subscription is retried every
-    /// `WAKE_RETRY` while the tick carries on.
+    /// stopped (Ok) or Redis fails (Err). Between collects the feed waits on its inbox.
     fn session(&mut self, con: &mut redis::Connection) -> Result<(), FeedError> {
-        loop {
-            let mut wake_con = self.wake_connection(con);
-            // The `PubSub` must live as long as the subscription: dropping it unsubscribes.
-            let wake = wake_con.as_mut().and_then(|c| {
-                let mut ps = c.as_pubsub();
-                match ps.subscribe(WAKE_CHANNEL) {
-                    Ok(()) => {
-                        if self.wake_warned.replace(false) {
-                            log::info(&format!("{WAKE_CHANNEL} subscription restored"));
-                        }
-                        Some(ps)
-                    }
-                    Err(e) => {
-                        self.wake_failed(&e.to_string());
-                        None
-                    }
-                }
-            });
-            if self.collect_loop(con, wake)? {
-                return Ok(());
-            }
-        }
-    }
-
-    /// Collects until stopped (`Ok(true)`), until the subscription is lost or, without one,
-    /// `WAKE_RETRY` has passed (`Ok(false)`: the caller subscribes again), or Redis fails.
-    fn collect_loop(
-        &mut self,
-        con: &mut redis::Connection,
-        mut wake: Option<redis::PubSub<'_>>,
-    ) -> Result<bool, FeedError> {
-        let tick = self.shared.config.tick();
-        let retry_at = Instant::now() + WAKE_RETRY;
-        self.wake_active = wake.is_some();
+        let tick = self.config.tick();
+        self.start_subscriber(con);
         loop {
             let started = Instant::now();
             self.collect_until_current(con)?;
             self.set_health(true, "Redis connection successful".into());
-            let Some(ps) = wake.as_mut() else {
-                if self.wait(tick.saturating_sub(started.elapsed())) {
-                    return Ok(true);
-                }
-                if self.shared.config.wake && Instant::now() >= retry_at {
-                    return Ok(false);
-                }
-                continue;
-            };
-            // Until the tick is due, in slices short enough to notice a stop promptly.
-            let due = started + tick;
-            let mut interrupted = 0;
-            let woken = loop {
-                let rest = due.saturating_duration_since(Instant::now());
-                if rest.is_zero() {
-                    break Ok(false);
-                }
-                match wait_for_wake(ps, rest.min(STOP_CHECK)) {
-                    Ok(Wake::Woken) => break Ok(true),
-                    Ok(Wake::Interrupted) if interrupted < MAX_INTERRUPTED => interrupted += 1,
-                    Ok(Wake::Interrupted) => {
-                        break Err("interrupted repeatedly".to_string());
-                    }
-                    Ok(Wake::TimedOut) => {}
-                    Err(e) => break Err(e.to_string()),
-                }
-                if self.wait(Duration::ZERO) {
-                    return Ok(true);
-                }
-            };
-            match woken {
-                Ok(true) => {
-                    if self.wait(WAKE_MIN_GAP.saturating_sub(started.elapsed())) {
-                        return Ok(true);
+            match self.wait_until(started + tick, Some(con), true)? {
+                Waited::Stop => return Ok(()),
+                // Collects at least `WAKE_MIN_GAP` apart (wake-ups meanwhile are absorbed).
+                Waited::Woken => {
+                    if self.wait_until(started + WAKE_MIN_GAP, Some(con), false)? == Waited::Stop {
+                        return Ok(());
                     }
                 }
-                Ok(false) => {}
-                Err(e) => {
-                    // The data connection is unaffected: poll, and subscribe again later.
-                    self.wake_failed(&e);
-                    wake = None;
-                    self.wake_active = false;
-                }
+                Waited::Deadline => {}
+            }
+            if self.subscriber.is_none() && self.config.wake && Instant::now() >= self.wake_retry_at
+            {
+                self.start_subscriber(con);
             }
         }
     }
 
     /// A connection with the configured timeouts (the wake-up subscription uses it as is).
     fn connect_plain(&self) -> Result<redis::Connection, FeedError> {
-        let cfg = &self.shared.config;
+        let cfg = &self.config;
         let timeout = Duration::from_millis(cfg.redis_timeout_ms);
         let client = redis::Client::open(cfg.redis_url.as_str())?;
         let con = client.get_connection_with_timeout(timeout)?;
@@ -380,7 +481,7 @@ impl Feed {
             .arg("netsrv:epoch")
             .arg(self.cursor)
             .arg(&self.epoch)
-            .arg(self.shared.config.collect_batch)
+            .arg(self.config.collect_batch)
             .arg(if self.wake_active {
                 &["1"][..]
             } else {
@@ -412,7 +513,7 @@ impl Feed {
         }
         // Even after an error, what was applied to the store is published: otherwise those
         // changes would never reach clients (the retry sees no difference any more).
-        let first_load = !self.shared.snapshot.load().loaded;
+        let first_load = !self.published.snapshot.load().loaded;
         if !changes.is_empty() || (first_load && result.is_ok()) {
             let snap = Arc::new(Snapshot {
                 seq: self.cursor,
@@ -420,7 +521,7 @@ impl Feed {
                 loaded: true,
                 channels: self.store.channels.clone(),
             });
-            self.shared.snapshot.store(snap.clone());
+            self.published.snapshot.store(snap.clone());
             if let Some(f) = self.on_changes.as_mut() {
                 f(&snap, &changes);
             }
@@ -436,21 +537,18 @@ impl Feed {
     ) -> Result<(), FeedError> {
         loop {
             let reply = match self.call_collect(con) {
-                Err(e) if library::is_missing_function(&e) && self.shared.config.load_functions => {
+                Err(e) if library::is_missing_function(&e) && self.config.load_functions => {
                     log::warn("Function library missing in Redis (flushed?); reloading it");
                     library::load(con)?;
                     self.call_collect(con)?
                 }
                 Err(e) if library::is_missing_function(&e) => {
-                    return Err(FeedError(
-                        "netsrv_collect_data is not loaded in Redis and --no-load-functions is set"
-                            .into(),
-                    ))
+                    return Err(FeedError::LibraryMissing)
                 }
                 other => other?,
             };
             let c = parse_collect_reply(&reply)
-                .ok_or_else(|| FeedError("unexpected reply from netsrv_collect_data".into()))?;
+                .ok_or(FeedError::UnexpectedReply("netsrv_collect_data"))?;
             if c.reset {
                 log::warn(&format!(
                     "Redis was reset or replaced (epoch '{}' -> '{}'); resynchronising",
@@ -475,34 +573,6 @@ impl Feed {
         }
     }
 }
-
-/// What waiting on the wake-up subscription gave.
-enum Wake {
-    Woken,
-    TimedOut,
-    /// EINTR and kin: nothing was read and the subscription stands.
-    Interrupted,
-}
-
-/// Waits up to `d` for a wake-up message.
-fn wait_for_wake(ps: &mut redis::PubSub<'_>, d: Duration) -> redis::RedisResult<Wake> {
-    if d.is_zero() {
-        return Ok(Wake::TimedOut);
-    }
-    ps.set_read_timeout(Some(d))?;
-    match ps.get_message() {
-        Ok(_) => Ok(Wake::Woken),
-        Err(e) if e.is_timeout() => Ok(Wake::TimedOut),
-        Err(e) if matches!(e.retry_method(), redis::RetryMethod::RetryImmediately) => {
-            Ok(Wake::Interrupted)
-        }
-        Err(e) => Err(e),
-    }
-}
-
-/// Interruptions in a row after which the subscription is treated as broken (a persistent
-/// error that merely looks transient must not turn the wait into a busy loop).
-const MAX_INTERRUPTED: u32 = 3;
 
 #[cfg(test)]
 mod tests {

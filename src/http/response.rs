@@ -2,6 +2,7 @@
 
 use crate::error::ApiError;
 use crate::json;
+use crate::wire;
 
 /// A response a handler returns; the connection decides keep-alive and HEAD.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,30 +27,14 @@ impl Response {
         }
     }
 
-    /// `{"success":true,"data":<data>,"message":…,"timestamp":…}` with `data` pre-rendered.
-    pub fn success(data: &[u8], message: Option<&str>) -> Response {
-        let mut out = Vec::with_capacity(data.len() + 96);
-        out.extend_from_slice(b"{\"success\":true,\"data\":");
-        out.extend_from_slice(data);
-        if let Some(m) = message {
-            out.extend_from_slice(b",\"message\":");
-            json::write_str(&mut out, m);
-        }
-        out.extend_from_slice(b",\"timestamp\":\"");
-        out.extend_from_slice(crate::time::iso_now().as_bytes());
-        out.extend_from_slice(b"\"}");
-        Response::json(200, out)
+    /// 200 with the success envelope around pre-rendered `data`, stamped `now` (Unix ms).
+    pub fn success(data: &[u8], message: Option<&str>, now: i64) -> Response {
+        Response::json(200, wire::rest::success(data, message, now))
     }
 
-    /// `{"success":false,"error":{…},"timestamp":…}` with the code's HTTP status.
-    pub fn error(err: &ApiError) -> Response {
-        let mut out = Vec::with_capacity(160);
-        out.extend_from_slice(b"{\"success\":false,\"error\":");
-        err.write_json(&mut out);
-        out.extend_from_slice(b",\"timestamp\":\"");
-        out.extend_from_slice(crate::time::iso_now().as_bytes());
-        out.extend_from_slice(b"\"}");
-        Response::json(err.code.http_status(), out)
+    /// The error envelope with the code's HTTP status, stamped `now` (Unix ms).
+    pub fn error(err: &ApiError, now: i64) -> Response {
+        Response::json(err.code.http_status(), wire::rest::error(err, now))
     }
 
     pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Response {
@@ -130,7 +115,7 @@ mod tests {
         assert!(s.contains("Allow: GET\r\n"));
         assert!(s.ends_with("keep-alive\r\n\r\n{}"));
         let mut out = Vec::new();
-        let e = Response::error(&ApiError::channel_not_found(9999));
+        let e = Response::error(&ApiError::channel_not_found(9999), 0);
         assert_eq!(e.status, 404);
         write_response(&mut out, &e, false, true, "");
         let s = String::from_utf8(out).unwrap();

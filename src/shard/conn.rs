@@ -4,7 +4,9 @@
 use super::{ws_conn, ShardCtx};
 use crate::api;
 use crate::error::{ApiError, ErrorCode};
-use crate::http::{parse_request, write_response, Limits, Method, Parsed, Response};
+use crate::fanout::ConnId;
+use crate::feed::{Reply, Request as FeedRequest};
+use crate::http::{parse_request, write_response, Limits, Method, Parsed, Request, Response};
 use crate::ws::handshake::{self, is_ws_path};
 use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
@@ -79,15 +81,48 @@ impl Drop for Counted {
 
 const READ_CHUNK: usize = 4096;
 
+/// How long `/health/detailed` waits for the feed's live Redis round trip before reporting
+/// it as null (a busy feed or a hung Redis must not hang the health check).
+const HEALTH_RTT_DEADLINE: Duration = Duration::from_millis(250);
+
+/// Answers one REST request from the feed's latest state, first gathering what the route
+/// needs (the live Redis round trip for `/health/detailed`).
+async fn respond(ctx: &ShardCtx, conn: ConnId, req: &Request) -> Response {
+    let redis_rtt = if api::needs(req).redis_rtt {
+        match ctx
+            .ask_feed(conn, FeedRequest::RedisPing, HEALTH_RTT_DEADLINE)
+            .await
+        {
+            Some(Reply::RedisRtt(rtt)) => rtt,
+            None => None,
+        }
+    } else {
+        None
+    };
+    let shared = &ctx.shared;
+    let snapshot = shared.published.snapshot.load();
+    let redis = shared.published.redis.load();
+    let view = api::View {
+        snapshot: &snapshot,
+        redis: &redis,
+        config: &shared.config,
+        stats: shared.stats(),
+        redis_rtt,
+    };
+    api::handle(req, &view, crate::time::now_millis())
+}
+
 pub async fn serve(mut stream: TcpStream, peer: SocketAddr, ctx: Rc<ShardCtx>) {
     let counted = Counted::new(ctx.clone(), peer.ip());
+    let id = ctx.shared.next_conn.fetch_add(1, Ordering::Relaxed);
     let _ = stream.set_nodelay(true);
     let cfg = &ctx.shared.config;
+    let now = crate::time::now_millis;
     if let Some(err) = counted.refusal() {
         let mut out = Vec::new();
         write_response(
             &mut out,
-            &Response::error(&err),
+            &Response::error(&err, now()),
             false,
             false,
             &cfg.http.cors_origin,
@@ -125,6 +160,7 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, ctx: Rc<ShardCtx>) {
                                     let leftover = inbuf[consumed..].to_vec();
                                     monoio::spawn(ws_conn::serve(
                                         stream,
+                                        id,
                                         leftover,
                                         up,
                                         ctx.clone(),
@@ -135,20 +171,21 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, ctx: Rc<ShardCtx>) {
                                 return;
                             }
                             Err(e) => {
-                                write_response(&mut out, &Response::error(&e), false, false, cors);
+                                let resp = Response::error(&e, now());
+                                write_response(&mut out, &resp, false, false, cors);
                                 close = true;
                                 continue;
                             }
                         }
                     }
-                    let resp = api::handle(&req, &ctx.shared);
+                    let resp = respond(&ctx, id, &req).await;
                     let keep = req.keep_alive && !resp.close && !ctx.shutdown.is_triggered();
                     write_response(&mut out, &resp, keep, req.method == Method::Head, cors);
                     close = !keep;
                 }
                 Parsed::Partial => break,
                 Parsed::Error(e) => {
-                    write_response(&mut out, &Response::error(&e), false, false, cors);
+                    write_response(&mut out, &Response::error(&e, now()), false, false, cors);
                     close = true;
                 }
             }

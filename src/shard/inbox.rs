@@ -1,8 +1,10 @@
 //! A shard's inbox: other threads (the feed, other shards) push events, the shard's event
 //! task awaits them. monoio's `sync` feature carries the wake-up across threads.
 
-use crate::fanout::tick::Tick;
 use crate::fanout::ConnId;
+use crate::feed::{Reply, ReplyTo};
+use crate::site::tick::Tick;
+use crate::wire::close::Disconnect;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
@@ -13,11 +15,9 @@ pub enum ShardEvent {
     /// The feed published changes.
     Tick(Arc<Tick>),
     /// Close a connection of this shard (client_id takeover from another shard).
-    Kick {
-        conn: ConnId,
-        code: u16,
-        reason: &'static str,
-    },
+    Kick { conn: ConnId, why: Disconnect },
+    /// The feed's answer to a request a connection of this shard made.
+    Reply { to: ReplyTo, reply: Reply },
 }
 
 #[derive(Default)]

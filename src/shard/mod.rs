@@ -6,15 +6,20 @@ mod conn;
 pub mod inbox;
 pub mod listener;
 mod notify;
+pub mod registry;
+pub mod shared;
 pub mod ws_conn;
 
 use crate::config::DriverKind;
-use crate::fanout::tick::Tick;
-use crate::fanout::Fanout;
+use crate::fanout::{ConnId, Fanout};
+use crate::feed::{Reply, ReplyTo, Request};
 use crate::log;
 use crate::shutdown::Shutdown;
-use crate::state::Shared;
+use crate::site::tick::Tick;
+use crate::wire::close::Disconnect;
 use inbox::ShardEvent;
+use notify::Notify;
+pub use shared::Shared;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -61,6 +66,60 @@ pub struct ShardCtx {
     /// Responses being written right now; shutdown waits for them.
     pub in_flight: Cell<usize>,
     pub ws: RefCell<ws_conn::WsShard>,
+    /// Connections waiting for the feed's answer (at most one request each).
+    replies: RefCell<HashMap<ConnId, Rc<ReplySlot>>>,
+    next_request: Cell<u64>,
+}
+
+/// Where the feed's answer to one request lands.
+#[derive(Default)]
+struct ReplySlot {
+    seq: u64,
+    reply: Cell<Option<Reply>>,
+    ready: Notify,
+}
+
+impl ShardCtx {
+    /// Asks the feed on behalf of `conn` and waits at most `deadline` for the answer; `None`
+    /// when the feed is busy past the deadline, its inbox is full, or it has stopped.
+    pub async fn ask_feed(
+        &self,
+        conn: ConnId,
+        request: Request,
+        deadline: Duration,
+    ) -> Option<Reply> {
+        let seq = self.next_request.get() + 1;
+        self.next_request.set(seq);
+        let slot = Rc::new(ReplySlot {
+            seq,
+            ..ReplySlot::default()
+        });
+        self.replies.borrow_mut().insert(conn, slot.clone());
+        let to = ReplyTo {
+            shard: self.index,
+            conn,
+            seq,
+        };
+        let reply = if self.shared.feed.ask(request, to) {
+            monoio::select! {
+                _ = slot.ready.wait() => slot.reply.take(),
+                _ = monoio::time::sleep(deadline) => None,
+            }
+        } else {
+            None
+        };
+        self.replies.borrow_mut().remove(&conn);
+        reply
+    }
+
+    /// Hands an answer to the connection waiting for it (a late one finds nobody).
+    fn deliver(&self, to: ReplyTo, reply: Reply) {
+        let slot = self.replies.borrow().get(&to.conn).cloned();
+        if let Some(slot) = slot.filter(|s| s.seq == to.seq) {
+            slot.reply.set(Some(reply));
+            slot.ready.notify();
+        }
+    }
 }
 
 /// Starts shard `index` on its own thread; `ready` hears `Ok` once it accepts connections.
@@ -76,7 +135,7 @@ pub fn spawn(
         .name(format!("shard-{index}"))
         .spawn(move || {
             let initial = Arc::new(Tick::new(
-                shared.snapshot.load_full(),
+                shared.published.snapshot.load_full(),
                 &[],
                 crate::time::now_millis(),
             ));
@@ -91,6 +150,8 @@ pub fn spawn(
                     fanout,
                     conns: HashMap::new(),
                 }),
+                replies: RefCell::new(HashMap::new()),
+                next_request: Cell::new(0),
             });
             let started = match driver {
                 Driver::Uring => uring_runtime(true)
@@ -177,7 +238,7 @@ async fn run(
     // written finish; idle keep-alive connections close when the runtime drops their tasks.
     let conns: Vec<_> = ctx.ws.borrow().conns.values().cloned().collect();
     for c in conns {
-        c.close(1001, "server shutting down");
+        c.close(Disconnect::Shutdown);
     }
     let deadline = Instant::now() + Duration::from_millis(ctx.shared.config.shutdown_grace_ms);
     while (ctx.in_flight.get() > 0 || !ctx.ws.borrow().conns.is_empty())
@@ -187,7 +248,8 @@ async fn run(
     }
 }
 
-/// Applies the feed's ticks and other shards' commands, and runs the fan-out's timers.
+/// Applies the feed's ticks and answers and other shards' commands, and runs the fan-out's
+/// timers.
 async fn events(ctx: Rc<ShardCtx>) {
     let inbox = ctx.shared.inboxes[ctx.index].clone();
     loop {
@@ -208,9 +270,8 @@ async fn events(ctx: Rc<ShardCtx>) {
         for ev in events {
             match ev {
                 ShardEvent::Tick(t) => ws_conn::with_fanout(&ctx, |fan, sink| fan.on_tick(t, sink)),
-                ShardEvent::Kick { conn, code, reason } => {
-                    ws_conn::kick_local(&ctx, conn, code, reason)
-                }
+                ShardEvent::Kick { conn, why } => ws_conn::kick_local(&ctx, conn, why),
+                ShardEvent::Reply { to, reply } => ctx.deliver(to, reply),
             }
         }
         let now = crate::time::now_millis();

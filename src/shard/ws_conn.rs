@@ -1,20 +1,18 @@
-//! WebSocket connections on a shard. Each connection is two tasks — a reader that feeds the
-//! sans-IO session and answers messages, and a writer that drains the outbound queue — plus
-//! entries in the shard's `Fanout`. Pushed frames are `Arc`s shared with every other client
+//! WebSocket connections on a shard: the IO shell around the sans-IO [`Protocol`]. One task
+//! per connection reads bytes into the protocol and writes what it answers, plus the
+//! connection's entry in the shard's `Fanout`. Pushed frames are `Arc`s shared with every other client
 //! of the same group; the queue holds refcounts, and the writer coalesces everything queued
 //! into one write.
 
+use super::inbox::ShardEvent;
 use super::notify::Notify;
+use super::registry::Owner;
 use super::ShardCtx;
-use crate::error::{ApiError, ErrorCode};
-use crate::fanout::registry::Owner;
-use crate::fanout::tick::Frame;
 use crate::fanout::{ConnId, Fanout, Sink};
-use crate::shard::inbox::ShardEvent;
-use crate::ws::frame;
-use crate::ws::handshake::{Audience, Upgrade};
-use crate::ws::message::{self, Request};
-use crate::ws::session::{Event, Session};
+use crate::wire::close::Disconnect;
+use crate::wire::{self, Frame};
+use crate::ws::handshake::Upgrade;
+use crate::ws::protocol::{Action, Flow, Mode, Protocol};
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, Splitable};
 use monoio::net::TcpStream;
 use std::cell::{Cell, RefCell};
@@ -106,7 +104,7 @@ unsafe impl monoio::buf::IoVecBuf for Batch {
 pub struct WsConn {
     pub id: ConnId,
     pub client_id: String,
-    session: RefCell<Session>,
+    protocol: RefCell<Protocol>,
     out: RefCell<VecDeque<Chunk>>,
     /// Bytes queued or being written.
     queued: Cell<usize>,
@@ -126,28 +124,28 @@ impl WsConn {
         self.writable.notify();
     }
 
-    /// Queues a JSON text message (a reply; never dropped while the connection lives).
-    fn send_json(&self, json: &[u8]) {
-        if self.closing.get().is_none() {
-            self.push(Chunk::Owned(frame::text(json)));
+    /// Queues what the protocol produced, in order. Once a close frame is queued only
+    /// protocol bytes (the close handshake) may follow.
+    fn send(&self, actions: Vec<Action>) {
+        for a in actions {
+            match a {
+                Action::Raw(bytes) => self.push(Chunk::Owned(bytes)),
+                _ if self.closing.get().is_some() => {}
+                Action::Reply(json) => self.push(Chunk::Owned(wire::ws::text_frame(&json))),
+                Action::Frame(f) => self.push(Chunk::Shared(f)),
+            }
         }
     }
 
-    /// Moves what tungstenite wrote (pongs, close frames) into the queue, in order.
-    fn flush_session(&self) {
-        if let Some(bytes) = self.session.borrow_mut().take_output() {
-            self.push(Chunk::Owned(bytes));
-        }
-    }
-
-    /// Starts the close handshake with `code`; the connection ends when it completes (or
+    /// Starts the close handshake for `why`; the connection ends when it completes (or
     /// after a grace period, see the sweep).
-    pub fn close(&self, code: u16, reason: &str) {
+    pub fn close(&self, why: Disconnect) {
         if self.closing.get().is_some() {
             return;
         }
-        self.session.borrow_mut().close(code, reason);
-        self.flush_session();
+        let mut out = Vec::new();
+        self.protocol.borrow_mut().close(why, &mut out);
+        self.send(out);
         self.closing.set(Some(Instant::now()));
         self.writable.notify();
     }
@@ -179,9 +177,9 @@ impl Sink for ConnSink<'_> {
         true
     }
 
-    fn kick(&mut self, conn: ConnId, code: u16, reason: &str) {
+    fn kick(&mut self, conn: ConnId, why: Disconnect) {
         if let Some(c) = self.conns.get(&conn) {
-            c.close(code, reason);
+            c.close(why);
         }
     }
 }
@@ -198,10 +196,10 @@ pub fn with_fanout<R>(ctx: &ShardCtx, f: impl FnOnce(&mut Fanout, &mut ConnSink<
 }
 
 /// Closes `conn` on this shard, if it is here.
-pub fn kick_local(ctx: &ShardCtx, conn: ConnId, code: u16, reason: &str) {
+pub fn kick_local(ctx: &ShardCtx, conn: ConnId, why: Disconnect) {
     let c = ctx.ws.borrow().conns.get(&conn).cloned();
     if let Some(c) = c {
-        c.close(code, reason);
+        c.close(why);
     }
 }
 
@@ -216,23 +214,23 @@ fn claim_client_id(ctx: &ShardCtx, requested: Option<String>, conn: ConnId) -> S
     };
     if let Some(old) = registry.claim(&id, owner) {
         if old.shard == ctx.index {
-            kick_local(ctx, old.conn, 4001, "replaced");
+            kick_local(ctx, old.conn, Disconnect::Replaced);
         } else if let Some(inbox) = ctx.shared.inboxes.get(old.shard) {
             inbox.push(ShardEvent::Kick {
                 conn: old.conn,
-                code: 4001,
-                reason: "replaced",
+                why: Disconnect::Replaced,
             });
         }
     }
     id
 }
 
-/// Runs an upgraded connection until it closes. `leftover` are bytes the client sent after
-/// the handshake; `echo` serves the conformance endpoint (messages are echoed back);
+/// Runs an upgraded connection `id` until it closes. `leftover` are bytes the client sent
+/// after the handshake; `echo` serves the conformance endpoint (messages are echoed back);
 /// `counted` keeps the connection counted (total and per IP) while it lives.
 pub async fn serve<G>(
     stream: TcpStream,
+    id: ConnId,
     leftover: Vec<u8>,
     up: Upgrade,
     ctx: Rc<ShardCtx>,
@@ -242,17 +240,18 @@ pub async fn serve<G>(
     let _counted = counted;
     let shared = ctx.shared.clone();
     let cfg = &shared.config.ws;
-    let id = shared.next_conn.fetch_add(1, Ordering::Relaxed);
     let client_id = if echo {
         format!("echo_{id}")
     } else {
         claim_client_id(&ctx, up.client_id.clone(), id)
     };
+    let mode = if echo { Mode::Echo } else { Mode::Gateway };
+    let protocol = Protocol::new(id, mode, cfg.max_message_bytes, cfg.max_channels);
     let now = Instant::now();
     let conn = Rc::new(WsConn {
         id,
         client_id: client_id.clone(),
-        session: RefCell::new(Session::new(cfg.max_message_bytes)),
+        protocol: RefCell::new(protocol),
         out: RefCell::new(VecDeque::new()),
         queued: Cell::new(0),
         over_budget: Cell::new(false),
@@ -270,11 +269,13 @@ pub async fn serve<G>(
         }
     }
     shared.websockets[ctx.index].fetch_add(1, Ordering::Relaxed);
-    if !echo {
-        conn.send_json(&message::connected(&client_id, up.audience.as_str()));
-    }
+    let first =
+        conn.protocol
+            .borrow()
+            .connected(&client_id, up.audience, crate::time::now_millis());
+    conn.send(first.into_iter().collect());
 
-    run(stream, leftover, &conn, &ctx, up.audience, echo).await;
+    run(stream, leftover, &conn, &ctx).await;
     conn.kill();
 
     {
@@ -303,17 +304,10 @@ async fn read_owned<R: AsyncReadRent>(
 /// the queue is flushed, so a client that sends requests without reading the replies is
 /// throttled by TCP backpressure rather than growing its queue. It ends when the peer is done
 /// and the queue is flushed, or when killed (which the sweep does to stuck closes).
-async fn run(
-    stream: TcpStream,
-    leftover: Vec<u8>,
-    conn: &Rc<WsConn>,
-    ctx: &Rc<ShardCtx>,
-    audience: Audience,
-    echo: bool,
-) {
+async fn run(stream: TcpStream, leftover: Vec<u8>, conn: &Rc<WsConn>, ctx: &Rc<ShardCtx>) {
     let budget = ctx.shared.config.ws.outbound_budget_bytes;
     let (rd, mut wr) = stream.into_split();
-    let mut reading = leftover.is_empty() || on_bytes(conn, ctx, &leftover, audience, echo);
+    let mut reading = leftover.is_empty() || on_bytes(conn, ctx, &leftover);
     // Client messages are small; a larger one just takes several reads. Every idle
     // connection holds this buffer (io_uring owns it while the read is pending).
     let read = std::pin::pin!(read_owned(rd, Vec::with_capacity(256)));
@@ -374,7 +368,7 @@ async fn run(
                 match res {
                     Ok(n) if n > 0 => {
                         conn.last_read.set(Instant::now());
-                        reading = on_bytes(conn, ctx, &buf[..n], audience, echo);
+                        reading = on_bytes(conn, ctx, &buf[..n]);
                         if reading {
                             read.set(read_owned(rd, buf));
                         }
@@ -403,107 +397,18 @@ fn after_write(conn: &WsConn, ctx: &ShardCtx, len: usize, budget: usize) {
     }
 }
 
-/// Feeds bytes to the session and handles every complete message; false when the
-/// connection is over.
-fn on_bytes(
-    conn: &Rc<WsConn>,
-    ctx: &Rc<ShardCtx>,
-    bytes: &[u8],
-    audience: Audience,
-    echo: bool,
-) -> bool {
-    conn.session.borrow_mut().receive(bytes);
-    loop {
-        let ev = conn.session.borrow_mut().next_event();
-        conn.flush_session();
-        match ev {
-            None => return true,
-            Some(Event::Closed) => return false,
-            Some(Event::Text(text)) if echo => {
-                conn.push(Chunk::Owned(frame::text(text.as_bytes())))
-            }
-            Some(Event::Binary(payload)) if echo => {
-                let mut f = Vec::with_capacity(payload.len() + frame::MAX_HEADER);
-                frame::write_header(&mut f, 0x2, payload.len());
-                f.extend_from_slice(&payload);
-                conn.push(Chunk::Owned(f));
-            }
-            Some(Event::Text(text)) => on_message(conn, ctx, &text, audience),
-            Some(Event::Binary(_)) => conn.send_json(&message::error(
-                &ApiError::new(
-                    ErrorCode::InvalidMessage,
-                    "Invalid message",
-                    "binary frames are not supported; send JSON text messages",
-                ),
-                None,
-            )),
-        }
-    }
-}
-
-fn on_message(conn: &Rc<WsConn>, ctx: &Rc<ShardCtx>, text: &str, _audience: Audience) {
-    let received = crate::time::now_millis();
-    let cfg = &ctx.shared.config.ws;
-    let msg = message::parse(text, cfg.max_channels);
-    let rid = msg.id.as_deref();
-    let request = match msg.request {
-        Ok(r) => r,
-        Err(e) => return conn.send_json(&message::error(&e, rid)),
+/// Hands bytes to the protocol and queues what it answers; false when the connection is over.
+fn on_bytes(conn: &WsConn, ctx: &ShardCtx, bytes: &[u8]) -> bool {
+    let mut out = Vec::new();
+    let flow = {
+        let mut ws = ctx.ws.borrow_mut();
+        let now = crate::time::now_millis();
+        conn.protocol
+            .borrow_mut()
+            .receive(bytes, now, &mut ws.fanout, &mut out)
     };
-    match request {
-        Request::Ping => conn.send_json(&message::pong(rid, msg.timestamp.as_deref(), received)),
-        Request::Control => conn.send_json(&message::error(
-            &ApiError::new(
-                ErrorCode::ServiceUnavailable,
-                "Control unavailable",
-                "the control path is not enabled on this gateway yet",
-            ),
-            rid,
-        )),
-        Request::Subscribe(req) => {
-            let result = with_fanout(ctx, |fan, _| fan.subscribe(conn.id, &req, received));
-            match result {
-                Err(e) => conn.send_json(&message::error(&e, rid)),
-                Ok(s) => {
-                    conn.send_json(&message::ack(
-                        "subscribe_ack",
-                        "subscribed",
-                        rid,
-                        &s.subscribed,
-                        &s.failed,
-                        s.total,
-                    ));
-                    if !s.failed.is_empty() {
-                        let ids: Vec<String> = s.failed.iter().map(|c| c.to_string()).collect();
-                        let err = ApiError::new(
-                            ErrorCode::ChannelNotFound,
-                            "Channel not found",
-                            format!("Channel ID {} not found", ids.join(", ")),
-                        );
-                        conn.send_json(&message::error(&err, rid));
-                    }
-                    if let Some(snapshot) = s.snapshot.filter(|_| !s.subscribed.is_empty()) {
-                        if conn.closing.get().is_none() {
-                            conn.push(Chunk::Shared(snapshot));
-                        }
-                    }
-                }
-            }
-        }
-        Request::Unsubscribe(channels) => {
-            let (removed, failed, total) = with_fanout(ctx, |fan, _| {
-                fan.unsubscribe(conn.id, channels.as_deref(), received)
-            });
-            conn.send_json(&message::ack(
-                "unsubscribe_ack",
-                "unsubscribed",
-                rid,
-                &removed,
-                &failed,
-                total,
-            ));
-        }
-    }
+    conn.send(out);
+    flow == Flow::Open
 }
 
 /// Periodic liveness work for one shard: pings, idle timeouts, stuck close handshakes.
@@ -523,10 +428,11 @@ pub fn sweep(ctx: &ShardCtx) {
             continue;
         }
         if now.duration_since(c.last_read.get()) > idle {
-            c.close(1001, "idle timeout");
+            c.close(Disconnect::IdleTimeout);
         } else if now.duration_since(c.last_ping.get()) >= ping_every {
-            c.session.borrow_mut().ping();
-            c.flush_session();
+            let mut out = Vec::new();
+            c.protocol.borrow_mut().ping(&mut out);
+            c.send(out);
             c.last_ping.set(now);
         }
     }

@@ -1,8 +1,7 @@
-//! WebSocket, sans-IO: the upgrade handshake, the per-connection protocol session
-//! (tungstenite over in-memory buffers), frame headers for shared frames, and the JSON
-//! messages of PROTOCOL.md §3.
+//! WebSocket, sans-IO: the upgrade handshake, the RFC 6455 session (tungstenite over
+//! in-memory buffers), the connection's protocol core and one module per client command.
 
-pub mod frame;
+pub mod cmd;
 pub mod handshake;
-pub mod message;
+pub mod protocol;
 pub mod session;

@@ -110,7 +110,7 @@ impl Session {
                         Error::Utf8(_) => (CloseCode::Invalid, "invalid UTF-8"),
                         _ => (CloseCode::Protocol, "protocol error"),
                     };
-                    self.close(code.into(), reason);
+                    self.close(code, reason);
                     self.done = true;
                     return Some(Event::Closed);
                 }
@@ -119,9 +119,9 @@ impl Session {
     }
 
     /// Starts the close handshake (no-op if already closing).
-    pub fn close(&mut self, code: u16, reason: &str) {
+    pub fn close(&mut self, code: CloseCode, reason: &str) {
         let frame = CloseFrame {
-            code: CloseCode::from(code),
+            code,
             reason: reason.to_owned().into(),
         };
         let _ = self.ctx.close(&mut self.pipe, Some(frame));
@@ -231,7 +231,7 @@ mod tests {
     #[test]
     fn server_close() {
         let mut s = Session::new(1024);
-        s.close(4001, "replaced");
+        s.close(CloseCode::Library(4001), "replaced");
         let out = s.take_output().unwrap();
         assert_eq!(
             out,

@@ -30,7 +30,7 @@ pub fn config(redis_url: &str, driver: DriverKind) -> Config {
 pub fn gateway(redis: &RedisProcess, driver: DriverKind) -> Server {
     let server = Server::start(config(&redis.url(), driver)).expect("gateway starts");
     wait_until("redis healthy", Duration::from_secs(5), || {
-        server.shared().redis.load().healthy
+        server.published().redis.load().healthy
     });
     server
 }

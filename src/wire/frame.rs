@@ -1,22 +1,31 @@
 //! Server-to-client frame headers. Data frames are built here, not by tungstenite, so one
 //! pre-serialized frame can be shared by refcount across thousands of connections.
 
-/// Appends the header of an unmasked, final frame with `opcode` and `len` payload bytes.
-pub fn write_header(out: &mut Vec<u8>, opcode: u8, len: usize) {
-    out.push(0x80 | opcode);
+/// Writes the header of an unmasked, final frame with `opcode` and `len` payload bytes into
+/// `buf`; returns the part of `buf` it used.
+pub fn header(buf: &mut [u8; MAX_HEADER], opcode: u8, len: usize) -> &[u8] {
+    buf[0] = 0x80 | opcode;
     if len < 126 {
-        out.push(len as u8);
+        buf[1] = len as u8;
+        &buf[..2]
     } else if len <= u16::MAX as usize {
-        out.push(126);
-        out.extend_from_slice(&(len as u16).to_be_bytes());
+        buf[1] = 126;
+        buf[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+        &buf[..4]
     } else {
-        out.push(127);
-        out.extend_from_slice(&(len as u64).to_be_bytes());
+        buf[1] = 127;
+        buf[2..10].copy_from_slice(&(len as u64).to_be_bytes());
+        &buf[..10]
     }
 }
 
+/// Appends the header of an unmasked, final frame with `opcode` and `len` payload bytes.
+pub fn write_header(out: &mut Vec<u8>, opcode: u8, len: usize) {
+    out.extend_from_slice(header(&mut [0; MAX_HEADER], opcode, len));
+}
+
 pub const OP_TEXT: u8 = 0x1;
-pub const OP_PING: u8 = 0x9;
+pub const OP_BINARY: u8 = 0x2;
 
 /// A complete text frame holding `payload`.
 pub fn text(payload: &[u8]) -> Vec<u8> {

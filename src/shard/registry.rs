@@ -1,7 +1,7 @@
 //! Live client ids across all shards: takeover (a second connection with the same
 //! `client_id` replaces the first, wherever it lives) and unique generated ids.
 
-use super::ConnId;
+use crate::fanout::ConnId;
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::hash::BuildHasher;

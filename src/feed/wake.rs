@@ -1,0 +1,89 @@
+//! The `netsrv:wake` subscriber: a thread of its own that blocks on its pub/sub connection and
+//! turns each message into an [`Event::Woken`] in the feed's inbox, so the feed waits on one
+//! queue. It reports when it is subscribed and when it loses the subscription; the feed then
+//! polls every tick and starts a new subscriber later.
+
+use super::inbox::{Event, FeedHandle};
+use super::WAKE_CHANNEL;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// How long a read blocks before the thread checks whether it should stop.
+const STOP_CHECK: Duration = Duration::from_millis(50);
+
+/// Interruptions in a row after which the subscription is treated as broken (a persistent
+/// error that merely looks transient must not turn the wait into a busy loop).
+const MAX_INTERRUPTED: u32 = 3;
+
+pub struct Subscriber {
+    pub generation: u64,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Subscriber {
+    /// Subscribes on `con` in a new thread; its events carry `generation`.
+    pub fn spawn(
+        generation: u64,
+        con: redis::Connection,
+        inbox: FeedHandle,
+    ) -> std::io::Result<Subscriber> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("redis-wake".into())
+            .spawn(move || listen(generation, con, &inbox, &flag))?;
+        Ok(Subscriber {
+            generation,
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Subscriber {
+    /// Stops the thread (within `STOP_CHECK`) and waits for it: dropping the connection
+    /// unsubscribes.
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn listen(generation: u64, mut con: redis::Connection, inbox: &FeedHandle, stop: &AtomicBool) {
+    let lost = |why: String| inbox.offer(Event::WakeLost { generation, why });
+    // The `PubSub` must live as long as the subscription: dropping it unsubscribes.
+    let mut ps = con.as_pubsub();
+    if let Err(e) = ps.subscribe(WAKE_CHANNEL) {
+        return lost(e.to_string());
+    }
+    inbox.offer(Event::Subscribed { generation });
+    let mut interrupted = 0;
+    while !stop.load(Ordering::Relaxed) {
+        if let Err(e) = ps.set_read_timeout(Some(STOP_CHECK)) {
+            return lost(e.to_string());
+        }
+        match ps.get_message() {
+            Ok(_) => {
+                interrupted = 0;
+                inbox.offer(Event::Woken { generation });
+            }
+            Err(e) if e.is_timeout() => interrupted = 0,
+            // EINTR and kin: nothing was read and the subscription stands.
+            Err(e)
+                if matches!(e.retry_method(), redis::RetryMethod::RetryImmediately)
+                    && interrupted < MAX_INTERRUPTED =>
+            {
+                interrupted += 1
+            }
+            Err(e) if matches!(e.retry_method(), redis::RetryMethod::RetryImmediately) => {
+                return lost("interrupted repeatedly".into())
+            }
+            Err(e) => return lost(e.to_string()),
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! The site's data, pure: what the gateway knows of every channel at one instant
+//! ([`Snapshot`]), what changed in one collect ([`change::Change`]) and what the feed hands
+//! every shard after it ([`tick::Tick`]). No IO, no clock, no threads: the feed builds these,
+//! shards and handlers read them.
+//!
+//! A `Snapshot` is immutable and replaced whole on each collect that changed something.
+//! Unchanged (channel, type) entries are shared between snapshots by refcount, so publishing
+//! costs O(channels) pointer copies, not a deep copy.
+
+pub mod change;
+pub mod store;
+pub mod tick;
+
+use crate::model::{ChannelId, DataType, PointId, Value};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// The current points of one (channel, type) hash.
+#[derive(Debug, PartialEq, Eq)]
+pub struct TypeState {
+    /// `_timestamp` of the hash: Unix seconds of its last write.
+    pub timestamp: i64,
+    /// Points sorted by id.
+    pub points: Vec<(PointId, Value)>,
+    /// `{"1":25.6,"2":101.3}` rendered once, spliced into every response and frame.
+    pub values_json: Box<[u8]>,
+}
+
+impl TypeState {
+    pub fn new(timestamp: i64, mut points: Vec<(PointId, Value)>) -> TypeState {
+        points.sort_unstable_by_key(|(id, _)| *id);
+        let values_json = crate::wire::values::values(&points).into_boxed_slice();
+        TypeState {
+            timestamp,
+            points,
+            values_json,
+        }
+    }
+}
+
+/// One channel: its four hashes, each absent until written.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ChannelState {
+    pub types: [Option<Arc<TypeState>>; 4],
+}
+
+impl ChannelState {
+    pub fn get(&self, t: DataType) -> Option<&Arc<TypeState>> {
+        self.types[t.index()].as_ref()
+    }
+
+    /// Newest `_timestamp` of the four hashes.
+    pub fn last_update(&self) -> i64 {
+        self.types
+            .iter()
+            .flatten()
+            .map(|t| t.timestamp)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Points with a value across all four types.
+    pub fn active_points(&self) -> usize {
+        self.types.iter().flatten().map(|t| t.points.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.types.iter().all(Option::is_none)
+    }
+}
+
+/// Everything the gateway knows at one instant.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    /// `netsrv:seq` this snapshot is complete up to.
+    pub seq: u64,
+    /// `netsrv:epoch` of the Redis it came from ("" before the first load).
+    pub epoch: String,
+    /// True once the initial load from Redis has completed.
+    pub loaded: bool,
+    pub channels: BTreeMap<ChannelId, ChannelState>,
+}
+
+/// A dependency's health as `/health/detailed` reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DependencyHealth {
+    pub healthy: bool,
+    pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_sorted_values() {
+        let t = TypeState::new(
+            5,
+            vec![
+                (10, Value::from_redis("1")),
+                (2, Value::from_redis("101.3")),
+                (1, Value::from_redis("25.6")),
+            ],
+        );
+        assert_eq!(&*t.values_json, br#"{"1":25.6,"2":101.3,"10":1}"#);
+        let mut ch = ChannelState::default();
+        ch.types[0] = Some(Arc::new(t));
+        assert_eq!(ch.active_points(), 3);
+        assert_eq!(ch.last_update(), 5);
+    }
+}

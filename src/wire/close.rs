@@ -1,0 +1,49 @@
+//! Why the server closes a WebSocket, as named reasons with their close codes (RFC 6455
+//! §7.4 and the protocol's own 4001): callers say *why*, never a bare number.
+
+use tungstenite::protocol::frame::coding::CloseCode;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Disconnect {
+    /// Another connection took over this `client_id` (4001 `replaced`).
+    Replaced,
+    /// The server is stopping (1001).
+    Shutdown,
+    /// Nothing was received for the idle timeout (1001).
+    IdleTimeout,
+    /// Over the outbound budget for too long (1008).
+    TooSlow,
+}
+
+impl Disconnect {
+    pub fn code(self) -> CloseCode {
+        match self {
+            Disconnect::Replaced => CloseCode::Library(4001),
+            Disconnect::Shutdown | Disconnect::IdleTimeout => CloseCode::Away,
+            Disconnect::TooSlow => CloseCode::Policy,
+        }
+    }
+
+    /// The close frame's reason text.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Disconnect::Replaced => "replaced",
+            Disconnect::Shutdown => "server shutting down",
+            Disconnect::IdleTimeout => "idle timeout",
+            Disconnect::TooSlow => "client too slow",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes() {
+        assert_eq!(u16::from(Disconnect::Replaced.code()), 4001);
+        assert_eq!(u16::from(Disconnect::Shutdown.code()), 1001);
+        assert_eq!(u16::from(Disconnect::IdleTimeout.code()), 1001);
+        assert_eq!(u16::from(Disconnect::TooSlow.code()), 1008);
+    }
+}

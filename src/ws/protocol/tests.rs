@@ -1,0 +1,309 @@
+//! The protocol rules of PROTOCOL.md §3 without sockets: whole messages, byte for byte.
+
+use super::*;
+use crate::fanout::Fanout;
+use crate::model::{ChannelId, DataType, Value};
+use crate::site::tick::Tick;
+use crate::site::{Snapshot, TypeState};
+use std::sync::Arc;
+
+/// 2025-08-12T10:30:00.123Z
+const NOW: i64 = 1_754_994_600_123;
+const TS: &str = "2025-08-12T10:30:00.123Z";
+
+/// The seed's site: 1001 with telemetry, 1002 with signals, 2001 with set-point 20.
+fn site() -> Fanout {
+    let mut snap = Snapshot {
+        seq: 42,
+        epoch: "e".into(),
+        loaded: true,
+        ..Snapshot::default()
+    };
+    let mut put = |ch: u32, t: DataType, pts: &[(u32, &str)]| {
+        let points = pts
+            .iter()
+            .map(|(p, v)| (*p, Value::from_redis(v)))
+            .collect();
+        let c = snap.channels.entry(ChannelId(ch)).or_default();
+        c.types[t.index()] = Some(Arc::new(TypeState::new(1_754_994_000, points)));
+    };
+    put(1001, DataType::Telemetry, &[(1, "25.6"), (2, "101.3")]);
+    put(1002, DataType::Signal, &[(10, "1")]);
+    put(2001, DataType::Adjustment, &[(20, "50")]);
+    Fanout::new(Arc::new(Tick::new(Arc::new(snap), &[], NOW)), 30_000, 100)
+}
+
+struct Client {
+    proto: Protocol,
+    fan: Fanout,
+}
+
+impl Client {
+    fn new() -> Client {
+        let mut fan = site();
+        fan.add_member(7, true);
+        Client {
+            proto: Protocol::new(7, Mode::Gateway, 64 * 1024, 100),
+            fan,
+        }
+    }
+
+    fn send(&mut self, text: &str) -> Vec<Action> {
+        let mut out = Vec::new();
+        self.proto.on_text(text, NOW, &mut self.fan, &mut out);
+        out
+    }
+}
+
+fn reply(json: &str) -> Action {
+    Action::Reply(json.as_bytes().to_vec())
+}
+
+/// The payload of a server frame (unmasked, header stripped).
+fn payload(f: &[u8]) -> String {
+    let skip = match f[1] {
+        126 => 4,
+        127 => 10,
+        _ => 2,
+    };
+    String::from_utf8(f[skip..].to_vec()).unwrap()
+}
+
+#[test]
+fn connected_comes_first() {
+    let c = Client::new();
+    assert_eq!(
+        c.proto.connected("dashboard_001", Audience::General, NOW),
+        Some(reply(&format!(
+            r#"{{"type":"connected","id":"connected_dashboard_001","timestamp":"{TS}","data":{{"client_id":"dashboard_001","data_type":"general","server_time":"{TS}"}}}}"#
+        )))
+    );
+}
+
+#[test]
+fn subscribe_acks_then_names_unknown_channels_then_sends_one_snapshot() {
+    let mut c = Client::new();
+    let out = c.send(
+        r#"{"type":"subscribe","id":"sub_001","timestamp":"{时间戳}","data":{"channels":[1001,1002,9999],"data_types":["T","S"],"interval":1000}}"#,
+    );
+    assert_eq!(out.len(), 3, "{out:?}");
+    assert_eq!(
+        out[0],
+        reply(&format!(
+            r#"{{"type":"subscribe_ack","id":"sub_001_ack","timestamp":"{TS}","data":{{"request_id":"sub_001","subscribed":[1001,1002],"failed":[9999],"total":2}}}}"#
+        ))
+    );
+    assert_eq!(
+        out[1],
+        reply(&format!(
+            r#"{{"type":"error","id":"sub_001_error","timestamp":"{TS}","data":{{"code":"CHANNEL_NOT_FOUND","message":"Channel not found","details":"Channel ID 9999 not found","request_id":"sub_001"}}}}"#
+        ))
+    );
+    let Action::Frame(f) = &out[2] else {
+        panic!("{:?}", out[2])
+    };
+    assert_eq!(
+        payload(f),
+        format!(
+            r#"{{"type":"data_batch","id":"batch_42","timestamp":"{TS}","data":{{"updates":[{{"channel_id":1001,"data_type":"T","values":{{"1":25.6,"2":101.3}}}},{{"channel_id":1002,"data_type":"S","values":{{"10":1}}}}]}}}}"#
+        )
+    );
+}
+
+#[test]
+fn subscribe_is_additive_and_snapshots_only_what_it_adds() {
+    let mut c = Client::new();
+    c.send(r#"{"type":"subscribe","id":"a","data":{"channels":[1001],"data_types":["T"]}}"#);
+    let out = c.send(r#"{"type":"subscribe","id":"b","data":{"channels":[2001]}}"#);
+    assert_eq!(
+        out[0],
+        reply(&format!(
+            r#"{{"type":"subscribe_ack","id":"b_ack","timestamp":"{TS}","data":{{"request_id":"b","subscribed":[2001],"failed":[],"total":2}}}}"#
+        ))
+    );
+    let Action::Frame(f) = &out[1] else {
+        panic!("{out:?}")
+    };
+    assert_eq!(
+        payload(f),
+        format!(
+            r#"{{"type":"data_update","id":"update_42","timestamp":"{TS}","data":{{"channel_id":2001,"data_type":"A","values":{{"20":50}}}}}}"#
+        ),
+        "one (channel, type): data_update"
+    );
+    assert_eq!(out.len(), 2);
+}
+
+#[test]
+fn only_unknown_channels_get_the_ack_and_the_error_but_no_snapshot() {
+    let mut c = Client::new();
+    let out = c.send(r#"{"type":"subscribe","id":"s","data":{"channels":[7]}}"#);
+    assert_eq!(out.len(), 2, "{out:?}");
+    assert!(
+        matches!(&out[1], Action::Reply(e) if String::from_utf8_lossy(e).contains("CHANNEL_NOT_FOUND"))
+    );
+}
+
+#[test]
+fn an_invalid_interval_is_an_error_and_changes_nothing() {
+    let mut c = Client::new();
+    for bad in ["99", "60001", "\"1000\"", "1.5"] {
+        let out = c.send(&format!(
+            r#"{{"type":"subscribe","id":"s1","data":{{"channels":[1001],"interval":{bad}}}}}"#
+        ));
+        assert_eq!(
+            out,
+            vec![reply(&format!(
+                r#"{{"type":"error","id":"s1_error","timestamp":"{TS}","data":{{"code":"INVALID_PARAMETER","message":"Invalid parameter 'interval'","details":"interval must be an integer number of ms in 100..=60000","request_id":"s1"}}}}"#
+            ))],
+            "{bad}"
+        );
+    }
+    assert_eq!(c.fan.group_count(), 0, "nothing was subscribed");
+    let out = c.send(r#"{"type":"unsubscribe","id":"u"}"#);
+    assert_eq!(
+        out,
+        vec![reply(&format!(
+            r#"{{"type":"unsubscribe_ack","id":"u_ack","timestamp":"{TS}","data":{{"request_id":"u","unsubscribed":[],"failed":[],"total":0}}}}"#
+        ))]
+    );
+}
+
+#[test]
+fn unsubscribe_names_what_was_and_was_not_subscribed() {
+    let mut c = Client::new();
+    c.send(r#"{"type":"subscribe","data":{"channels":[1001,1002]}}"#);
+    let out = c.send(r#"{"type":"unsubscribe","id":"u1","data":{"channels":[1002,5]}}"#);
+    assert_eq!(
+        out,
+        vec![reply(&format!(
+            r#"{{"type":"unsubscribe_ack","id":"u1_ack","timestamp":"{TS}","data":{{"request_id":"u1","unsubscribed":[1002],"failed":[5],"total":1}}}}"#
+        ))]
+    );
+}
+
+#[test]
+fn ping_pong_ids_and_latency() {
+    let mut c = Client::new();
+    assert_eq!(
+        c.send(r#"{"type":"ping","id":"ping_001","timestamp":"2025-08-12T10:30:00.100Z"}"#),
+        vec![reply(&format!(
+            r#"{{"type":"pong","id":"pong_001","timestamp":"{TS}","data":{{"server_time":"{TS}","latency":23}}}}"#
+        ))]
+    );
+    assert_eq!(
+        c.send(r#"{"type":"ping","id":"hb","timestamp":"{时间戳}"}"#),
+        vec![reply(&format!(
+            r#"{{"type":"pong","id":"pong_hb","timestamp":"{TS}","data":{{"server_time":"{TS}","latency":0}}}}"#
+        ))]
+    );
+}
+
+#[test]
+fn bad_messages_are_errors_with_the_request_id_when_readable() {
+    let mut c = Client::new();
+    assert_eq!(
+        c.send(r#"{"type":"dance","id":"d1"}"#),
+        vec![reply(&format!(
+            r#"{{"type":"error","id":"d1_error","timestamp":"{TS}","data":{{"code":"UNKNOWN_TYPE","message":"Unknown message type","details":"unknown type 'dance'; expected subscribe, unsubscribe, control or ping","request_id":"d1"}}}}"#
+        ))]
+    );
+    let out = c.send("{nope");
+    let Action::Reply(e) = &out[0] else { panic!() };
+    let e = String::from_utf8_lossy(e);
+    assert!(
+        e.starts_with(&format!(r#"{{"type":"error","id":"error_{NOW}","timestamp":"{TS}","data":{{"code":"INVALID_JSON""#)),
+        "{e}"
+    );
+    assert!(e.ends_with(r#""request_id":null}}"#), "{e}");
+    assert_eq!(
+        c.send(r#"{"type":"control","id":"c1","data":{"channel_id":2001,"point_id":20,"command_type":"set_value","value":50}}"#),
+        vec![reply(&format!(
+            r#"{{"type":"error","id":"c1_error","timestamp":"{TS}","data":{{"code":"SERVICE_UNAVAILABLE","message":"Control unavailable","details":"the control path is not enabled on this gateway yet","request_id":"c1"}}}}"#
+        ))]
+    );
+}
+
+/// A masked client frame.
+fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mask = [1u8, 2, 3, 4];
+    let mut f = vec![0x80 | opcode];
+    assert!(payload.len() < 126);
+    f.push(0x80 | payload.len() as u8);
+    f.extend_from_slice(&mask);
+    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    f
+}
+
+#[test]
+fn bytes_in_split_anywhere_and_binary_frames_refused() {
+    let mut c = Client::new();
+    let f = client_frame(1, br#"{"type":"ping","id":"ping_1"}"#);
+    let mut out = Vec::new();
+    assert_eq!(
+        c.proto.receive(&f[..5], NOW, &mut c.fan, &mut out),
+        Flow::Open
+    );
+    assert!(out.is_empty());
+    assert_eq!(
+        c.proto.receive(&f[5..], NOW, &mut c.fan, &mut out),
+        Flow::Open
+    );
+    assert_eq!(out.len(), 1);
+    assert!(
+        matches!(&out[0], Action::Reply(p) if p.starts_with(br#"{"type":"pong","id":"pong_1""#))
+    );
+    out.clear();
+    c.proto
+        .receive(&client_frame(2, b"\x00"), NOW, &mut c.fan, &mut out);
+    assert_eq!(
+        out,
+        vec![reply(&format!(
+            r#"{{"type":"error","id":"error_{NOW}","timestamp":"{TS}","data":{{"code":"INVALID_MESSAGE","message":"Invalid message","details":"binary frames are not supported; send JSON text messages","request_id":null}}}}"#
+        ))]
+    );
+}
+
+#[test]
+fn a_close_from_the_client_is_answered_and_ends_the_connection() {
+    let mut c = Client::new();
+    let mut out = Vec::new();
+    let flow = c.proto.receive(
+        &client_frame(8, &1000u16.to_be_bytes()),
+        NOW,
+        &mut c.fan,
+        &mut out,
+    );
+    assert_eq!(flow, Flow::Closed);
+    assert_eq!(out, vec![Action::Raw(vec![0x88, 2, 0x03, 0xE8])]);
+}
+
+#[test]
+fn server_closes_carry_the_named_reason() {
+    let mut c = Client::new();
+    let mut out = Vec::new();
+    c.proto.close(Disconnect::Replaced, &mut out);
+    assert_eq!(
+        out,
+        vec![Action::Raw(
+            [&[0x88, 10][..], &4001u16.to_be_bytes(), b"replaced"].concat()
+        )]
+    );
+}
+
+#[test]
+fn echo_mode_returns_messages_as_sent() {
+    let mut fan = site();
+    let mut p = Protocol::new(1, Mode::Echo, 1024, 10);
+    assert_eq!(p.connected("x", Audience::General, NOW), None);
+    let mut out = Vec::new();
+    p.receive(&client_frame(1, b"hi"), NOW, &mut fan, &mut out);
+    p.receive(&client_frame(2, b"\x01"), NOW, &mut fan, &mut out);
+    assert_eq!(
+        out,
+        vec![
+            Action::Raw(vec![0x81, 2, b'h', b'i']),
+            Action::Raw(vec![0x82, 1, 1])
+        ]
+    );
+}
