@@ -1,8 +1,8 @@
 //! WebSocket connections on a shard: the IO shell around the sans-IO [`Protocol`]. One task
 //! per connection reads bytes into the protocol and writes what it answers, plus the
-//! connection's entry in the shard's `Fanout`. Pushed frames are `Arc`s shared with every other client
-//! of the same group; the queue holds refcounts, and the writer coalesces everything queued
-//! into one write.
+//! connection's entry in the shard's `Fanout`. Pushed frames are `Arc`s shared with every
+//! other client of the same group; the queue holds refcounts, and the writer coalesces
+//! everything queued into one write.
 
 use super::inbox::ShardEvent;
 use super::notify::Notify;

@@ -1,6 +1,7 @@
 //! WebSocket, sans-IO: the upgrade handshake, the RFC 6455 session (tungstenite over
 //! in-memory buffers), the connection's protocol core and one module per client command.
 
+pub mod action;
 pub mod cmd;
 pub mod handshake;
 pub mod protocol;

@@ -4,33 +4,14 @@
 //! only moves bytes: it feeds what it reads to [`Protocol::receive`] and writes the
 //! [`Action`]s in order.
 
+pub use super::action::{Action, Flow};
 use super::cmd::{self, Ctx};
 use super::handshake::Audience;
 use super::session::{Event, Session};
 use crate::error::{ApiError, ErrorCode};
 use crate::fanout::{ConnId, Fanout};
 use crate::wire::close::Disconnect;
-use crate::wire::{frame, Frame};
-
-/// What the connection must send, in order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
-    /// A JSON message, sent as one text frame. Replies are never dropped while the
-    /// connection lives.
-    Reply(Vec<u8>),
-    /// A ready, shared frame (the snapshot after a subscribe).
-    Frame(Frame),
-    /// Raw frames the WebSocket layer produced (pongs, pings, close frames, echoes).
-    Raw(Vec<u8>),
-}
-
-/// Whether the connection reads on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Flow {
-    Open,
-    /// The close handshake completed or the peer broke the protocol: flush and close.
-    Closed,
-}
+use crate::wire::frame;
 
 /// What the connection serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

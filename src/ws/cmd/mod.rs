@@ -8,7 +8,7 @@ pub mod ping;
 pub mod subscribe;
 pub mod unsubscribe;
 
-use super::protocol::Action;
+use super::action::Action;
 use crate::error::{ApiError, ErrorCode};
 use crate::fanout::{ConnId, Fanout};
 use crate::model::ChannelId;
