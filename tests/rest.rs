@@ -229,6 +229,39 @@ fn health_routes() {
     assert!(h.body.is_empty());
 }
 
+/// `PING`s Redis has answered so far.
+fn pings(con: &mut redis::Connection) -> u64 {
+    let info: String = redis::cmd("INFO").arg("commandstats").query(con).unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("cmdstat_ping:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |n| n.parse().unwrap())
+}
+
+#[test]
+fn a_flood_of_health_checks_costs_redis_a_bounded_number_of_pings() {
+    let redis = redis();
+    let gw = gateway(&redis, voltage_gateway::config::DriverKind::Auto);
+    let addr = gw.local_addr();
+    let mut con = redis_con(&redis);
+    let before = pings(&mut con);
+    let t0 = std::time::Instant::now();
+    for _ in 0..300 {
+        let d = get_ok(addr, "/health/detailed");
+        assert!(
+            d["data"]["dependencies"]["redis"]["rtt_ms"].is_number(),
+            "{d}"
+        );
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let spent = pings(&mut con) - before;
+    // At most one round trip per 100 ms (plus our own INFO's neighbourhood).
+    assert!(
+        (spent as f64) <= secs * 10.0 + 3.0,
+        "{spent} PINGs for 300 checks in {secs:.2} s"
+    );
+}
+
 #[test]
 fn a_paused_redis_makes_the_round_trip_null_without_hanging_health() {
     let redis = redis();

@@ -32,6 +32,10 @@ pub const WAKE_CHANNEL: &str = "netsrv:wake";
 /// otherwise have the feed collect (and every shard take a tick) after nearly every write.
 const WAKE_MIN_GAP: Duration = Duration::from_millis(2);
 
+/// A `PING` measured this recently answers further requests: however often health checks
+/// come, the feed spends at most ten round trips a second on them, not its collect time.
+const PING_REUSE: Duration = Duration::from_millis(100);
+
 /// How often a missing wake-up subscription is attempted again (the tick covers meanwhile).
 const WAKE_RETRY: Duration = Duration::from_secs(5);
 
@@ -239,6 +243,8 @@ pub struct Feed {
     wake_retry_at: Instant,
     /// A subscription failure was logged and has not been followed by a success yet.
     wake_warned: bool,
+    /// The last `PING` round trip and when it was measured.
+    last_ping: Option<(Instant, Duration)>,
 }
 
 impl Feed {
@@ -265,6 +271,7 @@ impl Feed {
             wake_active: false,
             wake_retry_at: Instant::now(),
             wake_warned: false,
+            last_ping: None,
         }
     }
 
@@ -292,6 +299,7 @@ impl Feed {
                 self.session(&mut con)
             });
             self.stop_subscriber();
+            self.last_ping = None;
             match result {
                 Ok(()) => return,
                 Err(e) => {
@@ -365,12 +373,21 @@ impl Feed {
     ) -> Result<(), FeedError> {
         match request {
             Request::RedisPing => {
-                let (rtt, failed) = match con {
-                    None => (None, None),
-                    Some(con) => {
+                let fresh = self
+                    .last_ping
+                    .filter(|(at, _)| at.elapsed() < PING_REUSE)
+                    .map(|(_, rtt)| rtt);
+                let (rtt, failed) = match (con, fresh) {
+                    (None, _) => (None, None),
+                    (Some(_), Some(rtt)) => (Some(rtt), None),
+                    (Some(con), None) => {
                         let t = Instant::now();
                         match redis::cmd("PING").query::<redis::Value>(con) {
-                            Ok(_) => (Some(t.elapsed()), None),
+                            Ok(_) => {
+                                let rtt = t.elapsed();
+                                self.last_ping = Some((Instant::now(), rtt));
+                                (Some(rtt), None)
+                            }
                             Err(e) if is_connection_error(&e) => (None, Some(e)),
                             Err(_) => (None, None),
                         }
