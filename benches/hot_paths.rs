@@ -94,10 +94,14 @@ fn fragment(c: &mut Criterion) {
 
 fn ws_message_parse(c: &mut Criterion) {
     let msg = r#"{"type":"subscribe","id":"sub_001","timestamp":"2025-08-12T10:30:00Z","data":{"channels":[1001,1002,1003,1004,1005,1006,1007,1008,1009,1010],"data_types":["T","S"],"interval":1000}}"#;
+    let limits = voltage_gateway::ws::cmd::Limits {
+        max_channels: 1000,
+        max_depth: 32,
+    };
     let mut g = c.benchmark_group("ws");
     g.throughput(Throughput::Bytes(msg.len() as u64));
     g.bench_function("parse_subscribe", |b| {
-        b.iter(|| black_box(voltage_gateway::ws::cmd::parse(black_box(msg), 1000)))
+        b.iter(|| black_box(voltage_gateway::ws::cmd::parse(black_box(msg), &limits)))
     });
     g.finish();
 }

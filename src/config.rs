@@ -74,6 +74,10 @@ pub struct WsConfig {
     pub max_message_bytes: usize,
     /// Channels one connection may subscribe to (and list in one message). Default 1000.
     pub max_channels: usize,
+    /// Deepest array/object nesting in a client message; deeper is `INVALID_JSON`. Default
+    /// 32 (the protocol's messages nest 3 deep; the JSON parser recurses per level, so this
+    /// bounds its stack use).
+    pub max_json_depth: usize,
     /// Outbound bytes queued per connection before it is conflated (skips to the latest values
     /// when it drains) instead of buffered. Default 1048576. Memory per slow client is bounded
     /// by this plus the kernel's socket buffer.
@@ -94,6 +98,7 @@ impl Default for WsConfig {
         WsConfig {
             max_message_bytes: 64 * 1024,
             max_channels: 1000,
+            max_json_depth: 32,
             outbound_budget_bytes: 1024 * 1024,
             slow_close_secs: 30,
             ping_interval_secs: 30,
@@ -252,6 +257,9 @@ impl Config {
         let ws = &self.ws;
         if ws.max_message_bytes < 1024 || ws.max_message_bytes > 16 * 1024 * 1024 {
             return err("ws.max_message_bytes must be in 1024..=16777216");
+        }
+        if !(4..=128).contains(&ws.max_json_depth) {
+            return err("ws.max_json_depth must be in 4..=128");
         }
         if ws.max_channels == 0 || ws.outbound_budget_bytes < 4096 {
             return err("ws.max_channels must be positive and ws.outbound_budget_bytes >= 4096");

@@ -623,3 +623,26 @@ fn a_request_flood_without_reading_is_throttled_not_buffered() {
     c.send(r#"{"type":"ping","id":"ping_ok"}"#);
     assert_eq!(c.recv_type("pong")["id"], "pong_ok");
 }
+
+both_drivers!(deeply_nested_json_is_an_error_not_a_crash, driver, {
+    let (_redis, gw, _con) = start(driver);
+    let addr = gw.local_addr();
+    let (mut c, _) = Client::connect(addr, "/ws");
+    // ~24 KB: enough levels to overflow a shard's stack inside an unbounded JSON parser.
+    c.send(&format!(r#"{{"id":"deep","data":{}"#, "[".repeat(12_000)));
+    let e = c.recv_type("error");
+    assert_eq!(e["data"]["code"], "INVALID_JSON", "{e}");
+    assert!(
+        e["data"]["details"]
+            .as_str()
+            .unwrap()
+            .contains("deeper than 32"),
+        "{e}"
+    );
+    // The same connection and the gateway carry on.
+    c.send(r#"{"type":"ping","id":"ping_after"}"#);
+    assert_eq!(c.recv_type("pong")["id"], "pong_after");
+    let (mut other, _) = Client::connect(addr, "/ws");
+    other.send(SEED_SUBSCRIBE);
+    assert_eq!(other.recv_type("subscribe_ack")["data"]["total"], 2);
+});

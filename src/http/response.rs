@@ -37,6 +37,12 @@ impl Response {
         Response::json(err.code.http_status(), wire::rest::error(err, now))
     }
 
+    /// Closes the connection after this response.
+    pub fn closing(mut self) -> Response {
+        self.close = true;
+        self
+    }
+
     pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Response {
         self.headers.push((name, value.into()));
         self

@@ -109,7 +109,23 @@ async fn respond(ctx: &ShardCtx, conn: ConnId, req: &Request) -> Response {
         stats: shared.stats(),
         redis_rtt,
     };
-    api::handle(req, &view, crate::time::now_millis())
+    let now = crate::time::now_millis();
+    // A handler that panics answers 500 instead of unwinding through the shard.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        api::handle(req, &view, now)
+    }))
+    .unwrap_or_else(|_| {
+        crate::log::error(&format!("handler for {} panicked; answered 500", req.path));
+        Response::error(
+            &ApiError::new(
+                ErrorCode::InternalError,
+                "Internal error",
+                "the request could not be handled",
+            ),
+            now,
+        )
+        .closing()
+    })
 }
 
 pub async fn serve(mut stream: TcpStream, peer: SocketAddr, ctx: Rc<ShardCtx>) {

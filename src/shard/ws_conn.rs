@@ -246,7 +246,11 @@ pub async fn serve<G>(
         claim_client_id(&ctx, up.client_id.clone(), id)
     };
     let mode = if echo { Mode::Echo } else { Mode::Gateway };
-    let protocol = Protocol::new(id, mode, cfg.max_message_bytes, cfg.max_channels);
+    let limits = crate::ws::cmd::Limits {
+        max_channels: cfg.max_channels,
+        max_depth: cfg.max_json_depth,
+    };
+    let protocol = Protocol::new(id, mode, cfg.max_message_bytes, limits);
     let now = Instant::now();
     let conn = Rc::new(WsConn {
         id,
@@ -398,17 +402,31 @@ fn after_write(conn: &WsConn, ctx: &ShardCtx, len: usize, budget: usize) {
 }
 
 /// Hands bytes to the protocol and queues what it answers; false when the connection is over.
+/// A panic while handling them closes this connection with 1011 instead of unwinding through
+/// the shard (which would take every other connection on it down).
 fn on_bytes(conn: &WsConn, ctx: &ShardCtx, bytes: &[u8]) -> bool {
     let mut out = Vec::new();
-    let flow = {
+    let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let mut ws = ctx.ws.borrow_mut();
         let now = crate::time::now_millis();
         conn.protocol
             .borrow_mut()
             .receive(bytes, now, &mut ws.fanout, &mut out)
-    };
-    conn.send(out);
-    flow == Flow::Open
+    }));
+    match handled {
+        Ok(flow) => {
+            conn.send(out);
+            flow == Flow::Open
+        }
+        Err(_) => {
+            crate::log::error(&format!(
+                "WebSocket connection {}: input handling panicked; closing it",
+                conn.id
+            ));
+            conn.close(Disconnect::InternalError);
+            false
+        }
+    }
 }
 
 /// Periodic liveness work for one shard: pings, idle timeouts, stuck close handshakes.

@@ -13,6 +13,9 @@ pub enum Disconnect {
     IdleTimeout,
     /// Over the outbound budget for too long (1008).
     TooSlow,
+    /// Handling this connection's input failed inside the server (1011); the shard and its
+    /// other connections carry on.
+    InternalError,
 }
 
 impl Disconnect {
@@ -21,6 +24,7 @@ impl Disconnect {
             Disconnect::Replaced => CloseCode::Library(4001),
             Disconnect::Shutdown | Disconnect::IdleTimeout => CloseCode::Away,
             Disconnect::TooSlow => CloseCode::Policy,
+            Disconnect::InternalError => CloseCode::Error,
         }
     }
 
@@ -31,6 +35,7 @@ impl Disconnect {
             Disconnect::Shutdown => "server shutting down",
             Disconnect::IdleTimeout => "idle timeout",
             Disconnect::TooSlow => "client too slow",
+            Disconnect::InternalError => "internal error",
         }
     }
 }
@@ -45,5 +50,6 @@ mod tests {
         assert_eq!(u16::from(Disconnect::Shutdown.code()), 1001);
         assert_eq!(u16::from(Disconnect::IdleTimeout.code()), 1001);
         assert_eq!(u16::from(Disconnect::TooSlow.code()), 1008);
+        assert_eq!(u16::from(Disconnect::InternalError.code()), 1011);
     }
 }

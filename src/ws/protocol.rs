@@ -26,18 +26,18 @@ pub struct Protocol {
     conn: ConnId,
     mode: Mode,
     session: Session,
-    max_channels: usize,
+    limits: cmd::Limits,
 }
 
 impl Protocol {
-    /// `max_message` bounds one inbound message (bigger closes with 1009); `max_channels`
-    /// bounds a connection's subscription.
-    pub fn new(conn: ConnId, mode: Mode, max_message: usize, max_channels: usize) -> Protocol {
+    /// `max_message` bounds one inbound message (bigger closes with 1009); `limits` bound
+    /// what a message may ask of the parser.
+    pub fn new(conn: ConnId, mode: Mode, max_message: usize, limits: cmd::Limits) -> Protocol {
         Protocol {
             conn,
             mode,
             session: Session::new(max_message),
-            max_channels,
+            limits,
         }
     }
 
@@ -94,7 +94,7 @@ impl Protocol {
 
     /// Handles one client text message.
     pub fn on_text(&mut self, text: &str, now: i64, fanout: &mut Fanout, out: &mut Vec<Action>) {
-        let msg = cmd::parse(text, self.max_channels);
+        let msg = cmd::parse(text, &self.limits);
         let mut ctx = Ctx {
             conn: self.conn,
             request_id: msg.id.as_deref(),

@@ -24,13 +24,16 @@ impl Control {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::LIMITS;
     use super::super::{parse, Command};
     use super::*;
 
     #[test]
     fn parses() {
         assert_eq!(
-            parse(r#"{"type":"control","data":{}}"#, 1).command.unwrap(),
+            parse(r#"{"type":"control","data":{}}"#, &LIMITS)
+                .command
+                .unwrap(),
             Command::Control(Control)
         );
     }

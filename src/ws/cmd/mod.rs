@@ -69,9 +69,62 @@ impl Command {
     }
 }
 
+/// Bounds on what one message may ask of the parser and of the connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Longest channel list (and most channels a connection may hold).
+    pub max_channels: usize,
+    /// Deepest nesting of arrays and objects. The JSON parser recurses per level and has no
+    /// limit of its own: ~12,000 levels overflow a shard's stack and abort the process.
+    pub max_depth: usize,
+}
+
+/// True when no array/object nests deeper than `max` (strings are skipped, escapes honoured).
+/// A linear scan before parsing, so a hostile message costs one pass and no recursion.
+pub fn nesting_within(bytes: &[u8], max: usize) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in bytes {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return false;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    true
+}
+
 /// Parses one text message: the envelope `{type, id, timestamp, data}`, then the command's
-/// own `data`. `max_channels` bounds channel lists.
-pub fn parse(text: &str, max_channels: usize) -> Incoming {
+/// own `data`, within `limits`.
+pub fn parse(text: &str, limits: &Limits) -> Incoming {
+    let max_channels = limits.max_channels;
+    if !nesting_within(text.as_bytes(), limits.max_depth) {
+        return Incoming {
+            id: None,
+            command: Err(ApiError::new(
+                ErrorCode::InvalidJson,
+                "Invalid JSON",
+                format!(
+                    "message nests arrays/objects deeper than {} levels",
+                    limits.max_depth
+                ),
+            )),
+        };
+    }
     let mut bytes = text.as_bytes().to_vec();
     let value = match simd_json::to_borrowed_value(&mut bytes) {
         Ok(v) => v,
@@ -176,13 +229,36 @@ fn channel_list(
 mod tests {
     use super::*;
 
+    pub(super) const LIMITS: Limits = Limits {
+        max_channels: 100,
+        max_depth: 32,
+    };
+
     fn cmd(text: &str) -> Result<Command, ApiError> {
-        parse(text, 100).command
+        parse(text, &LIMITS).command
+    }
+
+    #[test]
+    fn nesting_is_bounded_before_parsing() {
+        assert!(nesting_within(br#"{"a":[[1]],"b":"[[[[[[[["}"#, 3));
+        assert!(!nesting_within(br#"{"a":[[[1]]]}"#, 3));
+        assert!(
+            nesting_within(br#"{"a":"\"[[[[\\"}"#, 1),
+            "escaped quotes stay in the string"
+        );
+        let deep = "[".repeat(12_000);
+        let e = cmd(&deep).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidJson);
+        assert!(e.details.contains("deeper than 32"), "{e}");
+        // The protocol's own messages are three levels deep at most.
+        assert!(
+            cmd(r#"{"type":"subscribe","data":{"channels":[1001],"data_types":["T"]}}"#).is_ok()
+        );
     }
 
     #[test]
     fn envelope_errors_keep_the_id() {
-        let e = parse(r#"{"type":"dance","id":"d1"}"#, 10);
+        let e = parse(r#"{"type":"dance","id":"d1"}"#, &LIMITS);
         assert_eq!(e.command.unwrap_err().code, ErrorCode::UnknownType);
         assert_eq!(e.id.as_deref(), Some("d1"));
         assert_eq!(cmd("{nope").unwrap_err().code, ErrorCode::InvalidJson);
@@ -196,7 +272,7 @@ mod tests {
             ErrorCode::InvalidMessage
         );
         assert_eq!(
-            parse(r#"{"type":"ping","id":7}"#, 1).id.as_deref(),
+            parse(r#"{"type":"ping","id":7}"#, &LIMITS).id.as_deref(),
             Some("7")
         );
     }

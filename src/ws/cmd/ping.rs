@@ -26,6 +26,7 @@ impl Ping {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::LIMITS;
     use super::super::{parse, Command};
     use super::*;
 
@@ -34,7 +35,7 @@ mod tests {
         assert_eq!(
             parse(
                 r#"{"type":"ping","id":"ping_001","timestamp":"2025-08-12T10:30:00Z"}"#,
-                1
+                &LIMITS
             )
             .command
             .unwrap(),

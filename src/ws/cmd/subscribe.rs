@@ -105,11 +105,12 @@ impl Subscribe {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::LIMITS;
     use super::super::{parse, Command};
     use super::*;
 
     fn sub(text: &str) -> Result<Subscribe, ApiError> {
-        match parse(text, 100).command? {
+        match parse(text, &LIMITS).command? {
             Command::Subscribe(s) => Ok(s),
             other => panic!("{other:?}"),
         }
@@ -119,7 +120,7 @@ mod tests {
     fn seed_subscribe() {
         let m = parse(
             r#"{"type":"subscribe","id":"sub_001","timestamp":"{时间戳}","data":{"channels":[1001,1002],"data_types":["T","S"],"interval":1000}}"#,
-            100,
+            &LIMITS,
         );
         assert_eq!(m.id.as_deref(), Some("sub_001"));
         assert_eq!(

@@ -45,11 +45,12 @@ impl Unsubscribe {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::LIMITS;
     use super::super::{parse, Command};
     use super::*;
 
     fn channels(text: &str) -> Option<Vec<ChannelId>> {
-        match parse(text, 100).command.unwrap() {
+        match parse(text, &LIMITS).command.unwrap() {
             Command::Unsubscribe(u) => u.channels,
             other => panic!("{other:?}"),
         }
@@ -66,7 +67,7 @@ mod tests {
             channels(r#"{"type":"unsubscribe","data":{"channels":[]}}"#),
             None
         );
-        let e = parse(r#"{"type":"unsubscribe","data":[1]}"#, 100).command;
+        let e = parse(r#"{"type":"unsubscribe","data":[1]}"#, &LIMITS).command;
         assert!(e.unwrap_err().details.contains("data"));
     }
 }

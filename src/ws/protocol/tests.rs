@@ -7,6 +7,11 @@ use crate::site::tick::Tick;
 use crate::site::{Snapshot, TypeState};
 use std::sync::Arc;
 
+const LIMITS: cmd::Limits = cmd::Limits {
+    max_channels: 100,
+    max_depth: 32,
+};
+
 /// 2025-08-12T10:30:00.123Z
 const NOW: i64 = 1_754_994_600_123;
 const TS: &str = "2025-08-12T10:30:00.123Z";
@@ -43,7 +48,7 @@ impl Client {
         let mut fan = site();
         fan.add_member(7, true);
         Client {
-            proto: Protocol::new(7, Mode::Gateway, 64 * 1024, 100),
+            proto: Protocol::new(7, Mode::Gateway, 64 * 1024, LIMITS),
             fan,
         }
     }
@@ -236,6 +241,18 @@ fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
 }
 
 #[test]
+fn deep_nesting_is_an_error_not_a_crash() {
+    let mut c = Client::new();
+    let out = c.send(&"[".repeat(12_000));
+    assert_eq!(
+        out,
+        vec![reply(&format!(
+            r#"{{"type":"error","id":"error_{NOW}","timestamp":"{TS}","data":{{"code":"INVALID_JSON","message":"Invalid JSON","details":"message nests arrays/objects deeper than 32 levels","request_id":null}}}}"#
+        ))]
+    );
+}
+
+#[test]
 fn bytes_in_split_anywhere_and_binary_frames_refused() {
     let mut c = Client::new();
     let f = client_frame(1, br#"{"type":"ping","id":"ping_1"}"#);
@@ -294,7 +311,7 @@ fn server_closes_carry_the_named_reason() {
 #[test]
 fn echo_mode_returns_messages_as_sent() {
     let mut fan = site();
-    let mut p = Protocol::new(1, Mode::Echo, 1024, 10);
+    let mut p = Protocol::new(1, Mode::Echo, 1024, LIMITS);
     assert_eq!(p.connected("x", Audience::General, NOW), None);
     let mut out = Vec::new();
     p.receive(&client_frame(1, b"hi"), NOW, &mut fan, &mut out);
