@@ -120,6 +120,17 @@ pub struct HttpConfig {
     pub max_body_bytes: usize,
     /// A keep-alive connection idle this long (s) is closed. Default 60.
     pub idle_timeout_secs: u64,
+    /// A request's head and body must arrive within this many seconds of its first byte, or
+    /// it is answered 408 `REQUEST_TIMEOUT` and the connection closed. Default 10 (nginx: 60
+    /// for each): defends against slow-loris clients holding connections byte by byte.
+    pub request_timeout_secs: u64,
+    /// Writing a response may take at most this many seconds; a client that does not read
+    /// its answers is closed. Default 10.
+    pub send_timeout_secs: u64,
+    /// Answers one connection may have waiting to be written before the gateway stops
+    /// parsing its pipelined requests, in bytes. Default 65536: memory per connection stays
+    /// bounded by this plus one response, however many requests it pipelines.
+    pub max_pending_output_bytes: usize,
     /// Value of `Access-Control-Allow-Origin` so browser dashboards on another origin can read
     /// the API; empty disables CORS headers. Default `*`.
     pub cors_origin: String,
@@ -156,6 +167,9 @@ impl Default for HttpConfig {
             max_headers: 64,
             max_body_bytes: 64 * 1024,
             idle_timeout_secs: 60,
+            request_timeout_secs: 10,
+            send_timeout_secs: 10,
+            max_pending_output_bytes: 64 * 1024,
             cors_origin: "*".into(),
         }
     }
@@ -247,6 +261,12 @@ impl Config {
         }
         if self.http.max_head_bytes < 256 || self.http.max_headers == 0 {
             return err("http.max_head_bytes must be >= 256 and http.max_headers >= 1");
+        }
+        if self.http.request_timeout_secs == 0 || self.http.send_timeout_secs == 0 {
+            return err("http.request_timeout_secs and http.send_timeout_secs must be positive");
+        }
+        if self.http.max_pending_output_bytes < 4096 {
+            return err("http.max_pending_output_bytes must be >= 4096");
         }
         if self.http.idle_timeout_secs == 0 {
             return err("http.idle_timeout_secs must be positive");

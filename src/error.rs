@@ -25,6 +25,7 @@ pub enum ErrorCode {
     HeadersTooLarge,
     BadRequest,
     TooManyConnections,
+    RequestTimeout,
     InternalError,
 }
 
@@ -48,6 +49,7 @@ impl ErrorCode {
             ErrorCode::HeadersTooLarge => "HEADERS_TOO_LARGE",
             ErrorCode::BadRequest => "BAD_REQUEST",
             ErrorCode::TooManyConnections => "TOO_MANY_CONNECTIONS",
+            ErrorCode::RequestTimeout => "REQUEST_TIMEOUT",
             ErrorCode::InternalError => "INTERNAL_ERROR",
         }
     }
@@ -64,6 +66,7 @@ impl ErrorCode {
             ErrorCode::Forbidden => 403,
             ErrorCode::ChannelNotFound | ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
+            ErrorCode::RequestTimeout => 408,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::RateLimited => 429,
             ErrorCode::HeadersTooLarge => 431,

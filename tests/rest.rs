@@ -613,3 +613,75 @@ fn without_wake_the_tick_still_delivers() {
         "polling every 300 ms cannot be this fast three times"
     );
 }
+
+#[test]
+fn a_slow_loris_is_answered_408_and_closed() {
+    let redis = redis();
+    let mut cfg = config(&redis.url(), voltage_gateway::config::DriverKind::Auto);
+    cfg.http.request_timeout_secs = 1;
+    let gw = voltage_gateway::Server::start(cfg).unwrap();
+    let mut s = connect(gw.local_addr());
+    s.write_all(b"GET /health HTTP/1.1\r\n").unwrap();
+    let t0 = Instant::now();
+    // One header byte every 100 ms: the idle timeout (60 s) never fires, the request
+    // deadline does.
+    let mut w = s.try_clone().unwrap();
+    let trickle = std::thread::spawn(move || {
+        for b in b"X-Slow: ".iter().cycle().take(40) {
+            if w.write_all(&[*b]).is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    let r = read_response(&mut s, &mut Vec::new(), false);
+    assert_eq!(r.status, 408);
+    assert_eq!(r.json()["error"]["code"], "REQUEST_TIMEOUT");
+    assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+    trickle.join().unwrap();
+}
+
+#[test]
+fn pipelined_requests_without_reading_hold_bounded_memory() {
+    let redis = redis();
+    let gw = gateway(&redis, voltage_gateway::config::DriverKind::Auto);
+    let addr = gw.local_addr();
+    let mut con = redis_con(&redis);
+    // 1,000 channels: every `GET /api/channels` answer is ~75 KB.
+    let mut pipe = redis::pipe();
+    for ch in 1..=1000 {
+        pipe.cmd("FCALL")
+            .arg("comsrv_write_data")
+            .arg(1)
+            .arg(format!("comsrv:{ch}:T"))
+            .arg(r#"{"1":1.5,"2":2.5}"#)
+            .ignore();
+    }
+    pipe.query::<()>(&mut con).unwrap();
+    wait_until("1000 channels", Duration::from_secs(5), || {
+        channel_ids(addr).len() == 1000
+    });
+    let mut s = connect(addr);
+    s.set_write_timeout(Some(Duration::from_secs(3))).unwrap();
+    // A big first request grows the connection's input buffer ...
+    let body = vec![b'x'; 60_000];
+    let mut post = format!(
+        "POST /api/channels HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    post.extend_from_slice(&body);
+    s.write_all(&post).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    // ... so one read can take 60 KB of pipelined GETs: 1,500 requests, ~110 MB of answers
+    // if every answer were rendered before writing.
+    let get = b"GET /api/channels HTTP/1.1\r\nHost: t\r\n\r\n";
+    let burst: Vec<u8> = get.iter().copied().cycle().take(get.len() * 1500).collect();
+    let before = rss_kib();
+    let _ = s.write_all(&burst);
+    std::thread::sleep(Duration::from_secs(2));
+    let growth = rss_kib().saturating_sub(before);
+    assert!(growth < 16 * 1024, "RSS grew {growth} KiB");
+    // The gateway still answers others promptly.
+    assert_eq!(get_ok(addr, "/health")["data"]["status"], "healthy");
+}

@@ -396,16 +396,6 @@ fn masked_text(payload: &[u8]) -> Vec<u8> {
     f
 }
 
-fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap()
-}
-
 #[test]
 fn a_client_that_never_reads_is_conflated_then_closed_and_memory_stays_flat() {
     let redis = redis();

@@ -8,5 +8,5 @@ pub mod request;
 pub mod response;
 
 pub use query::Query;
-pub use request::{parse_request, Limits, Method, Parsed, Request};
+pub use request::{head_end, parse_request, Limits, Method, Parsed, Request};
 pub use response::{write_response, Response};

@@ -56,6 +56,19 @@ pub struct Request {
     pub body: Vec<u8>,
 }
 
+/// The length of the request head in `buf` (through its `\r\n\r\n`), if complete. The
+/// search resumes where the previous call on the same growing buffer stopped (`scanned`), so
+/// a head that arrives a byte at a time is scanned once in all, not once per read.
+pub fn head_end(buf: &[u8], scanned: &mut usize) -> Option<usize> {
+    let from = (*scanned).min(buf.len()).saturating_sub(3);
+    let found = buf[from..]
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| from + i + 4);
+    *scanned = buf.len();
+    found
+}
+
 /// Outcome of feeding the buffer to the parser.
 #[derive(Debug)]
 pub enum Parsed {
@@ -211,6 +224,19 @@ mod tests {
             Parsed::Error(e) => e.code,
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn head_end_resumes_its_search() {
+        let req = b"GET / HTTP/1.1\r\nHost: x\r\n\r\nrest";
+        let mut scanned = 0;
+        for n in 1..27 {
+            assert_eq!(head_end(&req[..n], &mut scanned), None, "{n}");
+            assert_eq!(scanned, n);
+        }
+        assert_eq!(head_end(&req[..27], &mut scanned), Some(27));
+        let mut fresh = 0;
+        assert_eq!(head_end(req, &mut fresh), Some(27));
     }
 
     #[test]

@@ -6,7 +6,9 @@ use crate::api;
 use crate::error::{ApiError, ErrorCode};
 use crate::fanout::ConnId;
 use crate::feed::{Reply, Request as FeedRequest};
-use crate::http::{parse_request, write_response, Limits, Method, Parsed, Request, Response};
+use crate::http::{
+    head_end, parse_request, write_response, Limits, Method, Parsed, Request, Response,
+};
 use crate::ws::handshake::{self, is_ws_path};
 use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
@@ -15,7 +17,7 @@ use std::net::IpAddr;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Counts the connection (in total and per source IP) for its whole life.
 pub struct Counted {
@@ -153,23 +155,49 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, ctx: Rc<ShardCtx>) {
         max_body_bytes: cfg.http.max_body_bytes,
     };
     let idle = Duration::from_secs(cfg.http.idle_timeout_secs);
+    let request_timeout = Duration::from_secs(cfg.http.request_timeout_secs);
+    let send_timeout = Duration::from_secs(cfg.http.send_timeout_secs);
+    let out_budget = cfg.http.max_pending_output_bytes;
     let cors = cfg.http.cors_origin.as_str();
     let mut inbuf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
     let mut out: Vec<u8> = Vec::with_capacity(READ_CHUNK);
+    // How much of the partial request in `inbuf` was already searched for the head's end.
+    let mut scanned = 0;
+    // When the first byte of the request being received arrived: head and body must be
+    // complete within `request_timeout` (slow-loris), however steadily the bytes trickle.
+    let mut request_started: Option<Instant> = None;
     loop {
         let mut close = false;
         let mut consumed = 0;
+        // Complete requests left unparsed because the output budget is spent.
+        let mut more = false;
         while !close {
-            match parse_request(&inbuf[consumed..], &limits) {
+            if out.len() >= out_budget {
+                more = true;
+                break;
+            }
+            let pending = &inbuf[consumed..];
+            if pending.is_empty() {
+                break;
+            }
+            // Parse only once the head is complete (or over its limit, for the 431): a head
+            // arriving a byte at a time is scanned once instead of re-parsed per read.
+            if head_end(pending, &mut scanned).is_none() && pending.len() <= limits.max_head_bytes {
+                break;
+            }
+            match parse_request(pending, &limits) {
                 Parsed::Complete(req, n) => {
                     consumed += n;
+                    scanned = 0;
                     let echo = cfg.ws.conformance_echo && req.path == "/autobahn";
                     if is_ws_path(&req.path) || echo {
                         match handshake::check(&req) {
                             Ok(up) => {
                                 out.extend_from_slice(&handshake::response(&up.accept_key));
-                                let (res, _) = stream.write_all(out).await;
-                                if res.is_ok() {
+                                let written =
+                                    monoio::time::timeout(send_timeout, stream.write_all(out))
+                                        .await;
+                                if let Ok((Ok(_), _)) = written {
                                     // The WebSocket runs as its own (smaller) task: this HTTP
                                     // task and its buffers are freed, not held for the socket's
                                     // lifetime. Only the bytes after the handshake move on.
@@ -207,29 +235,75 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, ctx: Rc<ShardCtx>) {
             }
         }
         inbuf.drain(..consumed);
+        if inbuf.is_empty() {
+            request_started = None;
+        } else {
+            request_started.get_or_insert_with(Instant::now);
+        }
         if !out.is_empty() {
+            // A client that does not read its answers is closed after `send_timeout` rather
+            // than holding them (and its pipelined requests) for ever.
             ctx.in_flight.set(ctx.in_flight.get() + 1);
-            let (res, buf) = stream.write_all(out).await;
+            let written = monoio::time::timeout(send_timeout, stream.write_all(out)).await;
             ctx.in_flight.set(ctx.in_flight.get() - 1);
-            out = buf;
-            out.clear();
-            if res.is_err() {
-                return;
+            match written {
+                Ok((Ok(_), buf)) => {
+                    out = buf;
+                    out.clear();
+                }
+                _ => return,
             }
         }
         if close {
             linger_close(stream).await;
             return;
         }
+        if more {
+            continue;
+        }
+        if inbuf.is_empty() && inbuf.capacity() > 4 * READ_CHUNK {
+            // A large request grew the buffer; an idle keep-alive connection gives it back.
+            inbuf = Vec::with_capacity(READ_CHUNK);
+        }
         if inbuf.capacity() - inbuf.len() < READ_CHUNK / 2 {
             inbuf.reserve(READ_CHUNK);
         }
+        let wait = match request_started {
+            Some(t) => match request_timeout.checked_sub(t.elapsed()) {
+                Some(rest) => rest.min(idle),
+                None => return request_timed_out(stream, cors).await,
+            },
+            None => idle,
+        };
         let len = inbuf.len();
-        match monoio::time::timeout(idle, stream.read(inbuf.slice_mut(len..))).await {
+        match monoio::time::timeout(wait, stream.read(inbuf.slice_mut(len..))).await {
             Ok((Ok(n), buf)) if n > 0 => inbuf = buf.into_inner(),
-            _ => return, // closed by the peer, failed, or idle too long
+            Ok(_) => return, // closed by the peer or failed
+            Err(_) if request_started.is_some() => {
+                return request_timed_out(stream, cors).await;
+            }
+            Err(_) => return, // idle keep-alive connection
         }
     }
+}
+
+/// 408 for a request whose head or body did not arrive within `request_timeout_secs`.
+async fn request_timed_out(mut stream: TcpStream, cors: &str) {
+    let err = ApiError::new(
+        ErrorCode::RequestTimeout,
+        "Request timeout",
+        "the request's head and body must arrive within the request timeout",
+    );
+    let mut out = Vec::new();
+    write_response(
+        &mut out,
+        &Response::error(&err, crate::time::now_millis()),
+        false,
+        false,
+        cors,
+    );
+    let _ = monoio::time::timeout(Duration::from_secs(1), stream.write_all(out)).await;
+    linger_close(stream).await;
 }
 
 /// Half-closes and discards what the client still sends for a moment before closing: closing

@@ -189,6 +189,17 @@ pub fn get_ok(addr: SocketAddr, path: &str) -> Json {
     j
 }
 
+/// This process's resident memory (the gateway under test runs in it).
+pub fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
 /// The ids `GET /api/channels` lists, in order.
 pub fn channel_ids(addr: SocketAddr) -> Vec<i64> {
     get_ok(addr, "/api/channels")["data"]
