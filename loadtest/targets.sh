@@ -29,7 +29,8 @@ trap cleanup EXIT
 # A fresh gateway per run, so RSS baselines are clean.
 gateway() {
     [ -n "$GWPID" ] && { kill "$GWPID"; wait "$GWPID" 2>/dev/null || true; }
-    "$GW" --listen "127.0.0.1:$GPORT" --redis "redis://127.0.0.1:$RPORT" --shards 2 >"$OUT/gateway.log" 2>&1 &
+    # Every load client connects from 127.0.0.1: lift the per-address limit (default 1024).
+    "$GW" --listen "127.0.0.1:$GPORT" --redis "redis://127.0.0.1:$RPORT" --shards 2 --max-connections-per-ip 20000 >"$OUT/gateway.log" 2>&1 &
     GWPID=$!
     for _ in $(seq 1 100); do
         curl -sf "http://127.0.0.1:$GPORT/health/detailed" | grep -q '"status":"healthy"' && return 0

@@ -57,10 +57,14 @@ pub struct Config {
     /// in ms. Default 3000.
     pub shutdown_grace_ms: u64,
     /// Open client connections (HTTP and WebSocket) across all shards; more are refused with
-    /// 503 `TOO_MANY_CONNECTIONS`. Default 200000 (the fd limit is usually the real bound).
+    /// 503 `TOO_MANY_CONNECTIONS`. Default 0 = derived at start-up from the process's file
+    /// descriptor limit (raised from soft to hard first) minus a reserve for Redis, InfluxDB
+    /// and the shards' own descriptors, so clients can never exhaust the descriptors the
+    /// gateway needs to reconnect to its data. An explicit value above that is refused.
     pub max_connections: usize,
-    /// Open connections from one source IP. Default 100000: load generators and reverse
-    /// proxies legitimately open tens of thousands from one address.
+    /// Open connections from one source IP. Default 1024: one office or NAT gateway full of
+    /// dashboards fits; one laptop cannot take the whole gateway. Raise it for a reverse
+    /// proxy in front of the gateway, or for load tests from one address.
     pub max_connections_per_ip: usize,
     pub http: HttpConfig,
     pub ws: WsConfig,
@@ -152,8 +156,8 @@ impl Default for Config {
             reconnect_max_ms: 5000,
             service_name: "voltage-gateway".into(),
             shutdown_grace_ms: 3000,
-            max_connections: 200_000,
-            max_connections_per_ip: 100_000,
+            max_connections: 0,
+            max_connections_per_ip: 1024,
             http: HttpConfig::default(),
             ws: WsConfig::default(),
         }
@@ -183,6 +187,7 @@ pub struct Overrides {
     pub shards: Option<usize>,
     pub driver: Option<DriverKind>,
     pub tick_ms: Option<u64>,
+    pub max_connections_per_ip: Option<usize>,
     pub no_load_functions: bool,
 }
 
@@ -234,6 +239,9 @@ impl Config {
         if let Some(v) = over.tick_ms {
             self.tick_ms = v;
         }
+        if let Some(v) = over.max_connections_per_ip {
+            self.max_connections_per_ip = v;
+        }
         if over.no_load_functions {
             self.load_functions = false;
         }
@@ -253,7 +261,7 @@ impl Config {
         if redis::Client::open(self.redis_url.as_str()).is_err() {
             return Err(ConfigError(format!(
                 "redis_url '{}' is not a valid redis:// URL",
-                self.redis_url
+                self.redis_url_redacted()
             )));
         }
         if self.redis_timeout_ms == 0 || self.reconnect_max_ms == 0 {
@@ -271,8 +279,8 @@ impl Config {
         if self.http.idle_timeout_secs == 0 {
             return err("http.idle_timeout_secs must be positive");
         }
-        if self.max_connections == 0 || self.max_connections_per_ip == 0 {
-            return err("max_connections and max_connections_per_ip must be positive");
+        if self.max_connections_per_ip == 0 {
+            return err("max_connections_per_ip must be positive");
         }
         let ws = &self.ws;
         if ws.max_message_bytes < 1024 || ws.max_message_bytes > 16 * 1024 * 1024 {
@@ -298,6 +306,54 @@ impl Config {
         }
     }
 
+    /// `redis_url` fit for logs: a password in it is replaced by `***`.
+    pub fn redis_url_redacted(&self) -> String {
+        let url = &self.redis_url;
+        let Some((scheme, rest)) = url.split_once("://") else {
+            return url.clone();
+        };
+        // userinfo ends at the last '@' before the path (a password may contain '@').
+        let host_start = rest.find('/').unwrap_or(rest.len());
+        match rest[..host_start].rfind('@') {
+            Some(at) => {
+                let user = rest[..at].split(':').next().unwrap_or("");
+                let user = if rest[..at].contains(':') {
+                    format!("{user}:***")
+                } else {
+                    "***".to_string()
+                };
+                format!("{scheme}://{user}@{}", &rest[at + 1..])
+            }
+            None => url.clone(),
+        }
+    }
+
+    /// Descriptors kept back from clients: Redis (data + wake-up), InfluxDB, logs, and per
+    /// shard its listener, ring and wake-up descriptors.
+    pub fn reserved_fds(&self) -> usize {
+        64 + 4 * self.shard_count()
+    }
+
+    /// The connection limit for `fds` descriptors: `max_connections`, or derived from the
+    /// descriptors when it is 0. An explicit limit the descriptors cannot serve is an error.
+    pub fn connection_limit(&self, fds: u64) -> Result<usize, ConfigError> {
+        let usable = usize::try_from(fds)
+            .unwrap_or(usize::MAX)
+            .saturating_sub(self.reserved_fds());
+        match self.max_connections {
+            0 if usable == 0 => Err(ConfigError(format!(
+                "the file descriptor limit ({fds}) leaves no room for clients after the {} the gateway reserves; raise it (ulimit -n)",
+                self.reserved_fds()
+            ))),
+            0 => Ok(usable),
+            n if n <= usable => Ok(n),
+            n => Err(ConfigError(format!(
+                "max_connections = {n} exceeds what the file descriptor limit allows ({fds} descriptors - {} reserved for Redis, InfluxDB and the shards = {usable}); raise the limit (ulimit -n, LimitNOFILE=) or lower max_connections",
+                self.reserved_fds()
+            ))),
+        }
+    }
+
     pub fn tick(&self) -> Duration {
         Duration::from_millis(self.tick_ms)
     }
@@ -306,6 +362,48 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redis_passwords_stay_out_of_logs() {
+        let with = |url: &str| Config {
+            redis_url: url.into(),
+            ..Config::default()
+        };
+        assert_eq!(
+            with("redis://:s3cr@t@10.0.0.5:6379/0").redis_url_redacted(),
+            "redis://:***@10.0.0.5:6379/0"
+        );
+        assert_eq!(
+            with("redis://gw:pw@host").redis_url_redacted(),
+            "redis://gw:***@host"
+        );
+        assert_eq!(
+            with("redis://token@host").redis_url_redacted(),
+            "redis://***@host"
+        );
+        assert_eq!(
+            with("redis://127.0.0.1:6379").redis_url_redacted(),
+            "redis://127.0.0.1:6379"
+        );
+    }
+
+    #[test]
+    fn connection_limit_follows_the_descriptors() {
+        let cfg = Config {
+            shards: 2,
+            ..Config::default()
+        };
+        assert_eq!(cfg.reserved_fds(), 72);
+        assert_eq!(cfg.connection_limit(20_000).unwrap(), 19_928);
+        assert!(cfg.connection_limit(50).is_err());
+        let explicit = Config {
+            max_connections: 500,
+            ..cfg.clone()
+        };
+        assert_eq!(explicit.connection_limit(20_000).unwrap(), 500);
+        let e = explicit.connection_limit(400).unwrap_err();
+        assert!(e.0.contains("max_connections = 500"), "{e}");
+    }
 
     #[test]
     fn defaults_validate() {

@@ -51,6 +51,8 @@ struct RuntimeArgs {
     /// variables override it
     #[arg(long, env = "VOLTAGE_CONFIG")]
     config: Option<PathBuf>,
+    #[command(flatten)]
+    limits: LimitArgs,
 }
 
 #[derive(Args, Clone, Default)]
@@ -66,6 +68,15 @@ struct ServeArgs {
     no_load_functions: bool,
     #[command(flatten)]
     runtime: RuntimeArgs,
+}
+
+/// Limits an operator sets at the command line (the rest are in the config file).
+#[derive(Args, Clone, Default)]
+struct LimitArgs {
+    /// Open connections allowed from one source address (raise it behind a reverse proxy
+    /// or for load tests) [default: 1024]
+    #[arg(long, env = "VOLTAGE_MAX_CONNECTIONS_PER_IP")]
+    max_connections_per_ip: Option<usize>,
 }
 
 #[derive(Args, Clone)]
@@ -89,6 +100,7 @@ fn load_config(
         shards: rt.shards,
         driver: rt.driver,
         tick_ms: rt.tick_ms,
+        max_connections_per_ip: rt.limits.max_connections_per_ip,
         no_load_functions: no_load,
     };
     Config::load(rt.config.as_deref(), &over).unwrap_or_else(|e| fail(&e.to_string()))

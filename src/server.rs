@@ -59,7 +59,10 @@ impl std::error::Error for StartError {
 impl Server {
     /// Binds, starts the feed and every shard, and returns once all shards accept.
     pub fn start(config: Config) -> Result<Server, StartError> {
+        let mut config = config;
         config.validate().map_err(StartError::Config)?;
+        let fds = raise_fd_limit();
+        config.max_connections = config.connection_limit(fds).map_err(StartError::Config)?;
         let driver = Driver::resolve(config.driver).map_err(StartError::Driver)?;
         let n = config.shard_count();
         let listeners = listener::bind(config.listen, n, 4096).map_err(StartError::Bind)?;
@@ -134,9 +137,11 @@ impl Server {
             }
         }
         log::info(&format!(
-            "voltage-gateway listening on {addr} ({n} shards, {} driver), Redis {}",
+            "voltage-gateway listening on {addr} ({n} shards, {} driver), Redis {}, at most {} connections ({fds} file descriptors, {} from one address)",
             driver.as_str(),
-            shared.config.redis_url
+            shared.config.redis_url_redacted(),
+            shared.config.max_connections,
+            shared.config.max_connections_per_ip,
         ));
         Ok(server)
     }
@@ -174,6 +179,31 @@ impl Server {
             let _ = h.join();
         }
     }
+}
+
+/// Raises the soft file-descriptor limit to the hard one (a process may, without privileges)
+/// and returns the limit now in force.
+fn raise_fd_limit() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit write and read only the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 1024;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                lim.rlim_cur = lim.rlim_max;
+            }
+        }
+    }
+    lim.rlim_cur
 }
 
 impl Drop for Server {

@@ -210,3 +210,114 @@ fn demo_serves_a_live_site_and_stops_everything_on_ctrl_c() {
         .expect("demo prints its Redis URL");
     assert!(std::net::TcpStream::connect(("127.0.0.1", redis_port)).is_err());
 }
+
+#[test]
+fn the_redis_password_is_not_logged() {
+    let redis = redis();
+    let port = free_port();
+    let url = format!("redis://:topsecret-pw@127.0.0.1:{}", redis.port());
+    let mut guard = Guard(
+        Command::new(BIN)
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--redis", &url])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    // Redis has no password, so the feed's AUTH fails and is logged as well.
+    wait_until("listening", Duration::from_secs(10), || {
+        std::net::TcpStream::connect(addr).is_ok()
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    signal(&guard.0, libc::SIGTERM);
+    wait_exit(&mut guard.0, Duration::from_secs(5));
+    let mut err = String::new();
+    std::io::Read::read_to_string(guard.0.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(err.contains("redis://:***@127.0.0.1"), "{err}");
+    assert!(!err.contains("topsecret"), "{err}");
+}
+
+/// Whether the gateway refused a connection: the 503 arrives at once, an accepted idle
+/// connection has nothing to read.
+fn refused(s: &mut std::net::TcpStream) -> bool {
+    s.set_nonblocking(true).unwrap();
+    let mut buf = [0u8; 512];
+    match std::io::Read::read(s, &mut buf) {
+        Ok(n) if n > 0 => {
+            let text = String::from_utf8_lossy(&buf[..n]);
+            assert!(text.contains("TOO_MANY_CONNECTIONS"), "{text}");
+            true
+        }
+        _ => false,
+    }
+}
+
+#[test]
+fn clients_cannot_take_the_descriptors_redis_needs() {
+    let mut redis = redis();
+    let port = free_port();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    // A hard limit of 200 descriptors: the gateway keeps 72 back (2 shards) for Redis and
+    // its own, so at most 128 clients.
+    let mut guard = Guard(
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "ulimit -n 200 && exec {BIN} --listen {addr} --redis {} --shards 2",
+                redis.url()
+            ))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    wait_ready(addr);
+    let mut held: Vec<_> = (0..250)
+        .map(|_| std::net::TcpStream::connect(addr).unwrap())
+        .collect();
+    let mut refusals = 0;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while held.len() > 128 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        let before = held.len();
+        held.retain_mut(|s| !refused(s));
+        refusals += before - held.len();
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    held.retain_mut(|s| !refused(s));
+    assert_eq!(held.len(), 128, "{refusals} refused");
+    // Redis goes away and comes back while every client slot is taken: the gateway still
+    // has the descriptors to reconnect, and data flows again.
+    redis.restart().unwrap();
+    held.truncate(120);
+    std::thread::sleep(Duration::from_millis(200));
+    let mut con = wait_for_redis_con(&redis);
+    wait_until("reconnected", Duration::from_secs(10), || {
+        get(addr, "/health/detailed").json()["data"]["status"] == "healthy"
+    });
+    write(&mut con, "comsrv:7:T", r#"{"1":42}"#, None);
+    wait_until("data flows", Duration::from_secs(5), || {
+        get(addr, "/api/channels/7/realtime").status == 200
+    });
+    signal(&guard.0, libc::SIGTERM);
+    wait_exit(&mut guard.0, Duration::from_secs(5));
+    let mut err = String::new();
+    std::io::Read::read_to_string(guard.0.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(
+        err.contains("at most 128 connections (200 file descriptors"),
+        "{err}"
+    );
+}
+
+/// A connection to a freshly restarted Redis (the gateway reloads the library on connect).
+fn wait_for_redis_con(redis: &voltage_gateway::demo::RedisProcess) -> redis::Connection {
+    let mut con = redis_con(redis);
+    wait_until("library loaded", Duration::from_secs(10), || {
+        redis::cmd("FUNCTION")
+            .arg("LIST")
+            .query::<redis::Value>(&mut con)
+            .is_ok_and(|v| matches!(v, redis::Value::Array(a) if !a.is_empty()))
+    });
+    con
+}
