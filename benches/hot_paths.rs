@@ -43,7 +43,10 @@ fn http_parse(c: &mut Criterion) {
 
 fn realtime_handler(c: &mut Criterion) {
     let config = Config::default();
-    let mut snap = Snapshot::default();
+    let mut snap = Snapshot {
+        loaded: true,
+        ..Snapshot::default()
+    };
     for id in 1..=1000 {
         let mut ch = ChannelState::default();
         ch.types[0] = Some(Arc::new(TypeState::new(1_736_755_800, points(20))));

@@ -88,6 +88,7 @@ impl Server {
                 }
             })
         };
+        let health_inboxes = inboxes.clone();
         // Each tick is built once (fragments rendered once) and handed to every shard.
         let feed = Feed::new(
             config,
@@ -95,6 +96,11 @@ impl Server {
             (feed_handle.clone(), feed_inbox),
             postman,
         )
+        .on_health(move |health| {
+            for inbox in &health_inboxes {
+                inbox.push(ShardEvent::Source(health.clone()));
+            }
+        })
         .on_changes(move |snap, changes| {
             let tick = Arc::new(Tick::new(snap.clone(), changes, crate::time::now_millis()));
             for inbox in &inboxes {

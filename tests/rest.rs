@@ -685,3 +685,28 @@ fn pipelined_requests_without_reading_hold_bounded_memory() {
     // The gateway still answers others promptly.
     assert_eq!(get_ok(addr, "/health")["data"]["status"], "healthy");
 }
+
+#[test]
+fn without_redis_at_start_up_the_site_is_unavailable_not_empty() {
+    // Nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cfg = config(
+        &format!("redis://127.0.0.1:{port}"),
+        voltage_gateway::config::DriverKind::Auto,
+    );
+    let gw = voltage_gateway::Server::start(cfg).unwrap();
+    let addr = gw.local_addr();
+    get(addr, "/api/channels").error(503, "SERVICE_UNAVAILABLE");
+    get(addr, "/api/channels/1001/status").error(503, "SERVICE_UNAVAILABLE");
+    assert_eq!(get_ok(addr, "/health")["data"]["status"], "degraded");
+    let ready = get(addr, "/health/ready");
+    ready.error(503, "SERVICE_UNAVAILABLE");
+    assert_eq!(
+        get_ok(addr, "/health/detailed")["data"]["status"],
+        "degraded"
+    );
+}

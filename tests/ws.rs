@@ -636,3 +636,87 @@ both_drivers!(deeply_nested_json_is_an_error_not_a_crash, driver, {
     other.send(SEED_SUBSCRIBE);
     assert_eq!(other.recv_type("subscribe_ack")["data"]["total"], 2);
 });
+
+#[test]
+fn before_the_first_load_data_is_unavailable_and_subscriptions_wait_for_it() {
+    let redis = redis();
+    let mut con = redis_con(&redis);
+    // Data in Redis, but the library the gateway collects with is missing and it may not
+    // load it: the site cannot be loaded until an operator loads the library.
+    voltage_gateway::feed::library::load(&mut con).unwrap();
+    write(&mut con, "comsrv:1001:T", r#"{"1":25.6}"#, None);
+    redis::cmd("FUNCTION")
+        .arg("DELETE")
+        .arg("voltage")
+        .query::<()>(&mut con)
+        .unwrap();
+    let mut cfg = config(&redis.url(), DriverKind::Auto);
+    cfg.load_functions = false;
+    let gw = voltage_gateway::Server::start(cfg).unwrap();
+    let addr = gw.local_addr();
+    wait_until("the feed failed", Duration::from_secs(5), || {
+        gw.published().redis.load().message.contains("not loaded")
+    });
+    // An unloaded site is not an empty one.
+    get(addr, "/api/channels").error(503, "SERVICE_UNAVAILABLE");
+    get(addr, "/api/channels/1001/realtime").error(503, "SERVICE_UNAVAILABLE");
+    assert_eq!(get_ok(addr, "/health")["data"]["status"], "degraded");
+    get(addr, "/health/ready").error(503, "SERVICE_UNAVAILABLE");
+
+    let (mut c, _) = Client::connect(addr, "/ws");
+    assert_eq!(c.status["data"]["source"], "degraded", "{}", c.status);
+    assert!(
+        c.status["data"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not loaded"),
+        "{}",
+        c.status
+    );
+    c.send(
+        r#"{"type":"subscribe","id":"early","data":{"channels":[1001,1002],"data_types":["T"]}}"#,
+    );
+    c.send(r#"{"type":"ping","id":"ping_1"}"#);
+    // The ping is answered; the subscription waits for the data.
+    assert_eq!(c.recv()["type"], "pong");
+
+    voltage_gateway::feed::library::load(&mut con).unwrap();
+    let ack = c.recv();
+    assert_eq!(ack["type"], "subscribe_ack", "{ack}");
+    assert_eq!(ack["data"]["request_id"], "early");
+    assert_eq!(ack["data"]["subscribed"], json!([1001]));
+    assert_eq!(ack["data"]["failed"], json!([1002]));
+    assert_eq!(c.recv()["data"]["code"], "CHANNEL_NOT_FOUND");
+    let snap = c.recv();
+    assert_eq!(snap["type"], "data_update", "{snap}");
+    assert_eq!(snap["data"]["values"]["1"], 25.6);
+    let status = c.recv_type("status");
+    assert_eq!(status["data"]["source"], "healthy", "{status}");
+    assert!(status["data"]["reason"].is_null());
+    assert_eq!(get_ok(addr, "/health/ready")["data"]["status"], "ready");
+    assert_eq!(channel_ids(addr), [1001]);
+}
+
+#[test]
+fn clients_are_told_when_redis_goes_away_and_comes_back() {
+    let (mut redis, gw, _con) = start(DriverKind::Auto);
+    let addr = gw.local_addr();
+    let (mut c, _) = Client::connect(addr, "/ws");
+    assert_eq!(c.status["data"]["source"], "healthy", "{}", c.status);
+    redis.kill();
+    let down = c.recv_type("status");
+    assert_eq!(down["data"]["source"], "degraded", "{down}");
+    assert!(
+        down["data"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("Redis unavailable"),
+        "{down}"
+    );
+    // A client connecting now learns it at once.
+    let (late, _) = Client::connect(addr, "/ws");
+    assert_eq!(late.status["data"]["source"], "degraded");
+    redis.restart().unwrap();
+    let up = c.recv_type("status");
+    assert_eq!(up["data"]["source"], "healthy", "{up}");
+}

@@ -1,15 +1,50 @@
 //! `/health` and `/health/detailed`.
 
 use super::View;
+use crate::error::{ApiError, ErrorCode};
 use crate::http::Response;
 use crate::json;
 
+/// `healthy`, or `degraded` while Redis is down or the site's data is not loaded yet.
+fn status(view: &View<'_>) -> &'static str {
+    if view.redis.healthy && view.snapshot.loaded {
+        "healthy"
+    } else {
+        "degraded"
+    }
+}
+
+/// Liveness: 200 while the process serves; the status says whether its data source is.
 pub fn basic(view: &View<'_>, now: i64) -> Response {
     let mut out = Vec::with_capacity(64);
-    out.extend_from_slice(b"{\"status\":\"healthy\",\"service\":");
+    out.extend_from_slice(b"{\"status\":");
+    json::write_str(&mut out, status(view));
+    out.extend_from_slice(b",\"service\":");
     json::write_str(&mut out, &view.config.service_name);
     out.push(b'}');
     Response::success(&out, None, now)
+}
+
+/// Readiness for load balancers: 200 once the site's data is loaded and Redis reachable,
+/// else 503 `SERVICE_UNAVAILABLE` with the reason.
+pub fn ready(view: &View<'_>, now: i64) -> Result<Response, ApiError> {
+    if status(view) == "healthy" {
+        let mut out = Vec::with_capacity(64);
+        out.extend_from_slice(b"{\"status\":\"ready\",\"service\":");
+        json::write_str(&mut out, &view.config.service_name);
+        out.push(b'}');
+        return Ok(Response::success(&out, None, now));
+    }
+    let why = if view.redis.healthy {
+        "the site's data is still being loaded from Redis".to_string()
+    } else {
+        view.redis.message.clone()
+    };
+    Err(ApiError::new(
+        ErrorCode::ServiceUnavailable,
+        "Not ready",
+        why,
+    ))
 }
 
 /// Overall `degraded` (still HTTP 200) when a dependency is down: the gateway keeps serving
@@ -20,7 +55,7 @@ pub fn detailed(view: &View<'_>, now: i64) -> Response {
     let (redis, snap, stats) = (view.redis, view.snapshot, &view.stats);
     let mut out = Vec::with_capacity(320);
     out.extend_from_slice(b"{\"status\":");
-    json::write_str(&mut out, if redis.healthy { "healthy" } else { "degraded" });
+    json::write_str(&mut out, status(view));
     out.extend_from_slice(b",\"service\":");
     json::write_str(&mut out, &view.config.service_name);
     out.extend_from_slice(b",\"timestamp\":");
@@ -71,7 +106,10 @@ mod tests {
     #[test]
     fn detailed_reports_the_round_trip_or_null() {
         let config = Config::default();
-        let snapshot = Snapshot::default();
+        let snapshot = Snapshot {
+            loaded: true,
+            ..Snapshot::default()
+        };
         let redis = DependencyHealth {
             healthy: true,
             message: "Redis connection successful".into(),

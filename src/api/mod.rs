@@ -56,7 +56,19 @@ enum Route {
     ChannelRealtime(ChannelId),
     ChannelHistory(ChannelId),
     Health,
+    HealthReady,
     HealthDetailed,
+}
+
+impl Route {
+    /// Routes that serve the site's data: until the first load from Redis they answer 503
+    /// (an empty site and an unreachable one must look different).
+    fn serves_data(self) -> bool {
+        matches!(
+            self,
+            Route::Channels | Route::ChannelStatus(_) | Route::ChannelRealtime(_)
+        )
+    }
 }
 
 fn route(path: &str) -> Result<Option<Route>, ApiError> {
@@ -67,6 +79,7 @@ fn route(path: &str) -> Result<Option<Route>, ApiError> {
     let route = match path {
         "/api/channels" => Route::Channels,
         "/health" => Route::Health,
+        "/health/ready" => Route::HealthReady,
         "/health/detailed" => Route::HealthDetailed,
         _ => {
             let Some(rest) = path.strip_prefix("/api/channels/") else {
@@ -133,15 +146,31 @@ pub fn handle(req: &Request, view: &View<'_>, now: i64) -> Response {
             .with_header("Allow", "GET, HEAD, OPTIONS")
         }
     }
+    if route.serves_data() && !view.snapshot.loaded {
+        return Response::error(&not_loaded(view), now);
+    }
     let result = Query::parse(&req.query).and_then(|q| match route {
         Route::Channels => Ok(channels::list(view, now)),
         Route::ChannelStatus(id) => channels::status(view, id, now),
         Route::ChannelRealtime(id) => channels::realtime(view, id, &q, now),
         Route::ChannelHistory(id) => channels::history(id, &q, now),
         Route::Health => Ok(health::basic(view, now)),
+        Route::HealthReady => health::ready(view, now),
         Route::HealthDetailed => Ok(health::detailed(view, now)),
     });
     result.unwrap_or_else(|e| Response::error(&e, now))
+}
+
+/// 503 before the site's data has been loaded, with why it has not.
+fn not_loaded(view: &View<'_>) -> ApiError {
+    ApiError::new(
+        ErrorCode::ServiceUnavailable,
+        "Data not loaded",
+        format!(
+            "the gateway has not loaded the site's data from Redis yet ({})",
+            view.redis.message
+        ),
+    )
 }
 
 #[cfg(test)]

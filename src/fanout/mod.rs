@@ -117,6 +117,11 @@ impl Fanout {
         &self.current.snapshot
     }
 
+    /// Whether the site's data has been loaded from Redis (subscriptions wait until then).
+    pub fn is_loaded(&self) -> bool {
+        self.current.snapshot.loaded
+    }
+
     pub fn add_member(&mut self, conn: ConnId, wants_data: bool) {
         self.members.insert(
             conn,

@@ -211,6 +211,9 @@ impl Published {
 /// Called with each published snapshot and the changes it carries.
 pub type ChangeSink = Box<dyn FnMut(&Arc<Snapshot>, &[Change]) + Send>;
 
+/// Called with Redis's health each time it changes.
+pub type HealthSink = Box<dyn FnMut(&Arc<DependencyHealth>) + Send>;
+
 /// How a wait on the inbox ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Waited {
@@ -232,6 +235,8 @@ pub struct Feed {
     epoch: String,
     /// Receives each published batch of changes (the WebSocket fan-out subscribes here).
     on_changes: Option<ChangeSink>,
+    /// Receives each change of Redis's health (WebSocket clients are told).
+    on_health: Option<HealthSink>,
     /// A resync was cut short: the next collect rebuilds the site from cursor 0.
     force_resync: bool,
     /// The running `WAKE_CHANNEL` subscriber, if any.
@@ -265,6 +270,7 @@ impl Feed {
             cursor: 0,
             epoch: String::new(),
             on_changes: None,
+            on_health: None,
             force_resync: false,
             subscriber: None,
             generation: 0,
@@ -280,12 +286,19 @@ impl Feed {
         self
     }
 
-    fn set_health(&self, healthy: bool, message: String) {
+    pub fn on_health(mut self, f: impl FnMut(&Arc<DependencyHealth>) + Send + 'static) -> Self {
+        self.on_health = Some(Box::new(f));
+        self
+    }
+
+    fn set_health(&mut self, healthy: bool, message: String) {
         let cur = self.published.redis.load();
         if cur.healthy != healthy || cur.message != message {
-            self.published
-                .redis
-                .store(Arc::new(DependencyHealth { healthy, message }));
+            let new = Arc::new(DependencyHealth { healthy, message });
+            self.published.redis.store(new.clone());
+            if let Some(f) = self.on_health.as_mut() {
+                f(&new);
+            }
         }
     }
 

@@ -4,6 +4,7 @@
 use crate::fanout::ConnId;
 use crate::feed::{Reply, ReplyTo};
 use crate::site::tick::Tick;
+use crate::site::DependencyHealth;
 use crate::wire::close::Disconnect;
 use std::collections::VecDeque;
 use std::future::Future;
@@ -16,6 +17,8 @@ pub enum ShardEvent {
     Tick(Arc<Tick>),
     /// Close a connection of this shard (client_id takeover from another shard).
     Kick { conn: ConnId, why: Disconnect },
+    /// Redis's health changed.
+    Source(Arc<DependencyHealth>),
     /// The feed's answer to a request a connection of this shard made.
     Reply { to: ReplyTo, reply: Reply },
 }

@@ -16,6 +16,7 @@ use crate::feed::{Reply, ReplyTo, Request};
 use crate::log;
 use crate::shutdown::Shutdown;
 use crate::site::tick::Tick;
+use crate::site::{DependencyHealth, SourceStatus};
 use crate::wire::close::Disconnect;
 use inbox::ShardEvent;
 use notify::Notify;
@@ -69,6 +70,10 @@ pub struct ShardCtx {
     /// Connections waiting for the feed's answer (at most one request each).
     replies: RefCell<HashMap<ConnId, Rc<ReplySlot>>>,
     next_request: Cell<u64>,
+    /// Redis's health as last heard from the feed.
+    redis: RefCell<Arc<DependencyHealth>>,
+    /// What this shard's WebSocket clients were last told about the data source.
+    pub source: RefCell<SourceStatus>,
 }
 
 /// Where the feed's answer to one request lands.
@@ -80,6 +85,17 @@ struct ReplySlot {
 }
 
 impl ShardCtx {
+    /// Recomputes the data source's status from Redis's health and whether this shard's view
+    /// of the site is loaded; on a change, every WebSocket client is told.
+    fn source_changed(&self) {
+        let loaded = self.ws.borrow().fanout.is_loaded();
+        let status = SourceStatus::of(&self.redis.borrow(), loaded);
+        if *self.source.borrow() != status {
+            ws_conn::broadcast_status(self, &status);
+            *self.source.borrow_mut() = status;
+        }
+    }
+
     /// Asks the feed on behalf of `conn` and waits at most `deadline` for the answer; `None`
     /// when the feed is busy past the deadline, its inbox is full, or it has stopped.
     pub async fn ask_feed(
@@ -134,12 +150,14 @@ pub fn spawn(
     std::thread::Builder::new()
         .name(format!("shard-{index}"))
         .spawn(move || {
+            let redis = shared.published.redis.load_full();
             let initial = Arc::new(Tick::new(
                 shared.published.snapshot.load_full(),
                 &[],
                 crate::time::now_millis(),
             ));
             let ws = &shared.config.ws;
+            let source = SourceStatus::of(&redis, initial.snapshot.loaded);
             let fanout = Fanout::new(initial, (ws.slow_close_secs * 1000) as i64, ws.max_channels);
             let ctx = Rc::new(ShardCtx {
                 index,
@@ -152,6 +170,8 @@ pub fn spawn(
                 }),
                 replies: RefCell::new(HashMap::new()),
                 next_request: Cell::new(0),
+                redis: RefCell::new(redis),
+                source: RefCell::new(source),
             });
             let started = match driver {
                 Driver::Uring => uring_runtime(true)
@@ -269,7 +289,18 @@ async fn events(ctx: Rc<ShardCtx>) {
         };
         for ev in events {
             match ev {
-                ShardEvent::Tick(t) => ws_conn::with_fanout(&ctx, |fan, sink| fan.on_tick(t, sink)),
+                ShardEvent::Tick(t) => {
+                    let was_loaded = ctx.ws.borrow().fanout.is_loaded();
+                    ws_conn::with_fanout(&ctx, |fan, sink| fan.on_tick(t, sink));
+                    if !was_loaded && ctx.ws.borrow().fanout.is_loaded() {
+                        ws_conn::resume_deferred(&ctx);
+                    }
+                    ctx.source_changed();
+                }
+                ShardEvent::Source(health) => {
+                    *ctx.redis.borrow_mut() = health;
+                    ctx.source_changed();
+                }
                 ShardEvent::Kick { conn, why } => ws_conn::kick_local(&ctx, conn, why),
                 ShardEvent::Reply { to, reply } => ctx.deliver(to, reply),
             }

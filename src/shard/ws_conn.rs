@@ -9,6 +9,7 @@ use super::notify::Notify;
 use super::registry::Owner;
 use super::ShardCtx;
 use crate::fanout::{ConnId, Fanout, Sink};
+use crate::site::SourceStatus;
 use crate::wire::close::Disconnect;
 use crate::wire::{self, Frame};
 use crate::ws::handshake::Upgrade;
@@ -273,11 +274,14 @@ pub async fn serve<G>(
         }
     }
     shared.websockets[ctx.index].fetch_add(1, Ordering::Relaxed);
-    let first =
-        conn.protocol
-            .borrow()
-            .connected(&client_id, up.audience, crate::time::now_millis());
-    conn.send(first.into_iter().collect());
+    let now = crate::time::now_millis();
+    let first = {
+        let p = conn.protocol.borrow();
+        let connected = p.connected(&client_id, up.audience, now);
+        let status = p.status(&ctx.source.borrow(), now);
+        connected.into_iter().chain(status).collect()
+    };
+    conn.send(first);
 
     run(stream, leftover, &conn, &ctx).await;
     conn.kill();
@@ -426,6 +430,35 @@ fn on_bytes(conn: &WsConn, ctx: &ShardCtx, bytes: &[u8]) -> bool {
             conn.close(Disconnect::InternalError);
             false
         }
+    }
+}
+
+/// Tells every WebSocket client of this shard the data source's new status.
+pub fn broadcast_status(ctx: &ShardCtx, status: &SourceStatus) {
+    let now = crate::time::now_millis();
+    let conns: Vec<Rc<WsConn>> = ctx.ws.borrow().conns.values().cloned().collect();
+    for c in conns {
+        let msg = c.protocol.borrow().status(status, now);
+        c.send(msg.into_iter().collect());
+    }
+}
+
+/// The site's data was loaded: answers the subscription changes that waited for it.
+pub fn resume_deferred(ctx: &ShardCtx) {
+    let now = crate::time::now_millis();
+    let conns: Vec<Rc<WsConn>> = ctx.ws.borrow().conns.values().cloned().collect();
+    for c in conns {
+        if !c.protocol.borrow().has_deferred() {
+            continue;
+        }
+        let mut out = Vec::new();
+        {
+            let mut ws = ctx.ws.borrow_mut();
+            c.protocol
+                .borrow_mut()
+                .resume(now, &mut ws.fanout, &mut out);
+        }
+        c.send(out);
     }
 }
 

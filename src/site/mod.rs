@@ -88,6 +88,31 @@ pub struct DependencyHealth {
     pub message: String,
 }
 
+/// The data source's state as WebSocket clients are told it (the `status` message): live
+/// only when Redis is reachable AND the site's data has been loaded from it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SourceStatus {
+    pub healthy: bool,
+    /// Why the source is degraded.
+    pub reason: Option<String>,
+}
+
+impl SourceStatus {
+    pub fn of(redis: &DependencyHealth, loaded: bool) -> SourceStatus {
+        let reason = if !redis.healthy {
+            Some(redis.message.clone())
+        } else if !loaded {
+            Some("loading the site's data from Redis".to_string())
+        } else {
+            None
+        };
+        SourceStatus {
+            healthy: reason.is_none(),
+            reason,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -144,6 +144,30 @@ pub fn connected(client_id: &str, data_type: &str, now: i64) -> Vec<u8> {
     envelope("connected", &format!("connected_{client_id}"), now, &d)
 }
 
+/// `status {source, reason}`: `healthy`, or `degraded` with the reason (Redis unreachable,
+/// or the site's data not loaded yet). Sent after `connected` and on every change, so a
+/// client never shows values from a dead source as live.
+/// `reason` is `None` exactly when the source is healthy.
+pub fn status(reason: Option<&str>, now: i64) -> Vec<u8> {
+    let mut d = Vec::with_capacity(96);
+    d.extend_from_slice(b"{\"source\":");
+    json::write_str(
+        &mut d,
+        if reason.is_none() {
+            "healthy"
+        } else {
+            "degraded"
+        },
+    );
+    d.extend_from_slice(b",\"reason\":");
+    match reason {
+        Some(r) => json::write_str(&mut d, r),
+        None => d.extend_from_slice(b"null"),
+    }
+    d.push(b'}');
+    envelope("status", &format!("status_{now}"), now, &d)
+}
+
 /// The two acknowledgements of subscription changes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Ack {
@@ -290,6 +314,11 @@ mod tests {
             e.starts_with(r#"{"type":"error","id":"error_1754994600123","#),
             "{e}"
         );
+        assert_eq!(
+            s(status(Some("Redis unavailable: refused"), NOW)),
+            r#"{"type":"status","id":"status_1754994600123","timestamp":"2025-08-12T10:30:00.123Z","data":{"source":"degraded","reason":"Redis unavailable: refused"}}"#
+        );
+        assert!(s(status(None, NOW)).ends_with(r#""data":{"source":"healthy","reason":null}}"#));
         assert_eq!(pong_id(Some("hb_1")), "pong_hb_1");
         assert_eq!(pong_id(None), "pong");
     }

@@ -5,13 +5,15 @@
 //! [`Action`]s in order.
 
 pub use super::action::{Action, Flow};
-use super::cmd::{self, Ctx};
+use super::cmd::{self, Command, Ctx};
 use super::handshake::Audience;
 use super::session::{Event, Session};
 use crate::error::{ApiError, ErrorCode};
 use crate::fanout::{ConnId, Fanout};
+use crate::site::SourceStatus;
 use crate::wire::close::Disconnect;
 use crate::wire::frame;
+use std::collections::VecDeque;
 
 /// What the connection serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,11 +24,18 @@ pub enum Mode {
     Echo,
 }
 
+/// Subscription changes that may wait for the site's data to load; more are refused.
+const MAX_DEFERRED: usize = 16;
+
 pub struct Protocol {
     conn: ConnId,
     mode: Mode,
     session: Session,
     limits: cmd::Limits,
+    /// Subscription changes received before the site's data was loaded, in order, with their
+    /// request ids: answered once it is (an empty site and an unloaded one must not look
+    /// alike, so they are not answered `CHANNEL_NOT_FOUND`).
+    deferred: VecDeque<(Option<String>, Command)>,
 }
 
 impl Protocol {
@@ -38,6 +47,35 @@ impl Protocol {
             mode,
             session: Session::new(max_message),
             limits,
+            deferred: VecDeque::new(),
+        }
+    }
+
+    /// The `status` message for the data source's state (gateway connections only).
+    pub fn status(&self, source: &SourceStatus, now: i64) -> Option<Action> {
+        (self.mode == Mode::Gateway)
+            .then(|| Action::Reply(crate::wire::ws::status(source.reason.as_deref(), now)))
+    }
+
+    /// True while subscription changes wait for the site's data.
+    pub fn has_deferred(&self) -> bool {
+        !self.deferred.is_empty()
+    }
+
+    /// The site's data is loaded: applies the subscription changes that waited for it.
+    pub fn resume(&mut self, now: i64, fanout: &mut Fanout, out: &mut Vec<Action>) {
+        if !fanout.is_loaded() {
+            return;
+        }
+        while let Some((id, command)) = self.deferred.pop_front() {
+            let mut ctx = Ctx {
+                conn: self.conn,
+                request_id: id.as_deref(),
+                now,
+                fanout,
+                out,
+            };
+            command.apply(&mut ctx);
         }
     }
 
@@ -95,6 +133,9 @@ impl Protocol {
     /// Handles one client text message.
     pub fn on_text(&mut self, text: &str, now: i64, fanout: &mut Fanout, out: &mut Vec<Action>) {
         let msg = cmd::parse(text, &self.limits);
+        let wait = (!fanout.is_loaded() || !self.deferred.is_empty())
+            && msg.command.as_ref().is_ok_and(Command::needs_site);
+        let full = self.deferred.len() >= MAX_DEFERRED;
         let mut ctx = Ctx {
             conn: self.conn,
             request_id: msg.id.as_deref(),
@@ -103,6 +144,14 @@ impl Protocol {
             out,
         };
         match msg.command {
+            Ok(_) if wait && full => ctx.error(&ApiError::new(
+                ErrorCode::ServiceUnavailable,
+                "Data not loaded",
+                format!(
+                    "the site's data is not loaded from Redis yet and {MAX_DEFERRED} subscription changes already wait for it"
+                ),
+            )),
+            Ok(c) if wait => self.deferred.push_back((msg.id, c)),
             Ok(c) => c.apply(&mut ctx),
             Err(e) => ctx.error(&e),
         }

@@ -9,6 +9,8 @@ use tungstenite::Message;
 
 pub struct Client {
     pub ws: WebSocket<TcpStream>,
+    /// The `status` message that follows `connected`.
+    pub status: Json,
 }
 
 impl Client {
@@ -21,9 +23,18 @@ impl Client {
         let url = format!("ws://{addr}{path}");
         let (ws, resp) = tungstenite::client::client(url.as_str(), stream).expect("upgrade");
         assert_eq!(resp.status(), 101);
-        let mut c = Client { ws };
+        let mut c = Client {
+            ws,
+            status: Json::Null,
+        };
         let hello = c.recv();
         assert_eq!(hello["type"], "connected", "{hello}");
+        let status = c.recv();
+        assert_eq!(
+            status["type"], "status",
+            "status follows connected: {status}"
+        );
+        c.status = status;
         (c, hello)
     }
 

@@ -59,6 +59,11 @@ impl Ctx<'_> {
 }
 
 impl Command {
+    /// Whether the command reads the site's data (so must wait until it is loaded).
+    pub fn needs_site(&self) -> bool {
+        matches!(self, Command::Subscribe(_) | Command::Unsubscribe(_))
+    }
+
     pub fn apply(self, ctx: &mut Ctx<'_>) {
         match self {
             Command::Subscribe(c) => c.apply(ctx),
