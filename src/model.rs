@@ -8,9 +8,10 @@ pub struct ChannelId(pub u32);
 
 impl ChannelId {
     /// Parses a decimal channel id as it appears in a URL path or a Redis key.
-    /// Only ASCII digits are accepted (no sign, no whitespace) and 0 is out of range.
+    /// Only ASCII digits are accepted (no sign, no whitespace, no leading zero: one spelling
+    /// per id, so `01001` never aliases `1001`) and 0 is out of range.
     pub fn parse(s: &str) -> Option<ChannelId> {
-        let n = parse_u32_digits(s)?;
+        let n = parse_canonical_u32(s)?;
         (n != 0).then_some(ChannelId(n))
     }
 }
@@ -30,6 +31,15 @@ pub fn parse_u32_digits(s: &str) -> Option<u32> {
         return None;
     }
     s.parse::<u64>().ok().and_then(|n| u32::try_from(n).ok())
+}
+
+/// Like [`parse_u32_digits`], but refuses leading zeros (`0` itself is fine): ids that
+/// clients send have one spelling.
+pub fn parse_canonical_u32(s: &str) -> Option<u32> {
+    if s.len() > 1 && s.starts_with('0') {
+        return None;
+    }
+    parse_u32_digits(s)
 }
 
 /// The four data types of a channel.
@@ -217,7 +227,18 @@ mod tests {
     fn channel_ids() {
         assert_eq!(ChannelId::parse("1001"), Some(ChannelId(1001)));
         assert_eq!(ChannelId::parse("4294967295"), Some(ChannelId(u32::MAX)));
-        for bad in ["0", "4294967296", "-1", "+1", " 1", "1a", "", "99999999999"] {
+        for bad in [
+            "0",
+            "4294967296",
+            "-1",
+            "+1",
+            " 1",
+            "1a",
+            "",
+            "99999999999",
+            "01001",
+            "00",
+        ] {
             assert_eq!(ChannelId::parse(bad), None, "{bad}");
         }
     }

@@ -508,6 +508,10 @@ fn an_unreadable_hash_is_skipped_and_does_not_stall_the_feed() {
     cfg.collect_batch = 2;
     let gw = voltage_gateway::Server::start(cfg).unwrap();
     let addr = gw.local_addr();
+    // Data routes answer 503 until the first load.
+    wait_until("loaded", Duration::from_secs(3), || {
+        gw.published().snapshot.load().loaded
+    });
     wait_until(
         "the readable channels are served",
         Duration::from_secs(3),
@@ -709,4 +713,42 @@ fn without_redis_at_start_up_the_site_is_unavailable_not_empty() {
         get_ok(addr, "/health/detailed")["data"]["status"],
         "degraded"
     );
+}
+
+#[test]
+fn one_spelling_per_route_and_per_id_and_standard_heads() {
+    let redis = redis();
+    let gw = gateway(&redis, voltage_gateway::config::DriverKind::Auto);
+    let addr = gw.local_addr();
+    let mut con = redis_con(&redis);
+    write(&mut con, "comsrv:1001:T", r#"{"1":25.6}"#, None);
+    wait_until("loaded", Duration::from_secs(3), || {
+        channel_ids(addr) == [1001]
+    });
+    // An encoded '/' does not route.
+    get(addr, "/api/channels%2F1001%2Fstatus").error(400, "BAD_REQUEST");
+    // `01001` is not another spelling of 1001, on every {id} route and in point_id.
+    for path in [
+        "/api/channels/01001/status",
+        "/api/channels/01001/realtime",
+        "/api/channels/1001/realtime?point_id=01",
+    ] {
+        get(addr, path).error(400, "INVALID_PARAMETER");
+    }
+    get_ok(addr, "/api/channels/1001/realtime?point_id=1");
+    // HTTP/1.1 without Host (RFC 7230 §5.4).
+    raw(addr, b"GET /health HTTP/1.1\r\nConnection: close\r\n\r\n").error(400, "BAD_REQUEST");
+    // WebSocket upgrades: HTTP/1.1 only, and a real base64 key (RFC 6455 §4.1).
+    let upgrade = |version: &str, key: &str| {
+        raw(
+            addr,
+            format!(
+                "GET /ws HTTP/{version}\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+    };
+    upgrade("1.0", "dGhlIHNhbXBsZSBub25jZQ==").error(400, "BAD_REQUEST");
+    upgrade("1.1", "!!!!!!!!!!!!!!!!!!!!!!==").error(400, "BAD_REQUEST");
+    assert_eq!(upgrade("1.1", "dGhlIHNhbXBsZSBub25jZQ==").status, 101);
 }

@@ -1,7 +1,7 @@
 //! Percent-decoding and strict query-string parsing.
 
 use crate::error::ApiError;
-use crate::model::{parse_u32_digits, DataType};
+use crate::model::{parse_canonical_u32, DataType};
 
 /// Decodes `%XX` escapes (and `+` as space when `plus_is_space`); `None` on a bad escape or
 /// on bytes that are not UTF-8 once decoded.
@@ -32,6 +32,16 @@ pub fn percent_decode(s: &str, plus_is_space: bool) -> Option<String> {
         }
     }
     String::from_utf8(out).ok()
+}
+
+/// Decodes a request path. An encoded `/` (`%2F`) or NUL is refused: decoding it before
+/// routing would let `/api/channels%2F1001%2Fstatus` name a route the client did not write.
+pub fn decode_path(raw: &str) -> Option<String> {
+    let lower = raw.to_ascii_lowercase();
+    if lower.contains("%2f") || lower.contains("%00") {
+        return None;
+    }
+    percent_decode(raw, false)
 }
 
 /// A decoded query string. Unknown parameters are ignored (cache busters, tracing ids);
@@ -73,7 +83,7 @@ impl Query {
         let Some(v) = self.get(name)? else {
             return Ok(None);
         };
-        match parse_u32_digits(v) {
+        match parse_canonical_u32(v) {
             Some(n) if (min..=max).contains(&n) => Ok(Some(n)),
             _ => Err(ApiError::invalid_parameter(
                 name,

@@ -1,6 +1,6 @@
 //! Request parsing over a byte buffer the connection owns.
 
-use super::query::percent_decode;
+use super::query::decode_path;
 use crate::error::{ApiError, ErrorCode};
 
 /// Size limits applied while parsing (from `HttpConfig`).
@@ -42,6 +42,8 @@ impl Method {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
     pub method: Method,
+    /// The HTTP/1.x minor version (0 or 1).
+    pub version: u8,
     /// Percent-decoded path, without the query.
     pub path: String,
     /// Raw query string (after `?`), still encoded.
@@ -130,6 +132,7 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Parsed {
     let mut ws_key = None;
     let mut ws_version = None;
     let mut authorization = None;
+    let mut hosts = 0;
     for h in req.headers.iter() {
         let value = std::str::from_utf8(h.value).unwrap_or("");
         let name = h.name;
@@ -156,6 +159,8 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Parsed {
             ws_key = Some(value.trim().to_owned());
         } else if name.eq_ignore_ascii_case("sec-websocket-version") {
             ws_version = Some(value.trim().to_owned());
+        } else if name.eq_ignore_ascii_case("host") {
+            hosts += 1;
         } else if name.eq_ignore_ascii_case("authorization") {
             authorization = Some(value.trim().to_owned());
         }
@@ -180,9 +185,15 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Parsed {
         return bad_request("request target must be an absolute path");
     }
     let (raw_path, query) = target.split_once('?').unwrap_or((target, ""));
-    let Some(path) = percent_decode(raw_path, false) else {
-        return bad_request("request path is not valid percent-encoded UTF-8");
+    let Some(path) = decode_path(raw_path) else {
+        return bad_request(
+            "request path is not valid percent-encoded UTF-8, or encodes '/' or NUL",
+        );
     };
+    if version == 1 && hosts != 1 {
+        // RFC 7230 §5.4: exactly one Host header in an HTTP/1.1 request.
+        return bad_request("an HTTP/1.1 request needs exactly one Host header");
+    }
     let keep_alive = if version == 0 {
         connection_keep_alive && !connection_close
     } else {
@@ -190,6 +201,7 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Parsed {
     };
     let request = Request {
         method,
+        version,
         path,
         query: query.to_owned(),
         keep_alive,
@@ -252,7 +264,7 @@ mod tests {
 
     #[test]
     fn pipelined_and_partial() {
-        let raw = b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\nGET /c HT";
+        let raw = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\nGET /c HT";
         let (a, n) = complete(raw);
         assert_eq!(a.path, "/a");
         let (b, m) = complete(&raw[n..]);
@@ -272,7 +284,7 @@ mod tests {
                 .keep_alive
         );
         assert!(
-            !complete(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+            !complete(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
                 .0
                 .keep_alive
         );
@@ -280,52 +292,87 @@ mod tests {
 
     #[test]
     fn body_and_limits() {
-        let (r, _) = complete(b"POST /x HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc");
+        let (r, _) = complete(b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc");
         assert_eq!(r.body, b"abc");
         assert!(matches!(
-            parse_request(b"POST /x HTTP/1.1\r\nContent-Length: 3\r\n\r\nab", &LIMITS),
+            parse_request(
+                b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nab",
+                &LIMITS
+            ),
             Parsed::Partial
         ));
         assert_eq!(
-            error_code(b"POST /x HTTP/1.1\r\nContent-Length: 17\r\n\r\n"),
+            error_code(b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 17\r\n\r\n"),
             ErrorCode::PayloadTooLarge
         );
-        let long = format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(2000));
+        let long = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(2000));
         assert_eq!(error_code(long.as_bytes()), ErrorCode::HeadersTooLarge);
         let partial_long = format!("GET /{}", "a".repeat(2000));
         assert_eq!(
             error_code(partial_long.as_bytes()),
             ErrorCode::HeadersTooLarge
         );
-        let many = format!("GET / HTTP/1.1\r\n{}\r\n", "X-A: 1\r\n".repeat(9));
+        let many = format!(
+            "GET / HTTP/1.1\r\nHost: x\r\n{}\r\n",
+            "X-A: 1\r\n".repeat(9)
+        );
         assert_eq!(error_code(many.as_bytes()), ErrorCode::HeadersTooLarge);
+    }
+
+    #[test]
+    fn host_and_encoded_slashes() {
+        for bad in [
+            &b"GET /health HTTP/1.1\r\n\r\n"[..],
+            b"GET /health HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+            b"GET /api/channels%2F1001%2Fstatus HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET /api/channels%2f1 HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET /a%00b HTTP/1.1\r\nHost: x\r\n\r\n",
+        ] {
+            assert_eq!(
+                error_code(bad),
+                ErrorCode::BadRequest,
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        // HTTP/1.0 predates Host; other escapes still decode.
+        assert_eq!(complete(b"GET /health HTTP/1.0\r\n\r\n").0.version, 0);
+        assert_eq!(
+            complete(b"GET /a%20b HTTP/1.1\r\nHost: x\r\n\r\n").0.path,
+            "/a b"
+        );
     }
 
     #[test]
     fn bad_requests() {
         assert_eq!(
-            error_code(b"GET\x01 / HTTP/1.1\r\n\r\n"),
+            error_code(b"GET\x01 / HTTP/1.1\r\nHost: x\r\n\r\n"),
             ErrorCode::BadRequest
         );
         assert_eq!(
-            error_code(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            error_code(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"),
             ErrorCode::BadRequest
         );
         assert_eq!(
-            error_code(b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"),
+            error_code(
+                b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"
+            ),
             ErrorCode::BadRequest
         );
         assert_eq!(
-            error_code(b"GET /%zz HTTP/1.1\r\n\r\n"),
+            error_code(b"GET /%zz HTTP/1.1\r\nHost: x\r\n\r\n"),
             ErrorCode::BadRequest
         );
-        assert_eq!(error_code(b"GET x HTTP/1.1\r\n\r\n"), ErrorCode::BadRequest);
+        assert_eq!(
+            error_code(b"GET x HTTP/1.1\r\nHost: x\r\n\r\n"),
+            ErrorCode::BadRequest
+        );
     }
 
     #[test]
     fn websocket_upgrade() {
         let (r, _) = complete(
-            b"GET /ws?client_id=a HTTP/1.1\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+            b"GET /ws?client_id=a HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
         );
         assert!(r.websocket);
         assert_eq!(r.ws_key.as_deref(), Some("dGhlIHNhbXBsZSBub25jZQ=="));

@@ -49,6 +49,18 @@ fn valid_client_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':' | b'@'))
 }
 
+/// RFC 6455 §4.1: the key is 16 bytes in base64 — 22 alphabet characters (the last one
+/// carrying only 2 bits, so one of `AQgw`) and `==`.
+fn is_websocket_key(k: &str) -> bool {
+    let b = k.as_bytes();
+    b.len() == 24
+        && b[..22]
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/'))
+        && matches!(b[21], b'A' | b'Q' | b'g' | b'w')
+        && &b[22..] == b"=="
+}
+
 /// Validates an upgrade request; the error is answered as a JSON HTTP error.
 pub fn check(req: &Request) -> Result<Upgrade, ApiError> {
     let bad =
@@ -65,13 +77,17 @@ pub fn check(req: &Request) -> Result<Upgrade, ApiError> {
             "this endpoint needs 'Connection: Upgrade' and 'Upgrade: websocket'",
         ));
     }
+    if req.version != 1 {
+        // RFC 6455 §4.1: the opening handshake is an HTTP/1.1 request.
+        return Err(bad("WebSocket upgrades need HTTP/1.1"));
+    }
     if req.ws_version.as_deref() != Some("13") {
         return Err(bad("Sec-WebSocket-Version must be 13"));
     }
     let key = req
         .ws_key
         .as_deref()
-        .filter(|k| k.len() == 24 && k.ends_with("=="))
+        .filter(|k| is_websocket_key(k))
         .ok_or_else(|| bad("Sec-WebSocket-Key must be 16 base64-encoded bytes"))?;
     let q = Query::parse(&req.query)?;
     let client_id = match q.get("client_id")? {
@@ -164,5 +180,21 @@ mod tests {
         ))
         .unwrap_err();
         assert!(e.details.contains("13"));
+        for key in [
+            "!!!!!!!!!!!!!!!!!!!!!!==",
+            "dGhlIHNhbXBsZSBub25jZR==",
+            "dGhlIHNhbXBsZSBub25jZQ=",
+            "dGhlIHNhbXBsZSBub25jZQ===",
+        ] {
+            let e = check(&request(
+                "/ws",
+                &format!("Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"),
+            ))
+            .unwrap_err();
+            assert!(e.details.contains("base64"), "{key}: {e}");
+        }
+        let mut old = request("/ws", KEY);
+        old.version = 0;
+        assert!(check(&old).unwrap_err().details.contains("HTTP/1.1"));
     }
 }
