@@ -100,6 +100,8 @@ fn ws_message_parse(c: &mut Criterion) {
     let limits = voltage_gateway::ws::cmd::Limits {
         max_channels: 1000,
         max_depth: 32,
+        messages_per_sec: 100,
+        message_burst: 100,
     };
     let mut g = c.benchmark_group("ws");
     g.throughput(Throughput::Bytes(msg.len() as u64));

@@ -82,6 +82,13 @@ pub struct WsConfig {
     /// 32 (the protocol's messages nest 3 deep; the JSON parser recurses per level, so this
     /// bounds its stack use).
     pub max_json_depth: usize,
+    /// Messages per second one connection may send; more are refused with `RATE_LIMITED`
+    /// (the first of a streak is answered, the rest dropped; ten bursts' worth in a row close
+    /// the connection with 1008). A subscribe costs one more per 10 channels. Default 100.
+    pub max_messages_per_sec: u32,
+    /// Messages a connection may send at once before the rate applies. Default 100: a
+    /// dashboard opening dozens of panels never notices; a burst of thousands is refused.
+    pub message_burst: u32,
     /// Outbound bytes queued per connection before it is conflated (skips to the latest values
     /// when it drains) instead of buffered. Default 1048576. Memory per slow client is bounded
     /// by this plus the kernel's socket buffer.
@@ -103,6 +110,8 @@ impl Default for WsConfig {
             max_message_bytes: 64 * 1024,
             max_channels: 1000,
             max_json_depth: 32,
+            max_messages_per_sec: 100,
+            message_burst: 100,
             outbound_budget_bytes: 1024 * 1024,
             slow_close_secs: 30,
             ping_interval_secs: 30,
@@ -285,6 +294,9 @@ impl Config {
         let ws = &self.ws;
         if ws.max_message_bytes < 1024 || ws.max_message_bytes > 16 * 1024 * 1024 {
             return err("ws.max_message_bytes must be in 1024..=16777216");
+        }
+        if ws.max_messages_per_sec == 0 || ws.message_burst == 0 {
+            return err("ws.max_messages_per_sec and ws.message_burst must be positive");
         }
         if !(4..=128).contains(&ws.max_json_depth) {
             return err("ws.max_json_depth must be in 4..=128");

@@ -720,3 +720,41 @@ fn clients_are_told_when_redis_goes_away_and_comes_back() {
     let up = c.recv_type("status");
     assert_eq!(up["data"]["source"], "healthy", "{up}");
 }
+
+#[test]
+fn a_subscribe_unsubscribe_loop_is_rate_limited_then_closed() {
+    let (_redis, gw, _con) = start(DriverKind::Auto);
+    let addr = gw.local_addr();
+    let (mut c, _) = Client::connect(addr, "/ws");
+    // The amplification loop: every subscribe would send a snapshot back.
+    for i in 0..800 {
+        c.send(&format!(
+            r#"{{"type":"subscribe","id":"s{i}","data":{{"channels":[1001,1002,2001]}}}}"#
+        ));
+        c.send(r#"{"type":"unsubscribe"}"#);
+    }
+    let (mut acks, mut limited) = (0, 0);
+    let code = loop {
+        match c.read() {
+            Ok(tungstenite::Message::Text(t)) => {
+                let m: Json = serde_json::from_str(t.as_str()).unwrap();
+                if m["type"] == "subscribe_ack" {
+                    acks += 1;
+                } else if m["data"]["code"] == "RATE_LIMITED" {
+                    limited += 1;
+                }
+            }
+            Ok(tungstenite::Message::Close(f)) => break f.map(|f| u16::from(f.code)),
+            Ok(_) => {}
+            Err(e) => panic!("no close frame: {e}"),
+        }
+    };
+    assert!(acks <= 60, "{acks} subscriptions answered");
+    // At most one RATE_LIMITED a second, never one per refused message.
+    assert!((1..=3).contains(&limited), "{limited} RATE_LIMITED errors");
+    assert_eq!(code, Some(1008));
+    // Others are served as usual.
+    let (mut other, _) = Client::connect(addr, "/ws");
+    other.send(SEED_SUBSCRIBE);
+    assert_eq!(other.recv_type("subscribe_ack")["data"]["total"], 2);
+}

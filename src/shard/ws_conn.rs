@@ -250,6 +250,8 @@ pub async fn serve<G>(
     let limits = crate::ws::cmd::Limits {
         max_channels: cfg.max_channels,
         max_depth: cfg.max_json_depth,
+        messages_per_sec: cfg.max_messages_per_sec,
+        message_burst: cfg.message_burst,
     };
     let protocol = Protocol::new(id, mode, cfg.max_message_bytes, limits);
     let now = Instant::now();

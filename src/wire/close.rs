@@ -16,6 +16,8 @@ pub enum Disconnect {
     /// Handling this connection's input failed inside the server (1011); the shard and its
     /// other connections carry on.
     InternalError,
+    /// Kept sending far over its message rate after being told (1008).
+    RateLimited,
 }
 
 impl Disconnect {
@@ -23,7 +25,7 @@ impl Disconnect {
         match self {
             Disconnect::Replaced => CloseCode::Library(4001),
             Disconnect::Shutdown | Disconnect::IdleTimeout => CloseCode::Away,
-            Disconnect::TooSlow => CloseCode::Policy,
+            Disconnect::TooSlow | Disconnect::RateLimited => CloseCode::Policy,
             Disconnect::InternalError => CloseCode::Error,
         }
     }
@@ -36,6 +38,7 @@ impl Disconnect {
             Disconnect::IdleTimeout => "idle timeout",
             Disconnect::TooSlow => "client too slow",
             Disconnect::InternalError => "internal error",
+            Disconnect::RateLimited => "message rate limit exceeded",
         }
     }
 }

@@ -5,4 +5,5 @@ pub mod action;
 pub mod cmd;
 pub mod handshake;
 pub mod protocol;
+pub mod rate;
 pub mod session;

@@ -7,6 +7,7 @@
 pub use super::action::{Action, Flow};
 use super::cmd::{self, Command, Ctx};
 use super::handshake::Audience;
+use super::rate::RateLimit;
 use super::session::{Event, Session};
 use crate::error::{ApiError, ErrorCode};
 use crate::fanout::{ConnId, Fanout};
@@ -36,6 +37,12 @@ pub struct Protocol {
     /// request ids: answered once it is (an empty site and an unloaded one must not look
     /// alike, so they are not answered `CHANNEL_NOT_FOUND`).
     deferred: VecDeque<(Option<String>, Command)>,
+    rate: RateLimit,
+    /// Messages refused since the last 10 s without a refusal, and when the last one was.
+    refused: u32,
+    last_refusal: i64,
+    /// The protocol closed the connection (a close frame is queued).
+    closed: bool,
 }
 
 impl Protocol {
@@ -48,6 +55,10 @@ impl Protocol {
             session: Session::new(max_message),
             limits,
             deferred: VecDeque::new(),
+            rate: RateLimit::new(limits.messages_per_sec, limits.message_burst, 0),
+            refused: 0,
+            last_refusal: i64::MIN,
+            closed: false,
         }
     }
 
@@ -103,6 +114,7 @@ impl Protocol {
             let ev = self.session.next_event();
             self.flush(out);
             match (ev, self.mode) {
+                _ if self.closed => return Flow::Closed,
                 (None, _) => return Flow::Open,
                 (Some(Event::Closed), _) => return Flow::Closed,
                 (Some(Event::Text(text)), Mode::Echo) => {
@@ -133,6 +145,10 @@ impl Protocol {
     /// Handles one client text message.
     pub fn on_text(&mut self, text: &str, now: i64, fanout: &mut Fanout, out: &mut Vec<Action>) {
         let msg = cmd::parse(text, &self.limits);
+        let cost = msg.command.as_ref().map_or(1, Command::cost);
+        if !self.rate.take(cost, now) {
+            return self.refuse(msg.id.as_deref(), now, out);
+        }
         let wait = (!fanout.is_loaded() || !self.deferred.is_empty())
             && msg.command.as_ref().is_ok_and(Command::needs_site);
         let full = self.deferred.len() >= MAX_DEFERRED;
@@ -154,6 +170,33 @@ impl Protocol {
             Ok(c) if wait => self.deferred.push_back((msg.id, c)),
             Ok(c) => c.apply(&mut ctx),
             Err(e) => ctx.error(&e),
+        }
+    }
+
+    /// Over the message rate: at most one refusal a second is answered `RATE_LIMITED`, the
+    /// rest are dropped unanswered (answering each would be the amplification the limit
+    /// prevents); ten bursts' worth of refusals without a 10 s pause close the connection.
+    fn refuse(&mut self, request_id: Option<&str>, now: i64, out: &mut Vec<Action>) {
+        let since = now.saturating_sub(self.last_refusal);
+        if since > 10_000 {
+            self.refused = 0;
+        }
+        self.refused += 1;
+        self.last_refusal = now;
+        if self.refused == 1 || since >= 1000 {
+            let e = ApiError::new(
+                ErrorCode::RateLimited,
+                "Rate limited",
+                format!(
+                    "at most {} messages per second (bursts of {}); this message was not processed",
+                    self.limits.messages_per_sec, self.limits.message_burst
+                ),
+            );
+            out.push(Action::Reply(crate::wire::ws::error(&e, request_id, now)));
+        }
+        if self.refused >= self.limits.message_burst.saturating_mul(10) {
+            self.close(Disconnect::RateLimited, out);
+            self.closed = true;
         }
     }
 

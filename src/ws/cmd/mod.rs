@@ -59,6 +59,15 @@ impl Ctx<'_> {
 }
 
 impl Command {
+    /// What the command costs of the connection's message budget: one message, and a
+    /// subscribe one more per 10 channels (its snapshot is what amplifies).
+    pub fn cost(&self) -> u32 {
+        match self {
+            Command::Subscribe(s) => 1 + (s.channels.len() / 10) as u32,
+            _ => 1,
+        }
+    }
+
     /// Whether the command reads the site's data (so must wait until it is loaded).
     pub fn needs_site(&self) -> bool {
         matches!(self, Command::Subscribe(_) | Command::Unsubscribe(_))
@@ -82,6 +91,10 @@ pub struct Limits {
     /// Deepest nesting of arrays and objects. The JSON parser recurses per level and has no
     /// limit of its own: ~12,000 levels overflow a shard's stack and abort the process.
     pub max_depth: usize,
+    /// Messages per second a connection may send (a subscribe also costs one per 10
+    /// channels), and how many may come at once.
+    pub messages_per_sec: u32,
+    pub message_burst: u32,
 }
 
 /// True when no array/object nests deeper than `max` (strings are skipped, escapes honoured).
@@ -237,6 +250,8 @@ mod tests {
     pub(super) const LIMITS: Limits = Limits {
         max_channels: 100,
         max_depth: 32,
+        messages_per_sec: 100,
+        message_burst: 100,
     };
 
     fn cmd(text: &str) -> Result<Command, ApiError> {

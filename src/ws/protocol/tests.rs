@@ -10,6 +10,8 @@ use std::sync::Arc;
 const LIMITS: cmd::Limits = cmd::Limits {
     max_channels: 100,
     max_depth: 32,
+    messages_per_sec: 100,
+    message_burst: 100,
 };
 
 /// 2025-08-12T10:30:00.123Z
@@ -250,6 +252,63 @@ fn deep_nesting_is_an_error_not_a_crash() {
             r#"{{"type":"error","id":"error_{NOW}","timestamp":"{TS}","data":{{"code":"INVALID_JSON","message":"Invalid JSON","details":"message nests arrays/objects deeper than 32 levels","request_id":null}}}}"#
         ))]
     );
+}
+
+#[test]
+fn a_burst_of_thousands_is_refused_and_a_dashboard_never_notices() {
+    let mut c = Client::new();
+    let ping = |i: usize| format!(r#"{{"type":"ping","id":"ping_{i}"}}"#);
+    let mut out = Vec::new();
+    for i in 0..150 {
+        c.proto.on_text(&ping(i), NOW, &mut c.fan, &mut out);
+    }
+    assert_eq!(
+        out.len(),
+        101,
+        "100 pongs, then one RATE_LIMITED for the streak"
+    );
+    assert!(
+        matches!(&out[99], Action::Reply(p) if p.starts_with(br#"{"type":"pong","id":"pong_99""#))
+    );
+    assert_eq!(
+        out[100],
+        reply(&format!(
+            r#"{{"type":"error","id":"ping_100_error","timestamp":"{TS}","data":{{"code":"RATE_LIMITED","message":"Rate limited","details":"at most 100 messages per second (bursts of 100); this message was not processed","request_id":"ping_100"}}}}"#
+        ))
+    );
+    // A second later there is room again, at the steady rate.
+    out.clear();
+    c.proto.on_text(&ping(1), NOW + 1000, &mut c.fan, &mut out);
+    assert_eq!(out.len(), 1);
+    assert!(matches!(&out[0], Action::Reply(p) if p.starts_with(br#"{"type":"pong""#)));
+    // A dashboard's pace (10 messages a second for a minute) is never refused.
+    let mut dash = Client::new();
+    let mut out = Vec::new();
+    for i in 0..600 {
+        dash.proto
+            .on_text(&ping(i), NOW + i as i64 * 100, &mut dash.fan, &mut out);
+    }
+    assert_eq!(out.len(), 600);
+    assert!(out
+        .iter()
+        .all(|a| matches!(a, Action::Reply(p) if p.starts_with(br#"{"type":"pong""#))));
+}
+
+#[test]
+fn a_flood_that_goes_on_is_closed() {
+    let mut c = Client::new();
+    let mut out = Vec::new();
+    let f = client_frame(1, br#"{"type":"ping"}"#);
+    let flood: Vec<u8> = f.iter().copied().cycle().take(f.len() * 1200).collect();
+    let flow = c.proto.receive(&flood, NOW, &mut c.fan, &mut out);
+    assert_eq!(flow, Flow::Closed);
+    let close = [
+        &[0x88, 29][..],
+        &1008u16.to_be_bytes(),
+        b"message rate limit exceeded",
+    ]
+    .concat();
+    assert_eq!(out.last(), Some(&Action::Raw(close)));
 }
 
 #[test]
