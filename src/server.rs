@@ -101,10 +101,15 @@ impl Server {
                 inbox.push(ShardEvent::Source(health.clone()));
             }
         })
-        .on_changes(move |snap, changes| {
-            let tick = Arc::new(Tick::new(snap.clone(), changes, crate::time::now_millis()));
-            for inbox in &inboxes {
-                inbox.push(ShardEvent::Tick(tick.clone()));
+        .on_changes({
+            let mut last = 0;
+            move |snap, changes| {
+                let tick = Tick::new(snap.clone(), changes, crate::time::now_millis()).after(last);
+                last = tick.seq;
+                let tick = Arc::new(tick);
+                for inbox in &inboxes {
+                    inbox.push(ShardEvent::Tick(tick.clone()));
+                }
             }
         });
         let feed = std::thread::Builder::new()

@@ -389,7 +389,11 @@ fn redis_down_keeps_serving_then_resynchronises() {
         .as_str()
         .unwrap()
         .contains("Redis unavailable"));
-    // The last known state is still served.
+    // The last known state is still served, marked as not current.
+    assert_eq!(
+        get_ok(addr, "/api/channels/1001/status")["data"]["status"],
+        "unavailable"
+    );
     let v = get_ok(addr, "/api/channels/1001/realtime?data_type=T");
     assert_eq!(v["data"][0]["values"]["1"], 25.6);
 

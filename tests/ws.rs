@@ -758,3 +758,37 @@ fn a_subscribe_unsubscribe_loop_is_rate_limited_then_closed() {
     other.send(SEED_SUBSCRIBE);
     assert_eq!(other.recv_type("subscribe_ack")["data"]["total"], 2);
 }
+
+#[test]
+fn push_ids_keep_increasing_across_a_redis_reset() {
+    let (_redis, gw, mut con) = start(DriverKind::Auto);
+    let addr = gw.local_addr();
+    // Redis's seq well above what it restarts from.
+    for v in 0..40 {
+        write(&mut con, "comsrv:1001:T", &format!(r#"{{"1":{v}}}"#), None);
+    }
+    let (mut c, _) = Client::connect(addr, "/ws");
+    c.send(r#"{"type":"subscribe","id":"s","data":{"channels":[1001],"data_types":["T"],"interval":100}}"#);
+    let id_number = |m: &Json| -> u64 {
+        let id = m["id"].as_str().unwrap();
+        id.rsplit('_').next().unwrap().parse().unwrap()
+    };
+    c.recv_type("subscribe_ack");
+    let snapshot = c.recv_type("data_update");
+    let before = id_number(&snapshot);
+    assert!(before >= 40, "{snapshot}");
+    // FLUSHALL: seq and epoch start over; the gateway resynchronises.
+    redis::cmd("FLUSHALL").query::<()>(&mut con).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    write(&mut con, "comsrv:1001:T", r#"{"1":1000}"#, None);
+    let after = loop {
+        let m = c.recv_type("data_update");
+        if m["data"]["values"]["1"] == 1000 {
+            break m;
+        }
+    };
+    assert!(
+        id_number(&after) > before,
+        "push ids must increase per connection: {before} then {after}"
+    );
+}

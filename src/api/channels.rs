@@ -7,13 +7,17 @@ use crate::model::{ChannelId, DataType};
 use crate::site::ChannelState;
 use crate::wire::values::{values, write_channel, write_record, ChannelSummary};
 
-/// A channel is `stale` after `stale_after_secs` without a write.
+/// A channel is `unavailable` while its source (Redis) is unreachable — its last known
+/// values are still served, but nothing says they are current — and `stale` after
+/// `stale_after_secs` without a write.
 fn summary(view: &View<'_>, id: ChannelId, ch: &ChannelState, now: i64) -> ChannelSummary {
     let stale_after = i64::try_from(view.config.stale_after_secs).unwrap_or(i64::MAX);
     let last_update = ch.last_update();
     ChannelSummary {
         channel: id,
-        status: if now.div_euclid(1000) - last_update > stale_after {
+        status: if !view.redis.healthy {
+            "unavailable"
+        } else if now.div_euclid(1000) - last_update > stale_after {
             "stale"
         } else {
             "active"

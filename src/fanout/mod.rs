@@ -276,7 +276,7 @@ impl Fanout {
                 }
             }
             let refs: Vec<&[u8]> = fragments.iter().map(Vec::as_slice).collect();
-            build_frame(snap.seq, &crate::wire::iso(now), &refs)
+            build_frame(self.current.seq, &crate::wire::iso(now), &refs)
         });
         Ok(Subscribed {
             subscribed,

@@ -28,6 +28,8 @@ pub struct TickChange {
 type FrameKey = (Arc<SubKey>, u64, u64);
 
 pub struct Tick {
+    /// The tick's number: push ids are `update_{seq}` / `batch_{seq}`. Redis's `netsrv:seq`
+    /// while it increases; never lower than a previous tick's (see [`Tick::after`]).
     pub seq: u64,
     pub time_ms: i64,
     pub iso: String,
@@ -85,6 +87,13 @@ impl Tick {
             changes,
             frames: Mutex::new(HashMap::default()),
         }
+    }
+
+    /// Push ids must increase per connection even when Redis's seq restarts (a reset or a
+    /// replaced Redis): numbers this tick after `previous` when its seq is not above it.
+    pub fn after(mut self, previous: u64) -> Tick {
+        self.seq = self.seq.max(previous + 1);
+        self
     }
 
     /// The frame for `key` over `(from_seq, self.seq]`: built by the first shard that asks,

@@ -62,7 +62,7 @@ pub fn write_record(
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ChannelSummary {
     pub channel: ChannelId,
-    /// `active` or `stale`.
+    /// `active`, `stale` or `unavailable`.
     pub status: &'static str,
     pub last_update: i64,
     pub active_points: usize,
