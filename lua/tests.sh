@@ -9,7 +9,7 @@ W() { $R FCALL comsrv_write_data 1 "$@"; }
 C() { $R FCALL netsrv_collect_data 3 netsrv:seq netsrv:dirty netsrv:epoch "$@" | tr '\n' ' ' | sed 's/ $//'; }
 eq load "$($R -x FUNCTION LOAD REPLACE < "$LIB")" voltage
 $R FLUSHALL >/dev/null
-eq version "$($R --no-raw FCALL_RO voltage_version 0)" "(integer) 4"
+eq version "$($R --no-raw FCALL_RO voltage_version 0)" "(integer) 5"
 eq write1 "$($R --no-raw FCALL comsrv_write_data 1 comsrv:1001:T '{"1":25.6,"2":101.3}')" "(integer) 2"
 eq v1 "$($R HGET comsrv:1001:T 1)" 25.6; eq v2 "$($R HGET comsrv:1001:T 2)" 101.3
 now=$($R TIME | head -1); ts=$($R HGET comsrv:1001:T _timestamp); [ $((now-ts)) -le 1 ] && pass=$((pass+1)) || { fail=$((fail+1)); echo "FAIL ts default $ts vs $now"; }
@@ -38,14 +38,22 @@ for j in '' 'nope' '{"1":1' ; do has "json [$j]" "$(W comsrv:9:T "$j")" "ERR inv
 for j in '[1,2]' '5' '"s"' 'null'; do has "notobj [$j]" "$(W comsrv:9:T "$j")" "expected a JSON object"; done
 for j in '{"1":1,"2":null}' '{"1":1,"2":{"a":1}}' '{"1":1,"2":[1]}' '{"1":1,"2":1e400}' '{"1":1,"2":NaN}'; do has "val [$j]" "$(W comsrv:9:T "$j")" "ERR invalid value for point 2"; done
 for j in '{"1":1,"x":2}' '{"1":1,"01":2}' '{"1":1,"-1":2}' '{"1":1,"1.5":2}' '{"1":1,"4294967296":2}' '{"1":1,"_timestamp":2}' '{"1":1,"":2}'; do has "pid [$j]" "$(W comsrv:9:T "$j")" "ERR invalid point id"; done
-for t in abc -1 1e30 inf; do has "ts $t" "$(W comsrv:9:T '{"1":1}' $t)" "ERR invalid unix_ts"; done
+for t in abc -1 1e30 inf 0x10 1e9 ' 5' 4102444800; do has "ts $t" "$(W comsrv:9:T '{"1":1}' "$t")" "ERR invalid unix_ts"; done
+# numeric strings must be finite (clients get them as JSON numbers); words stay strings
+for j in '{"1":1,"2":"1e999"}' '{"1":1,"2":"-1E400"}' '{"1":1,"2":".5e999"}'; do has "nonfinite [$j]" "$(W comsrv:9:T "$j")" "ERR invalid value for point 2"; done
 has nargs0 "$(W comsrv:9:T)" "ERR"; has nargs3 "$(W comsrv:9:T '{}' 1 2)" "ERR"; has nkeys "$($R FCALL comsrv_write_data 0 '{}')" "ERR"
 eq nothing "$($R EXISTS comsrv:9:T)/$($R GET netsrv:seq)" "0/$seq0"
 eq empty-obj "$(W comsrv:9:T '{}')/$(W comsrv:9:T '[]')/$($R EXISTS comsrv:9:T)/$($R GET netsrv:seq)" "0/0/0/$seq0"
 eq pid0max "$(W comsrv:9:T '{"0":1,"4294967295":2}' 1700000001)" 2; eq ts-explicit "$($R HGET comsrv:9:T _timestamp)" 1700000001
 eq ts-empty "$(W comsrv:9:T '{"1":3}' '')" 1
-# wrong-type target: error, nothing written
+# wrong-type target: error, nothing written (not even the bookkeeping)
+seqw=$($R GET netsrv:seq)
 $R SET comsrv:8:T str >/dev/null; has wrongtype "$(W comsrv:8:T '{"1":1}')" WRONGTYPE; $R DEL comsrv:8:T >/dev/null
+eq wrongtype-nothing "$($R GET netsrv:seq)/$($R ZSCORE netsrv:dirty 8:T)" "$seqw/"
+eq words-stay "$(W comsrv:9:S '{"1":"inf","2":"nan"}')/$($R HGET comsrv:9:S 1)" "2/inf"
+# corrupt bookkeeping keys: the write fails and its data is not written (it could never be collected)
+$R SET netsrv:dirty oops >/dev/null; has dirty-wrongtype "$(W comsrv:8:T '{"1":1}')" WRONGTYPE; eq dirty-nodata "$($R EXISTS comsrv:8:T)" 0; $R DEL netsrv:dirty >/dev/null
+$R DEL netsrv:epoch >/dev/null; $R HSET netsrv:epoch a b >/dev/null; has epoch-wrongtype "$(W comsrv:8:T '{"1":1}')" WRONGTYPE; eq epoch-nodata "$($R EXISTS comsrv:8:T)" 0; $R DEL netsrv:epoch >/dev/null
 # big write (chunked HSET)
 big=$(python3 -c 'import json; print(json.dumps({str(i): i*0.1 for i in range(20000)}))')
 eq big "$(echo -n "$big" | $R -x FCALL comsrv_write_data 1 comsrv:77:T)" 20000; eq bigh "$($R HLEN comsrv:77:T)" 20001; eq big3 "$($R HGET comsrv:77:T 3)" 0.30000000000000004

@@ -22,7 +22,7 @@ a cluster layout must co-locate them with every comsrv:* hash (hash tags).
 -- Library version, returned by voltage_version. The gateway reloads the library
 -- when Redis reports a smaller number than the one compiled into it.
 -- BUMP THIS ON ANY CHANGE TO THIS FILE (and the matching constant on the Rust side).
-local LIBRARY_VERSION = 4
+local LIBRARY_VERSION = 5
 
 -- Site-wide keys (see the cluster note above).
 local SEQ_KEY = 'netsrv:seq'
@@ -30,6 +30,8 @@ local DIRTY_KEY = 'netsrv:dirty'
 local EPOCH_KEY = 'netsrv:epoch'
 
 local MAX_U32 = 4294967295
+-- How far ahead of Redis's clock a device's timestamp may be (clock skew), in seconds.
+local MAX_TS_AHEAD = 86400
 local MAX_SAFE_INT = 9007199254740991 -- 2^53 - 1: largest integer a Lua double holds exactly
 -- Field/value pairs per HSET call: Lua's unpack() fails beyond ~8000 values,
 -- so big writes are split into several HSETs (still atomic: one function call).
@@ -178,16 +180,19 @@ local function comsrv_write_data(keys, args)
       ': expected comsrv:{ch}:{T|S|C|A} with ch an integer 1..4294967295 without leading zeros')
   end
 
-  -- timestamp (optional; "" counts as absent)
+  -- timestamp (optional; "" counts as absent): decimal unix seconds, not in the future by
+  -- more than MAX_TS_AHEAD (a channel stamped far ahead would never look stale)
+  local now = tonumber(redis.call('TIME')[1])
   local ts
   if args[2] ~= nil and args[2] ~= '' then
-    local n = tonumber(args[2])
-    if n == nil or not is_finite(n) or n < 0 or n > MAX_SAFE_INT then
-      return err('invalid unix_ts ' .. show(args[2]) .. ': expected unix seconds (a non-negative number)')
+    local n = string.match(args[2], '^%d+%.?%d*$') and tonumber(args[2])
+    if n == nil or not is_finite(n) or n > now + MAX_TS_AHEAD then
+      return err('invalid unix_ts ' .. show(args[2]) ..
+        ': expected decimal unix seconds, at most ' .. MAX_TS_AHEAD .. ' s ahead of the server clock')
     end
     ts = math.floor(n)
   else
-    ts = tonumber(redis.call('TIME')[1])
+    ts = now
   end
 
   -- values
@@ -227,6 +232,13 @@ local function comsrv_write_data(keys, args)
       end
       s = format_number(v)
     elseif tv == 'string' then
+      -- A numeric string is sent to clients as a number: one that is not finite ("1e999")
+      -- would make the whole message invalid JSON. (Words such as "inf" stay strings.)
+      local n = tonumber(v)
+      if n and not is_finite(n) and string.match(v, '^%s*[-+]?[%d.]') then
+        return err('invalid value for point ' .. pid .. ': ' .. show(v) ..
+          ' is not a finite number (nothing written)')
+      end
       s = v
     elseif tv == 'boolean' then
       s = v and '1' or '0'
@@ -249,10 +261,15 @@ local function comsrv_write_data(keys, args)
   fields[#fields + 1] = '_timestamp'
   fields[#fields + 1] = format_int(ts)
 
-  -- Writes, in the order that keeps a runtime error harmless (Redis does not
-  -- roll back a function that fails half way; errors here only come from keys
-  -- of the wrong type): INCR first (a corrupt netsrv:seq writes nothing), then
-  -- HSET (a key of the wrong type only leaves a seq gap), then ZADD.
+  -- Redis does not roll back a function that fails half way, and the only runtime errors
+  -- left are keys of the wrong type: check the target first, then write the bookkeeping
+  -- (INCR: a corrupt netsrv:seq writes nothing; ZADD / the epoch: a corrupt one leaves
+  -- only a seq gap or a dirty entry for an unchanged hash), and the data last, so a write
+  -- that fails has written no data and a write whose data is written is always collected.
+  local ktype = redis.call('TYPE', key)['ok']
+  if ktype ~= 'hash' and ktype ~= 'none' then
+    return err('WRONGTYPE ' .. key .. ' holds a ' .. ktype .. ', not a hash (nothing written)')
+  end
   local seq = redis.call('INCR', SEQ_KEY)
   if seq == 1 then
     -- First write ever, or netsrv:seq was lost (deleted/evicted) while
@@ -266,13 +283,13 @@ local function comsrv_write_data(keys, args)
     end
   end
 
+  redis.call('ZADD', DIRTY_KEY, seq, ch_s .. ':' .. dtype)
+  ensure_epoch()
+
   for i = 1, #fields, 2 * HSET_CHUNK do
     local last = math.min(i + 2 * HSET_CHUNK - 1, #fields)
     redis.call('HSET', key, unpack(fields, i, last))
   end
-
-  redis.call('ZADD', DIRTY_KEY, seq, ch_s .. ':' .. dtype)
-  ensure_epoch()
 
   check_alarms(ch, dtype, points)
 

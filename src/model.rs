@@ -147,7 +147,7 @@ pub struct Value(Box<str>);
 impl Value {
     /// Converts a value as stored in Redis into its JSON token.
     pub fn from_redis(raw: &str) -> Value {
-        if is_json_number(raw) {
+        if is_json_number(raw) && fits_a_double(raw) {
             return Value(raw.into());
         }
         // Decimal strings that JSON does not accept verbatim (`+5`, `.5`, `5.`) still are numbers.
@@ -169,6 +169,13 @@ impl Value {
     pub fn json(&self) -> &str {
         &self.0
     }
+}
+
+/// A JSON number that a double holds (`1e999` is valid JSON syntax but strict parsers reject
+/// the whole message). Only an exponent or a very long literal can overflow.
+fn fits_a_double(s: &str) -> bool {
+    let can_overflow = s.len() > 300 || s.bytes().any(|b| b == b'e' || b == b'E');
+    !can_overflow || s.parse::<f64>().is_ok_and(f64::is_finite)
 }
 
 fn looks_numeric(s: &str) -> bool {
@@ -309,5 +316,10 @@ mod tests {
         assert_eq!(Value::from_redis("open").json(), "\"open\"");
         assert_eq!(Value::from_redis("nan").json(), "\"nan\"");
         assert_eq!(Value::from_redis("a\"b").json(), "\"a\\\"b\"");
+        // Valid JSON syntax, but no double holds it: sent as a string, never as a bare token.
+        assert_eq!(Value::from_redis("1e999").json(), "\"1e999\"");
+        assert_eq!(Value::from_redis("-1E400").json(), "\"-1E400\"");
+        assert_eq!(Value::from_redis("1e308").json(), "1e308");
+        assert_eq!(Value::from_redis(&"9".repeat(400)).json().len(), 402);
     }
 }

@@ -767,6 +767,9 @@ fn push_ids_keep_increasing_across_a_redis_reset() {
     for v in 0..40 {
         write(&mut con, "comsrv:1001:T", &format!(r#"{{"1":{v}}}"#), None);
     }
+    wait_until("the last write is served", Duration::from_secs(3), || {
+        get_ok(addr, "/api/channels/1001/realtime?data_type=T")["data"][0]["values"]["1"] == 39
+    });
     let (mut c, _) = Client::connect(addr, "/ws");
     c.send(r#"{"type":"subscribe","id":"s","data":{"channels":[1001],"data_types":["T"],"interval":100}}"#);
     let id_number = |m: &Json| -> u64 {
