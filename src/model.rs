@@ -307,6 +307,31 @@ mod tests {
         }
     }
 
+    /// Property: whatever Redis holds, the token sent is one JSON value strict parsers accept,
+    /// and a stored JSON number is sent exactly as written (20,000 generated strings over the
+    /// characters numbers are made of, plus letters and quotes).
+    #[test]
+    fn every_value_is_one_strict_json_token() {
+        let alphabet = b"0123456789+-.eE aZ\"\\";
+        let mut rng = 0x2545_F491_4F6C_DD1Du64;
+        for _ in 0..20_000 {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            let len = (rng % 24) as usize;
+            let raw: String = (0..len)
+                .map(|i| alphabet[((rng >> (i % 8 * 8)) as usize + i * 7) % alphabet.len()] as char)
+                .collect();
+            let v = Value::from_redis(&raw);
+            let parsed: serde_json::Value = serde_json::from_str(v.json())
+                .unwrap_or_else(|e| panic!("{raw:?} -> {}: {e}", v.json()));
+            if is_json_number(&raw) && parsed.is_number() {
+                assert_eq!(v.json(), raw);
+            }
+            assert!(parsed.is_number() || parsed.is_string(), "{raw:?}");
+        }
+    }
+
     #[test]
     fn values() {
         assert_eq!(Value::from_redis("25.6").json(), "25.6");

@@ -89,7 +89,8 @@ pub fn parse_collect_reply(v: &redis::Value) -> Option<Collected> {
     })
 }
 
-fn hash_fields(v: redis::Value) -> Vec<(Vec<u8>, Vec<u8>)> {
+/// The (field, value) pairs of an `HGETALL` reply (RESP2 array or RESP3 map).
+pub fn hash_fields(v: redis::Value) -> Vec<(Vec<u8>, Vec<u8>)> {
     let bytes = |v: redis::Value| match v {
         redis::Value::BulkString(b) => b,
         redis::Value::SimpleString(s) => s.into_bytes(),
