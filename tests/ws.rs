@@ -795,3 +795,105 @@ fn push_ids_keep_increasing_across_a_redis_reset() {
         "push ids must increase per connection: {before} then {after}"
     );
 }
+
+/// WebSocket sessions open across the shards, from `/health/detailed`.
+fn open_websockets(addr: std::net::SocketAddr) -> u64 {
+    get_ok(addr, "/health/detailed")["data"]["websockets_per_shard"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_u64().unwrap())
+        .sum()
+}
+
+#[test]
+fn five_thousand_clients_leaving_at_once_leave_nothing_behind() {
+    let redis = redis();
+    let mut cfg = config(&redis.url(), DriverKind::Auto);
+    cfg.max_connections_per_ip = 6000;
+    let gw = voltage_gateway::Server::start(cfg).unwrap();
+    let addr = gw.local_addr();
+    wait_until("loaded", Duration::from_secs(5), || {
+        gw.published().snapshot.load().loaded
+    });
+    let mut con = redis_con(&redis);
+    write(&mut con, "comsrv:1001:T", r#"{"1":1}"#, None);
+    let sub = masked_text(br#"{"type":"subscribe","data":{"channels":[1001],"interval":100}}"#);
+    let mut clients = Vec::with_capacity(5000);
+    for _ in 0..5000 {
+        let mut s = raw_ws(addr, "/ws");
+        s.write_all(&sub).unwrap();
+        clients.push(s);
+    }
+    wait_until("5,000 sessions", Duration::from_secs(30), || {
+        open_websockets(addr) == 5000
+    });
+    // Writes keep flowing while everyone vanishes at once (RST, no close handshake).
+    let writer = std::thread::spawn(move || {
+        for v in 0..20 {
+            write(&mut con, "comsrv:1001:T", &format!(r#"{{"1":{v}}}"#), None);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        con
+    });
+    for s in &clients {
+        let _ = socket2::SockRef::from(s).set_linger(Some(Duration::ZERO));
+    }
+    drop(clients);
+    let mut con = writer.join().unwrap();
+    wait_until("every session gone", Duration::from_secs(10), || {
+        open_websockets(addr) == 0
+    });
+    assert_eq!(
+        get_ok(addr, "/health/detailed")["data"]["connections"],
+        1,
+        "only this health check is open"
+    );
+    // And the gateway serves the next client as usual.
+    let (mut c, _) = Client::connect(addr, "/ws");
+    c.send(r#"{"type":"subscribe","id":"s","data":{"channels":[1001],"data_types":["T"],"interval":100}}"#);
+    c.recv_type("subscribe_ack");
+    c.recv_type("data_update");
+    write(&mut con, "comsrv:1001:T", r#"{"1":777}"#, None);
+    loop {
+        if c.recv_type("data_update")["data"]["values"]["1"] == 777 {
+            break;
+        }
+    }
+}
+
+#[test]
+fn shutdown_under_load_closes_every_client_with_going_away_in_time() {
+    let (_redis, gw, mut con) = start(DriverKind::Auto);
+    let addr = gw.local_addr();
+    let mut clients: Vec<Client> = (0..200)
+        .map(|_| {
+            let (mut c, _) = Client::connect(addr, "/ws");
+            c.send(SEED_SUBSCRIBE);
+            c
+        })
+        .collect();
+    let stop_writes = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop_writes.clone();
+    let writer = std::thread::spawn(move || {
+        let mut v = 0;
+        while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+            v += 1;
+            write(&mut con, "comsrv:1001:T", &format!(r#"{{"1":{v}}}"#), None);
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let stopper = std::thread::spawn(move || {
+        let t = Instant::now();
+        gw.shutdown();
+        t.elapsed()
+    });
+    for c in &mut clients {
+        assert_eq!(c.expect_close(), (1001, "server shutting down".to_string()));
+    }
+    let took = stopper.join().unwrap();
+    stop_writes.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
+    assert!(took < Duration::from_secs(4), "shutdown took {took:?}");
+}
