@@ -193,8 +193,8 @@ impl Server {
 }
 
 /// Raises the soft file-descriptor limit to the hard one (a process may, without privileges)
-/// and returns the limit now in force.
-fn raise_fd_limit() -> u64 {
+/// and returns the limit now in force. Public for `voltage-loadtest`, which needs the same.
+pub fn raise_fd_limit() -> u64 {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,

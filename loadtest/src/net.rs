@@ -56,29 +56,8 @@ pub fn source_for(i: usize, k: usize, first: u8) -> Option<Ipv4Addr> {
     ))
 }
 
-/// Raises the soft fd limit to the hard one and returns it.
-pub fn raise_fd_limit() -> u64 {
-    let mut rl = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: rl is a valid rlimit the kernel writes into / reads from.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) != 0 {
-            return 1024;
-        }
-        if rl.rlim_cur < rl.rlim_max {
-            let want = libc::rlimit {
-                rlim_cur: rl.rlim_max,
-                rlim_max: rl.rlim_max,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &want) == 0 {
-                rl.rlim_cur = rl.rlim_max;
-            }
-        }
-    }
-    rl.rlim_cur
-}
+/// Raises the soft fd limit to the hard one and returns it (the gateway's own start-up step).
+pub use voltage_gateway::server::raise_fd_limit;
 
 /// Fails with a clear message when `sockets` (plus ~50 spare) would not fit the fd limit.
 pub fn check_fd_budget(sockets: usize, what: &str) -> Result<(), String> {
