@@ -756,3 +756,49 @@ fn one_spelling_per_route_and_per_id_and_standard_heads() {
     upgrade("1.1", "!!!!!!!!!!!!!!!!!!!!!!==").error(400, "BAD_REQUEST");
     assert_eq!(upgrade("1.1", "dGhlIHNhbXBsZSBub25jZQ==").status, 101);
 }
+
+#[test]
+fn a_client_that_does_not_read_its_answers_is_closed_after_the_send_timeout() {
+    let redis = redis();
+    let mut cfg = config(&redis.url(), voltage_gateway::config::DriverKind::Auto);
+    cfg.http.send_timeout_secs = 1;
+    let gw = voltage_gateway::Server::start(cfg).unwrap();
+    let addr = gw.local_addr();
+    let mut con = redis_con(&redis);
+    wait_until("loaded", Duration::from_secs(5), || {
+        gw.published().snapshot.load().loaded
+    });
+    let mut pipe = redis::pipe();
+    for ch in 1..=1000 {
+        pipe.cmd("FCALL")
+            .arg("comsrv_write_data")
+            .arg(1)
+            .arg(format!("comsrv:{ch}:T"))
+            .arg(r#"{"1":1.5,"2":2.5}"#)
+            .ignore();
+    }
+    pipe.query::<()>(&mut con).unwrap();
+    wait_until("1000 channels", Duration::from_secs(5), || {
+        channel_ids(addr).len() == 1000
+    });
+    // 100 pipelined requests for ~75 KB each, and no reading for 3 s.
+    let mut s = connect(addr);
+    let get = b"GET /api/channels HTTP/1.1\r\nHost: t\r\n\r\n";
+    let burst: Vec<u8> = get.iter().copied().cycle().take(get.len() * 100).collect();
+    s.write_all(&burst).unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    // What was in flight still arrives; then the connection ends instead of resuming.
+    let mut total = 0usize;
+    let mut buf = vec![0u8; 64 * 1024];
+    let ended = loop {
+        match std::io::Read::read(&mut s, &mut buf) {
+            Ok(0) => break true,
+            Ok(n) => total += n,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break true,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break false, // the 5 s read timeout: still open
+        }
+    };
+    assert!(ended, "the connection was still open after {total} bytes");
+    assert!(total < 100 * 70_000, "all {total} bytes were delivered");
+}
