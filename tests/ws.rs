@@ -897,3 +897,71 @@ fn shutdown_under_load_closes_every_client_with_going_away_in_time() {
     writer.join().unwrap();
     assert!(took < Duration::from_secs(4), "shutdown took {took:?}");
 }
+
+#[test]
+fn redis_killed_and_restarted_under_load_every_client_is_told_and_resynchronised() {
+    let (mut redis, gw, mut con) = start(DriverKind::Auto);
+    let addr = gw.local_addr();
+    let mut clients: Vec<Client> = (0..300)
+        .map(|_| {
+            let (mut c, _) = Client::connect(addr, "/ws");
+            c.send(r#"{"type":"subscribe","data":{"channels":[1001],"data_types":["T"],"interval":100}}"#);
+            c.recv_type("subscribe_ack");
+            c
+        })
+        .collect();
+    let id_number = |m: &Json| -> u64 {
+        m["id"]
+            .as_str()
+            .unwrap()
+            .rsplit('_')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    // Load: a write every 10 ms until Redis dies.
+    for v in 0..50 {
+        write(&mut con, "comsrv:1001:T", &format!(r#"{{"1":{v}}}"#), None);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut last_ids = Vec::new();
+    for c in &mut clients {
+        let m = loop {
+            let m = c.recv_type("data_update");
+            if m["data"]["values"]["1"] == 49 {
+                break m;
+            }
+        };
+        last_ids.push(id_number(&m));
+    }
+    redis.kill();
+    for c in &mut clients {
+        let s = c.recv_type("status");
+        assert_eq!(s["data"]["source"], "degraded", "{s}");
+    }
+    // A restarted Redis without persistence: empty, a new epoch, lower seqs.
+    redis.restart().unwrap();
+    for c in &mut clients {
+        let s = c.recv_type("status");
+        assert_eq!(s["data"]["source"], "healthy", "{s}");
+    }
+    let mut con = redis_con(&redis);
+    wait_until("library reloaded", Duration::from_secs(5), || {
+        redis::cmd("FCALL_RO")
+            .arg("voltage_version")
+            .arg(0)
+            .query::<i64>(&mut con)
+            .is_ok()
+    });
+    write(&mut con, "comsrv:1001:T", r#"{"1":5000}"#, None);
+    for (c, before) in clients.iter_mut().zip(last_ids) {
+        let m = loop {
+            let m = c.recv_type("data_update");
+            if m["data"]["values"]["1"] == 5000 {
+                break m;
+            }
+        };
+        assert!(id_number(&m) > before, "ids went back: {before} then {m}");
+    }
+}
