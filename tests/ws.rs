@@ -965,3 +965,48 @@ fn redis_killed_and_restarted_under_load_every_client_is_told_and_resynchronised
         assert!(id_number(&m) > before, "ids went back: {before} then {m}");
     }
 }
+
+#[test]
+fn redis_paused_for_ten_seconds_under_load_is_signalled_and_recovered() {
+    let (redis, gw, mut con) = start(DriverKind::Auto);
+    let addr = gw.local_addr();
+    let mut clients: Vec<Client> = (0..100)
+        .map(|_| {
+            let (mut c, _) = Client::connect(addr, "/ws");
+            c.send(r#"{"type":"subscribe","data":{"channels":[1001],"data_types":["T"],"interval":100}}"#);
+            c.recv_type("subscribe_ack");
+            c
+        })
+        .collect();
+    write(&mut con, "comsrv:1001:T", r#"{"1":1}"#, None);
+    let pid = redis.pid().to_string();
+    let signal = |sig: &str| {
+        assert!(std::process::Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .unwrap()
+            .success());
+    };
+    signal("-STOP");
+    let paused = Instant::now();
+    for c in &mut clients {
+        let s = c.recv_type("status");
+        assert_eq!(s["data"]["source"], "degraded", "{s}");
+    }
+    // Nothing presents the frozen values as current meanwhile.
+    assert_eq!(
+        get_ok(addr, "/api/channels/1001/status")["data"]["status"],
+        "unavailable"
+    );
+    assert_eq!(get_ok(addr, "/health")["data"]["status"], "degraded");
+    std::thread::sleep(Duration::from_secs(10).saturating_sub(paused.elapsed()));
+    signal("-CONT");
+    for c in &mut clients {
+        let s = c.recv_type("status");
+        assert_eq!(s["data"]["source"], "healthy", "{s}");
+    }
+    write(&mut con, "comsrv:1001:T", r#"{"1":2}"#, None);
+    for c in &mut clients {
+        while c.recv_type("data_update")["data"]["values"]["1"] != 2 {}
+    }
+}
