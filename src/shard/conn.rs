@@ -137,17 +137,7 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, ctx: Rc<ShardCtx>) {
     let cfg = &ctx.shared.config;
     let now = crate::time::now_millis;
     if let Some(err) = counted.refusal() {
-        let mut out = Vec::new();
-        write_response(
-            &mut out,
-            &Response::error(&err, now()),
-            false,
-            false,
-            &cfg.http.cors_origin,
-        );
-        let (_, _) = stream.write_all(out).await;
-        linger_close(stream).await;
-        return;
+        return answer_and_close(stream, &err, &cfg.http.cors_origin).await;
     }
     let limits = Limits {
         max_head_bytes: cfg.http.max_head_bytes,
@@ -288,20 +278,20 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, ctx: Rc<ShardCtx>) {
 }
 
 /// 408 for a request whose head or body did not arrive within `request_timeout_secs`.
-async fn request_timed_out(mut stream: TcpStream, cors: &str) {
+async fn request_timed_out(stream: TcpStream, cors: &str) {
     let err = ApiError::new(
         ErrorCode::RequestTimeout,
         "Request timeout",
         "the request's head and body must arrive within the request timeout",
     );
+    answer_and_close(stream, &err, cors).await;
+}
+
+/// Sends `err` as the last response (a second at most: the client may not read) and closes.
+async fn answer_and_close(mut stream: TcpStream, err: &ApiError, cors: &str) {
     let mut out = Vec::new();
-    write_response(
-        &mut out,
-        &Response::error(&err, crate::time::now_millis()),
-        false,
-        false,
-        cors,
-    );
+    let resp = Response::error(err, crate::time::now_millis());
+    write_response(&mut out, &resp, false, false, cors);
     let _ = monoio::time::timeout(Duration::from_secs(1), stream.write_all(out)).await;
     linger_close(stream).await;
 }
