@@ -38,13 +38,17 @@ pub struct Stats {
 pub struct Needs {
     /// A live Redis round trip (asked of the feed, with a short deadline).
     pub redis_rtt: bool,
+    /// The gateway's counters (other routes get `Stats::default()`).
+    pub stats: bool,
 }
 
 /// What `req` needs; only a well-formed `GET /health/detailed` asks for anything.
 pub fn needs(req: &Request) -> Needs {
+    let detailed = matches!(req.method, Method::Get | Method::Head)
+        && matches!(route(&req.path), Ok(Some(Route::HealthDetailed)));
     Needs {
-        redis_rtt: matches!(req.method, Method::Get | Method::Head)
-            && matches!(route(&req.path), Ok(Some(Route::HealthDetailed))),
+        redis_rtt: detailed,
+        stats: detailed,
     }
 }
 

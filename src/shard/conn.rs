@@ -90,7 +90,8 @@ const HEALTH_RTT_DEADLINE: Duration = Duration::from_millis(250);
 /// Answers one REST request from the feed's latest state, first gathering what the route
 /// needs (the live Redis round trip for `/health/detailed`).
 async fn respond(ctx: &ShardCtx, conn: ConnId, req: &Request) -> Response {
-    let redis_rtt = if api::needs(req).redis_rtt {
+    let needs = api::needs(req);
+    let redis_rtt = if needs.redis_rtt {
         match ctx
             .ask_feed(conn, FeedRequest::RedisPing, HEALTH_RTT_DEADLINE)
             .await
@@ -108,7 +109,12 @@ async fn respond(ctx: &ShardCtx, conn: ConnId, req: &Request) -> Response {
         snapshot: &snapshot,
         redis: &redis,
         config: &shared.config,
-        stats: shared.stats(),
+        // Only /health/detailed reports them: other requests skip the clock read.
+        stats: if needs.stats {
+            shared.stats()
+        } else {
+            api::Stats::default()
+        },
         redis_rtt,
     };
     let now = crate::time::now_millis();

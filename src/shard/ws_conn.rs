@@ -132,7 +132,7 @@ impl WsConn {
             match a {
                 Action::Raw(bytes) => self.push(Chunk::Owned(bytes)),
                 _ if self.closing.get().is_some() => {}
-                Action::Reply(json) => self.push(Chunk::Owned(wire::ws::text_frame(&json))),
+                Action::Reply(json) => self.push(Chunk::Owned(wire::frame::text(&json))),
                 Action::Frame(f) => self.push(Chunk::Shared(f)),
             }
         }

@@ -107,11 +107,6 @@ pub fn build_frame(seq: u64, iso: &str, fragments: &[&[u8]]) -> Frame {
     unsafe { frame.assume_init() }
 }
 
-/// A reply as a complete text frame.
-pub fn text_frame(json: &[u8]) -> Vec<u8> {
-    frame::text(json)
-}
-
 fn write_ids(out: &mut Vec<u8>, ids: &[ChannelId]) {
     out.push(b'[');
     for (i, id) in ids.iter().enumerate() {
