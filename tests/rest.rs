@@ -267,16 +267,7 @@ fn a_paused_redis_makes_the_round_trip_null_without_hanging_health() {
     let redis = redis();
     let gw = gateway(&redis, voltage_gateway::config::DriverKind::Auto);
     let addr = gw.local_addr();
-    let pid = redis.pid().to_string();
-    let signal = |sig: &str| {
-        let ok = std::process::Command::new("kill")
-            .args([sig, &pid])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill {sig}");
-    };
-    signal("-STOP");
+    redis.pause();
     // Several checks: some find the feed blocked on the paused Redis, others find it
     // reconnecting; none may hang or report a round trip.
     for _ in 0..4 {
@@ -289,7 +280,7 @@ fn a_paused_redis_makes_the_round_trip_null_without_hanging_health() {
         );
         assert!(took < Duration::from_secs(1), "health took {took:?}");
     }
-    signal("-CONT");
+    redis.resume();
     wait_until("round trip again", Duration::from_secs(10), || {
         get_ok(addr, "/health/detailed")["data"]["dependencies"]["redis"]["rtt_ms"].is_number()
     });
@@ -655,20 +646,7 @@ fn pipelined_requests_without_reading_hold_bounded_memory() {
     let gw = gateway(&redis, voltage_gateway::config::DriverKind::Auto);
     let addr = gw.local_addr();
     let mut con = redis_con(&redis);
-    // 1,000 channels: every `GET /api/channels` answer is ~75 KB.
-    let mut pipe = redis::pipe();
-    for ch in 1..=1000 {
-        pipe.cmd("FCALL")
-            .arg("comsrv_write_data")
-            .arg(1)
-            .arg(format!("comsrv:{ch}:T"))
-            .arg(r#"{"1":1.5,"2":2.5}"#)
-            .ignore();
-    }
-    pipe.query::<()>(&mut con).unwrap();
-    wait_until("1000 channels", Duration::from_secs(5), || {
-        channel_ids(addr).len() == 1000
-    });
+    seed_1000_channels(&mut con, addr);
     let mut s = connect(addr);
     s.set_write_timeout(Some(Duration::from_secs(3))).unwrap();
     // A big first request grows the connection's input buffer ...
@@ -768,19 +746,7 @@ fn a_client_that_does_not_read_its_answers_is_closed_after_the_send_timeout() {
     wait_until("loaded", Duration::from_secs(5), || {
         gw.published().snapshot.load().loaded
     });
-    let mut pipe = redis::pipe();
-    for ch in 1..=1000 {
-        pipe.cmd("FCALL")
-            .arg("comsrv_write_data")
-            .arg(1)
-            .arg(format!("comsrv:{ch}:T"))
-            .arg(r#"{"1":1.5,"2":2.5}"#)
-            .ignore();
-    }
-    pipe.query::<()>(&mut con).unwrap();
-    wait_until("1000 channels", Duration::from_secs(5), || {
-        channel_ids(addr).len() == 1000
-    });
+    seed_1000_channels(&mut con, addr);
     // 100 pipelined requests for ~75 KB each, and no reading for 3 s.
     let mut s = connect(addr);
     let get = b"GET /api/channels HTTP/1.1\r\nHost: t\r\n\r\n";
@@ -801,4 +767,22 @@ fn a_client_that_does_not_read_its_answers_is_closed_after_the_send_timeout() {
     };
     assert!(ended, "the connection was still open after {total} bytes");
     assert!(total < 100 * 70_000, "all {total} bytes were delivered");
+}
+
+/// Writes 1,000 channels (two points each: every `GET /api/channels` answer is ~75 KB) and
+/// waits until the gateway serves them all.
+fn seed_1000_channels(con: &mut redis::Connection, addr: std::net::SocketAddr) {
+    let mut pipe = redis::pipe();
+    for ch in 1..=1000 {
+        pipe.cmd("FCALL")
+            .arg("comsrv_write_data")
+            .arg(1)
+            .arg(format!("comsrv:{ch}:T"))
+            .arg(r#"{"1":1.5,"2":2.5}"#)
+            .ignore();
+    }
+    pipe.query::<()>(con).unwrap();
+    wait_until("1000 channels", Duration::from_secs(5), || {
+        channel_ids(addr).len() == 1000
+    });
 }

@@ -173,17 +173,7 @@ both_drivers!(snapshot_then_only_changed_points, driver, {
     // Ids increase per connection.
     write(&mut con, "comsrv:1001:T", r#"{"1":1}"#, None);
     let next = c.recv();
-    let n = |v: &Json| {
-        v["id"]
-            .as_str()
-            .unwrap()
-            .rsplit('_')
-            .next()
-            .unwrap()
-            .parse::<u64>()
-            .unwrap()
-    };
-    assert!(n(&next) > n(&upd), "{next} after {upd}");
+    assert!(push_number(&next) > push_number(&upd), "{next} after {upd}");
 });
 
 #[test]
@@ -772,13 +762,9 @@ fn push_ids_keep_increasing_across_a_redis_reset() {
     });
     let (mut c, _) = Client::connect(addr, "/ws");
     c.send(r#"{"type":"subscribe","id":"s","data":{"channels":[1001],"data_types":["T"],"interval":100}}"#);
-    let id_number = |m: &Json| -> u64 {
-        let id = m["id"].as_str().unwrap();
-        id.rsplit('_').next().unwrap().parse().unwrap()
-    };
     c.recv_type("subscribe_ack");
     let snapshot = c.recv_type("data_update");
-    let before = id_number(&snapshot);
+    let before = push_number(&snapshot);
     assert!(before >= 40, "{snapshot}");
     // FLUSHALL: seq and epoch start over; the gateway resynchronises.
     redis::cmd("FLUSHALL").query::<()>(&mut con).unwrap();
@@ -791,7 +777,7 @@ fn push_ids_keep_increasing_across_a_redis_reset() {
         }
     };
     assert!(
-        id_number(&after) > before,
+        push_number(&after) > before,
         "push ids must increase per connection: {before} then {after}"
     );
 }
@@ -902,24 +888,7 @@ fn shutdown_under_load_closes_every_client_with_going_away_in_time() {
 fn redis_killed_and_restarted_under_load_every_client_is_told_and_resynchronised() {
     let (mut redis, gw, mut con) = start(DriverKind::Auto);
     let addr = gw.local_addr();
-    let mut clients: Vec<Client> = (0..300)
-        .map(|_| {
-            let (mut c, _) = Client::connect(addr, "/ws");
-            c.send(r#"{"type":"subscribe","data":{"channels":[1001],"data_types":["T"],"interval":100}}"#);
-            c.recv_type("subscribe_ack");
-            c
-        })
-        .collect();
-    let id_number = |m: &Json| -> u64 {
-        m["id"]
-            .as_str()
-            .unwrap()
-            .rsplit('_')
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap()
-    };
+    let mut clients = subscribed_to_1001(addr, 300);
     // Load: a write every 10 ms until Redis dies.
     for v in 0..50 {
         write(&mut con, "comsrv:1001:T", &format!(r#"{{"1":{v}}}"#), None);
@@ -933,7 +902,7 @@ fn redis_killed_and_restarted_under_load_every_client_is_told_and_resynchronised
                 break m;
             }
         };
-        last_ids.push(id_number(&m));
+        last_ids.push(push_number(&m));
     }
     redis.kill();
     for c in &mut clients {
@@ -962,7 +931,7 @@ fn redis_killed_and_restarted_under_load_every_client_is_told_and_resynchronised
                 break m;
             }
         };
-        assert!(id_number(&m) > before, "ids went back: {before} then {m}");
+        assert!(push_number(&m) > before, "ids went back: {before} then {m}");
     }
 }
 
@@ -970,24 +939,9 @@ fn redis_killed_and_restarted_under_load_every_client_is_told_and_resynchronised
 fn redis_paused_for_ten_seconds_under_load_is_signalled_and_recovered() {
     let (redis, gw, mut con) = start(DriverKind::Auto);
     let addr = gw.local_addr();
-    let mut clients: Vec<Client> = (0..100)
-        .map(|_| {
-            let (mut c, _) = Client::connect(addr, "/ws");
-            c.send(r#"{"type":"subscribe","data":{"channels":[1001],"data_types":["T"],"interval":100}}"#);
-            c.recv_type("subscribe_ack");
-            c
-        })
-        .collect();
+    let mut clients = subscribed_to_1001(addr, 100);
     write(&mut con, "comsrv:1001:T", r#"{"1":1}"#, None);
-    let pid = redis.pid().to_string();
-    let signal = |sig: &str| {
-        assert!(std::process::Command::new("kill")
-            .args([sig, &pid])
-            .status()
-            .unwrap()
-            .success());
-    };
-    signal("-STOP");
+    redis.pause();
     let paused = Instant::now();
     for c in &mut clients {
         let s = c.recv_type("status");
@@ -1000,7 +954,7 @@ fn redis_paused_for_ten_seconds_under_load_is_signalled_and_recovered() {
     );
     assert_eq!(get_ok(addr, "/health")["data"]["status"], "degraded");
     std::thread::sleep(Duration::from_secs(10).saturating_sub(paused.elapsed()));
-    signal("-CONT");
+    redis.resume();
     for c in &mut clients {
         let s = c.recv_type("status");
         assert_eq!(s["data"]["source"], "healthy", "{s}");
@@ -1009,4 +963,28 @@ fn redis_paused_for_ten_seconds_under_load_is_signalled_and_recovered() {
     for c in &mut clients {
         while c.recv_type("data_update")["data"]["values"]["1"] != 2 {}
     }
+}
+
+/// `n` clients subscribed to 1001's telemetry at interval 100, each past its ack.
+fn subscribed_to_1001(addr: std::net::SocketAddr, n: usize) -> Vec<Client> {
+    (0..n)
+        .map(|_| {
+            let (mut c, _) = Client::connect(addr, "/ws");
+            c.send(r#"{"type":"subscribe","data":{"channels":[1001],"data_types":["T"],"interval":100}}"#);
+            c.recv_type("subscribe_ack");
+            c
+        })
+        .collect()
+}
+
+/// The number in a push's id (`update_{n}` / `batch_{n}`).
+fn push_number(m: &Json) -> u64 {
+    m["id"]
+        .as_str()
+        .unwrap()
+        .rsplit('_')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
 }

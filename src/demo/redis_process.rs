@@ -118,9 +118,24 @@ impl RedisProcess {
         let _ = self.child.wait();
     }
 
-    /// The server's process id (fault tests pause it with SIGSTOP).
-    pub fn pid(&self) -> u32 {
-        self.child.id()
+    /// Freezes the server (SIGSTOP): connections stay open, nothing is answered. Fault tests.
+    pub fn pause(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// Lets a paused server run again (SIGCONT).
+    pub fn resume(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        let ok = unsafe { libc::kill(self.child.id() as i32, sig) } == 0;
+        assert!(
+            ok,
+            "cannot signal redis-server: {}",
+            std::io::Error::last_os_error()
+        );
     }
 
     /// Starts it again on the same port (tests of the Redis-down path).
