@@ -37,8 +37,10 @@ pub fn percent_decode(s: &str, plus_is_space: bool) -> Option<String> {
 /// Decodes a request path. An encoded `/` (`%2F`) or NUL is refused: decoding it before
 /// routing would let `/api/channels%2F1001%2Fstatus` name a route the client did not write.
 pub fn decode_path(raw: &str) -> Option<String> {
-    let lower = raw.to_ascii_lowercase();
-    if lower.contains("%2f") || lower.contains("%00") {
+    // No lower-cased copy per request: most paths have no '%' at all.
+    let encodes_slash_or_nul =
+        |w: &[u8]| w[0] == b'%' && matches!((w[1], w[2] | 0x20), (b'2', b'f') | (b'0', b'0'));
+    if raw.contains('%') && raw.as_bytes().windows(3).any(encodes_slash_or_nul) {
         return None;
     }
     percent_decode(raw, false)
