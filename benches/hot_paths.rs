@@ -117,12 +117,14 @@ fn frame_assembly(c: &mut Criterion) {
         .map(|ch| {
             let st = TypeState::new(1, points(20));
             let ids: Vec<PointId> = (1..=20).collect();
-            voltage_gateway::site::tick::render_update(
+            voltage_gateway::site::tick::render_change(
                 ChannelId(1001 + ch),
                 DataType::Telemetry,
-                &st,
+                Some(&st),
                 &ids,
             )
+            .0
+            .expect("every point exists")
         })
         .collect();
     let refs: Vec<&[u8]> = fragments.iter().map(Vec::as_slice).collect();

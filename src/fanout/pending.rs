@@ -2,9 +2,9 @@
 //! times a point changes before the push, the push carries its latest value once.
 
 use crate::model::{ChannelId, DataType, PointId};
-use crate::site::tick::{render_update, TickChange};
+use crate::site::tick::{render_change, Rendered, TickChange};
 use crate::site::Snapshot;
-use crate::wire::ws::build_frame;
+use crate::wire::ws::build_push;
 use crate::wire::Frame;
 use smallvec::SmallVec;
 use std::rc::Rc;
@@ -91,36 +91,40 @@ impl Pending {
         self.entries.retain(|((c, t), _)| keep(*c, *t));
     }
 
-    /// The push frame for these changes with values from `snap` (the latest state);
-    /// `None` if nothing is left to send. Updates are ordered by (channel, type), so the
-    /// bytes depend only on the content.
+    /// The push for these changes with values from `snap` (the latest state): updates for
+    /// the points that exist, a removal for those that vanished; `None` if nothing is left to
+    /// send. Ordered by (channel, type), so the bytes depend only on the content.
     pub fn render(&mut self, snap: &Snapshot, seq: u64, iso: &str) -> Option<Frame> {
         self.entries.sort_unstable_by_key(|(k, _)| *k);
         // Entries merged over several ticks are rendered from the latest state.
-        let owned: SmallVec<[Option<Vec<u8>>; 16]> = self
+        let owned: SmallVec<[Rendered; 16]> = self
             .entries
             .iter()
             .map(|((ch, t), e)| match e {
-                Entry::Single(_) => None,
-                Entry::Merged(points) => snap
-                    .channels
-                    .get(ch)
-                    .and_then(|c| c.get(*t))
-                    .map(|state| render_update(*ch, *t, state, points)),
+                Entry::Single(_) => (None, None),
+                Entry::Merged(points) => {
+                    let state = snap.channels.get(ch).and_then(|c| c.get(*t));
+                    render_change(*ch, *t, state.map(|s| &**s), points)
+                }
             })
             .collect();
-        let fragments: SmallVec<[&[u8]; 16]> = self
-            .entries
-            .iter()
-            .zip(&owned)
-            .filter_map(|((_, e), o)| match e {
-                Entry::Single(c) => Some(&*c.fragment),
-                Entry::Merged(_) => o.as_deref(),
-            })
-            .collect();
-        if fragments.is_empty() {
-            return None;
+        let mut updates: SmallVec<[&[u8]; 16]> = SmallVec::new();
+        let mut removals: SmallVec<[&[u8]; 4]> = SmallVec::new();
+        for ((_, e), (update, removal)) in self.entries.iter().zip(&owned) {
+            let (update, removal) = match e {
+                Entry::Single(c) => (&*c.fragment, &*c.removal),
+                Entry::Merged(_) => (
+                    update.as_deref().unwrap_or_default(),
+                    removal.as_deref().unwrap_or_default(),
+                ),
+            };
+            if !update.is_empty() {
+                updates.push(update);
+            }
+            if !removal.is_empty() {
+                removals.push(removal);
+            }
         }
-        Some(build_frame(seq, iso, &fragments))
+        build_push(seq, iso, &updates, &removals)
     }
 }

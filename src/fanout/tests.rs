@@ -48,6 +48,24 @@ fn payload(f: &Frame) -> String {
     String::from_utf8(f[skip..].to_vec()).unwrap()
 }
 
+/// Every message in a frame buffer (a push with removals holds two).
+fn payloads(mut f: &[u8]) -> Vec<String> {
+    let mut out = Vec::new();
+    while !f.is_empty() {
+        let (skip, len) = match f[1] {
+            126 => (4, u16::from_be_bytes([f[2], f[3]]) as usize),
+            127 => (
+                10,
+                u64::from_be_bytes(f[2..10].try_into().unwrap()) as usize,
+            ),
+            n => (2, n as usize),
+        };
+        out.push(String::from_utf8(f[skip..skip + len].to_vec()).unwrap());
+        f = &f[skip + len..];
+    }
+    out
+}
+
 /// Feeds writes through a real store, like the feed thread does.
 struct Site {
     store: Store,
@@ -60,6 +78,33 @@ impl Site {
             store: Store::default(),
             seq: 0,
         }
+    }
+
+    /// A tick where each member's hash holds exactly `fields` (none: it was deleted).
+    fn replace(&mut self, time_ms: i64, writes: &[(&str, &[(&str, &str)])]) -> Arc<Tick> {
+        let mut changes = Vec::new();
+        for (member, fields) in writes {
+            self.seq += 1;
+            let mut f: Vec<(Vec<u8>, Vec<u8>)> = fields
+                .iter()
+                .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
+                .collect();
+            if !f.is_empty() {
+                f.push((b"_timestamp".to_vec(), b"1".to_vec()));
+            }
+            changes.extend(self.store.apply(member, &f));
+        }
+        self.publish(time_ms, &changes)
+    }
+
+    fn publish(&self, time_ms: i64, changes: &[crate::site::change::Change]) -> Arc<Tick> {
+        let snap = Arc::new(Snapshot {
+            seq: self.seq,
+            epoch: "e".into(),
+            loaded: true,
+            channels: self.store.channels.clone(),
+        });
+        Arc::new(Tick::new(snap, changes, time_ms))
     }
 
     fn tick(&mut self, time_ms: i64, writes: &[(&str, &[(&str, &str)])]) -> Arc<Tick> {
@@ -82,13 +127,7 @@ impl Site {
             f.push((b"_timestamp".to_vec(), b"1".to_vec()));
             changes.extend(self.store.apply(member, &f));
         }
-        let snap = Arc::new(Snapshot {
-            seq: self.seq,
-            epoch: "e".into(),
-            loaded: true,
-            channels: self.store.channels.clone(),
-        });
-        Arc::new(Tick::new(snap, &changes, time_ms))
+        self.publish(time_ms, &changes)
     }
 }
 
@@ -411,4 +450,85 @@ fn a_device_writing_at_the_interval_rate_is_never_conflated() {
     for (i, f) in rec.texts(1).iter().enumerate() {
         assert!(f.contains(&format!(r#""values":{{"1":{i}}}"#)), "{f}");
     }
+}
+
+#[test]
+fn vanished_points_and_hashes_are_signalled_and_the_subscription_is_kept() {
+    let (mut site, mut fan) = setup();
+    let mut rec = Recorder::default();
+    fan.add_member(1, true);
+    fan.sub(1, &sub(&[1001, 1002], &[T, S], 100), 0).unwrap();
+
+    // Point 2 deleted from 1001:T, point 1 changed: the update and the removal, one write.
+    rec.now = 150;
+    fan.on_tick(site.replace(150, &[("1001:T", &[("1", "26")])]), &mut rec);
+    let got = payloads(&rec.frames[&1][0].1);
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(
+        got[0].ends_with(r#""data":{"channel_id":1001,"data_type":"T","values":{"1":26}}}"#),
+        "{got:?}"
+    );
+    assert!(
+        got[1].starts_with(r#"{"type":"data_removed","id":"removed_3","#),
+        "{got:?}"
+    );
+    assert!(
+        got[1]
+            .ends_with(r#""data":{"removed":[{"channel_id":1001,"data_type":"T","points":[2]}]}}"#),
+        "{got:?}"
+    );
+
+    // The whole 1002:S hash (so the channel) vanishes: every point it had is listed.
+    rec.now = 300;
+    fan.on_tick(site.replace(300, &[("1002:S", &[])]), &mut rec);
+    let got = payloads(&rec.frames[&1][1].1);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(
+        got[0].ends_with(
+            r#""data":{"removed":[{"channel_id":1002,"data_type":"S","points":[10,11]}]}}"#
+        ),
+        "{got:?}"
+    );
+
+    // It reappears: still subscribed, so it is pushed again.
+    rec.now = 450;
+    fan.on_tick(site.replace(450, &[("1002:S", &[("10", "1")])]), &mut rec);
+    let got = payloads(&rec.frames[&1][2].1);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(
+        got[0].ends_with(r#""data":{"channel_id":1002,"data_type":"S","values":{"10":1}}}"#),
+        "{got:?}"
+    );
+}
+
+#[test]
+fn removals_are_conflated_like_values() {
+    let (mut site, mut fan) = setup();
+    let mut rec = Recorder::default();
+    fan.add_member(1, true);
+    fan.sub(1, &sub(&[1001], &[T], 1000), 0).unwrap();
+    // Within one interval: point 1 removed then back with a new value, point 2 changed then
+    // removed. The push says what holds at its time: 1 has a value, 2 is gone.
+    for (t, fields) in [
+        (100, &[("2", "7")][..]),
+        (200, &[("2", "8")][..]),
+        (300, &[("1", "30")][..]),
+    ] {
+        rec.now = t;
+        fan.on_tick(site.replace(t, &[("1001:T", fields)]), &mut rec);
+    }
+    assert!(!rec.frames.contains_key(&1), "nothing before the interval");
+    rec.now = 1000;
+    fan.on_timer(1000, &mut rec);
+    let got = payloads(&rec.frames[&1][0].1);
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(
+        got[0].ends_with(r#""data":{"channel_id":1001,"data_type":"T","values":{"1":30}}}"#),
+        "{got:?}"
+    );
+    assert!(
+        got[1]
+            .ends_with(r#""data":{"removed":[{"channel_id":1001,"data_type":"T","points":[2]}]}}"#),
+        "{got:?}"
+    );
 }

@@ -114,6 +114,8 @@ pub struct WsConn {
     killed: Notify,
     /// A close frame is queued: no more data frames; the writer ends once the queue is empty.
     closing: Cell<Option<Instant>>,
+    /// Closed because the peer stopped answering: the sweep waits only briefly for its reply.
+    unresponsive: Cell<bool>,
     last_read: Cell<Instant>,
     last_ping: Cell<Instant>,
 }
@@ -148,6 +150,7 @@ impl WsConn {
         self.protocol.borrow_mut().close(why, &mut out);
         self.send(out);
         self.closing.set(Some(Instant::now()));
+        self.unresponsive.set(why.peer_unresponsive());
         self.writable.notify();
     }
 
@@ -265,6 +268,7 @@ pub async fn serve<G>(
         writable: Notify::default(),
         killed: Notify::default(),
         closing: Cell::new(None),
+        unresponsive: Cell::new(false),
         last_read: Cell::new(now),
         last_ping: Cell::new(now),
     });
@@ -473,8 +477,13 @@ pub fn sweep(ctx: &ShardCtx) {
     let conns: Vec<Rc<WsConn>> = ctx.ws.borrow().conns.values().cloned().collect();
     for c in conns {
         if let Some(since) = c.closing.get() {
-            // A congested peer will not read its close frame either: don't wait long for it.
-            let grace = if c.over_budget.get() { 1 } else { 5 };
+            // A congested or silent peer will not answer its close frame either: don't wait
+            // long for it (a peer that vanished without a FIN never will).
+            let grace = if c.over_budget.get() || c.unresponsive.get() {
+                1
+            } else {
+                5
+            };
             if now.duration_since(since) > Duration::from_secs(grace) {
                 c.kill();
             }

@@ -53,7 +53,7 @@ impl Store {
             (None, None) => None,
             (Some(old), Some(new)) if *old == new => None,
             (old, Some(new)) => {
-                let points = changed_points(old.as_deref(), &new);
+                let points = changed_points(old.as_deref(), Some(&new));
                 let new = Arc::new(new);
                 let ch = self.channels.entry(channel).or_default();
                 ch.types[data_type.index()] = Some(new.clone());
@@ -64,7 +64,7 @@ impl Store {
                     points,
                 })
             }
-            (Some(_), None) => {
+            (Some(old), None) => {
                 if let Some(ch) = self.channels.get_mut(&channel) {
                     ch.types[data_type.index()] = None;
                     if ch.is_empty() {
@@ -75,7 +75,7 @@ impl Store {
                     channel,
                     data_type,
                     state: None,
-                    points: Vec::new(),
+                    points: changed_points(Some(&old), None),
                 })
             }
         }
@@ -104,9 +104,7 @@ impl Store {
                         channel: *id,
                         data_type: t,
                         state: b.cloned(),
-                        points: b
-                            .map(|b| changed_points(a.map(|a| &**a), b))
-                            .unwrap_or_default(),
+                        points: changed_points(a.map(|a| &**a), b.map(|b| &**b)),
                     });
                 }
             }
@@ -147,6 +145,7 @@ mod tests {
         assert_eq!(s.channels[&ChannelId(1001)].active_points(), 2);
         let gone = s.apply("1001:T", &[]).unwrap();
         assert!(gone.state.is_none());
+        assert_eq!(gone.points, vec![1, 2], "the vanished points");
         assert!(s.channels.is_empty());
         assert_eq!(s.apply("bad", &f), None);
         s.apply("1001:T", &f);
@@ -156,5 +155,6 @@ mod tests {
         let d = s.diff(&n);
         assert_eq!(d.len(), 2, "1001:T changed, 1002:S vanished");
         assert!(d[1].state.is_none());
+        assert_eq!(d[1].points, vec![1, 2]);
     }
 }

@@ -5,7 +5,7 @@
 use super::change::Change;
 use super::{Snapshot, TypeState};
 use crate::model::{ChannelId, DataType, PointId, TypeMask};
-use crate::wire::values::{values, write_update};
+use crate::wire::values::{values, write_removal, write_update};
 use crate::wire::{iso, Frame};
 use rustc_hash::FxHashMap as HashMap;
 use std::sync::{Arc, Mutex};
@@ -18,10 +18,14 @@ pub type SubKey = Vec<(ChannelId, TypeMask)>;
 pub struct TickChange {
     pub channel: ChannelId,
     pub data_type: DataType,
-    /// Shared by every group's pending set that takes this change (no per-group copy).
+    /// Changed and vanished points. Shared by every group's pending set that takes this
+    /// change (no per-group copy).
     pub points: Arc<[PointId]>,
-    /// `{"channel_id":…,"data_type":…,"values":{changed points}}`, rendered once.
+    /// `{"channel_id":…,"data_type":…,"values":{changed points}}`, rendered once; empty when
+    /// the change only removed points.
     pub fragment: Arc<[u8]>,
+    /// `{"channel_id":…,"data_type":…,"points":[vanished ids]}`; empty when none vanished.
+    pub removal: Arc<[u8]>,
 }
 
 /// Cache key: the same subscription pushed over the same seq range has the same bytes.
@@ -38,26 +42,50 @@ pub struct Tick {
     frames: Mutex<HashMap<FrameKey, Frame>>,
 }
 
-/// The update object for `points` of `state` (points that no longer exist are skipped).
-pub fn render_update(
+/// A change rendered: its update object and its removal object, each `None` when empty.
+pub type Rendered = (Option<Vec<u8>>, Option<Vec<u8>>);
+
+/// The update object for the `points` present in `state` and the removal object for those
+/// that are not (a missing state has no points).
+pub fn render_change(
     channel: ChannelId,
     t: DataType,
-    state: &TypeState,
+    state: Option<&TypeState>,
     points: &[PointId],
-) -> Vec<u8> {
-    let mut out = Vec::with_capacity(48 + points.len() * 16);
-    if points.len() == state.points.len() {
-        write_update(&mut out, channel, t, &state.values_json);
-        return out;
+) -> Rendered {
+    let Some(state) = state else {
+        return (
+            None,
+            (!points.is_empty()).then(|| removal(channel, t, points)),
+        );
+    };
+    let update = |values_json: &[u8]| {
+        let mut out = Vec::with_capacity(48 + values_json.len());
+        write_update(&mut out, channel, t, values_json);
+        out
+    };
+    let all = points.len() == state.points.len()
+        && points.iter().zip(&state.points).all(|(p, (id, _))| p == id);
+    if all {
+        return (Some(update(&state.values_json)), None);
     }
-    let selected: Vec<_> = points
-        .iter()
-        .filter_map(|p| {
-            let i = state.points.binary_search_by_key(p, |(id, _)| *id).ok()?;
-            Some(state.points[i].clone())
-        })
-        .collect();
-    write_update(&mut out, channel, t, &values(&selected));
+    let mut present = Vec::with_capacity(points.len());
+    let mut gone = Vec::new();
+    for p in points {
+        match state.points.binary_search_by_key(p, |(id, _)| *id) {
+            Ok(i) => present.push(&state.points[i]),
+            Err(_) => gone.push(*p),
+        }
+    }
+    (
+        (!present.is_empty()).then(|| update(&values(present))),
+        (!gone.is_empty()).then(|| removal(channel, t, &gone)),
+    )
+}
+
+fn removal(channel: ChannelId, t: DataType, points: &[PointId]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(48 + points.len() * 6);
+    write_removal(&mut out, channel, t, points);
     out
 }
 
@@ -66,17 +94,17 @@ impl Tick {
     pub fn new(snapshot: Arc<Snapshot>, changes: &[Change], time_ms: i64) -> Tick {
         let changes = changes
             .iter()
-            .filter_map(|c| {
-                let state = c.state.as_ref()?;
-                if c.points.is_empty() {
-                    return None;
-                }
-                Some(TickChange {
+            .filter(|c| !c.points.is_empty())
+            .map(|c| {
+                let (update, removal) =
+                    render_change(c.channel, c.data_type, c.state.as_deref(), &c.points);
+                TickChange {
                     channel: c.channel,
                     data_type: c.data_type,
-                    fragment: render_update(c.channel, c.data_type, state, &c.points).into(),
+                    fragment: update.unwrap_or_default().into(),
+                    removal: removal.unwrap_or_default().into(),
                     points: c.points.as_slice().into(),
-                })
+                }
             })
             .collect();
         Tick {

@@ -30,6 +30,12 @@ impl Disconnect {
         }
     }
 
+    /// Whether the peer has shown it is not listening (silent for the idle timeout, or not
+    /// reading): its close reply is not worth the usual wait.
+    pub fn peer_unresponsive(self) -> bool {
+        matches!(self, Disconnect::IdleTimeout | Disconnect::TooSlow)
+    }
+
     /// The close frame's reason text.
     pub fn reason(self) -> &'static str {
         match self {

@@ -42,6 +42,19 @@ pub fn write_update(out: &mut Vec<u8>, channel: ChannelId, t: DataType, values: 
     out.push(b'}');
 }
 
+/// A push's removal: `{"channel_id":…,"data_type":…,"points":[…]}`, the ids that vanished.
+pub fn write_removal(out: &mut Vec<u8>, channel: ChannelId, t: DataType, points: &[PointId]) {
+    write_channel_and_type(out, channel, t);
+    out.extend_from_slice(b",\"points\":[");
+    for (i, p) in points.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        json::write_u64(out, u64::from(*p));
+    }
+    out.extend_from_slice(b"]}");
+}
+
 /// A REST realtime record: `{"channel_id":…,"data_type":…,"timestamp":…,"values":…}`.
 pub fn write_record(
     out: &mut Vec<u8>,

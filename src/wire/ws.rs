@@ -19,7 +19,11 @@ const CLOSE: &[u8] = b"}";
 
 /// `{"type":kind,"id":id,"timestamp":<now>,"data":<data>}`.
 pub fn envelope(kind: &str, id: &str, now: i64, data: &[u8]) -> Vec<u8> {
-    let iso = super::iso(now);
+    envelope_at(kind, id, &super::iso(now), data)
+}
+
+/// [`envelope`] with the timestamp already rendered.
+fn envelope_at(kind: &str, id: &str, iso: &str, data: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(data.len() + 96);
     out.extend_from_slice(OPEN);
     out.extend_from_slice(kind.as_bytes());
@@ -105,6 +109,37 @@ pub fn build_frame(seq: u64, iso: &str, fragments: &[&[u8]]) -> Frame {
     assert_eq!(at, buf.len(), "frame size computed up front");
     // SAFETY: every byte was written above (the assert checks the count).
     unsafe { frame.assume_init() }
+}
+
+/// A push: [`build_frame`] for the updates, followed — in the same buffer, so one write — by
+/// `data_removed` (id `removed_{seq}`, `{"removed":[…]}`) when points the client holds
+/// vanished. `None` when there is nothing to send.
+pub fn build_push(seq: u64, iso: &str, updates: &[&[u8]], removals: &[&[u8]]) -> Option<Frame> {
+    if removals.is_empty() {
+        return (!updates.is_empty()).then(|| build_frame(seq, iso, updates));
+    }
+    let mut data = Vec::from(&b"{\"removed\":["[..]);
+    for (i, r) in removals.iter().enumerate() {
+        if i > 0 {
+            data.push(b',');
+        }
+        data.extend_from_slice(r);
+    }
+    data.extend_from_slice(b"]}");
+    let removed = frame::text(&envelope_at(
+        "data_removed",
+        &format!("removed_{seq}"),
+        iso,
+        &data,
+    ));
+    if updates.is_empty() {
+        return Some(removed.into());
+    }
+    Some(
+        [&build_frame(seq, iso, updates)[..], &removed]
+            .concat()
+            .into(),
+    )
 }
 
 fn write_ids(out: &mut Vec<u8>, ids: &[ChannelId]) {

@@ -1,11 +1,14 @@
 //! A plain blocking WebSocket client (tungstenite over std TcpStream) for the tests.
 #![allow(dead_code)]
 
+use crate::common::*;
 use serde_json::Value as Json;
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 use tungstenite::protocol::WebSocket;
 use tungstenite::Message;
+use voltage_gateway::config::DriverKind;
 
 pub struct Client {
     pub ws: WebSocket<TcpStream>,
@@ -142,4 +145,110 @@ impl Client {
             }
         }
     }
+}
+
+/// The seed document's site: 1001 and 1002 with T and S, 2001 with set-point A 20.
+pub fn seed_site(redis: &voltage_gateway::demo::RedisProcess) -> redis::Connection {
+    let mut con = redis_con(redis);
+    write(
+        &mut con,
+        "comsrv:1001:T",
+        r#"{"1":25.6,"2":101.3,"3":7.2}"#,
+        None,
+    );
+    write(&mut con, "comsrv:1001:S", r#"{"10":1,"11":0}"#, None);
+    write(&mut con, "comsrv:1002:T", r#"{"1":25.6,"2":26.3}"#, None);
+    write(&mut con, "comsrv:1002:S", r#"{"10":1,"11":0}"#, None);
+    write(&mut con, "comsrv:2001:A", r#"{"20":50.0}"#, None);
+    con
+}
+
+/// A gateway on the seed site, loaded.
+pub fn start(
+    driver: DriverKind,
+) -> (
+    voltage_gateway::demo::RedisProcess,
+    voltage_gateway::Server,
+    redis::Connection,
+) {
+    start_with(driver, |_| {})
+}
+
+/// [`start`] with a configuration adjusted by `tune`.
+pub fn start_with(
+    driver: DriverKind,
+    tune: impl FnOnce(&mut voltage_gateway::config::Config),
+) -> (
+    voltage_gateway::demo::RedisProcess,
+    voltage_gateway::Server,
+    redis::Connection,
+) {
+    let redis = redis();
+    let mut cfg = config(&redis.url(), driver);
+    tune(&mut cfg);
+    let gw = voltage_gateway::Server::start(cfg).expect("gateway starts");
+    // The feed loads the Function library the seed's writes call.
+    wait_until("redis healthy", Duration::from_secs(5), || {
+        gw.published().redis.load().healthy
+    });
+    let con = seed_site(&redis);
+    let addr = gw.local_addr();
+    wait_until("seed site loaded", Duration::from_secs(5), || {
+        gw.published().snapshot.load().loaded && channel_ids(addr).len() == 3
+    });
+    (redis, gw, con)
+}
+
+/// A raw client that completes the handshake, then only writes what the test says.
+pub fn raw_ws(addr: std::net::SocketAddr, path: &str) -> TcpStream {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").as_bytes()).unwrap();
+    s
+}
+
+pub fn masked_text(payload: &[u8]) -> Vec<u8> {
+    let mut f = vec![0x81];
+    if payload.len() < 126 {
+        f.push(0x80 | payload.len() as u8);
+    } else {
+        f.push(0x80 | 126);
+        f.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+    }
+    f.extend_from_slice(&[0, 0, 0, 0]);
+    f.extend_from_slice(payload);
+    f
+}
+
+/// WebSocket sessions open across the shards, from `/health/detailed`.
+pub fn open_websockets(addr: std::net::SocketAddr) -> u64 {
+    get_ok(addr, "/health/detailed")["data"]["websockets_per_shard"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_u64().unwrap())
+        .sum()
+}
+
+/// `n` clients subscribed to 1001's telemetry at interval 100, each past its ack.
+pub fn subscribed_to_1001(addr: std::net::SocketAddr, n: usize) -> Vec<Client> {
+    (0..n)
+        .map(|_| {
+            let (mut c, _) = Client::connect(addr, "/ws");
+            c.send(r#"{"type":"subscribe","data":{"channels":[1001],"data_types":["T"],"interval":100}}"#);
+            c.recv_type("subscribe_ack");
+            c
+        })
+        .collect()
+}
+
+/// The number in a push's id (`update_{n}` / `batch_{n}`).
+pub fn push_number(m: &Json) -> u64 {
+    m["id"]
+        .as_str()
+        .unwrap()
+        .rsplit('_')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
 }
