@@ -69,6 +69,7 @@ fn realtime_handler(c: &mut Criterion) {
     };
     let mut g = c.benchmark_group("api");
     g.throughput(Throughput::Elements(1));
+    let alarms = voltage_gateway::alarm::ActiveAlarms::default();
     g.bench_function("realtime_20_points", |b| {
         b.iter(|| {
             // As a connection builds it per request.
@@ -78,6 +79,8 @@ fn realtime_handler(c: &mut Criterion) {
                 config: &config,
                 stats: Default::default(),
                 redis_rtt: None,
+                alarms: &alarms,
+                alarm_events: None,
             };
             black_box(voltage_gateway::api::handle(&req, &view, 1_754_994_600_123))
         })

@@ -9,7 +9,7 @@ W() { $R FCALL comsrv_write_data 1 "$@"; }
 C() { $R FCALL netsrv_collect_data 3 netsrv:seq netsrv:dirty netsrv:epoch "$@" | tr '\n' ' ' | sed 's/ $//'; }
 eq load "$($R -x FUNCTION LOAD REPLACE < "$LIB")" voltage
 $R FLUSHALL >/dev/null
-eq version "$($R --no-raw FCALL_RO voltage_version 0)" "(integer) 5"
+eq version "$($R --no-raw FCALL_RO voltage_version 0)" "(integer) 6"
 eq write1 "$($R --no-raw FCALL comsrv_write_data 1 comsrv:1001:T '{"1":25.6,"2":101.3}')" "(integer) 2"
 eq v1 "$($R HGET comsrv:1001:T 1)" 25.6; eq v2 "$($R HGET comsrv:1001:T 2)" 101.3
 now=$($R TIME | head -1); ts=$($R HGET comsrv:1001:T _timestamp); [ $((now-ts)) -le 1 ] && pass=$((pass+1)) || { fail=$((fail+1)); echo "FAIL ts default $ts vs $now"; }
@@ -115,5 +115,93 @@ eq wake-acl "$(redis-cli -p $PORT --user vgw_nochan --pass pw --no-auth-warning 
 eq wake-acl-written "$($R HGET comsrv:8:T 1)" 8
 $R ACL DELUSER vgw_nochan >/dev/null
 kill $SUB 2>/dev/null; wait $SUB 2>/dev/null; rm -f "$WAKE_OUT"
+# ---- alarms: rules, index, trigger/recover events, active set ----
+$R FLUSHALL >/dev/null
+RS() { $R FCALL alarmsrv_rule_save 1 "alarm:rule:$1" "$2"; }
+RD() { $R FCALL alarmsrv_rule_delete 1 "alarm:rule:$1"; }
+AC() { $R FCALL alarmsrv_check 1 "$@"; }
+EV() { $R XLEN alarm:events; }
+# field of the last event
+LE() { $R --raw XREVRANGE alarm:events + - COUNT 1 | awk -v f="$1" 'prev==f {print; exit} {prev=$0}'; }
+W comsrv:1001:T '{"1":20,"2":5}' >/dev/null
+eq r-save "$(RS hot '{"channel_id":1001,"data_type":"T","point_id":1,"operator":">","threshold":90,"level":2,"message":"Temperature exceeds threshold","deadband":2}')" 0
+eq r-stored "$($R HGET alarm:rule:hot operator)/$($R HGET alarm:rule:hot threshold)/$($R HGET alarm:rule:hot enabled)/$($R HGET alarm:rule:hot deadband)" ">/90/1/2"
+eq r-index "$($R HGET alarm:index:1001:T 1)" "hot > 90 2"
+eq r-noevent "$(EV)" 0
+W comsrv:1001:T '{"1":95.5}' >/dev/null
+eq trig-1 "$(EV)" 1
+eq trig-fields "$(LE alarm_id)/$(LE status)/$(LE level)/$(LE value)/$(LE channel_id)/$(LE data_type)/$(LE point_id)/$(LE rule_id)" "ALM_1/1/2/95.5/1001/T/1/hot"
+eq trig-msg "$(LE message)" "Temperature exceeds threshold"
+has trig-active "$($R HGET alarm:active hot)" '"alarm_id":"ALM_1"'
+has trig-active-value "$($R HGET alarm:active hot)" '"value":95.5,'
+W comsrv:1001:T '{"1":97}' >/dev/null; W comsrv:1001:T '{"1":91}' >/dev/null
+eq same-side "$(EV)" 1
+W comsrv:1001:T '{"1":89}' >/dev/null
+eq deadband-holds "$(EV)" 1
+W comsrv:1001:T '{"1":87.5}' >/dev/null
+eq recover "$(EV)/$(LE status)/$(LE alarm_id)/$(LE value)" "2/0/ALM_1/87.5"
+eq recover-inactive "$($R HEXISTS alarm:active hot)" 0
+W comsrv:1001:T '{"1":88}' >/dev/null; eq recovered-stays "$(EV)" 2
+W comsrv:1001:T '{"1":100}' >/dev/null; eq retrigger-new-id "$(EV)/$(LE alarm_id)" "3/ALM_2"
+# other points of the hash, strings and other hashes do not evaluate the rule
+W comsrv:1001:T '{"2":1000}' >/dev/null; W comsrv:1001:S '{"1":1000}' >/dev/null; eq other-points "$(EV)" 3
+W comsrv:1001:T '{"1":"n/a"}' >/dev/null; eq non-numeric-skipped "$(EV)/$($R HEXISTS alarm:active hot)" "3/1"
+# several rules on one point, all operators
+RS low '{"channel_id":1001,"data_type":"T","point_id":1,"operator":"<","threshold":0,"level":1,"message":"low"}' >/dev/null
+eq two-rules "$($R HGET alarm:index:1001:T 1 | wc -l)" 2
+W comsrv:1001:T '{"1":-5}' >/dev/null
+eq both-change "$(EV)/$($R HEXISTS alarm:active hot)/$($R HEXISTS alarm:active low)" "5/0/1"
+for o in ">= 10 10 1" "<= 10 10 1" "== 3 3 1" "!= 3 3 0" "> 10 10 0" "< 10 10 0"; do
+  set -- $o; $R DEL alarm:active >/dev/null
+  RS op '{"channel_id":7,"data_type":"S","point_id":1,"operator":"'"$1"'","threshold":'"$2"'}' >/dev/null
+  W comsrv:7:S "{\"1\":$3}" >/dev/null; eq "op $1" "$($R HEXISTS alarm:active op)" "$4"
+  RD op >/dev/null
+done
+# a rule saved while its point is already past the threshold triggers at once
+W comsrv:7:T '{"5":50}' >/dev/null; n=$(EV)
+eq save-triggers "$(RS now '{"channel_id":7,"data_type":"T","point_id":5,"operator":">","threshold":40}')" 1
+eq save-triggers-ev "$(EV)/$(LE status)/$(LE level)/$(LE message)" "$((n+1))/1/0/"
+# moving an active rule to another point ends its alarm; disabling does too
+eq move-recovers "$(RS now '{"channel_id":7,"data_type":"T","point_id":6,"operator":">","threshold":40}')" 1
+eq move-ev "$(LE status)/$(LE point_id)/$(LE value)" "0/5/50"
+eq move-index "$($R HEXISTS alarm:index:7:T 5)/$($R HGET alarm:index:7:T 6)" "0/now > 40 0"
+W comsrv:7:T '{"6":41}' >/dev/null; eq moved-triggers "$($R HEXISTS alarm:active now)" 1
+eq disable-recovers "$(RS now '{"channel_id":7,"data_type":"T","point_id":6,"operator":">","threshold":40,"enabled":false}')/$($R HEXISTS alarm:index:7:T 6)/$($R HEXISTS alarm:active now)" "1/0/0"
+W comsrv:7:T '{"6":99}' >/dev/null; eq disabled-silent "$($R HEXISTS alarm:active now)" 0
+# deleting an active rule ends its alarm
+RS del '{"channel_id":7,"data_type":"T","point_id":6,"operator":">","threshold":40}' >/dev/null
+eq del-active "$($R HEXISTS alarm:active del)" 1; n=$(EV)
+eq del "$(RD del)/$(EV)/$(LE status)/$($R HEXISTS alarm:active del)/$($R EXISTS alarm:rule:del)/$($R HEXISTS alarm:index:7:T 6)" "1/$((n+1))/0/0/0/0"
+eq del-absent "$(RD del)" 0
+# alarmsrv_check on its own: evaluates stored values (after a rule's threshold changed)
+W comsrv:8:T '{"1":10,"2":10}' >/dev/null
+RS chk '{"channel_id":8,"data_type":"T","point_id":2,"operator":">","threshold":50}' >/dev/null
+$R HSET alarm:rule:chk threshold 5 >/dev/null; $R HSET alarm:index:8:T 2 "chk > 5 0" >/dev/null
+eq check-all "$(AC comsrv:8:T)/$($R HEXISTS alarm:active chk)" "1/1"
+eq check-again "$(AC comsrv:8:T 2)" 0
+eq check-other "$(AC comsrv:8:T 1)/$(AC comsrv:9:T)" "0/0"
+has check-badkey "$(AC comsrv:x:T)" "ERR invalid key"; has check-badpid "$(AC comsrv:8:T x)" "ERR invalid point id"
+# rule validation: nothing saved
+for j in '{"data_type":"T","point_id":1,"operator":">","threshold":1}' \
+         '{"channel_id":0,"data_type":"T","point_id":1,"operator":">","threshold":1}' \
+         '{"channel_id":1,"data_type":"X","point_id":1,"operator":">","threshold":1}' \
+         '{"channel_id":1,"data_type":"T","point_id":-1,"operator":">","threshold":1}' \
+         '{"channel_id":1,"data_type":"T","point_id":1,"operator":"=>","threshold":1}' \
+         '{"channel_id":1,"data_type":"T","point_id":1,"operator":">","threshold":"1"}' \
+         '{"channel_id":1,"data_type":"T","point_id":1,"operator":">","threshold":1,"level":4}' \
+         '{"channel_id":1,"data_type":"T","point_id":1,"operator":">","threshold":1,"enabled":"yes"}' \
+         '{"channel_id":1,"data_type":"T","point_id":1,"operator":">","threshold":1,"deadband":-1}' \
+         '{"channel_id":1,"data_type":"T","point_id":1,"operator":">","threshold":1,"message":7}' \
+         '[1]' 'nope'; do
+  has "rule-bad $j" "$(RS bad "$j")" "ERR invalid rule"
+done
+eq rule-bad-nothing "$($R EXISTS alarm:rule:bad)/$($R EXISTS alarm:index:1:T)" "0/0"
+has rule-badid "$(RS 'a b' '{}')" "ERR invalid key"; has rule-badid2 "$($R FCALL alarmsrv_rule_save 1 alarm:rules:x '{}')" "ERR invalid key"
+has rule-nargs "$($R FCALL alarmsrv_rule_save 1 alarm:rule:x)" "ERR"
+# a write of points without rules touches no alarm key
+$R DEL alarm:seq >/dev/null; n=$(EV); W comsrv:5000:T '{"1":1e9}' >/dev/null
+eq norule "$(EV)/$($R EXISTS alarm:seq)/$($R EXISTS alarm:index:5000:T)" "$n/0/0"
+# the stream is capped (MAXLEN ~)
+has events-capped "$($R XINFO STREAM alarm:events | tr '\n' ' ')" "length"
 echo "pass=$pass fail=$fail"
 [ "$fail" -eq 0 ]

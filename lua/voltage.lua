@@ -22,7 +22,7 @@ a cluster layout must co-locate them with every comsrv:* hash (hash tags).
 -- Library version, returned by voltage_version. The gateway reloads the library
 -- when Redis reports a smaller number than the one compiled into it.
 -- BUMP THIS ON ANY CHANGE TO THIS FILE (and the matching constant on the Rust side).
-local LIBRARY_VERSION = 5
+local LIBRARY_VERSION = 6
 
 -- Site-wide keys (see the cluster note above).
 local SEQ_KEY = 'netsrv:seq'
@@ -140,16 +140,312 @@ local function ensure_epoch()
 end
 
 -- ===================================================================
--- ALARM HOOK — placeholder. A later issue adds alarm rules (alarm:rule:*,
--- alarm:events): evaluate the rules of (ch, dtype) for the written points
--- and append trigger/recover events. Called after every successful write,
--- inside the same atomic function call.
---   ch     channel id (number)
---   dtype  'T' | 'S' | 'C' | 'A'
---   points table point_id (string) -> stored value (string)
+-- ALARMS (PROTOCOL.md §1: alarm:rule:{id}, alarm:events). Site-wide keys, a documented
+-- cluster exception like netsrv:* (lua/README.md):
+--   alarm:rule:{id}              hash: the rule as saved (alarmsrv_rule_save)
+--   alarm:index:{ch}:{type}      hash: point id -> the enabled rules of that point, one per
+--                                line "id op threshold deadband": what a write evaluates,
+--                                so a write costs O(rules of the written points), never a scan
+--   alarm:active                 hash: rule id -> the active alarm (JSON)
+--   alarm:seq                    string: ALM_{n} counter
+--   alarm:events                 stream: trigger (status 1) / recover (status 0) events
 -- ===================================================================
-local function check_alarms(ch, dtype, points)
-  -- intentionally empty for now
+local ALARM_ACTIVE = 'alarm:active'
+local ALARM_SEQ = 'alarm:seq'
+local ALARM_EVENTS = 'alarm:events'
+-- Approximate cap of alarm:events (XADD MAXLEN ~): a reconnecting client older than this is
+-- told it missed events and gets the active alarms instead.
+local ALARM_EVENTS_MAX = 100000
+local ALARM_MESSAGE_MAX = 256
+local OPERATORS = { ['>'] = true, ['>='] = true, ['<'] = true, ['<='] = true, ['=='] = true, ['!='] = true }
+
+local function alarm_index_key(ch_s, dtype)
+  return 'alarm:index:' .. ch_s .. ':' .. dtype
+end
+
+-- Redis's clock in unix milliseconds, as an integer string.
+local function now_ms()
+  local t = redis.call('TIME')
+  return format_int(tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+end
+
+-- The active alarm as stored in alarm:active: JSON written by hand, because cjson.encode
+-- keeps 14 significant digits of a number. `value` and `threshold` are format_number
+-- strings, the ids integer strings.
+local function active_json(a)
+  return '{"alarm_id":' .. cjson.encode(a.alarm_id) .. ',"rule_id":' .. cjson.encode(a.rule_id) ..
+    ',"channel_id":' .. a.channel_id .. ',"data_type":"' .. a.data_type ..
+    '","point_id":' .. a.point_id .. ',"level":' .. a.level .. ',"value":' .. a.value ..
+    ',"message":' .. cjson.encode(a.message) .. ',"operator":"' .. a.operator ..
+    '","threshold":' .. a.threshold .. ',"triggered_at":' .. a.time ..
+    ',"event_id":"' .. a.event_id .. '"}'
+end
+
+-- Is the alarm condition met?
+local function breaches(v, op, thr)
+  if op == '>' then return v > thr
+  elseif op == '>=' then return v >= thr
+  elseif op == '<' then return v < thr
+  elseif op == '<=' then return v <= thr
+  elseif op == '==' then return v == thr
+  else return v ~= thr end
+end
+
+-- Does an active alarm still hold? The deadband moves the threshold toward the normal side,
+-- so a value hovering at the threshold does not trigger and recover on every write.
+local function still_breaches(v, op, thr, db)
+  if op == '>' or op == '>=' then return breaches(v, op, thr - db)
+  elseif op == '<' or op == '<=' then return breaches(v, op, thr + db)
+  else return breaches(v, op, thr) end
+end
+
+-- Appends one event; returns its stream id.
+local function append_event(f)
+  return redis.call('XADD', ALARM_EVENTS, 'MAXLEN', '~', ALARM_EVENTS_MAX, '*',
+    'alarm_id', f.alarm_id, 'rule_id', f.rule_id, 'channel_id', f.channel_id,
+    'data_type', f.data_type, 'point_id', f.point_id, 'status', f.status,
+    'level', f.level, 'value', f.value, 'message', f.message,
+    'operator', f.operator, 'threshold', f.threshold, 'time', f.time)
+end
+
+-- A rule's definition as an index line.
+local function index_line(id, op, thr, db)
+  return id .. ' ' .. op .. ' ' .. format_number(thr) .. ' ' .. format_number(db)
+end
+
+-- Trigger: a fresh ALM_{n}, one event, the alarm becomes active.
+local function trigger(rule_id, ch_s, dtype, pid, v, op, thr)
+  local rule = redis.call('HMGET', 'alarm:rule:' .. rule_id, 'level', 'message')
+  local alarm_id = 'ALM_' .. redis.call('INCR', ALARM_SEQ)
+  local f = {
+    alarm_id = alarm_id, rule_id = rule_id, channel_id = ch_s, data_type = dtype,
+    point_id = pid, status = '1', level = rule[1] or '0', value = format_number(v),
+    message = rule[2] or '', operator = op, threshold = format_number(thr), time = now_ms(),
+  }
+  f.event_id = append_event(f)
+  redis.call('HSET', ALARM_ACTIVE, rule_id, active_json(f))
+end
+
+-- Recover: one event with the active alarm's id, the alarm is no longer active. `value` may
+-- be nil (the rule was deleted or moved and its point has no numeric value).
+local function recover(rule_id, active_json, value)
+  local a = cjson.decode(active_json)
+  append_event({
+    alarm_id = a.alarm_id, rule_id = rule_id, channel_id = format_int(a.channel_id),
+    data_type = a.data_type, point_id = format_int(a.point_id), status = '0',
+    level = format_int(a.level), value = value and format_number(value) or '',
+    message = a.message, operator = a.operator, threshold = format_number(a.threshold),
+    time = now_ms(),
+  })
+  redis.call('HDEL', ALARM_ACTIVE, rule_id)
+end
+
+-- Evaluates the rules of `pids` (point id strings) of (ch, dtype) against `values` (point id
+-- -> stored string). Points without a numeric value are skipped. Returns the events appended.
+local function check_alarms(ch_s, dtype, pids, values)
+  local idx = alarm_index_key(ch_s, dtype)
+  if redis.call('EXISTS', idx) == 0 then return 0 end
+  local cands = {}
+  for i = 1, #pids, HSET_CHUNK do
+    local chunk_end = math.min(i + HSET_CHUNK - 1, #pids)
+    local defs = redis.call('HMGET', idx, unpack(pids, i, chunk_end))
+    for j = 1, #defs do
+      local d = defs[j]
+      if d then
+        local pid = pids[i + j - 1]
+        for line in string.gmatch(d, '[^\n]+') do
+          local id, op, thr, db = string.match(line, '^(%S+) (%S+) (%S+) (%S+)$')
+          if id then
+            cands[#cands + 1] = { id = id, op = op, thr = tonumber(thr), db = tonumber(db), pid = pid }
+          end
+        end
+      end
+    end
+  end
+  if #cands == 0 then return 0 end
+  local events = 0
+  for i = 1, #cands, HSET_CHUNK do
+    local chunk = {}
+    for j = i, math.min(i + HSET_CHUNK - 1, #cands) do chunk[#chunk + 1] = cands[j].id end
+    local states = redis.call('HMGET', ALARM_ACTIVE, unpack(chunk))
+    for j = 1, #chunk do
+      local c = cands[i + j - 1]
+      local v = tonumber(values[c.pid])
+      if v and is_finite(v) then
+        local active = states[j]
+        if not active then
+          if breaches(v, c.op, c.thr) then
+            trigger(c.id, ch_s, dtype, c.pid, v, c.op, c.thr)
+            events = events + 1
+          end
+        elseif not still_breaches(v, c.op, c.thr, c.db) then
+          recover(c.id, active, v)
+          events = events + 1
+        end
+      end
+    end
+  end
+  return events
+end
+
+-- Removes rule `id` from the index line set of (ch, dtype, pid).
+local function unindex(id, ch_s, dtype, pid)
+  local idx = alarm_index_key(ch_s, dtype)
+  local d = redis.call('HGET', idx, pid)
+  if not d then return end
+  local keep = {}
+  for line in string.gmatch(d, '[^\n]+') do
+    if string.match(line, '^(%S+)') ~= id then keep[#keep + 1] = line end
+  end
+  if #keep == 0 then
+    redis.call('HDEL', idx, pid)
+  else
+    redis.call('HSET', idx, pid, table.concat(keep, '\n'))
+  end
+end
+
+local function rule_id_of(key, fname)
+  local id = string.match(key, '^alarm:rule:([%w_%.%-]+)$')
+  if not id or #id > 64 then
+    return nil, err('invalid key ' .. show(key) .. ': expected alarm:rule:{id}, id 1-64 of A-Za-z0-9_.- (' .. fname .. ')')
+  end
+  return id
+end
+
+-- Ends rule `id`'s active alarm (if any) with a recovery event valued at its point's
+-- current value.
+local function end_active(id, ch_s, dtype, pid)
+  local active = redis.call('HGET', ALARM_ACTIVE, id)
+  if active then
+    local v = tonumber(redis.call('HGET', 'comsrv:' .. ch_s .. ':' .. dtype, pid) or '')
+    recover(id, active, v and is_finite(v) and v or nil)
+    return 1
+  end
+  return 0
+end
+
+-- -------------------------------------------------------------------
+-- alarmsrv_rule_save:
+--   FCALL alarmsrv_rule_save 1 alarm:rule:{id} <rule_json>  ->  events appended (integer)
+-- -------------------------------------------------------------------
+local function alarmsrv_rule_save(keys, args)
+  if #keys ~= 1 or #args ~= 1 then
+    return err('alarmsrv_rule_save expects 1 key (alarm:rule:{id}) and 1 argument (rule_json)')
+  end
+  local id, e = rule_id_of(keys[1], 'alarmsrv_rule_save')
+  if not id then return e end
+  local ok, r = pcall(cjson.decode, args[1])
+  if not ok or type(r) ~= 'table' then
+    return err('invalid rule_json: expected a JSON object')
+  end
+  local function bad(field, want)
+    return err('invalid rule field ' .. field .. ': expected ' .. want .. ' (nothing saved)')
+  end
+  local function uint(v, max)
+    return type(v) == 'number' and v % 1 == 0 and v >= 0 and v <= max
+  end
+  if not uint(r.channel_id, MAX_U32) or r.channel_id < 1 then return bad('channel_id', 'an integer 1..4294967295') end
+  if type(r.data_type) ~= 'string' or not string.match(r.data_type, '^[TSCA]$') then return bad('data_type', 'one of T S C A') end
+  if not uint(r.point_id, MAX_U32) then return bad('point_id', 'an integer 0..4294967295') end
+  if type(r.operator) ~= 'string' or not OPERATORS[r.operator] then return bad('operator', 'one of > >= < <= == !=') end
+  if type(r.threshold) ~= 'number' or not is_finite(r.threshold) then return bad('threshold', 'a finite number') end
+  if r.level == nil then r.level = 0 end
+  if not uint(r.level, 3) then return bad('level', 'an integer 0..3') end
+  if r.message == nil then r.message = '' end
+  if type(r.message) ~= 'string' or #r.message > ALARM_MESSAGE_MAX then return bad('message', 'a string of at most ' .. ALARM_MESSAGE_MAX .. ' bytes') end
+  if r.enabled == nil then r.enabled = true end
+  if type(r.enabled) ~= 'boolean' then return bad('enabled', 'true or false') end
+  if r.deadband == nil then r.deadband = 0 end
+  if type(r.deadband) ~= 'number' or not is_finite(r.deadband) or r.deadband < 0 then return bad('deadband', 'a finite number >= 0') end
+  local key = keys[1]
+  local ktype = redis.call('TYPE', key)['ok']
+  if ktype ~= 'hash' and ktype ~= 'none' then
+    return err('WRONGTYPE ' .. key .. ' is not a hash (nothing saved)')
+  end
+
+  local ch_s, pid = format_int(r.channel_id), format_int(r.point_id)
+  local events = 0
+  local old = redis.call('HMGET', key, 'channel_id', 'data_type', 'point_id')
+  if old[1] then
+    unindex(id, old[1], old[2], old[3])
+    -- An active alarm on another point, or of a disabled rule, is over.
+    if old[1] ~= ch_s or old[2] ~= r.data_type or old[3] ~= pid or not r.enabled then
+      events = events + end_active(id, old[1], old[2], old[3])
+    end
+  end
+  redis.call('DEL', key)
+  redis.call('HSET', key, 'id', id, 'channel_id', ch_s, 'data_type', r.data_type,
+    'point_id', pid, 'operator', r.operator, 'threshold', format_number(r.threshold),
+    'level', format_int(r.level), 'message', r.message, 'enabled', r.enabled and '1' or '0',
+    'deadband', format_number(r.deadband))
+  if r.enabled then
+    local idx = alarm_index_key(ch_s, r.data_type)
+    local line = index_line(id, r.operator, r.threshold, r.deadband)
+    local d = redis.call('HGET', idx, pid)
+    redis.call('HSET', idx, pid, d and (d .. '\n' .. line) or line)
+    -- Evaluate against the current value: a rule created while its point is already past
+    -- the threshold triggers now, not at the next write.
+    local v = redis.call('HGET', 'comsrv:' .. ch_s .. ':' .. r.data_type, pid)
+    if v then
+      events = events + check_alarms(ch_s, r.data_type, { pid }, { [pid] = v })
+    end
+  end
+  return events
+end
+
+-- -------------------------------------------------------------------
+-- alarmsrv_rule_delete:
+--   FCALL alarmsrv_rule_delete 1 alarm:rule:{id}  ->  1 deleted, 0 no such rule
+-- -------------------------------------------------------------------
+local function alarmsrv_rule_delete(keys, args)
+  if #keys ~= 1 or #args ~= 0 then
+    return err('alarmsrv_rule_delete expects 1 key (alarm:rule:{id}) and no arguments')
+  end
+  local id, e = rule_id_of(keys[1], 'alarmsrv_rule_delete')
+  if not id then return e end
+  local old = redis.call('HMGET', keys[1], 'channel_id', 'data_type', 'point_id')
+  if not old[1] then return 0 end
+  unindex(id, old[1], old[2], old[3])
+  end_active(id, old[1], old[2], old[3])
+  redis.call('DEL', keys[1])
+  return 1
+end
+
+-- -------------------------------------------------------------------
+-- alarmsrv_check:
+--   FCALL alarmsrv_check 1 comsrv:{ch}:{type} [<point_id> ...]  ->  events appended
+--   Evaluates the rules of the given points (every point with a rule when none is given)
+--   against their stored values.
+-- -------------------------------------------------------------------
+local function alarmsrv_check(keys, args)
+  if #keys ~= 1 then
+    return err('alarmsrv_check expects 1 key (comsrv:{ch}:{T|S|C|A})')
+  end
+  local ch_s, dtype = string.match(keys[1], '^comsrv:(%d+):([TSCA])$')
+  if not (ch_s and parse_id(ch_s, false, MAX_U32)) then
+    return err('invalid key ' .. show(keys[1]) .. ': expected comsrv:{ch}:{T|S|C|A}')
+  end
+  local pids = {}
+  if #args == 0 then
+    pids = redis.call('HKEYS', alarm_index_key(ch_s, dtype))
+  else
+    for _, a in ipairs(args) do
+      if not parse_id(a, true, MAX_U32) then
+        return err('invalid point id ' .. show(a) .. ': expected an integer 0..4294967295')
+      end
+      pids[#pids + 1] = a
+    end
+  end
+  if #pids == 0 then return 0 end
+  local values = {}
+  for i = 1, #pids, HSET_CHUNK do
+    local chunk_end = math.min(i + HSET_CHUNK - 1, #pids)
+    local vs = redis.call('HMGET', keys[1], unpack(pids, i, chunk_end))
+    for j = 1, #vs do
+      if vs[j] then values[pids[i + j - 1]] = vs[j] end
+    end
+  end
+  return check_alarms(ch_s, dtype, pids, values)
 end
 
 -- -------------------------------------------------------------------
@@ -208,6 +504,7 @@ local function comsrv_write_data(keys, args)
   -- validate everything before writing anything
   local fields = {}
   local points = {}
+  local pids = {}
   local count = 0
   for pid, v in pairs(values) do
     if type(pid) ~= 'string' then
@@ -252,6 +549,7 @@ local function comsrv_write_data(keys, args)
     fields[#fields + 1] = pid
     fields[#fields + 1] = s
     points[pid] = s
+    pids[count] = pid
   end
 
   if count == 0 then
@@ -291,7 +589,7 @@ local function comsrv_write_data(keys, args)
     redis.call('HSET', key, unpack(fields, i, last))
   end
 
-  check_alarms(ch, dtype, points)
+  check_alarms(ch_s, dtype, pids, points)
 
   if wake_armed then
     wake_armed = false
@@ -403,6 +701,21 @@ redis.register_function{
 redis.register_function{
   function_name = 'comsrv_write_data',
   callback = comsrv_write_data,
+}
+
+redis.register_function{
+  function_name = 'alarmsrv_check',
+  callback = alarmsrv_check,
+}
+
+redis.register_function{
+  function_name = 'alarmsrv_rule_save',
+  callback = alarmsrv_rule_save,
+}
+
+redis.register_function{
+  function_name = 'alarmsrv_rule_delete',
+  callback = alarmsrv_rule_delete,
 }
 
 -- allow-oom: the gateway's pull must keep working when Redis hits maxmemory;

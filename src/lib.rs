@@ -26,6 +26,7 @@
 //! - [`server`] (start/stop), [`config`], [`demo`] (private Redis + simulated site), [`log`],
 //!   [`shutdown`], [`time`] (the clock the shell reads).
 
+pub mod alarm;
 pub mod api;
 pub mod config;
 pub mod demo;

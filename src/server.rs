@@ -3,7 +3,7 @@
 use crate::config::{Config, ConfigError};
 use crate::feed::{self, Feed, FeedHandle, Published};
 use crate::log;
-use crate::shard::inbox::{Inbox, ShardEvent};
+use crate::shard::inbox::{AlarmBatch, Inbox, ShardEvent};
 use crate::shard::{self, listener, Driver, Shared};
 use crate::shutdown::Shutdown;
 use crate::site::tick::Tick;
@@ -89,6 +89,7 @@ impl Server {
             })
         };
         let health_inboxes = inboxes.clone();
+        let alarm_inboxes = inboxes.clone();
         // Each tick is built once (fragments rendered once) and handed to every shard.
         let feed = Feed::new(
             config,
@@ -99,6 +100,15 @@ impl Server {
         .on_health(move |health| {
             for inbox in &health_inboxes {
                 inbox.push(ShardEvent::Source(health.clone()));
+            }
+        })
+        .on_alarms(move |alarms, active| {
+            let batch = Arc::new(AlarmBatch {
+                alarms: alarms.to_vec(),
+                active: active.clone(),
+            });
+            for inbox in &alarm_inboxes {
+                inbox.push(ShardEvent::Alarms(batch.clone()));
             }
         })
         .on_changes({

@@ -6,16 +6,6 @@ use common::*;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_voltage-gateway");
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn signal(child: &Child, sig: i32) {
     // SAFETY: kill(2) on our own child's pid.
     unsafe {
@@ -34,24 +24,6 @@ fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
             panic!("process did not exit within {within:?}");
         }
         std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// Waits until the gateway answers and its feed has loaded the library into Redis.
-fn wait_ready(addr: std::net::SocketAddr) {
-    wait_until("gateway ready", Duration::from_secs(10), || {
-        std::net::TcpStream::connect(addr).is_ok()
-            && get_ok(addr, "/health/detailed")["data"]["status"] == "healthy"
-    });
-}
-
-/// Kills the child if a test fails before it exits, so no server outlives its test.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 

@@ -13,6 +13,7 @@ const PURE: &[&str] = &[
     "src/site",
     "src/wire",
     "src/model.rs",
+    "src/alarm.rs",
     "src/error.rs",
     "src/json.rs",
 ];

@@ -643,8 +643,9 @@ fn a_slow_loris_is_answered_408_and_closed() {
 #[test]
 fn pipelined_requests_without_reading_hold_bounded_memory() {
     let redis = redis();
-    let gw = gateway(&redis, voltage_gateway::config::DriverKind::Auto);
-    let addr = gw.local_addr();
+    // A process of its own: its memory is measured apart from the tests running beside it.
+    let gw = GatewayProcess::spawn(&redis, "");
+    let addr = gw.addr;
     let mut con = redis_con(&redis);
     seed_1000_channels(&mut con, addr);
     let mut s = connect(addr);
@@ -663,10 +664,10 @@ fn pipelined_requests_without_reading_hold_bounded_memory() {
     // if every answer were rendered before writing.
     let get = b"GET /api/channels HTTP/1.1\r\nHost: t\r\n\r\n";
     let burst: Vec<u8> = get.iter().copied().cycle().take(get.len() * 1500).collect();
-    let before = rss_kib();
+    let before = gw.rss_kib();
     let _ = s.write_all(&burst);
     std::thread::sleep(Duration::from_secs(2));
-    let growth = rss_kib().saturating_sub(before);
+    let growth = gw.rss_kib().saturating_sub(before);
     assert!(growth < 16 * 1024, "RSS grew {growth} KiB");
     // The gateway still answers others promptly.
     assert_eq!(get_ok(addr, "/health")["data"]["status"], "healthy");

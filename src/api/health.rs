@@ -120,6 +120,8 @@ mod tests {
             config: &config,
             stats: Default::default(),
             redis_rtt: Some(Duration::from_micros(153)),
+            alarms: &Default::default(),
+            alarm_events: None,
         };
         let body = |v: &View<'_>| String::from_utf8(detailed(v, 0).body).unwrap();
         let b = body(&view);

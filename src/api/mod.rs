@@ -3,9 +3,11 @@
 //! a route wants (the Redis round-trip time for `/health/detailed`) is declared by
 //! [`needs`] and gathered by the connection before the handler runs.
 
+pub mod alarms;
 mod channels;
 mod health;
 
+use crate::alarm::{ActiveAlarms, Range};
 use crate::config::Config;
 use crate::error::{ApiError, ErrorCode};
 use crate::http::{Method, Query, Request, Response};
@@ -23,6 +25,9 @@ pub struct View<'a> {
     /// A live `PING` round trip through the feed, when the route asked for one and it came
     /// back in time.
     pub redis_rtt: Option<Duration>,
+    pub alarms: &'a ActiveAlarms,
+    /// The page of the alarm log the route asked for, when the feed could read it.
+    pub alarm_events: Option<Range>,
 }
 
 /// Gateway counters for `/health/detailed`.
@@ -40,15 +45,22 @@ pub struct Needs {
     pub redis_rtt: bool,
     /// The gateway's counters (other routes get `Stats::default()`).
     pub stats: bool,
+    /// A page of the alarm log (read by the feed).
+    pub alarm_events: Option<alarms::EventsQuery>,
 }
 
-/// What `req` needs; only a well-formed `GET /health/detailed` asks for anything.
+/// What `req` needs: a well-formed `GET /health/detailed` or `GET /api/alarms/events`.
 pub fn needs(req: &Request) -> Needs {
-    let detailed = matches!(req.method, Method::Get | Method::Head)
-        && matches!(route(&req.path), Ok(Some(Route::HealthDetailed)));
+    let get = matches!(req.method, Method::Get | Method::Head);
+    let route = route(&req.path);
+    let detailed = get && matches!(route, Ok(Some(Route::HealthDetailed)));
+    let alarm_events = (get && matches!(route, Ok(Some(Route::AlarmEvents))))
+        .then(|| Query::parse(&req.query).and_then(|q| alarms::EventsQuery::parse(&q)))
+        .and_then(Result::ok);
     Needs {
         redis_rtt: detailed,
         stats: detailed,
+        alarm_events,
     }
 }
 
@@ -62,6 +74,8 @@ enum Route {
     Health,
     HealthReady,
     HealthDetailed,
+    AlarmsActive,
+    AlarmEvents,
 }
 
 impl Route {
@@ -85,6 +99,8 @@ fn route(path: &str) -> Result<Option<Route>, ApiError> {
         "/health" => Route::Health,
         "/health/ready" => Route::HealthReady,
         "/health/detailed" => Route::HealthDetailed,
+        "/api/alarms/active" => Route::AlarmsActive,
+        "/api/alarms/events" => Route::AlarmEvents,
         _ => {
             let Some(rest) = path.strip_prefix("/api/channels/") else {
                 return Ok(None);
@@ -161,6 +177,8 @@ pub fn handle(req: &Request, view: &View<'_>, now: i64) -> Response {
         Route::Health => Ok(health::basic(view, now)),
         Route::HealthReady => health::ready(view, now),
         Route::HealthDetailed => Ok(health::detailed(view, now)),
+        Route::AlarmsActive => alarms::active(view, now),
+        Route::AlarmEvents => alarms::events(view, &q, now),
     });
     result.unwrap_or_else(|e| Response::error(&e, now))
 }

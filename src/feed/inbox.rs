@@ -3,6 +3,7 @@
 //! wake-ups and subscription news from the `netsrv:wake` subscriber, and requests from shards
 //! that carry the address their answer goes back to.
 
+use crate::alarm::EventId;
 use crate::fanout::ConnId;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use std::time::Duration;
@@ -16,13 +17,22 @@ pub const CAPACITY: usize = 4096;
 pub enum Request {
     /// A live `PING` on the feed's Redis connection, timed.
     RedisPing,
+    /// `alarm:events` after `after`, at most `limit` events; with `check_gap`, whether
+    /// some after `after` were trimmed.
+    AlarmRange {
+        after: EventId,
+        limit: usize,
+        check_gap: bool,
+    },
 }
 
 /// The feed's answer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub enum Reply {
     /// The `PING` round trip; `None` when Redis is down or did not answer.
     RedisRtt(Option<Duration>),
+    /// The range, or `None` when Redis could not be asked.
+    AlarmRange(Option<crate::alarm::Range>),
 }
 
 /// Where an answer goes: a connection on a shard (`seq` tells a late answer from the one

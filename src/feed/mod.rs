@@ -8,10 +8,12 @@
 //! both the cheapest for Redis and the simplest to keep ordered; shards never wait on it.
 //! When Redis is down the last snapshot keeps being served and health says `degraded`.
 
+pub mod alarms;
 pub mod inbox;
 pub mod library;
 mod wake;
 
+use crate::alarm::{ActiveAlarms, Alarm};
 use crate::config::Config;
 use crate::log;
 use crate::site::change::Change;
@@ -195,6 +197,8 @@ impl std::error::Error for FeedError {
 pub struct Published {
     pub snapshot: ArcSwap<Snapshot>,
     pub redis: ArcSwap<DependencyHealth>,
+    /// The active alarms (empty until read from Redis).
+    pub alarms: ArcSwap<ActiveAlarms>,
 }
 
 impl Published {
@@ -205,12 +209,16 @@ impl Published {
                 healthy: false,
                 message: "Connecting to Redis".into(),
             }),
+            alarms: ArcSwap::from_pointee(ActiveAlarms::default()),
         })
     }
 }
 
 /// Called with each published snapshot and the changes it carries.
 pub type ChangeSink = Box<dyn FnMut(&Arc<Snapshot>, &[Change]) + Send>;
+
+/// Called with each batch of new alarm events and the active set after them.
+pub type AlarmSink = Box<dyn FnMut(&[Arc<Alarm>], &Arc<ActiveAlarms>) + Send>;
 
 /// Called with Redis's health each time it changes.
 pub type HealthSink = Box<dyn FnMut(&Arc<DependencyHealth>) + Send>;
@@ -238,6 +246,9 @@ pub struct Feed {
     on_changes: Option<ChangeSink>,
     /// Receives each change of Redis's health (WebSocket clients are told).
     on_health: Option<HealthSink>,
+    /// Receives new alarm events (every alarm-receiving WebSocket client is sent them).
+    on_alarms: Option<AlarmSink>,
+    alarms: alarms::AlarmReader,
     /// A resync was cut short: the next collect rebuilds the site from cursor 0.
     force_resync: bool,
     /// The running `WAKE_CHANNEL` subscriber, if any.
@@ -272,6 +283,8 @@ impl Feed {
             epoch: String::new(),
             on_changes: None,
             on_health: None,
+            on_alarms: None,
+            alarms: alarms::AlarmReader::default(),
             force_resync: false,
             subscriber: None,
             generation: 0,
@@ -284,6 +297,14 @@ impl Feed {
 
     pub fn on_changes(mut self, f: impl FnMut(&Arc<Snapshot>, &[Change]) + Send + 'static) -> Self {
         self.on_changes = Some(Box::new(f));
+        self
+    }
+
+    pub fn on_alarms(
+        mut self,
+        f: impl FnMut(&[Arc<Alarm>], &Arc<ActiveAlarms>) + Send + 'static,
+    ) -> Self {
+        self.on_alarms = Some(Box::new(f));
         self
     }
 
@@ -410,6 +431,25 @@ impl Feed {
                 (self.postman)(reply_to, Reply::RedisRtt(rtt));
                 failed.map_or(Ok(()), |e| Err(e.into()))
             }
+            Request::AlarmRange {
+                after,
+                limit,
+                check_gap,
+            } => {
+                let (range, failed) = match con {
+                    None => (None, None),
+                    Some(con) => match alarms::range(con, after, limit, check_gap) {
+                        Ok(r) => (Some(r), None),
+                        Err(FeedError::Redis(e)) if is_connection_error(&e) => (None, Some(e)),
+                        Err(e) => {
+                            log::warn(&format!("reading {}: {e}", alarms::EVENTS_KEY));
+                            (None, None)
+                        }
+                    },
+                };
+                (self.postman)(reply_to, Reply::AlarmRange(range));
+                failed.map_or(Ok(()), |e| Err(e.into()))
+            }
         }
     }
 
@@ -474,6 +514,7 @@ impl Feed {
         loop {
             let started = Instant::now();
             self.collect_until_current(con)?;
+            self.poll_alarms(con)?;
             self.set_health(true, "Redis connection successful".into());
             match self.wait_until(started + tick, Some(con), true)? {
                 Waited::Stop => return Ok(()),
@@ -519,6 +560,18 @@ impl Feed {
                 &[][..]
             })
             .query(con)
+    }
+
+    /// Reads new alarm events and hands them on with the active set after them.
+    fn poll_alarms(&mut self, con: &mut redis::Connection) -> Result<(), FeedError> {
+        if let Some(new) = self.alarms.poll(con)? {
+            let active = self.alarms.active().clone();
+            self.published.alarms.store(active.clone());
+            if let Some(f) = self.on_alarms.as_mut() {
+                f(&new, &active);
+            }
+        }
+        Ok(())
     }
 
     /// Collects batches until the cursor reaches Redis's head, then publishes once.
@@ -587,6 +640,7 @@ impl Feed {
                 ));
                 *fresh = Some(Store::default());
                 changes.clear();
+                self.alarms.reset();
             }
             let hashes = read_hashes(con, &c.members)?;
             for (m, h) in c.members.iter().zip(hashes) {

@@ -87,6 +87,9 @@ const READ_CHUNK: usize = 4096;
 /// it as null (a busy feed or a hung Redis must not hang the health check).
 const HEALTH_RTT_DEADLINE: Duration = Duration::from_millis(250);
 
+/// How long `/api/alarms/events` waits for the feed to read the page.
+const ALARM_LOG_DEADLINE: Duration = Duration::from_secs(2);
+
 /// Answers one REST request from the feed's latest state, first gathering what the route
 /// needs (the live Redis round trip for `/health/detailed`).
 async fn respond(ctx: &ShardCtx, conn: ConnId, req: &Request) -> Response {
@@ -97,14 +100,29 @@ async fn respond(ctx: &ShardCtx, conn: ConnId, req: &Request) -> Response {
             .await
         {
             Some(Reply::RedisRtt(rtt)) => rtt,
-            None => None,
+            _ => None,
         }
     } else {
         None
     };
+    let alarm_events = match needs.alarm_events {
+        Some(q) => {
+            let request = FeedRequest::AlarmRange {
+                after: q.after,
+                limit: q.limit,
+                check_gap: q.check_gap,
+            };
+            match ctx.ask_feed(conn, request, ALARM_LOG_DEADLINE).await {
+                Some(Reply::AlarmRange(range)) => range,
+                _ => None,
+            }
+        }
+        None => None,
+    };
     let shared = &ctx.shared;
     let snapshot = shared.published.snapshot.load();
     let redis = shared.published.redis.load();
+    let alarms = shared.published.alarms.load();
     let view = api::View {
         snapshot: &snapshot,
         redis: &redis,
@@ -116,6 +134,8 @@ async fn respond(ctx: &ShardCtx, conn: ConnId, req: &Request) -> Response {
             api::Stats::default()
         },
         redis_rtt,
+        alarms: &alarms,
+        alarm_events,
     };
     let now = crate::time::now_millis();
     // A handler that panics answers 500 instead of unwinding through the shard.

@@ -1,6 +1,7 @@
 //! A shard's inbox: other threads (the feed, other shards) push events, the shard's event
 //! task awaits them. monoio's `sync` feature carries the wake-up across threads.
 
+use crate::alarm::{ActiveAlarms, Alarm};
 use crate::fanout::ConnId;
 use crate::feed::{Reply, ReplyTo};
 use crate::site::tick::Tick;
@@ -12,6 +13,13 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
+/// Alarm events in order, and the active set after the last of them.
+#[derive(Debug)]
+pub struct AlarmBatch {
+    pub alarms: Vec<Arc<Alarm>>,
+    pub active: Arc<ActiveAlarms>,
+}
+
 pub enum ShardEvent {
     /// The feed published changes.
     Tick(Arc<Tick>),
@@ -19,6 +27,8 @@ pub enum ShardEvent {
     Kick { conn: ConnId, why: Disconnect },
     /// Redis's health changed.
     Source(Arc<DependencyHealth>),
+    /// New alarm events (never dropped: every alarm-receiving connection is sent each).
+    Alarms(Arc<AlarmBatch>),
     /// The feed's answer to a request a connection of this shard made.
     Reply { to: ReplyTo, reply: Reply },
 }

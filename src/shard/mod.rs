@@ -159,6 +159,7 @@ pub fn spawn(
             let ws = &shared.config.ws;
             let source = SourceStatus::of(&redis, initial.snapshot.loaded);
             let fanout = Fanout::new(initial, (ws.slow_close_secs * 1000) as i64, ws.max_channels);
+            let alarms = shared.published.alarms.load_full();
             let ctx = Rc::new(ShardCtx {
                 index,
                 shared,
@@ -167,6 +168,7 @@ pub fn spawn(
                 ws: RefCell::new(ws_conn::WsShard {
                     fanout,
                     conns: HashMap::new(),
+                    alarms,
                 }),
                 replies: RefCell::new(HashMap::new()),
                 next_request: Cell::new(0),
@@ -301,6 +303,7 @@ async fn events(ctx: Rc<ShardCtx>) {
                     *ctx.redis.borrow_mut() = health;
                     ctx.source_changed();
                 }
+                ShardEvent::Alarms(batch) => ws_conn::on_alarms(&ctx, &batch),
                 ShardEvent::Kick { conn, why } => ws_conn::kick_local(&ctx, conn, why),
                 ShardEvent::Reply { to, reply } => ctx.deliver(to, reply),
             }

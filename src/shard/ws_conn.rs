@@ -4,11 +4,13 @@
 //! other client of the same group; the queue holds refcounts, and the writer coalesces
 //! everything queued into one write.
 
-use super::inbox::ShardEvent;
+use super::inbox::{AlarmBatch, ShardEvent};
 use super::notify::Notify;
 use super::registry::Owner;
 use super::ShardCtx;
+use crate::alarm::ActiveAlarms;
 use crate::fanout::{ConnId, Fanout, Sink};
+use crate::feed::{Reply, Request};
 use crate::site::SourceStatus;
 use crate::wire::close::Disconnect;
 use crate::wire::{self, Frame};
@@ -20,12 +22,15 @@ use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The WebSocket side of one shard.
 pub struct WsShard {
     pub fanout: Fanout,
     pub conns: HashMap<ConnId, Rc<WsConn>>,
+    /// The active alarms after the last alarm batch this shard handled.
+    pub alarms: Arc<ActiveAlarms>,
 }
 
 enum Chunk {
@@ -191,7 +196,7 @@ impl Sink for ConnSink<'_> {
 /// Applies `f` to the fan-out with a sink over this shard's connections.
 pub fn with_fanout<R>(ctx: &ShardCtx, f: impl FnOnce(&mut Fanout, &mut ConnSink<'_>) -> R) -> R {
     let mut ws = ctx.ws.borrow_mut();
-    let WsShard { fanout, conns } = &mut *ws;
+    let WsShard { fanout, conns, .. } = &mut *ws;
     let mut sink = ConnSink {
         conns,
         budget: ctx.shared.config.ws.outbound_budget_bytes,
@@ -288,6 +293,19 @@ pub async fn serve<G>(
         connected.into_iter().chain(status).collect()
     };
     conn.send(first);
+    if !echo {
+        let mut out = Vec::new();
+        let ask = conn.protocol.borrow_mut().start_alarms(
+            up.audience.wants_alarms(),
+            up.alarms_since,
+            &ctx.ws.borrow().alarms,
+            &mut out,
+        );
+        conn.send(out);
+        if let Some(ask) = ask {
+            monoio::spawn(replay_alarms(ctx.clone(), conn.clone(), ask));
+        }
+    }
 
     run(stream, leftover, &conn, &ctx).await;
     conn.kill();
@@ -301,6 +319,49 @@ pub async fn serve<G>(
         shared.registry.release(&client_id, id);
     }
     shared.websockets[ctx.index].fetch_sub(1, Ordering::Relaxed);
+}
+
+/// How long a reconnecting client's alarm replay may wait for the feed.
+const REPLAY_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Asks the feed for the alarm events a reconnecting client missed and sends them (then the
+/// live ones held meanwhile).
+async fn replay_alarms(ctx: Rc<ShardCtx>, conn: Rc<WsConn>, ask: crate::ws::alarms::ReplayRequest) {
+    let request = Request::AlarmRange {
+        after: ask.after,
+        limit: crate::ws::alarms::MAX_REPLAY,
+        check_gap: true,
+    };
+    let range = match ctx.ask_feed(conn.id, request, REPLAY_DEADLINE).await {
+        Some(Reply::AlarmRange(range)) => range,
+        _ => None,
+    };
+    let mut out = Vec::new();
+    let active = ctx.ws.borrow().alarms.clone();
+    conn.protocol
+        .borrow_mut()
+        .on_alarm_replay(range, &active, crate::time::now_millis(), &mut out);
+    conn.send(out);
+}
+
+/// New alarm events from the feed: every connection's protocol decides (sent, held for a
+/// replay, or not wanted).
+pub fn on_alarms(ctx: &ShardCtx, batch: &AlarmBatch) {
+    let conns: Vec<Rc<WsConn>> = {
+        let mut ws = ctx.ws.borrow_mut();
+        ws.alarms = batch.active.clone();
+        if batch.alarms.is_empty() {
+            return;
+        }
+        ws.conns.values().cloned().collect()
+    };
+    for c in conns {
+        let mut out = Vec::new();
+        c.protocol.borrow_mut().on_alarms(&batch.alarms, &mut out);
+        if !out.is_empty() {
+            c.send(out);
+        }
+    }
 }
 
 /// A read that owns its half of the socket and its buffer, so the same pinned slot can be

@@ -1,6 +1,7 @@
 //! The RFC 6455 opening handshake on top of a parsed HTTP request, plus this gateway's
-//! query parameters (`client_id`, `data_type`, `token`).
+//! query parameters (`client_id`, `data_type`, `alarms_since`, `token`).
 
+use crate::alarm::EventId;
 use crate::error::{ApiError, ErrorCode};
 use crate::http::{Method, Query, Request};
 
@@ -27,6 +28,10 @@ impl Audience {
     pub fn wants_data(self) -> bool {
         self != Audience::Alarm
     }
+
+    pub fn wants_alarms(self) -> bool {
+        self != Audience::Realtime
+    }
 }
 
 /// An accepted upgrade.
@@ -34,6 +39,8 @@ impl Audience {
 pub struct Upgrade {
     pub client_id: Option<String>,
     pub audience: Audience,
+    /// `alarms_since`: the last alarm event the client saw (it is sent what followed).
+    pub alarms_since: Option<EventId>,
     pub accept_key: String,
 }
 
@@ -111,9 +118,19 @@ pub fn check(req: &Request) -> Result<Upgrade, ApiError> {
             ))
         }
     };
+    let alarms_since = match q.get("alarms_since")? {
+        None => None,
+        Some(id) => Some(EventId::parse(id).ok_or_else(|| {
+            ApiError::invalid_parameter(
+                "alarms_since",
+                &format!("must be an alarm event id such as 1733150000123-0, got '{id}'"),
+            )
+        })?),
+    };
     Ok(Upgrade {
         client_id,
         audience,
+        alarms_since,
         accept_key: tungstenite::handshake::derive_accept_key(key.as_bytes()),
     })
 }

@@ -2,6 +2,7 @@
 //! in-memory buffers), the connection's protocol core and one module per client command.
 
 pub mod action;
+pub mod alarms;
 pub mod cmd;
 pub mod handshake;
 pub mod protocol;

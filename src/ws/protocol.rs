@@ -5,16 +5,19 @@
 //! [`Action`]s in order.
 
 pub use super::action::{Action, Flow};
+use super::alarms::{AlarmFlow, ReplayRequest};
 use super::cmd::{self, Command, Ctx};
 use super::handshake::Audience;
 use super::rate::RateLimit;
 use super::session::{Event, Session};
+use crate::alarm::{ActiveAlarms, Alarm, EventId, Range};
 use crate::error::{ApiError, ErrorCode};
 use crate::fanout::{ConnId, Fanout};
 use crate::site::SourceStatus;
 use crate::wire::close::Disconnect;
 use crate::wire::frame;
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 /// What the connection serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,6 +46,7 @@ pub struct Protocol {
     last_refusal: i64,
     /// The protocol closed the connection (a close frame is queued).
     closed: bool,
+    alarms: AlarmFlow,
 }
 
 impl Protocol {
@@ -59,6 +63,7 @@ impl Protocol {
             refused: 0,
             last_refusal: i64::MIN,
             closed: false,
+            alarms: AlarmFlow::Off,
         }
     }
 
@@ -66,6 +71,39 @@ impl Protocol {
     pub fn status(&self, source: &SourceStatus, now: i64) -> Option<Action> {
         (self.mode == Mode::Gateway)
             .then(|| Action::Reply(crate::wire::ws::status(source.reason.as_deref(), now)))
+    }
+
+    /// Starts the connection's alarms (after `connected` and `status`): the active ones now,
+    /// or — with `since` — a replay of what followed it, which the caller asks the feed for.
+    pub fn start_alarms(
+        &mut self,
+        wants: bool,
+        since: Option<EventId>,
+        active: &ActiveAlarms,
+        out: &mut Vec<Action>,
+    ) -> Option<ReplayRequest> {
+        if self.mode != Mode::Gateway {
+            return None;
+        }
+        let (flow, ask) = AlarmFlow::start(wants, since, active, out);
+        self.alarms = flow;
+        ask
+    }
+
+    /// Live alarm events, in order.
+    pub fn on_alarms(&mut self, alarms: &[Arc<Alarm>], out: &mut Vec<Action>) {
+        self.alarms.on_alarms(alarms, out);
+    }
+
+    /// The feed's answer to the replay the connection asked for (`None`: no answer).
+    pub fn on_alarm_replay(
+        &mut self,
+        range: Option<Range>,
+        active: &ActiveAlarms,
+        now: i64,
+        out: &mut Vec<Action>,
+    ) {
+        self.alarms.on_replay(range, active, now, out);
     }
 
     /// True while subscription changes wait for the site's data.

@@ -189,15 +189,87 @@ pub fn get_ok(addr: SocketAddr, path: &str) -> Json {
     j
 }
 
-/// This process's resident memory (the gateway under test runs in it).
-pub fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+fn rss_of(status: &str) -> u64 {
+    let status = std::fs::read_to_string(status).unwrap();
     status
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .unwrap()
+}
+
+/// The gateway binary, for tests that run it as a process of its own.
+pub const BIN: &str = env!("CARGO_BIN_EXE_voltage-gateway");
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits until the gateway answers and its feed has loaded the library into Redis.
+pub fn wait_ready(addr: SocketAddr) {
+    wait_until("gateway ready", Duration::from_secs(10), || {
+        TcpStream::connect(addr).is_ok()
+            && get_ok(addr, "/health/detailed")["data"]["status"] == "healthy"
+    });
+}
+
+/// Kills the child if a test fails before it exits, so no server outlives its test.
+pub struct Guard(pub std::process::Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The gateway as a process of its own (its memory measured apart from the tests running
+/// beside it), on a free loopback port, configured by `toml`; ready when returned.
+pub struct GatewayProcess {
+    pub addr: SocketAddr,
+    config: std::path::PathBuf,
+    guard: Guard,
+}
+
+impl GatewayProcess {
+    pub fn spawn(redis: &RedisProcess, toml: &str) -> GatewayProcess {
+        let port = free_port();
+        let config =
+            std::env::temp_dir().join(format!("voltage-test-{}-{port}.toml", std::process::id()));
+        std::fs::write(&config, toml).unwrap();
+        let child = std::process::Command::new(BIN)
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--redis", &redis.url(), "--shards", "2"])
+            .arg("--config")
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let g = GatewayProcess {
+            addr: format!("127.0.0.1:{port}").parse().unwrap(),
+            config,
+            guard: Guard(child),
+        };
+        wait_ready(g.addr);
+        g
+    }
+
+    /// Resident memory of the gateway process.
+    pub fn rss_kib(&self) -> u64 {
+        rss_of(&format!("/proc/{}/status", self.guard.0.id()))
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.config);
+    }
 }
 
 /// The ids `GET /api/channels` lists, in order.

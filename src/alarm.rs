@@ -1,0 +1,322 @@
+//! Alarms, pure: the events `alarmsrv_check` appends to `alarm:events` (lua/README.md) as the
+//! gateway reads them, and the set of active alarms they imply. No IO, no clock: the feed
+//! reads the stream, shards and handlers read these.
+
+use crate::model::{parse_canonical_u32, ChannelId, DataType, PointId, Value};
+use crate::wire::Frame;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+/// A stream entry id, `{ms}-{seq}`: totally ordered, as Redis assigns them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EventId {
+    pub ms: u64,
+    pub seq: u64,
+}
+
+impl EventId {
+    /// `{ms}-{seq}` in decimal (a bare `{ms}` means `{ms}-0`, as Redis reads it); anything
+    /// else is `None`. Bounded: at most 20 digits each.
+    pub fn parse(s: &str) -> Option<EventId> {
+        let (ms, seq) = s.split_once('-').unwrap_or((s, "0"));
+        let num = |d: &str| {
+            (!d.is_empty() && d.len() <= 20 && d.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| d.parse::<u64>().ok())
+                .flatten()
+        };
+        Some(EventId {
+            ms: num(ms)?,
+            seq: num(seq)?,
+        })
+    }
+}
+
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.ms, self.seq)
+    }
+}
+
+/// The seed's `alarm.status`: 1 triggered, 0 recovered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AlarmStatus {
+    Recovered = 0,
+    Triggered = 1,
+}
+
+/// One trigger or recovery, as appended to `alarm:events`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AlarmEvent {
+    pub event_id: EventId,
+    /// `ALM_{n}`: shared by a trigger and its recovery.
+    pub alarm_id: String,
+    pub rule_id: String,
+    pub channel: ChannelId,
+    pub data_type: DataType,
+    pub point: PointId,
+    pub status: AlarmStatus,
+    /// 0 low, 1 medium, 2 high, 3 urgent.
+    pub level: u8,
+    /// The value that changed the state; `None` for a recovery because the rule was deleted,
+    /// moved or disabled while its point held no number.
+    pub value: Option<Value>,
+    pub message: String,
+    pub operator: String,
+    pub threshold: Value,
+    /// When Redis recorded it (Unix ms).
+    pub time_ms: i64,
+}
+
+/// Why a stream entry or an active-alarm record could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadRecord(pub &'static str);
+
+impl fmt::Display for BadRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "unreadable alarm record: {}", self.0)
+    }
+}
+
+fn field<'a>(fields: &'a [(Vec<u8>, Vec<u8>)], name: &'static str) -> Result<&'a str, BadRecord> {
+    fields
+        .iter()
+        .find(|(k, _)| k == name.as_bytes())
+        .and_then(|(_, v)| std::str::from_utf8(v).ok())
+        .ok_or(BadRecord(name))
+}
+
+impl AlarmEvent {
+    /// A stream entry's fields (as `XRANGE` returns them) → the event.
+    pub fn from_fields(
+        event_id: EventId,
+        fields: &[(Vec<u8>, Vec<u8>)],
+    ) -> Result<AlarmEvent, BadRecord> {
+        let get = |name| field(fields, name);
+        let status = match get("status")? {
+            "1" => AlarmStatus::Triggered,
+            "0" => AlarmStatus::Recovered,
+            _ => return Err(BadRecord("status")),
+        };
+        let value = get("value")?;
+        Ok(AlarmEvent {
+            event_id,
+            alarm_id: get("alarm_id")?.to_string(),
+            rule_id: get("rule_id")?.to_string(),
+            channel: ChannelId::parse(get("channel_id")?).ok_or(BadRecord("channel_id"))?,
+            data_type: DataType::parse(get("data_type")?).ok_or(BadRecord("data_type"))?,
+            point: parse_canonical_u32(get("point_id")?).ok_or(BadRecord("point_id"))?,
+            status,
+            level: get("level")?
+                .parse::<u8>()
+                .ok()
+                .filter(|l| *l <= 3)
+                .ok_or(BadRecord("level"))?,
+            value: (!value.is_empty()).then(|| Value::from_redis(value)),
+            message: get("message")?.to_string(),
+            operator: get("operator")?.to_string(),
+            threshold: Value::from_redis(get("threshold")?),
+            time_ms: get("time")?.parse().map_err(|_| BadRecord("time"))?,
+        })
+    }
+}
+
+/// An event with its `alarm` message rendered once (shared by every connection).
+#[derive(Debug)]
+pub struct Alarm {
+    pub event: AlarmEvent,
+    pub frame: Frame,
+}
+
+impl Alarm {
+    pub fn new(event: AlarmEvent) -> Arc<Alarm> {
+        let frame = crate::wire::frame::text(&crate::wire::alarm::message(&event)).into();
+        Arc::new(Alarm { event, frame })
+    }
+}
+
+/// A page of the event log: the events after an id, in order.
+#[derive(Debug, Clone, Default)]
+pub struct Range {
+    pub events: Vec<Arc<Alarm>>,
+    /// More events follow the page.
+    pub more: bool,
+    /// Events after the asked id are no longer held (trimmed): the page starts at the oldest
+    /// one left, `oldest`.
+    pub gap: bool,
+    pub oldest: Option<EventId>,
+}
+
+/// The active alarms after every event up to `through`: rule id → its trigger.
+#[derive(Debug, Clone, Default)]
+pub struct ActiveAlarms {
+    /// Read from Redis at least once (until then the set is unknown, not empty).
+    pub loaded: bool,
+    pub by_rule: BTreeMap<String, Arc<Alarm>>,
+    /// The last event applied (0-0: none).
+    pub through: EventId,
+}
+
+impl ActiveAlarms {
+    pub fn apply(&mut self, alarm: &Arc<Alarm>) {
+        let e = &alarm.event;
+        match e.status {
+            AlarmStatus::Triggered => {
+                self.by_rule.insert(e.rule_id.clone(), alarm.clone());
+            }
+            AlarmStatus::Recovered => {
+                // Only the recovery of the alarm that is active ends it (a stale one cannot).
+                if self
+                    .by_rule
+                    .get(&e.rule_id)
+                    .is_some_and(|a| a.event.alarm_id == e.alarm_id)
+                {
+                    self.by_rule.remove(&e.rule_id);
+                }
+            }
+        }
+        self.through = self.through.max(e.event_id);
+    }
+
+    /// The active alarms, oldest trigger first.
+    pub fn in_order(&self) -> Vec<&Arc<Alarm>> {
+        let mut v: Vec<_> = self.by_rule.values().collect();
+        v.sort_by_key(|a| a.event.event_id);
+        v
+    }
+}
+
+/// A trigger as `alarm:active` stores it (`{"alarm_id":…,"rule_id":…,"channel_id":…,
+/// "data_type":…,"point_id":…,"level":…,"value":…,"message":…,"operator":…,"threshold":…,
+/// "triggered_at":…,"event_id":…}`) → the trigger event.
+pub fn parse_active(json: &[u8]) -> Result<AlarmEvent, BadRecord> {
+    use simd_json::prelude::*;
+    let mut buf = json.to_vec();
+    let v = simd_json::to_borrowed_value(&mut buf).map_err(|_| BadRecord("not JSON"))?;
+    let s = |k: &'static str| v.get_str(k).ok_or(BadRecord(k));
+    let n = |k: &'static str| v.get_u64(k).ok_or(BadRecord(k));
+    // Numbers keep their decimal spelling as written by the library.
+    let num = |k: &'static str| match v.get(k) {
+        Some(x) if x.is_number() => Ok(Value::from_redis(&x.encode())),
+        _ => Err(BadRecord(k)),
+    };
+    Ok(AlarmEvent {
+        event_id: EventId::parse(s("event_id")?).ok_or(BadRecord("event_id"))?,
+        alarm_id: s("alarm_id")?.to_string(),
+        rule_id: s("rule_id")?.to_string(),
+        channel: u32::try_from(n("channel_id")?)
+            .ok()
+            .filter(|c| *c > 0)
+            .map(ChannelId)
+            .ok_or(BadRecord("channel_id"))?,
+        data_type: DataType::parse(s("data_type")?).ok_or(BadRecord("data_type"))?,
+        point: u32::try_from(n("point_id")?).map_err(|_| BadRecord("point_id"))?,
+        status: AlarmStatus::Triggered,
+        level: u8::try_from(n("level")?)
+            .ok()
+            .filter(|l| *l <= 3)
+            .ok_or(BadRecord("level"))?,
+        value: Some(num("value")?),
+        message: s("message")?.to_string(),
+        operator: s("operator")?.to_string(),
+        threshold: num("threshold")?,
+        time_ms: i64::try_from(n("triggered_at")?).map_err(|_| BadRecord("triggered_at"))?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(pairs: &[(&str, &str)]) -> Vec<(Vec<u8>, Vec<u8>)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
+            .collect()
+    }
+
+    fn event(id: &str, alarm: &str, rule: &str, status: &str) -> Arc<Alarm> {
+        let f = fields(&[
+            ("alarm_id", alarm),
+            ("rule_id", rule),
+            ("channel_id", "1001"),
+            ("data_type", "T"),
+            ("point_id", "1"),
+            ("status", status),
+            ("level", "2"),
+            ("value", "95.5"),
+            ("message", "Temperature exceeds threshold"),
+            ("operator", ">"),
+            ("threshold", "90"),
+            ("time", "1733150000123"),
+        ]);
+        Alarm::new(AlarmEvent::from_fields(EventId::parse(id).unwrap(), &f).unwrap())
+    }
+
+    #[test]
+    fn event_ids_order_and_round_trip() {
+        let a = EventId::parse("1733150000123-0").unwrap();
+        let b = EventId::parse("1733150000123-1").unwrap();
+        assert!(a < b && b < EventId::parse("1733150000124").unwrap());
+        assert_eq!(a.to_string(), "1733150000123-0");
+        for bad in [
+            "",
+            "-",
+            "1-",
+            "-1",
+            "a-1",
+            "1-2-3",
+            "1 -2",
+            "+1-0",
+            "123456789012345678901-0",
+        ] {
+            assert_eq!(EventId::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn active_set_follows_triggers_and_recoveries() {
+        let mut set = ActiveAlarms::default();
+        set.apply(&event("10-0", "ALM_1", "hot", "1"));
+        set.apply(&event("11-0", "ALM_2", "cold", "1"));
+        assert_eq!(set.by_rule.len(), 2);
+        // A recovery of an older alarm of the same rule does not end the current one.
+        set.apply(&event("12-0", "ALM_0", "hot", "0"));
+        assert_eq!(set.by_rule.len(), 2);
+        set.apply(&event("13-0", "ALM_1", "hot", "0"));
+        assert_eq!(
+            set.in_order()
+                .iter()
+                .map(|a| a.event.alarm_id.as_str())
+                .collect::<Vec<_>>(),
+            ["ALM_2"]
+        );
+        assert_eq!(set.through.to_string(), "13-0");
+    }
+
+    #[test]
+    fn unreadable_records_say_which_field() {
+        let mut f = fields(&[("alarm_id", "ALM_1"), ("status", "7")]);
+        assert_eq!(
+            AlarmEvent::from_fields(EventId::default(), &f),
+            Err(BadRecord("status"))
+        );
+        f[1].1 = b"1".to_vec();
+        assert_eq!(
+            AlarmEvent::from_fields(EventId::default(), &f).unwrap_err(),
+            BadRecord("value")
+        );
+    }
+
+    #[test]
+    fn parses_the_active_record_the_library_writes() {
+        let json = br#"{"alarm_id":"ALM_3","rule_id":"hot","channel_id":1001,"data_type":"T","point_id":1,"level":2,"value":95.5,"message":"Temperature exceeds threshold","operator":">","threshold":90,"triggered_at":1733150000123,"event_id":"1733150000123-0"}"#;
+        let e = parse_active(json).unwrap();
+        assert_eq!(e.alarm_id, "ALM_3");
+        assert_eq!(e.value.as_ref().unwrap().json(), "95.5");
+        assert_eq!(e.threshold.json(), "90");
+        assert_eq!(e.event_id.to_string(), "1733150000123-0");
+        assert_eq!(parse_active(b"{}"), Err(BadRecord("event_id")));
+        assert_eq!(parse_active(b"[").unwrap_err(), BadRecord("not JSON"));
+    }
+}

@@ -1,0 +1,108 @@
+//! `/api/alarms…`: the active alarms (from the feed's set, no Redis round trip) and the event
+//! log (a page of `alarm:events`, read by the feed for the request).
+
+use super::View;
+use crate::alarm::{EventId, Range};
+use crate::error::{ApiError, ErrorCode};
+use crate::http::{Query, Response};
+use crate::json;
+use crate::wire::alarm::{write_active, write_event};
+
+/// Events per page unless `limit` says otherwise, and the most it may say.
+pub const DEFAULT_LIMIT: u32 = 100;
+pub const MAX_LIMIT: u32 = 1000;
+
+/// What `GET /api/alarms/events` asks of the feed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EventsQuery {
+    pub after: EventId,
+    pub limit: usize,
+    /// `since` was given: a page that does not start right after it says so.
+    pub check_gap: bool,
+}
+
+impl EventsQuery {
+    pub fn parse(q: &Query) -> Result<EventsQuery, ApiError> {
+        let since = match q.get("since")? {
+            None | Some("") => None,
+            Some(s) => Some(EventId::parse(s).ok_or_else(|| {
+                ApiError::invalid_parameter(
+                    "since",
+                    &format!("must be an alarm event id such as 1733150000123-0, got '{s}'"),
+                )
+            })?),
+        };
+        let limit = q.u32_in("limit", 1, MAX_LIMIT)?.unwrap_or(DEFAULT_LIMIT) as usize;
+        Ok(EventsQuery {
+            after: since.unwrap_or_default(),
+            limit,
+            check_gap: since.is_some(),
+        })
+    }
+}
+
+fn not_loaded() -> ApiError {
+    ApiError::new(
+        ErrorCode::ServiceUnavailable,
+        "Alarms not loaded",
+        "the gateway has not read the alarms from Redis yet",
+    )
+}
+
+/// `GET /api/alarms/active`: the active alarms, oldest trigger first.
+pub fn active(view: &View<'_>, now: i64) -> Result<Response, ApiError> {
+    if !view.alarms.loaded {
+        return Err(not_loaded());
+    }
+    let list = view.alarms.in_order();
+    let mut out = Vec::with_capacity(16 + list.len() * 320);
+    out.push(b'[');
+    for (i, a) in list.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_active(&mut out, &a.event);
+    }
+    out.push(b']');
+    let msg = format!("Found {} active alarms", list.len());
+    Ok(Response::success(&out, Some(&msg), now))
+}
+
+/// `GET /api/alarms/events?since=&limit=`: `{events, more, next_since, gap, oldest_event_id}`;
+/// page on with `since=next_since` while `more`.
+pub fn events(view: &View<'_>, q: &Query, now: i64) -> Result<Response, ApiError> {
+    let query = EventsQuery::parse(q)?;
+    let Some(page) = view.alarm_events.as_ref() else {
+        return Err(ApiError::new(
+            ErrorCode::ServiceUnavailable,
+            "Alarm log unavailable",
+            format!("the alarm log could not be read ({})", view.redis.message),
+        ));
+    };
+    Ok(Response::success(&page_json(page, query.after), None, now))
+}
+
+fn page_json(page: &Range, after: EventId) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 + page.events.len() * 320);
+    out.extend_from_slice(b"{\"events\":[");
+    for (i, a) in page.events.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_event(&mut out, &a.event);
+    }
+    let next = page.events.last().map_or(after, |a| a.event.event_id);
+    out.extend_from_slice(b"],\"more\":");
+    out.extend_from_slice(if page.more { b"true" } else { b"false" });
+    out.extend_from_slice(b",\"next_since\":");
+    json::write_str(&mut out, &next.to_string());
+    out.extend_from_slice(b",\"gap\":");
+    out.extend_from_slice(if page.gap { b"true" } else { b"false" });
+    out.extend_from_slice(b",\"oldest_event_id\":");
+    match page.oldest {
+        Some(id) => json::write_str(&mut out, &id.to_string()),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.push(b'}');
+    out
+}
