@@ -9,7 +9,7 @@ W() { $R FCALL comsrv_write_data 1 "$@"; }
 C() { $R FCALL netsrv_collect_data 3 netsrv:seq netsrv:dirty netsrv:epoch "$@" | tr '\n' ' ' | sed 's/ $//'; }
 eq load "$($R -x FUNCTION LOAD REPLACE < "$LIB")" voltage
 $R FLUSHALL >/dev/null
-eq version "$($R --no-raw FCALL_RO voltage_version 0)" "(integer) 6"
+eq version "$($R --no-raw FCALL_RO voltage_version 0)" "(integer) 7"
 eq write1 "$($R --no-raw FCALL comsrv_write_data 1 comsrv:1001:T '{"1":25.6,"2":101.3}')" "(integer) 2"
 eq v1 "$($R HGET comsrv:1001:T 1)" 25.6; eq v2 "$($R HGET comsrv:1001:T 2)" 101.3
 now=$($R TIME | head -1); ts=$($R HGET comsrv:1001:T _timestamp); [ $((now-ts)) -le 1 ] && pass=$((pass+1)) || { fail=$((fail+1)); echo "FAIL ts default $ts vs $now"; }
@@ -203,5 +203,65 @@ $R DEL alarm:seq >/dev/null; n=$(EV); W comsrv:5000:T '{"1":1e9}' >/dev/null
 eq norule "$(EV)/$($R EXISTS alarm:seq)/$($R EXISTS alarm:index:5000:T)" "$n/0/0"
 # the stream is capped (MAXLEN ~)
 has events-capped "$($R XINFO STREAM alarm:events | tr '\n' ' ')" "length"
+# ---- control commands: submit (validate, dedupe, queue, record), report, expire ----
+$R FLUSHALL >/dev/null
+SUB() { $R FCALL control_submit 1 "$1" "$2" | tr '\n' ' ' | sed 's/ $//'; }
+REP() { $R FCALL control_report 1 "cmd:$1" "$2"; }
+EXP() { $R FCALL control_expire 1 "cmd:pending:$1"; }
+RES() { $R --raw XREVRANGE control:results + - COUNT 1 | awk -v f="$1" 'prev==f {print; exit} {prev=$0}'; }
+W comsrv:2001:A '{"20":50}' >/dev/null
+C1='{"point_id":20,"command_type":"set_value","value":50.0,"client_id":"ui_1","request_id":"ctrl_001","instance":"gw1","timeout_ms":10000,"operator":"user_001","reason":"Production adjustment"}'
+eq sub "$(SUB comsrv:2001:A:TODO "$C1")" "CMD_1 queued 0"
+eq sub-todo "$($R LRANGE comsrv:2001:A:TODO 0 -1)" '{"command_id":"CMD_1","point_id":20,"value":50,"command_type":"set_value","deadline_ms":'"$($R HGET cmd:CMD_1 deadline)"'}'
+eq sub-rec "$($R HGET cmd:CMD_1 status)/$($R HGET cmd:CMD_1 client_id)/$($R HGET cmd:CMD_1 request_id)/$($R HGET cmd:CMD_1 instance)/$($R HGET cmd:CMD_1 operator)" "queued/ui_1/ctrl_001/gw1/user_001"
+ttl=$($R TTL cmd:CMD_1); [ "$ttl" -gt 86000 ] && pass=$((pass+1)) || { fail=$((fail+1)); echo "FAIL cmd ttl $ttl"; }
+eq sub-pending "$($R ZRANGE cmd:pending:gw1 0 -1)" CMD_1
+# a retried request is the same command: queued once
+eq dedup "$(SUB comsrv:2001:A:TODO "$C1")" "CMD_1 queued 1"
+eq dedup-once "$($R LLEN comsrv:2001:A:TODO)/$($R GET cmd:seq)" "1/1"
+eq other-client "$(SUB comsrv:2001:A:TODO "${C1/ui_1/ui_2}")" "CMD_2 queued 0"
+eq no-request-id "$(SUB comsrv:2001:A:TODO '{"point_id":20,"command_type":"set_value","value":1,"client_id":"ui_1","instance":"gw1","timeout_ms":10000}')" "CMD_3 queued 0"
+# validation: nothing queued
+n=$($R LLEN comsrv:2001:A:TODO)
+has unknown-ch "$(SUB comsrv:9999:A:TODO "${C1/ctrl_001/ctrl_x}")" "CHANNEL_NOT_FOUND"
+has wrong-type "$(SUB comsrv:2001:C:TODO "$C1")" "INVALID_PARAMETER command_type"
+has ctl-value "$(SUB comsrv:2001:C:TODO '{"point_id":1,"command_type":"control","value":2,"client_id":"c","instance":"gw1","timeout_ms":1000}')" "INVALID_PARAMETER value"
+for j in '{"point_id":20,"command_type":"set_value","value":"5","client_id":"c","instance":"gw1","timeout_ms":1000}' \
+         '{"point_id":-1,"command_type":"set_value","value":5,"client_id":"c","instance":"gw1","timeout_ms":1000}' \
+         '{"point_id":20,"command_type":"set_value","value":5,"instance":"gw1","timeout_ms":1000}' \
+         '{"point_id":20,"command_type":"set_value","value":5,"client_id":"c","instance":"g w","timeout_ms":1000}' \
+         '{"point_id":20,"command_type":"set_value","value":5,"client_id":"c","instance":"gw1","timeout_ms":0}' \
+         '{"point_id":20,"command_type":"set_value","value":1e400,"client_id":"c","instance":"gw1","timeout_ms":1000}' \
+         'nope'; do
+  has "sub-bad $j" "$(SUB comsrv:2001:A:TODO "$j")" "INVALID_PARAMETER"
+done
+has sub-badkey "$(SUB comsrv:2001:T:TODO "$C1")" "ERR invalid key"
+eq sub-nothing "$($R LLEN comsrv:2001:A:TODO)/$($R EXISTS comsrv:9999:A:TODO)" "$n/0"
+eq ctl-ok "$(SUB comsrv:2001:C:TODO '{"point_id":1,"command_type":"control","value":1,"client_id":"c","instance":"gw1","timeout_ms":1000}')" "CMD_4 queued 0"
+# report: executed writes the actual value through the write path and appends one result
+seq0=$($R GET netsrv:seq)
+eq report "$(REP CMD_1 '{"success":true,"actual_value":50.0}')" executed
+eq report-rec "$($R HGET cmd:CMD_1 status)/$($R HGET cmd:CMD_1 actual_value)/$($R ZSCORE cmd:pending:gw1 CMD_1)" "executed/50/"
+eq report-write "$($R HGET comsrv:2001:A 20)/$($R GET netsrv:seq)" "50/$((seq0+1))"
+eq report-result "$(RES command_id)/$(RES status)/$(RES success)/$(RES actual_value)/$(RES instance)/$(RES client_id)/$(RES request_id)" "CMD_1/executed/1/50/gw1/ui_1/ctrl_001"
+eq report-again "$(REP CMD_1 '{"success":false}')/$($R XLEN control:results)/$($R HGET cmd:CMD_1 status)" "executed/1/executed"
+has report-late-recorded "$($R HGET cmd:CMD_1 late_result)" '"success":false'
+eq failed "$(REP CMD_2 '{"success":false,"message":"device busy"}')/$(RES status)/$(RES message)" "failed/failed/device busy"
+has report-unknown "$(REP CMD_99 '{"success":true}')" "COMMAND_NOT_FOUND"
+has report-bad "$(REP CMD_3 '{"ok":1}')" "INVALID_PARAMETER"; has report-bad2 "$(REP CMD_3 '{"success":true,"actual_value":"x"}')" "INVALID_PARAMETER"
+# expire: a command past its deadline times out exactly once; a late report changes nothing
+eq expire-none "$(EXP gw1)" 0
+$R HSET cmd:CMD_3 deadline 1 >/dev/null; $R ZADD cmd:pending:gw1 1 CMD_3 >/dev/null
+eq expire "$(EXP gw1)/$($R HGET cmd:CMD_3 status)/$(RES status)/$(RES command_id)" "1/timeout/timeout/CMD_3"
+eq expire-once "$(EXP gw1)/$($R XLEN control:results)" "0/3"
+eq late "$(REP CMD_3 '{"success":true,"actual_value":1}')/$($R XLEN control:results)/$($R HGET comsrv:2001:A 20)" "timeout/3/50"
+# a report after the deadline before the sweep ran: timeout, once
+$R HSET cmd:CMD_4 deadline 1 >/dev/null
+eq report-expired "$(REP CMD_4 '{"success":true}')/$(RES status)/$(RES command_id)/$($R XLEN control:results)" "timeout/timeout/CMD_4/4"
+eq expire-after "$(EXP gw1)/$($R XLEN control:results)" "0/4"
+# instances keep their own pending sets
+SUB comsrv:2001:A:TODO '{"point_id":20,"command_type":"set_value","value":3,"client_id":"c","instance":"gw2","timeout_ms":1000}' >/dev/null
+eq instances "$($R ZCARD cmd:pending:gw2)/$($R ZCARD cmd:pending:gw1)" "1/0"
+has expire-badkey "$($R FCALL control_expire 1 cmd:x)" "ERR"
 echo "pass=$pass fail=$fail"
 [ "$fail" -eq 0 ]

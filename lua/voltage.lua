@@ -22,7 +22,7 @@ a cluster layout must co-locate them with every comsrv:* hash (hash tags).
 -- Library version, returned by voltage_version. The gateway reloads the library
 -- when Redis reports a smaller number than the one compiled into it.
 -- BUMP THIS ON ANY CHANGE TO THIS FILE (and the matching constant on the Rust side).
-local LIBRARY_VERSION = 6
+local LIBRARY_VERSION = 7
 
 -- Site-wide keys (see the cluster note above).
 local SEQ_KEY = 'netsrv:seq'
@@ -455,52 +455,11 @@ local function voltage_version(keys, args)
   return LIBRARY_VERSION
 end
 
--- -------------------------------------------------------------------
--- comsrv_write_data:
---   FCALL comsrv_write_data 1 comsrv:{ch}:{T|S|C|A} <values_json> [<unix_ts>]
---   -> integer number of points written
--- -------------------------------------------------------------------
-local function comsrv_write_data(keys, args)
-  if #keys ~= 1 then
-    return err('comsrv_write_data expects 1 key (comsrv:{ch}:{T|S|C|A}), got ' .. #keys)
-  end
-  if #args < 1 or #args > 2 then
-    return err('comsrv_write_data expects <values_json> [<unix_ts>], got ' .. #args .. ' arguments')
-  end
-
-  local key = keys[1]
-  local ch_s, dtype = string.match(key, '^comsrv:(%d+):([TSCA])$')
-  local ch = ch_s and parse_id(ch_s, false, MAX_U32)
-  if not ch then
-    return err('invalid key ' .. show(key) ..
-      ': expected comsrv:{ch}:{T|S|C|A} with ch an integer 1..4294967295 without leading zeros')
-  end
-
-  -- timestamp (optional; "" counts as absent): decimal unix seconds, not in the future by
-  -- more than MAX_TS_AHEAD (a channel stamped far ahead would never look stale)
-  local now = tonumber(redis.call('TIME')[1])
-  local ts
-  if args[2] ~= nil and args[2] ~= '' then
-    local n = string.match(args[2], '^%d+%.?%d*$') and tonumber(args[2])
-    if n == nil or not is_finite(n) or n > now + MAX_TS_AHEAD then
-      return err('invalid unix_ts ' .. show(args[2]) ..
-        ': expected decimal unix seconds, at most ' .. MAX_TS_AHEAD .. ' s ahead of the server clock')
-    end
-    ts = math.floor(n)
-  else
-    ts = now
-  end
-
-  -- values
-  local ok, values = pcall(cjson.decode, args[1])
-  if not ok then
-    return err('invalid values_json: ' .. tostring(values))
-  end
-  if type(values) ~= 'table' then
-    local got = (values == cjson.null) and 'null' or type(values)
-    return err('invalid values_json: expected a JSON object {"point_id": value, ...}, got ' .. got)
-  end
-
+-- Validates `values` (a decoded JSON object point id -> value) and writes them to `key`
+-- (comsrv:{ch_s}:{dtype}) stamped `ts`, with the bookkeeping and the alarm check: the write
+-- path shared by comsrv_write_data and control_report. Returns the number of points written,
+-- or an error reply (nothing written).
+local function write_values(key, ch_s, dtype, values, ts)
   -- validate everything before writing anything
   local fields = {}
   local points = {}
@@ -603,6 +562,55 @@ local function comsrv_write_data(keys, args)
 end
 
 -- -------------------------------------------------------------------
+-- comsrv_write_data:
+--   FCALL comsrv_write_data 1 comsrv:{ch}:{T|S|C|A} <values_json> [<unix_ts>]
+--   -> integer number of points written
+-- -------------------------------------------------------------------
+local function comsrv_write_data(keys, args)
+  if #keys ~= 1 then
+    return err('comsrv_write_data expects 1 key (comsrv:{ch}:{T|S|C|A}), got ' .. #keys)
+  end
+  if #args < 1 or #args > 2 then
+    return err('comsrv_write_data expects <values_json> [<unix_ts>], got ' .. #args .. ' arguments')
+  end
+
+  local key = keys[1]
+  local ch_s, dtype = string.match(key, '^comsrv:(%d+):([TSCA])$')
+  local ch = ch_s and parse_id(ch_s, false, MAX_U32)
+  if not ch then
+    return err('invalid key ' .. show(key) ..
+      ': expected comsrv:{ch}:{T|S|C|A} with ch an integer 1..4294967295 without leading zeros')
+  end
+
+  -- timestamp (optional; "" counts as absent): decimal unix seconds, not in the future by
+  -- more than MAX_TS_AHEAD (a channel stamped far ahead would never look stale)
+  local now = tonumber(redis.call('TIME')[1])
+  local ts
+  if args[2] ~= nil and args[2] ~= '' then
+    local n = string.match(args[2], '^%d+%.?%d*$') and tonumber(args[2])
+    if n == nil or not is_finite(n) or n > now + MAX_TS_AHEAD then
+      return err('invalid unix_ts ' .. show(args[2]) ..
+        ': expected decimal unix seconds, at most ' .. MAX_TS_AHEAD .. ' s ahead of the server clock')
+    end
+    ts = math.floor(n)
+  else
+    ts = now
+  end
+
+  -- values
+  local ok, values = pcall(cjson.decode, args[1])
+  if not ok then
+    return err('invalid values_json: ' .. tostring(values))
+  end
+  if type(values) ~= 'table' then
+    local got = (values == cjson.null) and 'null' or type(values)
+    return err('invalid values_json: expected a JSON object {"point_id": value, ...}, got ' .. got)
+  end
+
+  return write_values(key, ch_s, dtype, values, ts)
+end
+
+-- -------------------------------------------------------------------
 -- netsrv_collect_data:
 --   FCALL netsrv_collect_data 3 netsrv:seq netsrv:dirty netsrv:epoch <cursor> <epoch> <limit> [<wake>]
 --   -> {epoch, head_seq, next_cursor, reset, more, member1, score1, ...}
@@ -692,6 +700,231 @@ local function netsrv_collect_data(keys, args)
   return out
 end
 
+-- ===================================================================
+-- CONTROL COMMANDS (PROTOCOL.md §1: comsrv:{ch}:{C|A}:TODO, cmd:{id}, control:results).
+-- Site-wide keys, a documented cluster exception like netsrv:* (lua/README.md):
+--   cmd:seq                              string: CMD_{n} counter
+--   cmd:{id}                             hash: the command record (TTL CMD_TTL)
+--   cmd:dedup:{client_id}:{request_id}   string: the command a request created (DEDUP_WINDOW)
+--   cmd:pending:{instance}               zset: an instance's open commands, score = deadline ms
+--   control:results                      stream: final states (executed/failed/timeout)
+-- ===================================================================
+local CMD_SEQ = 'cmd:seq'
+local CONTROL_RESULTS = 'control:results'
+local CONTROL_RESULTS_MAX = 100000
+local CMD_TTL = 86400
+local DEDUP_WINDOW = 300
+local TIMEOUT_MAX_MS = 3600000
+
+local function bad_param(field, want)
+  return err('INVALID_PARAMETER ' .. field .. ': expected ' .. want .. ' (nothing queued)')
+end
+
+local function short_string(v, max, pattern)
+  return type(v) == 'string' and #v >= 1 and #v <= max and (pattern == nil or string.match(v, pattern) ~= nil)
+end
+
+-- Appends a final state to control:results.
+local function append_result(rec, status, success, actual, message, now)
+  redis.call('XADD', CONTROL_RESULTS, 'MAXLEN', '~', CONTROL_RESULTS_MAX, '*',
+    'command_id', rec.command_id, 'instance', rec.instance, 'client_id', rec.client_id,
+    'request_id', rec.request_id or '', 'status', status, 'success', success and '1' or '0',
+    'actual_value', actual or '', 'message', message or '', 'time', now)
+end
+
+local CMD_FIELDS = { 'command_id', 'status', 'deadline', 'channel_id', 'data_type', 'point_id',
+  'instance', 'client_id', 'request_id' }
+
+local function command_record(key)
+  local v = redis.call('HMGET', key, unpack(CMD_FIELDS))
+  if not v[1] then return nil end
+  local rec = {}
+  for i, f in ipairs(CMD_FIELDS) do rec[f] = v[i] end
+  return rec
+end
+
+-- The command times out (once: only a queued command can).
+local function time_out(key, rec, now)
+  redis.call('HSET', key, 'status', 'timeout', 'finished_at', now)
+  redis.call('ZREM', 'cmd:pending:' .. rec.instance, rec.command_id)
+  append_result(rec, 'timeout', false, nil, 'no result from the device within the timeout', now)
+end
+
+-- -------------------------------------------------------------------
+-- control_submit:
+--   FCALL control_submit 1 comsrv:{ch}:{C|A}:TODO <command_json>
+--   command_json: {point_id, command_type ("set_value" -> A | "control" -> C, value 0/1),
+--                  value, client_id, request_id?, instance, timeout_ms, operator?, reason?}
+--   -> {command_id, status, duplicate (0|1)}
+-- -------------------------------------------------------------------
+local function control_submit(keys, args)
+  if #keys ~= 1 or #args ~= 1 then
+    return err('control_submit expects 1 key (comsrv:{ch}:{C|A}:TODO) and 1 argument (command_json)')
+  end
+  local todo = keys[1]
+  local ch_s, dtype = string.match(todo, '^comsrv:(%d+):([CA]):TODO$')
+  if not (ch_s and parse_id(ch_s, false, MAX_U32)) then
+    return err('invalid key ' .. show(todo) .. ': expected comsrv:{ch}:{C|A}:TODO')
+  end
+  local ok, c = pcall(cjson.decode, args[1])
+  if not ok or type(c) ~= 'table' then
+    return err('INVALID_PARAMETER command_json: expected a JSON object (nothing queued)')
+  end
+  local want_type = (dtype == 'A') and 'set_value' or 'control'
+  if c.command_type ~= want_type then
+    return bad_param('command_type', '"' .. want_type .. '" for a ' .. dtype .. ' queue')
+  end
+  if type(c.point_id) ~= 'number' or c.point_id % 1 ~= 0 or c.point_id < 0 or c.point_id > MAX_U32 then
+    return bad_param('point_id', 'an integer 0..4294967295')
+  end
+  if type(c.value) ~= 'number' or not is_finite(c.value) then
+    return bad_param('value', 'a finite number')
+  end
+  if dtype == 'C' and c.value ~= 0 and c.value ~= 1 then
+    return bad_param('value', '0 or 1 for a control command')
+  end
+  if not short_string(c.client_id, 64) then return bad_param('client_id', 'a string of 1-64 bytes') end
+  if c.request_id ~= nil and c.request_id ~= cjson.null and not short_string(c.request_id, 128) then
+    return bad_param('request_id', 'a string of 1-128 bytes')
+  end
+  if c.request_id == cjson.null then c.request_id = nil end
+  if not short_string(c.instance, 64, '^[%w_.:%-]+$') then
+    return bad_param('instance', '1-64 of A-Za-z0-9_.:-')
+  end
+  if type(c.timeout_ms) ~= 'number' or c.timeout_ms % 1 ~= 0 or c.timeout_ms < 1 or c.timeout_ms > TIMEOUT_MAX_MS then
+    return bad_param('timeout_ms', 'an integer 1..' .. TIMEOUT_MAX_MS)
+  end
+  for _, f in ipairs({ 'operator', 'reason' }) do
+    if c[f] == cjson.null then c[f] = nil end
+    if c[f] ~= nil and (type(c[f]) ~= 'string' or #c[f] > 256) then
+      return bad_param(f, 'a string of at most 256 bytes')
+    end
+  end
+
+  -- A retried request is the same command.
+  local dedup
+  if c.request_id then
+    dedup = 'cmd:dedup:' .. c.client_id .. ':' .. c.request_id
+    local id = redis.call('GET', dedup)
+    if id then
+      return { id, redis.call('HGET', 'cmd:' .. id, 'status') or 'unknown', 1 }
+    end
+  end
+  local base = 'comsrv:' .. ch_s .. ':'
+  if redis.call('EXISTS', base .. 'T', base .. 'S', base .. 'C', base .. 'A') == 0 then
+    return err('CHANNEL_NOT_FOUND channel ' .. ch_s .. ' not found (nothing queued)')
+  end
+  local ttype = redis.call('TYPE', todo)['ok']
+  if ttype ~= 'list' and ttype ~= 'none' then
+    return err('WRONGTYPE ' .. todo .. ' holds a ' .. ttype .. ', not a list (nothing queued)')
+  end
+
+  local id = 'CMD_' .. redis.call('INCR', CMD_SEQ)
+  local now = now_ms()
+  local deadline = format_int(tonumber(now) + c.timeout_ms)
+  local pid, value = format_int(c.point_id), format_number(c.value)
+  local key = 'cmd:' .. id
+  redis.call('HSET', key, 'command_id', id, 'channel_id', ch_s, 'data_type', dtype,
+    'point_id', pid, 'command_type', c.command_type, 'value', value,
+    'client_id', c.client_id, 'request_id', c.request_id or '', 'instance', c.instance,
+    'operator', c.operator or '', 'reason', c.reason or '', 'status', 'queued',
+    'queued_at', now, 'deadline', deadline)
+  redis.call('EXPIRE', key, CMD_TTL)
+  redis.call('RPUSH', todo, '{"command_id":"' .. id .. '","point_id":' .. pid .. ',"value":' .. value ..
+    ',"command_type":"' .. c.command_type .. '","deadline_ms":' .. deadline .. '}')
+  redis.call('ZADD', 'cmd:pending:' .. c.instance, deadline, id)
+  if dedup then
+    redis.call('SET', dedup, id, 'EX', DEDUP_WINDOW)
+  end
+  return { id, 'queued', 0 }
+end
+
+-- -------------------------------------------------------------------
+-- control_report (the device side):
+--   FCALL control_report 1 cmd:{id} <result_json>
+--   result_json: {success, actual_value?, message?}  ->  the command's final status
+-- -------------------------------------------------------------------
+local function control_report(keys, args)
+  if #keys ~= 1 or #args ~= 1 then
+    return err('control_report expects 1 key (cmd:{id}) and 1 argument (result_json)')
+  end
+  local key = keys[1]
+  if not string.match(key, '^cmd:CMD_%d+$') then
+    return err('invalid key ' .. show(key) .. ': expected cmd:CMD_{n}')
+  end
+  local ok, r = pcall(cjson.decode, args[1])
+  if not ok or type(r) ~= 'table' or type(r.success) ~= 'boolean' then
+    return err('INVALID_PARAMETER result_json: expected {"success":true|false,"actual_value"?:number,"message"?:string}')
+  end
+  if r.actual_value == cjson.null then r.actual_value = nil end
+  if r.actual_value ~= nil and (type(r.actual_value) ~= 'number' or not is_finite(r.actual_value)) then
+    return err('INVALID_PARAMETER actual_value: expected a finite number')
+  end
+  if r.message == cjson.null then r.message = nil end
+  if r.message ~= nil and (type(r.message) ~= 'string' or #r.message > 256) then
+    return err('INVALID_PARAMETER message: expected a string of at most 256 bytes')
+  end
+  local rec = command_record(key)
+  if not rec then
+    return err('COMMAND_NOT_FOUND ' .. key .. ' (unknown or expired)')
+  end
+  local now = now_ms()
+  local actual = r.actual_value and format_number(r.actual_value)
+  if rec.status == 'queued' and tonumber(now) > tonumber(rec.deadline) then
+    -- Reported after its deadline: it timed out (the expiry sweep had not run yet).
+    time_out(key, rec, now)
+    rec.status = 'timeout'
+  end
+  if rec.status ~= 'queued' then
+    -- Final already: recorded, never a second final state.
+    redis.call('HSET', key, 'late_result', args[1], 'late_at', now)
+    return rec.status
+  end
+  local status = r.success and 'executed' or 'failed'
+  redis.call('HSET', key, 'status', status, 'success', r.success and '1' or '0',
+    'actual_value', actual or '', 'message', r.message or '', 'finished_at', now)
+  redis.call('ZREM', 'cmd:pending:' .. rec.instance, rec.command_id)
+  if r.success and actual then
+    -- The device's actual value, through the normal write path (seq, dirty, alarms).
+    local wkey = 'comsrv:' .. rec.channel_id .. ':' .. rec.data_type
+    local wrote = write_values(wkey, rec.channel_id, rec.data_type,
+      { [rec.point_id] = r.actual_value }, math.floor(tonumber(now) / 1000))
+    if type(wrote) == 'table' and wrote.err then return wrote end
+  end
+  append_result(rec, status, r.success, actual, r.message, now)
+  return status
+end
+
+-- -------------------------------------------------------------------
+-- control_expire:
+--   FCALL control_expire 1 cmd:pending:{instance} [<limit>]  ->  commands timed out
+--   The gateway instance's sweep: every queued command past its deadline times out once.
+-- -------------------------------------------------------------------
+local function control_expire(keys, args)
+  if #keys ~= 1 or not string.match(keys[1], '^cmd:pending:[%w_.:%-]+$') then
+    return err('control_expire expects 1 key (cmd:pending:{instance})')
+  end
+  local limit = 100
+  if args[1] ~= nil then
+    limit = parse_uint(args[1])
+    if not limit or limit < 1 then return err('invalid limit ' .. show(args[1])) end
+  end
+  local now = now_ms()
+  local due = redis.call('ZRANGEBYSCORE', keys[1], '-inf', now, 'LIMIT', 0, limit)
+  local n = 0
+  for _, id in ipairs(due) do
+    local key = 'cmd:' .. id
+    local rec = command_record(key)
+    if rec and rec.status == 'queued' then
+      time_out(key, rec, now)
+      n = n + 1
+    else
+      redis.call('ZREM', keys[1], id)
+    end
+  end
+  return n
+end
+
 redis.register_function{
   function_name = 'voltage_version',
   callback = voltage_version,
@@ -716,6 +949,21 @@ redis.register_function{
 redis.register_function{
   function_name = 'alarmsrv_rule_delete',
   callback = alarmsrv_rule_delete,
+}
+
+redis.register_function{
+  function_name = 'control_submit',
+  callback = control_submit,
+}
+
+redis.register_function{
+  function_name = 'control_report',
+  callback = control_report,
+}
+
+redis.register_function{
+  function_name = 'control_expire',
+  callback = control_expire,
 }
 
 -- allow-oom: the gateway's pull must keep working when Redis hits maxmemory;

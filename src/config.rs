@@ -68,6 +68,55 @@ pub struct Config {
     pub max_connections_per_ip: usize,
     pub http: HttpConfig,
     pub ws: WsConfig,
+    pub control: ControlConfig,
+}
+
+/// Control commands.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ControlConfig {
+    /// This gateway's stable name among the instances sharing one Redis: its commands'
+    /// results are routed to it (and only to it), and a restarted gateway with the same name
+    /// resumes the routing and timeouts of its pending commands. 1–64 of `A-Za-z0-9_.:-`.
+    /// Default "" = `{hostname}:{listen port}`.
+    pub instance_id: String,
+    /// A command whose result the device side has not reported within this many ms is
+    /// answered `timeout` (exactly once). Default 10000.
+    pub timeout_ms: u64,
+    /// Control commands one WebSocket connection may have waiting for their `queued` ack;
+    /// more are refused `RATE_LIMITED`. Default 16.
+    pub max_in_flight: usize,
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        ControlConfig {
+            instance_id: String::new(),
+            timeout_ms: 10_000,
+            max_in_flight: 16,
+        }
+    }
+}
+
+impl ControlConfig {
+    /// The configured instance id, or `{hostname}:{port}`.
+    pub fn instance(&self, listen: SocketAddr) -> String {
+        if !self.instance_id.is_empty() {
+            return self.instance_id.clone();
+        }
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|h| {
+                h.trim()
+                    .chars()
+                    .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+                    .take(48)
+                    .collect::<String>()
+            })
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "gateway".into());
+        format!("{host}:{}", listen.port())
+    }
 }
 
 /// WebSocket limits and liveness.
@@ -169,6 +218,7 @@ impl Default for Config {
             max_connections_per_ip: 1024,
             http: HttpConfig::default(),
             ws: WsConfig::default(),
+            control: ControlConfig::default(),
         }
     }
 }
@@ -258,6 +308,17 @@ impl Config {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         let err = |m: &str| Err(ConfigError(m.into()));
+        let id = &self.control.instance_id;
+        if id.len() > 64
+            || !id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'))
+        {
+            return err("control.instance_id must be 1-64 of A-Za-z0-9_.:- (or empty)");
+        }
+        if !(1..=3_600_000).contains(&self.control.timeout_ms) || self.control.max_in_flight == 0 {
+            return err("control.timeout_ms must be in 1..=3600000 and control.max_in_flight >= 1");
+        }
         if !(1..=10_000).contains(&self.tick_ms) {
             return err("tick_ms must be in 1..=10000");
         }

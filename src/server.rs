@@ -67,6 +67,7 @@ impl Server {
         let n = config.shard_count();
         let listeners = listener::bind(config.listen, n, 4096).map_err(StartError::Bind)?;
         let addr = listeners[0].local_addr().map_err(StartError::Bind)?;
+        config.control.instance_id = config.control.instance(addr);
         let config = Arc::new(config);
         let published = Published::new();
         let inboxes: Vec<Arc<Inbox>> = (0..n).map(|_| Arc::default()).collect();
@@ -90,6 +91,7 @@ impl Server {
         };
         let health_inboxes = inboxes.clone();
         let alarm_inboxes = inboxes.clone();
+        let control_shared = shared.clone();
         // Each tick is built once (fragments rendered once) and handed to every shard.
         let feed = Feed::new(
             config,
@@ -109,6 +111,22 @@ impl Server {
             });
             for inbox in &alarm_inboxes {
                 inbox.push(ShardEvent::Alarms(batch.clone()));
+            }
+        })
+        .on_control(move |results| {
+            // The final ack goes to whichever connection holds the sender's client id now
+            // (a reconnected sender included), on whatever shard.
+            let now = crate::time::now_millis();
+            for r in results {
+                let Some(owner) = control_shared.registry.owner(&r.client_id) else {
+                    continue;
+                };
+                if let Some(inbox) = control_shared.inboxes.get(owner.shard) {
+                    inbox.push(ShardEvent::ControlAck {
+                        conn: owner.conn,
+                        json: crate::wire::ws::control_ack_final(&r, now),
+                    });
+                }
             }
         })
         .on_changes({

@@ -14,6 +14,7 @@ const PURE: &[&str] = &[
     "src/wire",
     "src/model.rs",
     "src/alarm.rs",
+    "src/control.rs",
     "src/error.rs",
     "src/json.rs",
 ];

@@ -190,10 +190,10 @@ fn read_after(
     Ok(out)
 }
 
-type Entry = (EventId, Vec<(Vec<u8>, Vec<u8>)>);
+pub(super) type Entry = (EventId, Vec<(Vec<u8>, Vec<u8>)>);
 
 /// A stream range reply: `[[id, [field, value, …]], …]`.
-fn entries(v: redis::Value) -> Result<Vec<Entry>, FeedError> {
+pub(super) fn entries(v: redis::Value) -> Result<Vec<Entry>, FeedError> {
     let redis::Value::Array(items) = v else {
         return Err(FeedError::UnexpectedReply("XRANGE"));
     };

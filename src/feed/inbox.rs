@@ -4,6 +4,8 @@
 //! that carry the address their answer goes back to.
 
 use crate::alarm::EventId;
+use crate::control::{ControlRequest, Submitted};
+use crate::error::ApiError;
 use crate::fanout::ConnId;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use std::time::Duration;
@@ -13,7 +15,7 @@ use std::time::Duration;
 pub const CAPACITY: usize = 4096;
 
 /// What a shard may ask the feed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Request {
     /// A live `PING` on the feed's Redis connection, timed.
     RedisPing,
@@ -24,6 +26,11 @@ pub enum Request {
         limit: usize,
         check_gap: bool,
     },
+    /// Queue a control command for `client_id` (`control_submit`).
+    ControlSubmit {
+        command: Box<ControlRequest>,
+        client_id: String,
+    },
 }
 
 /// The feed's answer.
@@ -33,6 +40,8 @@ pub enum Reply {
     RedisRtt(Option<Duration>),
     /// The range, or `None` when Redis could not be asked.
     AlarmRange(Option<crate::alarm::Range>),
+    /// The command as queued, or why not (`SERVICE_UNAVAILABLE` when Redis is down).
+    ControlSubmitted(Result<Submitted, ApiError>),
 }
 
 /// Where an answer goes: a connection on a shard (`seq` tells a late answer from the one

@@ -9,6 +9,7 @@
 //! When Redis is down the last snapshot keeps being served and health says `degraded`.
 
 pub mod alarms;
+pub mod control;
 pub mod inbox;
 pub mod library;
 mod wake;
@@ -220,6 +221,9 @@ pub type ChangeSink = Box<dyn FnMut(&Arc<Snapshot>, &[Change]) + Send>;
 /// Called with each batch of new alarm events and the active set after them.
 pub type AlarmSink = Box<dyn FnMut(&[Arc<Alarm>], &Arc<ActiveAlarms>) + Send>;
 
+/// Called with the final states of this instance's commands, in order.
+pub type ControlSink = Box<dyn FnMut(Vec<crate::control::ControlResult>) + Send>;
+
 /// Called with Redis's health each time it changes.
 pub type HealthSink = Box<dyn FnMut(&Arc<DependencyHealth>) + Send>;
 
@@ -249,6 +253,9 @@ pub struct Feed {
     /// Receives new alarm events (every alarm-receiving WebSocket client is sent them).
     on_alarms: Option<AlarmSink>,
     alarms: alarms::AlarmReader,
+    /// Receives this instance's command results (routed to their senders).
+    on_control: Option<ControlSink>,
+    results: control::ResultReader,
     /// A resync was cut short: the next collect rebuilds the site from cursor 0.
     force_resync: bool,
     /// The running `WAKE_CHANNEL` subscriber, if any.
@@ -272,6 +279,7 @@ impl Feed {
         (handle, inbox): (FeedHandle, Receiver<Event>),
         postman: Postman,
     ) -> Feed {
+        let instance = config.control.instance_id.clone();
         Feed {
             config,
             published,
@@ -285,6 +293,8 @@ impl Feed {
             on_health: None,
             on_alarms: None,
             alarms: alarms::AlarmReader::default(),
+            on_control: None,
+            results: control::ResultReader::new(instance),
             force_resync: false,
             subscriber: None,
             generation: 0,
@@ -305,6 +315,14 @@ impl Feed {
         f: impl FnMut(&[Arc<Alarm>], &Arc<ActiveAlarms>) + Send + 'static,
     ) -> Self {
         self.on_alarms = Some(Box::new(f));
+        self
+    }
+
+    pub fn on_control(
+        mut self,
+        f: impl FnMut(Vec<crate::control::ControlResult>) + Send + 'static,
+    ) -> Self {
+        self.on_control = Some(Box::new(f));
         self
     }
 
@@ -431,6 +449,29 @@ impl Feed {
                 (self.postman)(reply_to, Reply::RedisRtt(rtt));
                 failed.map_or(Ok(()), |e| Err(e.into()))
             }
+            Request::ControlSubmit { command, client_id } => {
+                let Some(con) = con else {
+                    let why = control::unavailable("Redis unavailable");
+                    (self.postman)(reply_to, Reply::ControlSubmitted(Err(why)));
+                    return Ok(());
+                };
+                let cfg = &self.config.control;
+                let instance = self.results.instance().to_string();
+                match control::submit(con, &command, &client_id, &instance, cfg.timeout_ms) {
+                    Ok(r) => {
+                        (self.postman)(reply_to, Reply::ControlSubmitted(r));
+                        Ok(())
+                    }
+                    Err(e) => {
+                        let why = control::unavailable(&e.to_string());
+                        (self.postman)(reply_to, Reply::ControlSubmitted(Err(why)));
+                        match e {
+                            FeedError::Redis(e) if is_connection_error(&e) => Err(e.into()),
+                            _ => Ok(()),
+                        }
+                    }
+                }
+            }
             Request::AlarmRange {
                 after,
                 limit,
@@ -515,6 +556,12 @@ impl Feed {
             let started = Instant::now();
             self.collect_until_current(con)?;
             self.poll_alarms(con)?;
+            let results = self.results.poll(con)?;
+            if !results.is_empty() {
+                if let Some(f) = self.on_control.as_mut() {
+                    f(results);
+                }
+            }
             self.set_health(true, "Redis connection successful".into());
             match self.wait_until(started + tick, Some(con), true)? {
                 Waited::Stop => return Ok(()),
@@ -641,6 +688,7 @@ impl Feed {
                 *fresh = Some(Store::default());
                 changes.clear();
                 self.alarms.reset();
+                self.results.reset();
             }
             let hashes = read_hashes(con, &c.members)?;
             for (m, h) in c.members.iter().zip(hashes) {

@@ -67,8 +67,8 @@ pub struct ShardCtx {
     /// Responses being written right now; shutdown waits for them.
     pub in_flight: Cell<usize>,
     pub ws: RefCell<ws_conn::WsShard>,
-    /// Connections waiting for the feed's answer (at most one request each).
-    replies: RefCell<HashMap<ConnId, Rc<ReplySlot>>>,
+    /// Requests waiting for the feed's answer, by (connection, request number).
+    replies: RefCell<HashMap<(ConnId, u64), Rc<ReplySlot>>>,
     next_request: Cell<u64>,
     /// Redis's health as last heard from the feed.
     redis: RefCell<Arc<DependencyHealth>>,
@@ -79,7 +79,6 @@ pub struct ShardCtx {
 /// Where the feed's answer to one request lands.
 #[derive(Default)]
 struct ReplySlot {
-    seq: u64,
     reply: Cell<Option<Reply>>,
     ready: Notify,
 }
@@ -106,11 +105,8 @@ impl ShardCtx {
     ) -> Option<Reply> {
         let seq = self.next_request.get() + 1;
         self.next_request.set(seq);
-        let slot = Rc::new(ReplySlot {
-            seq,
-            ..ReplySlot::default()
-        });
-        self.replies.borrow_mut().insert(conn, slot.clone());
+        let slot = Rc::new(ReplySlot::default());
+        self.replies.borrow_mut().insert((conn, seq), slot.clone());
         let to = ReplyTo {
             shard: self.index,
             conn,
@@ -124,14 +120,14 @@ impl ShardCtx {
         } else {
             None
         };
-        self.replies.borrow_mut().remove(&conn);
+        self.replies.borrow_mut().remove(&(conn, seq));
         reply
     }
 
     /// Hands an answer to the connection waiting for it (a late one finds nobody).
     fn deliver(&self, to: ReplyTo, reply: Reply) {
-        let slot = self.replies.borrow().get(&to.conn).cloned();
-        if let Some(slot) = slot.filter(|s| s.seq == to.seq) {
+        let slot = self.replies.borrow().get(&(to.conn, to.seq)).cloned();
+        if let Some(slot) = slot {
             slot.reply.set(Some(reply));
             slot.ready.notify();
         }
@@ -304,6 +300,7 @@ async fn events(ctx: Rc<ShardCtx>) {
                     ctx.source_changed();
                 }
                 ShardEvent::Alarms(batch) => ws_conn::on_alarms(&ctx, &batch),
+                ShardEvent::ControlAck { conn, json } => ws_conn::control_ack(&ctx, conn, json),
                 ShardEvent::Kick { conn, why } => ws_conn::kick_local(&ctx, conn, why),
                 ShardEvent::Reply { to, reply } => ctx.deliver(to, reply),
             }

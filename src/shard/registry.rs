@@ -50,6 +50,15 @@ impl Registry {
         }
     }
 
+    /// Who holds `id` now.
+    pub fn owner(&self, id: &str) -> Option<Owner> {
+        self.ids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .copied()
+    }
+
     pub fn len(&self) -> usize {
         self.ids.lock().unwrap_or_else(|e| e.into_inner()).len()
     }

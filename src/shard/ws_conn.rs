@@ -119,6 +119,8 @@ pub struct WsConn {
     killed: Notify,
     /// A close frame is queued: no more data frames; the writer ends once the queue is empty.
     closing: Cell<Option<Instant>>,
+    /// Control commands waiting for their `queued` ack.
+    controls: Cell<usize>,
     /// Closed because the peer stopped answering: the sweep waits only briefly for its reply.
     unresponsive: Cell<bool>,
     last_read: Cell<Instant>,
@@ -141,6 +143,8 @@ impl WsConn {
                 _ if self.closing.get().is_some() => {}
                 Action::Reply(json) => self.push(Chunk::Owned(wire::frame::text(&json))),
                 Action::Frame(f) => self.push(Chunk::Shared(f)),
+                // Taken out by `on_bytes` (queueing needs the shard); none reach here.
+                Action::Control(_) => {}
             }
         }
     }
@@ -273,6 +277,7 @@ pub async fn serve<G>(
         writable: Notify::default(),
         killed: Notify::default(),
         closing: Cell::new(None),
+        controls: Cell::new(0),
         unresponsive: Cell::new(false),
         last_read: Cell::new(now),
         last_ping: Cell::new(now),
@@ -475,7 +480,7 @@ fn after_write(conn: &WsConn, ctx: &ShardCtx, len: usize, budget: usize) {
 /// Hands bytes to the protocol and queues what it answers; false when the connection is over.
 /// A panic while handling them closes this connection with 1011 instead of unwinding through
 /// the shard (which would take every other connection on it down).
-fn on_bytes(conn: &WsConn, ctx: &ShardCtx, bytes: &[u8]) -> bool {
+fn on_bytes(conn: &Rc<WsConn>, ctx: &Rc<ShardCtx>, bytes: &[u8]) -> bool {
     let mut out = Vec::new();
     let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let mut ws = ctx.ws.borrow_mut();
@@ -486,6 +491,7 @@ fn on_bytes(conn: &WsConn, ctx: &ShardCtx, bytes: &[u8]) -> bool {
     }));
     match handled {
         Ok(flow) => {
+            let out = queue_controls(conn, ctx, out);
             conn.send(out);
             flow == Flow::Open
         }
@@ -497,6 +503,85 @@ fn on_bytes(conn: &WsConn, ctx: &ShardCtx, bytes: &[u8]) -> bool {
             conn.close(Disconnect::InternalError);
             false
         }
+    }
+}
+
+/// How long a control command may wait for Redis to queue it.
+const CONTROL_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Starts queueing each control command the protocol accepted (at most
+/// `control.max_in_flight` per connection at once; more are refused `RATE_LIMITED`); the other
+/// actions are returned in order.
+fn queue_controls(conn: &Rc<WsConn>, ctx: &Rc<ShardCtx>, out: Vec<Action>) -> Vec<Action> {
+    if !out.iter().any(|a| matches!(a, Action::Control(_))) {
+        return out;
+    }
+    let max = ctx.shared.config.control.max_in_flight;
+    let mut rest = Vec::with_capacity(out.len());
+    for a in out {
+        let Action::Control(command) = a else {
+            rest.push(a);
+            continue;
+        };
+        if conn.controls.get() >= max {
+            let e = crate::error::ApiError::new(
+                crate::error::ErrorCode::RateLimited,
+                "Too many commands in flight",
+                format!("at most {max} control commands may wait for their queued ack at once; nothing was queued"),
+            );
+            let now = crate::time::now_millis();
+            rest.push(Action::Reply(wire::ws::error(
+                &e,
+                command.request_id.as_deref(),
+                now,
+            )));
+            continue;
+        }
+        conn.controls.set(conn.controls.get() + 1);
+        monoio::spawn(submit_control(ctx.clone(), conn.clone(), command));
+    }
+    rest
+}
+
+/// Queues one command through the feed and answers `control_ack queued` (or the error).
+async fn submit_control(
+    ctx: Rc<ShardCtx>,
+    conn: Rc<WsConn>,
+    command: Box<crate::control::ControlRequest>,
+) {
+    let request_id = command.request_id.clone();
+    let request = Request::ControlSubmit {
+        command,
+        client_id: conn.client_id.clone(),
+    };
+    let reply = ctx.ask_feed(conn.id, request, CONTROL_DEADLINE).await;
+    conn.controls.set(conn.controls.get().saturating_sub(1));
+    let now = crate::time::now_millis();
+    let rid = request_id.as_deref();
+    let json = match reply {
+        Some(Reply::ControlSubmitted(Ok(s))) => {
+            wire::ws::control_ack_queued(rid, &s.command_id, &s.status, now)
+        }
+        Some(Reply::ControlSubmitted(Err(e))) => wire::ws::error(&e, rid, now),
+        _ => wire::ws::error(
+            &crate::error::ApiError::new(
+                crate::error::ErrorCode::ServiceUnavailable,
+                "Control unavailable",
+                "Redis did not answer in time; the command may still be queued: send it again \
+                 with the same id to learn its state (a repeated id is never queued twice)",
+            ),
+            rid,
+            now,
+        ),
+    };
+    conn.send(vec![Action::Reply(json)]);
+}
+
+/// A command's final ack, for `conn` if it is still here.
+pub fn control_ack(ctx: &ShardCtx, conn: ConnId, json: Vec<u8>) {
+    let c = ctx.ws.borrow().conns.get(&conn).cloned();
+    if let Some(c) = c {
+        c.send(vec![Action::Reply(json)]);
     }
 }
 

@@ -253,6 +253,53 @@ pub fn ack(
     envelope(which.kind(), &ack_id(request_id, now), now, &d)
 }
 
+/// `control_ack {request_id, command_id, status}`: the command is durably queued (or, for a
+/// retried request id, already known in that status).
+pub fn control_ack_queued(
+    request_id: Option<&str>,
+    command_id: &str,
+    status: &str,
+    now: i64,
+) -> Vec<u8> {
+    let mut d = Vec::with_capacity(96);
+    d.push(b'{');
+    write_request_id(&mut d, request_id);
+    d.extend_from_slice(b",\"command_id\":");
+    json::write_str(&mut d, command_id);
+    d.extend_from_slice(b",\"status\":");
+    json::write_str(&mut d, status);
+    d.push(b'}');
+    envelope("control_ack", &ack_id(request_id, now), now, &d)
+}
+
+/// The final `control_ack {request_id, command_id, status, result {success, actual_value,
+/// message?}}` (`executed`, `failed` or `timeout`).
+pub fn control_ack_final(r: &crate::control::ControlResult, now: i64) -> Vec<u8> {
+    let request_id = r.request_id.as_deref();
+    let mut d = Vec::with_capacity(160);
+    d.push(b'{');
+    write_request_id(&mut d, request_id);
+    d.extend_from_slice(b",\"command_id\":");
+    json::write_str(&mut d, &r.command_id);
+    d.extend_from_slice(b",\"status\":\"");
+    d.extend_from_slice(r.status.as_str().as_bytes());
+    d.extend_from_slice(b"\",\"result\":{\"success\":");
+    d.extend_from_slice(if r.success { b"true" } else { b"false" });
+    d.extend_from_slice(b",\"actual_value\":");
+    d.extend_from_slice(
+        r.actual_value
+            .as_ref()
+            .map_or("null", |v| v.json())
+            .as_bytes(),
+    );
+    if let Some(m) = &r.message {
+        d.extend_from_slice(b",\"message\":");
+        json::write_str(&mut d, m);
+    }
+    d.extend_from_slice(b"}}");
+    envelope("control_ack", &ack_id(request_id, now), now, &d)
+}
+
 /// The pong's id: the ping's id with a leading `ping` replaced by `pong`, else `pong_{id}`.
 pub fn pong_id(request_id: Option<&str>) -> String {
     match request_id {

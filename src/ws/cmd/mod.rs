@@ -20,7 +20,7 @@ pub use ping::Ping;
 pub use subscribe::Subscribe;
 pub use unsubscribe::Unsubscribe;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Command {
     Subscribe(Subscribe),
     Unsubscribe(Unsubscribe),
@@ -29,7 +29,7 @@ pub enum Command {
 }
 
 /// A parsed client message: its id (when readable) and the command or why not.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Incoming {
     pub id: Option<String>,
     pub command: Result<Command, ApiError>,

@@ -223,10 +223,17 @@ fn bad_messages_are_errors_with_the_request_id_when_readable() {
         "{e}"
     );
     assert!(e.ends_with(r#""request_id":null}}"#), "{e}");
+    // A valid control on a known channel is handed to the shell, with its request id.
+    let out = c.send(r#"{"type":"control","id":"c1","data":{"channel_id":2001,"point_id":20,"command_type":"set_value","value":50}}"#);
+    let [Action::Control(cmd)] = &out[..] else {
+        panic!("{out:?}")
+    };
+    assert_eq!((cmd.value, cmd.request_id.as_deref()), (50.0, Some("c1")));
+    // An unknown channel is refused here: nothing is queued.
     assert_eq!(
-        c.send(r#"{"type":"control","id":"c1","data":{"channel_id":2001,"point_id":20,"command_type":"set_value","value":50}}"#),
+        c.send(r#"{"type":"control","id":"c2","data":{"channel_id":9999,"point_id":20,"command_type":"set_value","value":50}}"#),
         vec![reply(&format!(
-            r#"{{"type":"error","id":"c1_error","timestamp":"{TS}","data":{{"code":"SERVICE_UNAVAILABLE","message":"Control unavailable","details":"the control path is not enabled on this gateway yet","request_id":"c1"}}}}"#
+            r#"{{"type":"error","id":"c2_error","timestamp":"{TS}","data":{{"code":"CHANNEL_NOT_FOUND","message":"Channel not found","details":"Channel 9999 not found","request_id":"c2"}}}}"#
         ))]
     );
 }

@@ -1,0 +1,178 @@
+//! The feed's side of control commands: queueing one (`control_submit`), reading the final
+//! states in `control:results` from where this instance left off (its cursor is kept in
+//! Redis, so a restarted gateway with the same instance id routes what arrived meanwhile),
+//! and the timeout sweep (`control_expire`) over this instance's pending commands.
+
+use super::{as_string, FeedError};
+use crate::alarm::EventId;
+use crate::control::{submit_error, ControlRequest, ControlResult, Submitted};
+use crate::error::{ApiError, ErrorCode};
+use crate::log;
+use std::time::{Duration, Instant};
+
+pub const RESULTS_KEY: &str = "control:results";
+/// Results read per round trip.
+const PAGE: usize = 1000;
+/// How often the pending commands are checked for timeouts.
+const EXPIRE_EVERY: Duration = Duration::from_millis(100);
+
+/// Queues `command` for `client_id`; a refusal by the library keeps its stable code.
+pub fn submit(
+    con: &mut redis::Connection,
+    command: &ControlRequest,
+    client_id: &str,
+    instance: &str,
+    timeout_ms: u64,
+) -> Result<Result<Submitted, ApiError>, FeedError> {
+    let reply = redis::cmd("FCALL")
+        .arg("control_submit")
+        .arg(1)
+        .arg(command.queue_key())
+        .arg(command.submit_json(client_id, instance, timeout_ms))
+        .query::<redis::Value>(con);
+    let reply = match reply {
+        Ok(v) => v,
+        Err(e) if super::is_connection_error(&e) => return Err(e.into()),
+        Err(e) => {
+            let msg = e.detail().map_or_else(|| e.to_string(), str::to_string);
+            let code = e.code().unwrap_or("");
+            return Ok(Err(submit_error(&format!("{code} {msg}"))));
+        }
+    };
+    let redis::Value::Array(items) = reply else {
+        return Err(FeedError::UnexpectedReply("control_submit"));
+    };
+    match (
+        items.first().and_then(as_string),
+        items.get(1).and_then(as_string),
+        items.get(2).and_then(super::as_u64),
+    ) {
+        (Some(command_id), Some(status), Some(dup)) => Ok(Ok(Submitted {
+            command_id,
+            status,
+            duplicate: dup == 1,
+        })),
+        _ => Err(FeedError::UnexpectedReply("control_submit")),
+    }
+}
+
+/// This instance's reading of `control:results`.
+pub struct ResultReader {
+    instance: String,
+    /// The last entry read; `None` until loaded from Redis.
+    cursor: Option<EventId>,
+    next_expire: Instant,
+}
+
+impl ResultReader {
+    pub fn new(instance: String) -> ResultReader {
+        ResultReader {
+            instance,
+            cursor: None,
+            next_expire: Instant::now(),
+        }
+    }
+
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    /// Redis was reset or replaced: start again from the stored cursor (or the stream's end).
+    pub fn reset(&mut self) {
+        self.cursor = None;
+    }
+
+    fn cursor_key(&self) -> String {
+        format!("cmd:cursor:{}", self.instance)
+    }
+
+    /// Times out this instance's overdue commands (at most every `EXPIRE_EVERY`), then returns
+    /// the results for this instance that arrived since the last call.
+    pub fn poll(&mut self, con: &mut redis::Connection) -> Result<Vec<ControlResult>, FeedError> {
+        if Instant::now() >= self.next_expire {
+            self.next_expire = Instant::now() + EXPIRE_EVERY;
+            let r = redis::cmd("FCALL")
+                .arg("control_expire")
+                .arg(1)
+                .arg(format!("cmd:pending:{}", self.instance))
+                .query::<redis::Value>(con);
+            match r {
+                Ok(_) => {}
+                Err(e) if super::is_connection_error(&e) => return Err(e.into()),
+                // A library without control functions (managed elsewhere): no commands.
+                Err(_) => {}
+            }
+        }
+        let cursor = match self.cursor {
+            Some(c) => c,
+            None => {
+                let c = self.load(con)?;
+                self.cursor = Some(c);
+                c
+            }
+        };
+        let mut out = Vec::new();
+        let mut after = cursor;
+        loop {
+            let reply: redis::Value = redis::cmd("XRANGE")
+                .arg(RESULTS_KEY)
+                .arg(format!("({after}"))
+                .arg("+")
+                .arg("COUNT")
+                .arg(PAGE)
+                .query(con)?;
+            let entries = super::alarms::entries(reply)?;
+            let n = entries.len();
+            for (id, fields) in entries {
+                after = id;
+                match ControlResult::from_fields(&fields) {
+                    Ok(r) if r.instance == self.instance => out.push(r),
+                    Ok(_) => {}
+                    Err(e) => log::warn(&format!("{RESULTS_KEY} entry {id}: {e}; skipped")),
+                }
+            }
+            if n < PAGE {
+                break;
+            }
+        }
+        if after != cursor {
+            // Kept in Redis: a restart resumes here, so results that arrive while this
+            // gateway is down still reach their senders' reconnected sessions.
+            redis::cmd("SET")
+                .arg(self.cursor_key())
+                .arg(after.to_string())
+                .query::<()>(con)?;
+            self.cursor = Some(after);
+        }
+        Ok(out)
+    }
+
+    /// The stored cursor, else the stream's end (nothing before this instance's first start
+    /// is its business).
+    fn load(&self, con: &mut redis::Connection) -> Result<EventId, FeedError> {
+        let stored: Option<String> = redis::cmd("GET").arg(self.cursor_key()).query(con)?;
+        if let Some(id) = stored.as_deref().and_then(EventId::parse) {
+            return Ok(id);
+        }
+        let last: redis::Value = redis::cmd("XREVRANGE")
+            .arg(RESULTS_KEY)
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query(con)?;
+        Ok(super::alarms::entries(last)?
+            .first()
+            .map(|(id, _)| *id)
+            .unwrap_or_default())
+    }
+}
+
+/// The answer when Redis cannot be asked.
+pub fn unavailable(why: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::ServiceUnavailable,
+        "Control unavailable",
+        format!("the command could not be queued ({why}); nothing was queued"),
+    )
+}

@@ -1,0 +1,256 @@
+//! Control commands end to end: the seed's `control` over a real WebSocket, queued through
+//! the library into the device link's `TODO` list, reported by a device side (this test, as
+//! comsrv would through `control_report`), answered with the final `control_ack` — executed,
+//! failed, timeout — once, to the sender's connection, on whichever gateway instance sent it.
+
+mod common;
+#[path = "common/ws.rs"]
+mod wsc;
+
+use common::*;
+use serde_json::{json, Value as Json};
+use std::time::{Duration, Instant};
+use voltage_gateway::config::DriverKind;
+use wsc::*;
+
+const SEED_CONTROL: &str = r#"{"type":"control","id":"ctrl_001","timestamp":"2025-08-12T10:30:00Z","data":{"channel_id":2001,"point_id":20,"command_type":"set_value","value":50.0,"operator":"user_001","reason":"Production adjustment"}}"#;
+
+/// The device side: takes the oldest queued command of a `TODO` list.
+fn pop(con: &mut redis::Connection, list: &str) -> Option<Json> {
+    let v: Option<String> = redis::cmd("LPOP").arg(list).query(con).unwrap();
+    v.map(|s| serde_json::from_str(&s).unwrap())
+}
+
+/// The device side: reports a command's result.
+fn report(con: &mut redis::Connection, command_id: &str, result: &Json) -> String {
+    redis::cmd("FCALL")
+        .arg("control_report")
+        .arg(1)
+        .arg(format!("cmd:{command_id}"))
+        .arg(result.to_string())
+        .query(con)
+        .unwrap()
+}
+
+fn control(id: &str, channel: u32, point: u32, command_type: &str, value: f64) -> String {
+    json!({"type":"control","id":id,"data":{"channel_id":channel,"point_id":point,
+           "command_type":command_type,"value":value}})
+    .to_string()
+}
+
+#[test]
+fn the_seed_control_is_queued_executed_and_answered() {
+    let (_redis, gw, mut con) = start(DriverKind::Auto);
+    let (mut c, _) = Client::connect(gw.local_addr(), "/ws?client_id=ui_1");
+    c.send(SEED_CONTROL);
+    let queued = c.recv_type("control_ack");
+    assert_eq!(queued["id"], "ctrl_001_ack");
+    assert_eq!(queued["data"]["request_id"], "ctrl_001");
+    assert_eq!(queued["data"]["status"], "queued");
+    let command_id = queued["data"]["command_id"].as_str().unwrap().to_string();
+    assert!(command_id.starts_with("CMD_"));
+    let todo = pop(&mut con, "comsrv:2001:A:TODO").expect("queued for the device");
+    assert_eq!(todo["command_id"], command_id.as_str());
+    assert_eq!(
+        (todo["point_id"].as_u64(), todo["value"].as_f64()),
+        (Some(20), Some(50.0))
+    );
+    assert!(todo["deadline_ms"].as_u64().unwrap() > 0);
+    assert_eq!(
+        report(
+            &mut con,
+            &command_id,
+            &json!({"success":true,"actual_value":50.0})
+        ),
+        "executed"
+    );
+    let done = c.recv_type("control_ack");
+    assert_eq!(done["id"], "ctrl_001_ack");
+    assert_eq!(
+        done["data"],
+        json!({"request_id":"ctrl_001","command_id":command_id,"status":"executed",
+               "result":{"success":true,"actual_value":50}})
+    );
+    // The actual value went through the normal write path.
+    wait_until("actual value served", Duration::from_secs(3), || {
+        get_ok(gw.local_addr(), "/api/channels/2001/realtime?data_type=A")["data"][0]["values"]
+            ["20"]
+            == 50
+    });
+}
+
+#[test]
+fn failures_timeouts_and_refusals_are_each_answered_once() {
+    let (_redis, gw, mut con) = start_with(DriverKind::Auto, |cfg| {
+        cfg.control.timeout_ms = 400;
+    });
+    let addr = gw.local_addr();
+    let (mut c, _) = Client::connect(addr, "/ws?client_id=ui_2");
+    // Failed, with the device's reason.
+    c.send(&control("c1", 2001, 20, "set_value", 7.0));
+    let id1 = c.recv_type("control_ack")["data"]["command_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    report(
+        &mut con,
+        &id1,
+        &json!({"success":false,"message":"device busy"}),
+    );
+    let failed = c.recv_type("control_ack");
+    assert_eq!(failed["data"]["status"], "failed");
+    assert_eq!(
+        failed["data"]["result"],
+        json!({"success":false,"actual_value":null,"message":"device busy"})
+    );
+    // No report: timeout, exactly once; a late report changes nothing.
+    let sent = Instant::now();
+    c.send(&control("c2", 2001, 20, "set_value", 8.0));
+    let id2 = c.recv_type("control_ack")["data"]["command_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let timeout = c.recv_type("control_ack");
+    assert_eq!(timeout["data"]["command_id"], id2.as_str());
+    assert_eq!(timeout["data"]["status"], "timeout");
+    assert_eq!(timeout["data"]["result"]["success"], false);
+    assert!(
+        sent.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        sent.elapsed()
+    );
+    assert_eq!(
+        report(&mut con, &id2, &json!({"success":true,"actual_value":8})),
+        "timeout"
+    );
+    // A retried request id is the same command: queued once, acked with the same id.
+    c.send(&control("c3", 2001, 20, "set_value", 9.0));
+    let a = c.recv_type("control_ack");
+    c.send(&control("c3", 2001, 20, "set_value", 9.0));
+    let b = c.recv_type("control_ack");
+    assert_eq!(a["data"]["command_id"], b["data"]["command_id"]);
+    // Refused by validation: the error with the request id, nothing queued.
+    c.send(&control("c4", 9999, 20, "set_value", 1.0));
+    let e = c.recv_type("error");
+    assert_eq!(
+        (e["data"]["code"].as_str(), e["data"]["request_id"].as_str()),
+        (Some("CHANNEL_NOT_FOUND"), Some("c4"))
+    );
+    c.send(&control("c5", 2001, 1, "control", 2.0));
+    let e = c.recv_type("error");
+    assert_eq!(
+        (e["data"]["code"].as_str(), e["data"]["request_id"].as_str()),
+        (Some("INVALID_PARAMETER"), Some("c5"))
+    );
+    c.send(r#"{"type":"control","id":"c6","data":{"channel_id":2001,"point_id":20,"command_type":"set_value","value":"1"}}"#);
+    assert_eq!(c.recv_type("error")["data"]["code"], "INVALID_PARAMETER");
+    // Only c1, c2 and c3 (once) were ever queued; c1 and c2 were taken by nobody (the test
+    // reported without popping), so three entries.
+    let queued: i64 = redis::cmd("LLEN")
+        .arg("comsrv:2001:A:TODO")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(queued, 3);
+    let nothing: i64 = redis::cmd("EXISTS")
+        .arg("comsrv:9999:A:TODO")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(nothing, 0);
+    // What follows: c3's own timeout once, and nothing for c1/c2 (already final; the late
+    // report is recorded, never acked).
+    let later: Vec<Json> = c
+        .collect_for(Duration::from_millis(1500))
+        .into_iter()
+        .map(|(_, m)| m)
+        .filter(|m| m["type"] == "control_ack")
+        .collect();
+    assert_eq!(later.len(), 1, "{later:?}");
+    assert_eq!(later[0]["data"]["command_id"], b["data"]["command_id"]);
+    assert_eq!(later[0]["data"]["status"], "timeout");
+}
+
+#[test]
+fn the_final_ack_reaches_a_reconnected_sender() {
+    let (_redis, gw, mut con) = start(DriverKind::Auto);
+    let addr = gw.local_addr();
+    let (mut first, _) = Client::connect(addr, "/ws?client_id=operator_7");
+    first.send(SEED_CONTROL);
+    let id = first.recv_type("control_ack")["data"]["command_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    drop(first);
+    let (mut again, _) = Client::connect(addr, "/ws?client_id=operator_7");
+    report(&mut con, &id, &json!({"success":true,"actual_value":50}));
+    let done = again.recv_type("control_ack");
+    assert_eq!(done["data"]["command_id"], id.as_str());
+    assert_eq!(done["data"]["status"], "executed");
+}
+
+#[test]
+fn two_gateways_on_one_redis_each_answer_only_their_own_commands() {
+    let redis = redis();
+    let start_one = |name: &str| {
+        let mut cfg = config(&redis.url(), DriverKind::Auto);
+        cfg.control.instance_id = name.to_string();
+        let gw = voltage_gateway::Server::start(cfg).unwrap();
+        wait_until("healthy", Duration::from_secs(5), || {
+            gw.published().redis.load().healthy
+        });
+        gw
+    };
+    let a = start_one("gw_a");
+    let b = start_one("gw_b");
+    let mut con = redis_con(&redis);
+    write(&mut con, "comsrv:2001:A", r#"{"20":1}"#, None);
+    for gw in [&a, &b] {
+        let addr = gw.local_addr();
+        wait_until("2001 loaded", Duration::from_secs(5), || {
+            get(addr, "/api/channels/2001/status").status == 200
+        });
+    }
+    // The same client id on both gateways (they do not share connections).
+    let (mut on_a, _) = Client::connect(a.local_addr(), "/ws?client_id=same");
+    let (mut on_b, _) = Client::connect(b.local_addr(), "/ws?client_id=same");
+    on_a.send(&control("from_a", 2001, 20, "set_value", 2.0));
+    let id_a = on_a.recv_type("control_ack")["data"]["command_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    on_b.send(&control("from_b", 2001, 20, "set_value", 3.0));
+    let id_b = on_b.recv_type("control_ack")["data"]["command_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    report(&mut con, &id_a, &json!({"success":true,"actual_value":2}));
+    report(&mut con, &id_b, &json!({"success":true,"actual_value":3}));
+    let done_a = on_a.recv_type("control_ack");
+    let done_b = on_b.recv_type("control_ack");
+    assert_eq!(done_a["data"]["command_id"], id_a.as_str());
+    assert_eq!(done_b["data"]["command_id"], id_b.as_str());
+    // Neither got the other's: next on each is the pong.
+    for c in [&mut on_a, &mut on_b] {
+        c.send(r#"{"type":"ping","id":"ping_x"}"#);
+        let m = c.recv();
+        assert_eq!(m["type"], "pong", "{m}");
+    }
+}
+
+#[test]
+fn with_redis_down_a_command_is_refused_at_once() {
+    let (mut redis, gw, _con) = start(DriverKind::Auto);
+    let addr = gw.local_addr();
+    let (mut c, _) = Client::connect(addr, "/ws");
+    redis.kill();
+    c.recv_type("status");
+    let sent = Instant::now();
+    c.send(SEED_CONTROL);
+    let e = c.recv_type("error");
+    assert_eq!(e["data"]["code"], "SERVICE_UNAVAILABLE", "{e}");
+    assert_eq!(e["data"]["request_id"], "ctrl_001");
+    assert!(
+        sent.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        sent.elapsed()
+    );
+}
