@@ -493,6 +493,11 @@ fn on_bytes(conn: &Rc<WsConn>, ctx: &Rc<ShardCtx>, bytes: &[u8]) -> bool {
         Ok(flow) => {
             let out = queue_controls(conn, ctx, out);
             conn.send(out);
+            if conn.protocol.borrow().is_closing() && conn.closing.get().is_none() {
+                // The protocol closed it (rate limit): the sweep bounds the wait for the reply.
+                conn.closing.set(Some(Instant::now()));
+                conn.unresponsive.set(true);
+            }
             flow == Flow::Open
         }
         Err(_) => {

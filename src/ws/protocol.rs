@@ -28,6 +28,10 @@ pub enum Mode {
     Echo,
 }
 
+/// Bytes read (and dropped) after the protocol's own close frame while awaiting the reply:
+/// enough for what a client had in flight, not a flood.
+const MAX_DRAIN: usize = 64 * 1024;
+
 /// Subscription changes that may wait for the site's data to load; more are refused.
 const MAX_DEFERRED: usize = 16;
 
@@ -46,6 +50,8 @@ pub struct Protocol {
     last_refusal: i64,
     /// The protocol closed the connection (a close frame is queued).
     closed: bool,
+    /// Bytes received since.
+    drained: usize,
     alarms: AlarmFlow,
 }
 
@@ -63,6 +69,7 @@ impl Protocol {
             refused: 0,
             last_refusal: i64::MIN,
             closed: false,
+            drained: 0,
             alarms: AlarmFlow::Off,
         }
     }
@@ -147,14 +154,23 @@ impl Protocol {
         fanout: &mut Fanout,
         out: &mut Vec<Action>,
     ) -> Flow {
+        if self.closed {
+            self.drained += bytes.len();
+            if self.drained > MAX_DRAIN {
+                return Flow::Closed;
+            }
+        }
         self.session.receive(bytes);
         loop {
             let ev = self.session.next_event();
             self.flush(out);
             match (ev, self.mode) {
-                _ if self.closed => return Flow::Closed,
                 (None, _) => return Flow::Open,
                 (Some(Event::Closed), _) => return Flow::Closed,
+                // Our close frame is out: what the peer sends until its close reply is read
+                // and dropped, up to MAX_DRAIN (closing with unread input would reset the
+                // connection, and the peer could lose the close frame that says why).
+                _ if self.closed => {}
                 (Some(Event::Text(text)), Mode::Echo) => {
                     out.push(Action::Raw(frame::text(text.as_bytes())))
                 }
@@ -236,6 +252,11 @@ impl Protocol {
             self.close(Disconnect::RateLimited, out);
             self.closed = true;
         }
+    }
+
+    /// True once the protocol itself has closed the connection (it awaits the close reply).
+    pub fn is_closing(&self) -> bool {
+        self.closed
     }
 
     /// Starts the close handshake for `why`.

@@ -307,8 +307,11 @@ fn a_flood_that_goes_on_is_closed() {
     let mut out = Vec::new();
     let f = client_frame(1, br#"{"type":"ping"}"#);
     let flood: Vec<u8> = f.iter().copied().cycle().take(f.len() * 1200).collect();
+    // Closed with 1008; the rest of the flood is read and dropped while the close reply is
+    // awaited (closing with unread input would reset the connection).
     let flow = c.proto.receive(&flood, NOW, &mut c.fan, &mut out);
-    assert_eq!(flow, Flow::Closed);
+    assert_eq!(flow, Flow::Open);
+    assert!(c.proto.is_closing());
     let close = [
         &[0x88, 29][..],
         &1008u16.to_be_bytes(),
@@ -316,6 +319,27 @@ fn a_flood_that_goes_on_is_closed() {
     ]
     .concat();
     assert_eq!(out.last(), Some(&Action::Raw(close)));
+    out.clear();
+    let some = &flood[..f.len() * 100];
+    assert_eq!(c.proto.receive(some, NOW, &mut c.fan, &mut out), Flow::Open);
+    assert!(
+        out.is_empty(),
+        "nothing answered after the close frame: {out:?}"
+    );
+    // The peer's close reply ends it.
+    let reply = client_frame(8, &1008u16.to_be_bytes());
+    assert_eq!(
+        c.proto.receive(&reply, NOW, &mut c.fan, &mut out),
+        Flow::Closed
+    );
+    // A flood that goes on after the close frame is not read for long.
+    let mut c = Client::new();
+    c.proto.receive(&flood, NOW, &mut c.fan, &mut out);
+    let more: Vec<u8> = f.iter().copied().cycle().take(70 * 1024).collect();
+    assert_eq!(
+        c.proto.receive(&more, NOW, &mut c.fan, &mut out),
+        Flow::Closed
+    );
 }
 
 #[test]
