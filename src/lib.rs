@@ -43,6 +43,7 @@ pub mod shard;
 pub mod shutdown;
 pub mod site;
 pub mod time;
+pub mod watch;
 pub mod wire;
 pub mod ws;
 

@@ -1,4 +1,4 @@
-//! The `voltage-gateway` binary: `serve` (default) and `demo`.
+//! The `voltage-gateway` binary: `serve` (default), `demo` and `watch`.
 
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
@@ -31,6 +31,22 @@ enum Command {
     /// Run a live demo: a private redis-server, a simulated site and the gateway on
     /// 127.0.0.1:6005. Ctrl-C stops everything it started.
     Demo(DemoArgs),
+    /// Connect to a gateway's WebSocket, send the given messages and print every message
+    /// received, one JSON per line (try alarms and control commands by hand).
+    Watch(WatchArgs),
+}
+
+#[derive(Args, Clone)]
+struct WatchArgs {
+    /// WebSocket URL, query parameters included
+    #[arg(default_value = "ws://127.0.0.1:6005/ws")]
+    url: String,
+    /// A message to send after connecting (repeat for several, sent in order)
+    #[arg(long)]
+    send: Vec<String>,
+    /// Stop after this many seconds (0: when the server closes or Ctrl-C)
+    #[arg(long, default_value_t = 0)]
+    seconds: u64,
 }
 
 #[derive(Args, Clone, Default)]
@@ -170,10 +186,16 @@ fn demo(args: DemoArgs) {
          \x20   curl '{base}/api/channels/2001/realtime?data_type=A&point_id=20'\n\
          \x20   curl {base}/health/detailed\n\
          \x20   redis-cli -p {port} FCALL comsrv_write_data 1 comsrv:1001:T '{{\"1\":25.6,\"2\":101.3}}'\n\
+         \x20   curl {base}/api/alarms/active\n\
          \x20 WebSocket: ws://{addr}/ws\n\
+         \x20   watch alarms:     {exe} watch 'ws://{addr}/ws?data_type=alarm'\n\
+         \x20   send a set-point: {exe} watch ws://{addr}/ws --seconds 5 --send '{{\"type\":\"control\",\"id\":\"ctrl_001\",\"data\":{{\"channel_id\":2001,\"point_id\":20,\"command_type\":\"set_value\",\"value\":50.0}}}}'\n\
          \x20 Ctrl-C stops everything.\n",
         redis_url = redis.url(),
         n = simulator::channel_count(),
+        exe = std::env::current_exe()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| "voltage-gateway".into()),
         port = redis.port(),
         addr = server.local_addr(),
     );
@@ -189,6 +211,11 @@ fn main() {
     match cli.command {
         Some(Command::Serve(args)) => serve(args),
         Some(Command::Demo(args)) => demo(args),
+        Some(Command::Watch(args)) => {
+            if let Err(e) = voltage_gateway::watch::run(&args.url, &args.send, args.seconds) {
+                fail(&e);
+            }
+        }
         None => serve(cli.serve),
     }
 }

@@ -1,6 +1,8 @@
 //! The binary as an operator runs it: flags, start-up errors, signals, the demo.
 
 mod common;
+#[path = "common/ws.rs"]
+mod wsc;
 
 use common::*;
 use std::process::{Child, Command, Stdio};
@@ -167,6 +169,57 @@ fn demo_serves_a_live_site_and_stops_everything_on_ctrl_c() {
             .unwrap()
             > first
     });
+    // An operator's minute: an alarm shows up (the demo's rules fire as values move) and the
+    // seed's control makes a round trip through the simulated device.
+    let (mut c, _) = wsc::Client::connect(addr, "/ws?client_id=newcomer");
+    c.send(r#"{"type":"control","id":"ctrl_001","timestamp":"2025-08-12T10:30:00Z","data":{"channel_id":2001,"point_id":20,"command_type":"set_value","value":50.0,"operator":"user_001","reason":"Production adjustment"}}"#);
+    let deadline = std::time::Instant::now() + Duration::from_secs(45);
+    let (mut queued, mut done, mut alarm) = (None, None, None);
+    while (queued.is_none() || done.is_none() || alarm.is_none())
+        && std::time::Instant::now() < deadline
+    {
+        for (_, m) in c.collect_for(Duration::from_millis(500)) {
+            match (m["type"].as_str(), m["data"]["status"].as_str()) {
+                (Some("control_ack"), Some("queued")) => queued = Some(m),
+                (Some("control_ack"), Some(_)) => done = Some(m),
+                (Some("alarm"), _) => alarm = Some(m),
+                _ => {}
+            }
+        }
+    }
+    let queued = queued.expect("control_ack queued");
+    let done = done.expect("a final control_ack from the simulated device");
+    assert_eq!(done["data"]["command_id"], queued["data"]["command_id"]);
+    let status = done["data"]["status"].as_str().unwrap();
+    assert!(status == "executed" || status == "failed", "{done}");
+    assert_eq!(done["data"]["result"]["success"], status == "executed");
+    let alarm = alarm.expect("an alarm within the demo's first minute");
+    assert!(alarm["data"]["alarm_id"]
+        .as_str()
+        .unwrap()
+        .starts_with("ALM_"));
+    // The same by hand, with the binary's own client.
+    let watched = Command::new(BIN)
+        .args([
+            "watch",
+            &format!("ws://{addr}/ws?data_type=alarm"),
+            "--seconds",
+            "2",
+        ])
+        .args(["--send", r#"{"type":"ping","id":"ping_001"}"#])
+        .output()
+        .unwrap();
+    assert!(watched.status.success(), "{watched:?}");
+    let lines = String::from_utf8(watched.stdout).unwrap();
+    assert!(
+        lines
+            .lines()
+            .next()
+            .unwrap()
+            .contains(r#""type":"connected""#),
+        "{lines}"
+    );
+    assert!(lines.contains(r#""id":"pong_001""#), "{lines}");
     let mut out = String::new();
     signal(child, libc::SIGINT);
     let st = wait_exit(child, Duration::from_secs(8));

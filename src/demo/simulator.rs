@@ -1,6 +1,11 @@
 //! A simulated site: PCS units, PV inverters, battery racks and substation meters writing
 //! realistic telemetry and signals through `comsrv_write_data`, each at its own 1–10 Hz.
 //! Includes the seed document's example ids (1001/1002 with T and S, 2001 with set-point 20).
+//!
+//! It also plays the device side of control commands (takes them from the `TODO` lists,
+//! applies them, reports through `control_report` — now and then a refusal with a reason) and
+//! saves alarm rules that fire and recover as the values move (a rack's cell temperature
+//! swings through its threshold every 30 s), so a newcomer sees both within a minute.
 
 use crate::log;
 use std::fmt::Write as _;
@@ -21,7 +26,7 @@ impl Rng {
     }
 }
 
-/// An analog point that wanders inside its range.
+/// An analog point that wanders inside its range (or follows a slow wave).
 struct Analog {
     id: u32,
     value: f64,
@@ -29,6 +34,8 @@ struct Analog {
     max: f64,
     step: f64,
     decimals: usize,
+    /// (amplitude, period): a sine around the range's centre instead of a random walk.
+    wave: Option<(f64, Duration)>,
 }
 
 struct SimChannel {
@@ -55,8 +62,29 @@ fn analog(id: u32, center: f64, spread: f64, decimals: usize) -> Analog {
         max: center + spread,
         step: spread / 10.0,
         decimals,
+        wave: None,
     }
 }
+
+/// The demo's alarm rules (`alarmsrv_rule_save`): (id, rule JSON).
+const DEMO_RULES: &[(&str, &str)] = &[
+    (
+        "rack1_cell_temp",
+        r#"{"channel_id":3001,"data_type":"T","point_id":30,"operator":">","threshold":32,"level":2,"message":"Rack 1 cell temperature high","deadband":0.5}"#,
+    ),
+    (
+        "temp_1001",
+        r#"{"channel_id":1001,"data_type":"T","point_id":1,"operator":">","threshold":27.5,"level":2,"message":"Temperature exceeds threshold","deadband":0.3}"#,
+    ),
+    (
+        "breaker_1002",
+        r#"{"channel_id":1002,"data_type":"S","point_id":11,"operator":"==","threshold":1,"level":1,"message":"Breaker tripped"}"#,
+    ),
+    (
+        "pcs_power_low",
+        r#"{"channel_id":2001,"data_type":"T","point_id":1,"operator":"<","threshold":10,"level":3,"message":"PCS output power below 10 kW","deadband":1}"#,
+    ),
+];
 
 /// The demo site: 37 channels.
 fn site(now: Instant) -> Vec<SimChannel> {
@@ -132,6 +160,14 @@ fn site(now: Instant) -> Vec<SimChannel> {
         ];
         t.extend((10..26).map(|p| analog(p, 3.3, 0.05, 3)));
         t.extend((30..34).map(|p| analog(p, 28.0, 4.0, 1)));
+        if id == 3001 {
+            // Cell temperature 30: through the demo rule's threshold (32) and back every 30 s.
+            if let Some(a) = t.iter_mut().find(|a| a.id == 30) {
+                a.min = 22.0;
+                a.max = 36.0;
+                a.wave = Some((6.0, Duration::from_secs(30)));
+            }
+        }
         out.push(ch(id, 2, t, vec![(10, 1), (11, 0), (12, 0), (13, 0)]));
     }
     // Substation meters 4001..=4004: three-phase voltages, currents, frequency, power.
@@ -210,9 +246,103 @@ fn write_cmd(pipe: &mut redis::Pipeline, ch: u32, t: &str, json: &str) {
         .ignore();
 }
 
+/// One command taken from a `TODO` list, as the library queued it.
+struct Todo {
+    command_id: String,
+    point: u32,
+    value: f64,
+    deadline_ms: i64,
+}
+
+fn parse_todo(raw: &str) -> Option<Todo> {
+    use simd_json::prelude::*;
+    let mut buf = raw.as_bytes().to_vec();
+    let v = simd_json::to_borrowed_value(&mut buf).ok()?;
+    Some(Todo {
+        command_id: v.get_str("command_id")?.to_string(),
+        point: u32::try_from(v.get_u64("point_id")?).ok()?,
+        value: v.get("value")?.cast_f64()?,
+        deadline_ms: v.get("deadline_ms")?.cast_f64()? as i64,
+    })
+}
+
+/// The device side: takes every queued command of the channels with set-points or controls,
+/// applies it (one in eight is refused, as an interlock would) and reports the result.
+/// An expired command is dropped unexecuted: its sender was told `timeout`.
+fn serve_commands(
+    c: &mut redis::Connection,
+    channels: &mut [SimChannel],
+    rng: &mut Rng,
+) -> redis::RedisResult<()> {
+    for ch in channels
+        .iter_mut()
+        .filter(|c| !c.setpoints.is_empty() || !c.controls.is_empty())
+    {
+        for t in ["A", "C"] {
+            let raw: Vec<String> = redis::cmd("LPOP")
+                .arg(format!("comsrv:{}:{t}:TODO", ch.id))
+                .arg(16)
+                .query::<Option<Vec<String>>>(c)?
+                .unwrap_or_default();
+            for todo in raw.iter().filter_map(|r| parse_todo(r)) {
+                if todo.deadline_ms < crate::time::now_millis() {
+                    continue;
+                }
+                let result = if rng.next_f64() < 0.125 {
+                    r#"{"success":false,"message":"interlock active: command refused by the device"}"#
+                        .to_string()
+                } else {
+                    if t == "A" {
+                        if let Some(sp) = ch.setpoints.iter_mut().find(|s| s.0 == todo.point) {
+                            sp.1 = todo.value;
+                        }
+                        // The PCS follows its power set-point.
+                        if ch.id == 2001 && todo.point == 20 {
+                            if let Some(p) = ch.telemetry.iter_mut().find(|a| a.id == 1) {
+                                p.min = todo.value - 2.0;
+                                p.max = todo.value + 2.0;
+                                p.value = todo.value;
+                            }
+                        }
+                    } else if let Some(ct) = ch.controls.iter_mut().find(|s| s.0 == todo.point) {
+                        ct.1 = todo.value as u8;
+                    }
+                    let mut b = ryu::Buffer::new();
+                    format!(
+                        r#"{{"success":true,"actual_value":{}}}"#,
+                        b.format_finite(todo.value)
+                    )
+                };
+                redis::cmd("FCALL")
+                    .arg("control_report")
+                    .arg(1)
+                    .arg(format!("cmd:{}", todo.command_id))
+                    .arg(result)
+                    .query::<redis::Value>(c)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Saves the demo's alarm rules; true when all were saved.
+fn save_rules(c: &mut redis::Connection) -> bool {
+    DEMO_RULES.iter().all(|(id, rule)| {
+        redis::cmd("FCALL")
+            .arg("alarmsrv_rule_save")
+            .arg(1)
+            .arg(format!("alarm:rule:{id}"))
+            .arg(*rule)
+            .query::<redis::Value>(c)
+            .is_ok()
+    })
+}
+
 fn run(client: redis::Client, stop: Arc<AtomicBool>) {
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let started = Instant::now();
     let mut channels = site(Instant::now());
+    let mut rules_saved = false;
     let mut con: Option<redis::Connection> = None;
     let mut json = String::new();
     while !stop.load(Ordering::SeqCst) {
@@ -226,12 +356,29 @@ fn run(client: redis::Client, stop: Arc<AtomicBool>) {
             }
             continue;
         };
+        if !rules_saved {
+            // Until the gateway has loaded the library this fails; retried every turn.
+            rules_saved = save_rules(c);
+        }
+        if let Err(e) = serve_commands(c, &mut channels, &mut rng) {
+            log::warn(&format!("simulator: serving commands failed: {e}"));
+        }
         let now = Instant::now();
         let mut pipe = redis::pipe();
         for ch in channels.iter_mut().filter(|c| c.next_due <= now) {
             ch.next_due = now + ch.period;
             for a in &mut ch.telemetry {
-                a.value = (a.value + (rng.next_f64() - 0.5) * 2.0 * a.step).clamp(a.min, a.max);
+                a.value = match a.wave {
+                    Some((amp, period)) => {
+                        let phase = now.duration_since(started).as_secs_f64()
+                            / period.as_secs_f64()
+                            * std::f64::consts::TAU;
+                        let centre = (a.min + a.max) / 2.0;
+                        centre + amp * phase.sin() + (rng.next_f64() - 0.5) * 0.2
+                    }
+                    None => a.value + (rng.next_f64() - 0.5) * 2.0 * a.step,
+                }
+                .clamp(a.min, a.max);
             }
             values_json(
                 &mut json,
