@@ -81,6 +81,8 @@ fn realtime_handler(c: &mut Criterion) {
                 redis_rtt: None,
                 alarms: &alarms,
                 alarm_events: None,
+                control: None,
+                command: None,
             };
             black_box(voltage_gateway::api::handle(&req, &view, 1_754_994_600_123))
         })

@@ -254,3 +254,85 @@ fn with_redis_down_a_command_is_refused_at_once() {
         sent.elapsed()
     );
 }
+
+/// `POST {path}` with a JSON body.
+fn post(addr: std::net::SocketAddr, path: &str, body: &str) -> HttpResponse {
+    raw(
+        addr,
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+}
+
+#[test]
+fn the_same_over_http_for_scripts() {
+    let (_redis, gw, mut con) = start(DriverKind::Auto);
+    let addr = gw.local_addr();
+    let body = r#"{"channel_id":2001,"point_id":20,"command_type":"set_value","value":42.5,"operator":"script","request_id":"nightly-1"}"#;
+    let r = post(addr, "/api/control", body);
+    assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+    let d = r.json()["data"].clone();
+    assert_eq!(
+        (d["status"].as_str(), d["duplicate"].as_bool()),
+        (Some("queued"), Some(false))
+    );
+    let id = d["command_id"].as_str().unwrap().to_string();
+    // A retry is the same command, queued once.
+    let again = post(addr, "/api/control", body).json()["data"].clone();
+    assert_eq!(again["command_id"], id.as_str());
+    assert_eq!(again["duplicate"], true);
+    let queued: i64 = redis::cmd("LLEN")
+        .arg("comsrv:2001:A:TODO")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(queued, 1);
+    // Its record, before and (waiting) after the device reports.
+    let rec = get_ok(addr, &format!("/api/commands/{id}"))["data"].clone();
+    assert_eq!(rec["status"], "queued");
+    assert_eq!(rec["value"], 42.5);
+    assert_eq!(rec["request_id"], "nightly-1");
+    assert_eq!(rec["result"], Json::Null);
+    let device = {
+        let id = id.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            report(&mut con, &id, &json!({"success":true,"actual_value":42.5}));
+        })
+    };
+    let started = Instant::now();
+    let rec = get_ok(addr, &format!("/api/commands/{id}?wait=5000"))["data"].clone();
+    device.join().unwrap();
+    assert_eq!(rec["status"], "executed", "{rec}");
+    assert_eq!(
+        rec["result"],
+        json!({"success":true,"actual_value":42.5,"message":null})
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "answered when final, not at the end of wait"
+    );
+    assert!(rec["finished_at"].as_str().unwrap().ends_with('Z'));
+    // Refusals with their stable codes; nothing queued.
+    post(addr, "/api/control", "{nope").error(400, "INVALID_JSON");
+    post(
+        addr,
+        "/api/control",
+        r#"{"channel_id":2001,"point_id":30,"command_type":"control","value":3}"#,
+    )
+    .error(400, "INVALID_PARAMETER");
+    post(
+        addr,
+        "/api/control",
+        r#"{"channel_id":9999,"point_id":20,"command_type":"set_value","value":1}"#,
+    )
+    .error(404, "CHANNEL_NOT_FOUND");
+    get(addr, "/api/commands/CMD_999999").error(404, "NOT_FOUND");
+    get(addr, "/api/commands/nope").error(400, "INVALID_PARAMETER");
+    get(addr, &format!("/api/commands/{id}?wait=60000")).error(400, "INVALID_PARAMETER");
+    let r = get(addr, "/api/control");
+    assert_eq!(r.status, 405);
+    assert_eq!(r.header("allow").as_deref(), Some("POST, OPTIONS"));
+}

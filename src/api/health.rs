@@ -122,6 +122,8 @@ mod tests {
             redis_rtt: Some(Duration::from_micros(153)),
             alarms: &Default::default(),
             alarm_events: None,
+            control: None,
+            command: None,
         };
         let body = |v: &View<'_>| String::from_utf8(detailed(v, 0).body).unwrap();
         let b = body(&view);

@@ -5,6 +5,7 @@
 
 pub mod alarms;
 mod channels;
+pub mod control;
 mod health;
 
 use crate::alarm::{ActiveAlarms, Range};
@@ -28,6 +29,11 @@ pub struct View<'a> {
     pub alarms: &'a ActiveAlarms,
     /// The page of the alarm log the route asked for, when the feed could read it.
     pub alarm_events: Option<Range>,
+    /// `POST /api/control`: the command as queued or refused (`None`: Redis not asked).
+    pub control: Option<Result<crate::control::Submitted, ApiError>>,
+    /// `GET /api/commands/{id}`: the record's fields (empty: no such command; `None`: Redis
+    /// not asked).
+    pub command: Option<Vec<(Vec<u8>, Vec<u8>)>>,
 }
 
 /// Gateway counters for `/health/detailed`.
@@ -39,7 +45,7 @@ pub struct Stats {
 }
 
 /// What a request needs gathered before [`handle`] can answer it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Needs {
     /// A live Redis round trip (asked of the feed, with a short deadline).
     pub redis_rtt: bool,
@@ -47,12 +53,27 @@ pub struct Needs {
     pub stats: bool,
     /// A page of the alarm log (read by the feed).
     pub alarm_events: Option<alarms::EventsQuery>,
+    /// A control command to queue (a valid `POST /api/control` body).
+    pub control: Option<crate::control::ControlRequest>,
+    /// A command record to read, and how long to wait for its final state (ms).
+    pub command: Option<(String, u32)>,
 }
 
-/// What `req` needs: a well-formed `GET /health/detailed` or `GET /api/alarms/events`.
-pub fn needs(req: &Request) -> Needs {
+/// What `req` needs: a well-formed `GET /health/detailed`, `GET /api/alarms/events`,
+/// `POST /api/control` or `GET /api/commands/{id}`. `max_depth` bounds a body's nesting.
+pub fn needs(req: &Request, max_depth: usize) -> Needs {
     let get = matches!(req.method, Method::Get | Method::Head);
     let route = route(&req.path);
+    let control = (req.method == Method::Post && matches!(route, Ok(Some(Route::Control))))
+        .then(|| control::parse_body(&req.body, max_depth).ok())
+        .flatten();
+    let command = match &route {
+        Ok(Some(Route::Command(id))) if get => Query::parse(&req.query)
+            .and_then(|q| control::wait_ms(&q))
+            .ok()
+            .map(|wait| (id.clone(), wait)),
+        _ => None,
+    };
     let detailed = get && matches!(route, Ok(Some(Route::HealthDetailed)));
     let alarm_events = (get && matches!(route, Ok(Some(Route::AlarmEvents))))
         .then(|| Query::parse(&req.query).and_then(|q| alarms::EventsQuery::parse(&q)))
@@ -61,11 +82,13 @@ pub fn needs(req: &Request) -> Needs {
         redis_rtt: detailed,
         stats: detailed,
         alarm_events,
+        control,
+        command,
     }
 }
 
 /// Which resource a path names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Route {
     Channels,
     ChannelStatus(ChannelId),
@@ -76,12 +99,14 @@ enum Route {
     HealthDetailed,
     AlarmsActive,
     AlarmEvents,
+    Control,
+    Command(String),
 }
 
 impl Route {
     /// Routes that serve the site's data: until the first load from Redis they answer 503
     /// (an empty site and an unreachable one must look different).
-    fn serves_data(self) -> bool {
+    fn serves_data(&self) -> bool {
         matches!(
             self,
             Route::Channels | Route::ChannelStatus(_) | Route::ChannelRealtime(_)
@@ -101,6 +126,17 @@ fn route(path: &str) -> Result<Option<Route>, ApiError> {
         "/health/detailed" => Route::HealthDetailed,
         "/api/alarms/active" => Route::AlarmsActive,
         "/api/alarms/events" => Route::AlarmEvents,
+        "/api/control" => Route::Control,
+        _ if path.starts_with("/api/commands/") => {
+            let id = &path["/api/commands/".len()..];
+            if !control::valid_command_id(id) {
+                return Err(ApiError::invalid_parameter(
+                    "command_id",
+                    &format!("must be CMD_{{n}}, got '{id}'"),
+                ));
+            }
+            Route::Command(id.to_string())
+        }
         _ => {
             let Some(rest) = path.strip_prefix("/api/channels/") else {
                 return Ok(None);
@@ -142,12 +178,18 @@ pub fn handle(req: &Request, view: &View<'_>, now: i64) -> Response {
         }
         Err(e) => return Response::error(&e, now),
     };
-    match req.method {
-        Method::Get | Method::Head => {}
-        Method::Options => {
+    let allow = if route == Route::Control {
+        "POST, OPTIONS"
+    } else {
+        "GET, HEAD, OPTIONS"
+    };
+    match (req.method, &route) {
+        (Method::Post, Route::Control) => {}
+        (Method::Get | Method::Head, r) if *r != Route::Control => {}
+        (Method::Options, _) => {
             return Response::json(204, Vec::new())
-                .with_header("Allow", "GET, HEAD, OPTIONS")
-                .with_header("Access-Control-Allow-Methods", "GET, HEAD, OPTIONS")
+                .with_header("Allow", allow)
+                .with_header("Access-Control-Allow-Methods", allow)
                 .with_header(
                     "Access-Control-Allow-Headers",
                     "Authorization, Content-Type",
@@ -159,11 +201,15 @@ pub fn handle(req: &Request, view: &View<'_>, now: i64) -> Response {
                 &ApiError::new(
                     ErrorCode::MethodNotAllowed,
                     "Method not allowed",
-                    format!("{} accepts GET and HEAD", req.path),
+                    format!(
+                        "{} accepts {}",
+                        req.path,
+                        allow.trim_end_matches(", OPTIONS")
+                    ),
                 ),
                 now,
             )
-            .with_header("Allow", "GET, HEAD, OPTIONS")
+            .with_header("Allow", allow)
         }
     }
     if route.serves_data() && !view.snapshot.loaded {
@@ -179,6 +225,11 @@ pub fn handle(req: &Request, view: &View<'_>, now: i64) -> Response {
         Route::HealthDetailed => Ok(health::detailed(view, now)),
         Route::AlarmsActive => alarms::active(view, now),
         Route::AlarmEvents => alarms::events(view, &q, now),
+        Route::Control => control::parse_body(&req.body, view.config.ws.max_json_depth)
+            .and_then(|_| control::submitted(view, now)),
+        Route::Command(ref id) => {
+            control::wait_ms(&q).and_then(|_| control::command(view, id, now))
+        }
     });
     result.unwrap_or_else(|e| Response::error(&e, now))
 }

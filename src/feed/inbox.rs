@@ -26,6 +26,8 @@ pub enum Request {
         limit: usize,
         check_gap: bool,
     },
+    /// A command's record (`HGETALL cmd:{id}`).
+    CommandRecord { command_id: String },
     /// Queue a control command for `client_id` (`control_submit`).
     ControlSubmit {
         command: Box<ControlRequest>,
@@ -42,6 +44,8 @@ pub enum Reply {
     AlarmRange(Option<crate::alarm::Range>),
     /// The command as queued, or why not (`SERVICE_UNAVAILABLE` when Redis is down).
     ControlSubmitted(Result<Submitted, ApiError>),
+    /// The record's fields (empty: no such command), or `None` when Redis could not be asked.
+    CommandRecord(Option<Vec<(Vec<u8>, Vec<u8>)>>),
 }
 
 /// Where an answer goes: a connection on a shard (`seq` tells a late answer from the one

@@ -449,6 +449,21 @@ impl Feed {
                 (self.postman)(reply_to, Reply::RedisRtt(rtt));
                 failed.map_or(Ok(()), |e| Err(e.into()))
             }
+            Request::CommandRecord { command_id } => {
+                let (fields, failed) = match con {
+                    None => (None, None),
+                    Some(con) => match redis::cmd("HGETALL")
+                        .arg(format!("cmd:{command_id}"))
+                        .query::<redis::Value>(con)
+                    {
+                        Ok(v) => (Some(hash_fields(v)), None),
+                        Err(e) if is_connection_error(&e) => (None, Some(e)),
+                        Err(_) => (None, None),
+                    },
+                };
+                (self.postman)(reply_to, Reply::CommandRecord(fields));
+                failed.map_or(Ok(()), |e| Err(e.into()))
+            }
             Request::ControlSubmit { command, client_id } => {
                 let Some(con) = con else {
                     let why = control::unavailable("Redis unavailable");

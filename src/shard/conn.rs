@@ -87,13 +87,41 @@ const READ_CHUNK: usize = 4096;
 /// it as null (a busy feed or a hung Redis must not hang the health check).
 const HEALTH_RTT_DEADLINE: Duration = Duration::from_millis(250);
 
+/// How long `POST /api/control` waits for Redis to queue the command.
+const CONTROL_DEADLINE: Duration = Duration::from_secs(5);
+
+/// A command's record; with `wait_ms`, asked again every 100 ms while it is still queued
+/// (bounded by `wait_ms`), so a script can wait for the final state in one request.
+async fn command_record(
+    ctx: &ShardCtx,
+    conn: ConnId,
+    id: String,
+    wait_ms: u32,
+) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
+    let until = std::time::Instant::now() + Duration::from_millis(u64::from(wait_ms));
+    loop {
+        let request = FeedRequest::CommandRecord {
+            command_id: id.clone(),
+        };
+        let fields = match ctx.ask_feed(conn, request, ALARM_LOG_DEADLINE).await {
+            Some(Reply::CommandRecord(f)) => f,
+            _ => None,
+        }?;
+        let queued = fields.iter().any(|(k, v)| k == b"status" && v == b"queued");
+        if !queued || std::time::Instant::now() >= until {
+            return Some(fields);
+        }
+        monoio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// How long `/api/alarms/events` waits for the feed to read the page.
 const ALARM_LOG_DEADLINE: Duration = Duration::from_secs(2);
 
 /// Answers one REST request from the feed's latest state, first gathering what the route
 /// needs (the live Redis round trip for `/health/detailed`).
 async fn respond(ctx: &ShardCtx, conn: ConnId, req: &Request) -> Response {
-    let needs = api::needs(req);
+    let needs = api::needs(req, ctx.shared.config.ws.max_json_depth);
     let redis_rtt = if needs.redis_rtt {
         match ctx
             .ask_feed(conn, FeedRequest::RedisPing, HEALTH_RTT_DEADLINE)
@@ -119,6 +147,23 @@ async fn respond(ctx: &ShardCtx, conn: ConnId, req: &Request) -> Response {
         }
         None => None,
     };
+    let control = match needs.control {
+        Some(command) => {
+            let request = FeedRequest::ControlSubmit {
+                command: Box::new(command),
+                client_id: api::control::HTTP_CLIENT_ID.to_string(),
+            };
+            match ctx.ask_feed(conn, request, CONTROL_DEADLINE).await {
+                Some(Reply::ControlSubmitted(r)) => Some(r),
+                _ => None,
+            }
+        }
+        None => None,
+    };
+    let command = match needs.command {
+        Some((id, wait)) => command_record(ctx, conn, id, wait).await,
+        None => None,
+    };
     let shared = &ctx.shared;
     let snapshot = shared.published.snapshot.load();
     let redis = shared.published.redis.load();
@@ -136,6 +181,8 @@ async fn respond(ctx: &ShardCtx, conn: ConnId, req: &Request) -> Response {
         redis_rtt,
         alarms: &alarms,
         alarm_events,
+        control,
+        command,
     };
     let now = crate::time::now_millis();
     // A handler that panics answers 500 instead of unwinding through the shard.

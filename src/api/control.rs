@@ -1,0 +1,210 @@
+//! `POST /api/control` (the WebSocket `control`, for scripts and reporting tools) and
+//! `GET /api/commands/{id}?wait=` (a command's record, optionally waiting for its final state).
+
+use super::View;
+use crate::control::ControlRequest;
+use crate::error::{ApiError, ErrorCode};
+use crate::http::{Query, Response};
+use crate::json;
+use crate::model::Value;
+use crate::wire::{iso, rest};
+use crate::ws::cmd::control::Control;
+use simd_json::prelude::*;
+
+/// The client id HTTP commands are queued under: `request_id`s de-duplicate across every
+/// HTTP caller.
+pub const HTTP_CLIENT_ID: &str = "http";
+/// Longest `wait` of `GET /api/commands/{id}`.
+pub const MAX_WAIT_MS: u32 = 30_000;
+
+/// The body of `POST /api/control`: the WebSocket `control`'s `data` plus an optional
+/// `request_id` that makes retries idempotent.
+pub fn parse_body(body: &[u8], max_depth: usize) -> Result<ControlRequest, ApiError> {
+    let invalid_json = |why: &str| ApiError::new(ErrorCode::InvalidJson, "Invalid JSON", why);
+    if body.is_empty() {
+        return Err(invalid_json(
+            "the body must be a JSON object {channel_id, point_id, command_type, value, ...}",
+        ));
+    }
+    if !crate::ws::cmd::nesting_within(body, max_depth) {
+        return Err(invalid_json(&format!(
+            "the body nests arrays/objects deeper than {max_depth} levels"
+        )));
+    }
+    let mut buf = body.to_vec();
+    let v = simd_json::to_borrowed_value(&mut buf)
+        .map_err(|e| invalid_json(&format!("the body is not valid JSON: {e}")))?;
+    let Control(mut req) = Control::parse(Some(&v))?;
+    req.request_id = match v.get("request_id") {
+        None => None,
+        Some(r) if r.is_null() => None,
+        Some(r) => Some(
+            r.as_str()
+                .ok_or_else(|| ApiError::invalid_parameter("request_id", "must be a string"))?
+                .to_string(),
+        ),
+    };
+    req.validate()
+}
+
+/// `wait` of `GET /api/commands/{id}` (ms, 0..=30000; default 0).
+pub fn wait_ms(q: &Query) -> Result<u32, ApiError> {
+    Ok(q.u32_in("wait", 0, MAX_WAIT_MS)?.unwrap_or(0))
+}
+
+/// A command id as the library assigns them: `CMD_{n}`.
+pub fn valid_command_id(id: &str) -> bool {
+    id.strip_prefix("CMD_")
+        .is_some_and(|n| !n.is_empty() && n.len() <= 20 && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+fn unavailable(what: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::ServiceUnavailable,
+        "Control unavailable",
+        format!("{what} (Redis unavailable or not answering); retry with the same request_id"),
+    )
+}
+
+/// 202 `{command_id, status, duplicate}` once queued, or the refusal.
+pub fn submitted(view: &View<'_>, now: i64) -> Result<Response, ApiError> {
+    let s = match &view.control {
+        Some(Ok(s)) => s,
+        Some(Err(e)) => return Err(e.clone()),
+        None => return Err(unavailable("the command could not be queued")),
+    };
+    let mut d = Vec::with_capacity(96);
+    d.extend_from_slice(b"{\"command_id\":");
+    json::write_str(&mut d, &s.command_id);
+    d.extend_from_slice(b",\"status\":");
+    json::write_str(&mut d, &s.status);
+    d.extend_from_slice(b",\"duplicate\":");
+    d.extend_from_slice(if s.duplicate { b"true" } else { b"false" });
+    d.push(b'}');
+    Ok(Response::json(
+        202,
+        rest::success(&d, Some("Command queued"), now),
+    ))
+}
+
+/// `GET /api/commands/{id}`: the record as the library keeps it.
+pub fn command(view: &View<'_>, id: &str, now: i64) -> Result<Response, ApiError> {
+    let fields = match &view.command {
+        Some(f) => f,
+        None => return Err(unavailable("the command could not be read")),
+    };
+    if fields.is_empty() {
+        return Err(ApiError::new(
+            ErrorCode::NotFound,
+            "Command not found",
+            format!("no command {id} (unknown, or older than a day)"),
+        ));
+    }
+    let get = |k: &str| {
+        fields
+            .iter()
+            .find(|(f, _)| f == k.as_bytes())
+            .and_then(|(_, v)| std::str::from_utf8(v).ok())
+            .filter(|v| !v.is_empty())
+    };
+    let mut d = Vec::with_capacity(320);
+    d.push(b'{');
+    let mut first = true;
+    let mut key = |d: &mut Vec<u8>, k: &str| {
+        if !first {
+            d.push(b',');
+        }
+        first = false;
+        json::write_key(d, k);
+    };
+    for k in [
+        "command_id",
+        "data_type",
+        "command_type",
+        "status",
+        "client_id",
+    ] {
+        key(&mut d, k);
+        json::write_str(&mut d, get(k).unwrap_or(""));
+    }
+    for k in ["request_id", "operator", "reason"] {
+        key(&mut d, k);
+        match get(k) {
+            Some(v) => json::write_str(&mut d, v),
+            None => d.extend_from_slice(b"null"),
+        }
+    }
+    for k in ["channel_id", "point_id", "value"] {
+        key(&mut d, k);
+        let v = get(k).map_or_else(|| Value::from_redis(""), Value::from_redis);
+        d.extend_from_slice(v.json().as_bytes());
+    }
+    for k in ["queued_at", "deadline", "finished_at"] {
+        key(&mut d, k);
+        match get(k).and_then(|v| v.parse::<i64>().ok()) {
+            Some(ms) => {
+                d.push(b'"');
+                d.extend_from_slice(iso(ms).as_bytes());
+                d.push(b'"');
+            }
+            None => d.extend_from_slice(b"null"),
+        }
+    }
+    key(&mut d, "result");
+    match get("status") {
+        Some("executed" | "failed" | "timeout") => {
+            d.extend_from_slice(b"{\"success\":");
+            d.extend_from_slice(if get("success") == Some("1") {
+                b"true"
+            } else {
+                b"false"
+            });
+            d.extend_from_slice(b",\"actual_value\":");
+            let actual = get("actual_value").map(Value::from_redis);
+            d.extend_from_slice(actual.as_ref().map_or("null", |v| v.json()).as_bytes());
+            d.extend_from_slice(b",\"message\":");
+            match get("message") {
+                Some(m) => json::write_str(&mut d, m),
+                None => d.extend_from_slice(b"null"),
+            }
+            d.push(b'}');
+        }
+        _ => d.extend_from_slice(b"null"),
+    }
+    d.push(b'}');
+    Ok(Response::success(&d, None, now))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies() {
+        let r = parse_body(
+            br#"{"channel_id":2001,"point_id":20,"command_type":"set_value","value":50.0,"request_id":"r1"}"#,
+            32,
+        )
+        .unwrap();
+        assert_eq!((r.channel.0, r.request_id.as_deref()), (2001, Some("r1")));
+        assert_eq!(
+            parse_body(b"", 32).unwrap_err().code,
+            ErrorCode::InvalidJson
+        );
+        assert_eq!(
+            parse_body(b"{nope", 32).unwrap_err().code,
+            ErrorCode::InvalidJson
+        );
+        assert_eq!(
+            parse_body(&[b'['; 100], 32).unwrap_err().code,
+            ErrorCode::InvalidJson
+        );
+        let e = parse_body(
+            br#"{"channel_id":2001,"point_id":20,"command_type":"control","value":5}"#,
+            32,
+        )
+        .unwrap_err();
+        assert!(e.details.contains("0 or 1"));
+        assert!(valid_command_id("CMD_12") && !valid_command_id("CMD_") && !valid_command_id("x"));
+    }
+}
