@@ -9,7 +9,7 @@ W() { $R FCALL comsrv_write_data 1 "$@"; }
 C() { $R FCALL netsrv_collect_data 3 netsrv:seq netsrv:dirty netsrv:epoch "$@" | tr '\n' ' ' | sed 's/ $//'; }
 eq load "$($R -x FUNCTION LOAD REPLACE < "$LIB")" voltage
 $R FLUSHALL >/dev/null
-eq version "$($R --no-raw FCALL_RO voltage_version 0)" "(integer) 7"
+eq version "$($R --no-raw FCALL_RO voltage_version 0)" "(integer) 8"
 eq write1 "$($R --no-raw FCALL comsrv_write_data 1 comsrv:1001:T '{"1":25.6,"2":101.3}')" "(integer) 2"
 eq v1 "$($R HGET comsrv:1001:T 1)" 25.6; eq v2 "$($R HGET comsrv:1001:T 2)" 101.3
 now=$($R TIME | head -1); ts=$($R HGET comsrv:1001:T _timestamp); [ $((now-ts)) -le 1 ] && pass=$((pass+1)) || { fail=$((fail+1)); echo "FAIL ts default $ts vs $now"; }
@@ -126,10 +126,11 @@ LE() { $R --raw XREVRANGE alarm:events + - COUNT 1 | awk -v f="$1" 'prev==f {pri
 W comsrv:1001:T '{"1":20,"2":5}' >/dev/null
 eq r-save "$(RS hot '{"channel_id":1001,"data_type":"T","point_id":1,"operator":">","threshold":90,"level":2,"message":"Temperature exceeds threshold","deadband":2}')" 0
 eq r-stored "$($R HGET alarm:rule:hot operator)/$($R HGET alarm:rule:hot threshold)/$($R HGET alarm:rule:hot enabled)/$($R HGET alarm:rule:hot deadband)" ">/90/1/2"
-eq r-index "$($R HGET alarm:index:1001:T 1)" "hot > 90 2"
+eq r-index "$($R HGET alarm:index:1001:T 1)" "hot > 90 2 0"
 eq r-noevent "$(EV)" 0
 W comsrv:1001:T '{"1":95.5}' >/dev/null
 eq trig-1 "$(EV)" 1
+eq idx-active "$($R HGET alarm:index:1001:T 1)" "hot > 90 2 1"
 eq trig-fields "$(LE alarm_id)/$(LE status)/$(LE level)/$(LE value)/$(LE channel_id)/$(LE data_type)/$(LE point_id)/$(LE rule_id)" "ALM_1/1/2/95.5/1001/T/1/hot"
 eq trig-msg "$(LE message)" "Temperature exceeds threshold"
 has trig-active "$($R HGET alarm:active hot)" '"alarm_id":"ALM_1"'
@@ -141,6 +142,7 @@ eq deadband-holds "$(EV)" 1
 W comsrv:1001:T '{"1":87.5}' >/dev/null
 eq recover "$(EV)/$(LE status)/$(LE alarm_id)/$(LE value)" "2/0/ALM_1/87.5"
 eq recover-inactive "$($R HEXISTS alarm:active hot)" 0
+eq idx-inactive "$($R HGET alarm:index:1001:T 1)" "hot > 90 2 0"
 W comsrv:1001:T '{"1":88}' >/dev/null; eq recovered-stays "$(EV)" 2
 W comsrv:1001:T '{"1":100}' >/dev/null; eq retrigger-new-id "$(EV)/$(LE alarm_id)" "3/ALM_2"
 # other points of the hash, strings and other hashes do not evaluate the rule
@@ -164,7 +166,7 @@ eq save-triggers-ev "$(EV)/$(LE status)/$(LE level)/$(LE message)" "$((n+1))/1/0
 # moving an active rule to another point ends its alarm; disabling does too
 eq move-recovers "$(RS now '{"channel_id":7,"data_type":"T","point_id":6,"operator":">","threshold":40}')" 1
 eq move-ev "$(LE status)/$(LE point_id)/$(LE value)" "0/5/50"
-eq move-index "$($R HEXISTS alarm:index:7:T 5)/$($R HGET alarm:index:7:T 6)" "0/now > 40 0"
+eq move-index "$($R HEXISTS alarm:index:7:T 5)/$($R HGET alarm:index:7:T 6)" "0/now > 40 0 0"
 W comsrv:7:T '{"6":41}' >/dev/null; eq moved-triggers "$($R HEXISTS alarm:active now)" 1
 eq disable-recovers "$(RS now '{"channel_id":7,"data_type":"T","point_id":6,"operator":">","threshold":40,"enabled":false}')/$($R HEXISTS alarm:index:7:T 6)/$($R HEXISTS alarm:active now)" "1/0/0"
 W comsrv:7:T '{"6":99}' >/dev/null; eq disabled-silent "$($R HEXISTS alarm:active now)" 0
@@ -176,7 +178,7 @@ eq del-absent "$(RD del)" 0
 # alarmsrv_check on its own: evaluates stored values (after a rule's threshold changed)
 W comsrv:8:T '{"1":10,"2":10}' >/dev/null
 RS chk '{"channel_id":8,"data_type":"T","point_id":2,"operator":">","threshold":50}' >/dev/null
-$R HSET alarm:rule:chk threshold 5 >/dev/null; $R HSET alarm:index:8:T 2 "chk > 5 0" >/dev/null
+$R HSET alarm:rule:chk threshold 5 >/dev/null; $R HSET alarm:index:8:T 2 "chk > 5 0 0" >/dev/null
 eq check-all "$(AC comsrv:8:T)/$($R HEXISTS alarm:active chk)" "1/1"
 eq check-again "$(AC comsrv:8:T 2)" 0
 eq check-other "$(AC comsrv:8:T 1)/$(AC comsrv:9:T)" "0/0"

@@ -22,7 +22,7 @@ a cluster layout must co-locate them with every comsrv:* hash (hash tags).
 -- Library version, returned by voltage_version. The gateway reloads the library
 -- when Redis reports a smaller number than the one compiled into it.
 -- BUMP THIS ON ANY CHANGE TO THIS FILE (and the matching constant on the Rust side).
-local LIBRARY_VERSION = 7
+local LIBRARY_VERSION = 8
 
 -- Site-wide keys (see the cluster note above).
 local SEQ_KEY = 'netsrv:seq'
@@ -144,8 +144,9 @@ end
 -- cluster exception like netsrv:* (lua/README.md):
 --   alarm:rule:{id}              hash: the rule as saved (alarmsrv_rule_save)
 --   alarm:index:{ch}:{type}      hash: point id -> the enabled rules of that point, one per
---                                line "id op threshold deadband": what a write evaluates,
---                                so a write costs O(rules of the written points), never a scan
+--                                line "id op threshold deadband active(0|1)": all a write needs
+--                                to evaluate them (one HMGET), so a write costs O(rules of the
+--                                written points), never a scan
 --   alarm:active                 hash: rule id -> the active alarm (JSON)
 --   alarm:seq                    string: ALM_{n} counter
 --   alarm:events                 stream: trigger (status 1) / recover (status 0) events
@@ -208,9 +209,47 @@ local function append_event(f)
     'operator', f.operator, 'threshold', f.threshold, 'time', f.time)
 end
 
--- A rule's definition as an index line.
-local function index_line(id, op, thr, db)
-  return id .. ' ' .. op .. ' ' .. format_number(thr) .. ' ' .. format_number(db)
+-- A rule's definition and state as an index line.
+local function index_line(id, op, thr, db, active)
+  return id .. ' ' .. op .. ' ' .. format_number(thr) .. ' ' .. format_number(db) .. ' ' ..
+    (active and '1' or '0')
+end
+
+-- Index values parsed, by their text: a device writes the same points on every poll, so one
+-- table lookup replaces the pattern matching. Keyed by content, so it is never stale;
+-- cleared when full so hostile rule sets cannot grow it without bound.
+local parsed_defs, parsed_count = {}, 0
+local PARSED_DEFS_MAX = 4096
+
+local function parse_defs(d)
+  local p = parsed_defs[d]
+  if p then return p end
+  p = {}
+  for line in string.gmatch(d, '[^\n]+') do
+    local id, op, thr, db, st = string.match(line, '^(%S+) (%S+) (%S+) (%S+) ([01])$')
+    if id then
+      p[#p + 1] = { id = id, op = op, thr = tonumber(thr), db = tonumber(db), active = st == '1' }
+    end
+  end
+  if parsed_count >= PARSED_DEFS_MAX then parsed_defs, parsed_count = {}, 0 end
+  parsed_defs[d] = p
+  parsed_count = parsed_count + 1
+  return p
+end
+
+-- Marks rule `id`'s line of (ch, dtype, pid) active or not (on a state change: rare).
+local function set_line_state(id, ch_s, dtype, pid, active)
+  local idx = 'alarm:index:' .. ch_s .. ':' .. dtype
+  local d = redis.call('HGET', idx, pid)
+  if not d then return end
+  local lines = {}
+  for line in string.gmatch(d, '[^\n]+') do
+    if string.match(line, '^(%S+)') == id then
+      line = string.sub(line, 1, -2) .. (active and '1' or '0')
+    end
+    lines[#lines + 1] = line
+  end
+  redis.call('HSET', idx, pid, table.concat(lines, '\n'))
 end
 
 -- Trigger: a fresh ALM_{n}, one event, the alarm becomes active.
@@ -245,7 +284,7 @@ end
 local function check_alarms(ch_s, dtype, pids, values)
   local idx = alarm_index_key(ch_s, dtype)
   if redis.call('EXISTS', idx) == 0 then return 0 end
-  local cands = {}
+  local events = 0
   for i = 1, #pids, HSET_CHUNK do
     local chunk_end = math.min(i + HSET_CHUNK - 1, #pids)
     local defs = redis.call('HMGET', idx, unpack(pids, i, chunk_end))
@@ -253,34 +292,22 @@ local function check_alarms(ch_s, dtype, pids, values)
       local d = defs[j]
       if d then
         local pid = pids[i + j - 1]
-        for line in string.gmatch(d, '[^\n]+') do
-          local id, op, thr, db = string.match(line, '^(%S+) (%S+) (%S+) (%S+)$')
-          if id then
-            cands[#cands + 1] = { id = id, op = op, thr = tonumber(thr), db = tonumber(db), pid = pid }
+        local v = tonumber(values[pid])
+        if v and is_finite(v) then
+          for _, c in ipairs(parse_defs(d)) do
+            if not c.active then
+              if breaches(v, c.op, c.thr) then
+                trigger(c.id, ch_s, dtype, pid, v, c.op, c.thr)
+                set_line_state(c.id, ch_s, dtype, pid, true)
+                events = events + 1
+              end
+            elseif not still_breaches(v, c.op, c.thr, c.db) then
+              local active = redis.call('HGET', ALARM_ACTIVE, c.id)
+              if active then recover(c.id, active, v) end
+              set_line_state(c.id, ch_s, dtype, pid, false)
+              events = events + 1
+            end
           end
-        end
-      end
-    end
-  end
-  if #cands == 0 then return 0 end
-  local events = 0
-  for i = 1, #cands, HSET_CHUNK do
-    local chunk = {}
-    for j = i, math.min(i + HSET_CHUNK - 1, #cands) do chunk[#chunk + 1] = cands[j].id end
-    local states = redis.call('HMGET', ALARM_ACTIVE, unpack(chunk))
-    for j = 1, #chunk do
-      local c = cands[i + j - 1]
-      local v = tonumber(values[c.pid])
-      if v and is_finite(v) then
-        local active = states[j]
-        if not active then
-          if breaches(v, c.op, c.thr) then
-            trigger(c.id, ch_s, dtype, c.pid, v, c.op, c.thr)
-            events = events + 1
-          end
-        elseif not still_breaches(v, c.op, c.thr, c.db) then
-          recover(c.id, active, v)
-          events = events + 1
         end
       end
     end
@@ -380,7 +407,9 @@ local function alarmsrv_rule_save(keys, args)
     'deadband', format_number(r.deadband))
   if r.enabled then
     local idx = alarm_index_key(ch_s, r.data_type)
-    local line = index_line(id, r.operator, r.threshold, r.deadband)
+    -- An alarm that stayed active (same point, still enabled) keeps its state.
+    local still_active = redis.call('HEXISTS', ALARM_ACTIVE, id) == 1
+    local line = index_line(id, r.operator, r.threshold, r.deadband, still_active)
     local d = redis.call('HGET', idx, pid)
     redis.call('HSET', idx, pid, d and (d .. '\n' .. line) or line)
     -- Evaluate against the current value: a rule created while its point is already past
