@@ -6,6 +6,7 @@ mod ceiling;
 mod client;
 mod fanout;
 mod net;
+mod ops;
 mod procfs;
 mod report;
 mod rest;
@@ -40,6 +41,50 @@ enum Mode {
     ConnectStorm(StormArgs),
     /// The physical ceiling: an in-process raw-TCP fan-out server and the same clients.
     Ceiling(CeilingArgs),
+    /// N general clients with 10 Hz data; K alarm rules toggled at --events-per-sec:
+    /// write-to-screen latency, lost and duplicated alarms.
+    WsAlarms(WsAlarmsArgs),
+    /// Control commands at --rate over many connections through a device side that reports
+    /// at once: queued-ack and final-ack latency, exactly one final ack each.
+    Control(ControlArgs),
+}
+
+#[derive(Args, Clone)]
+struct WsAlarmsArgs {
+    #[arg(long)]
+    addr: String,
+    #[arg(long)]
+    redis: String,
+    #[arg(long, default_value_t = 1000)]
+    clients: usize,
+    #[arg(long, default_value_t = 10)]
+    rules: usize,
+    #[arg(long, default_value_t = 20.0)]
+    events_per_sec: f64,
+    #[arg(long, default_value_t = 20.0)]
+    duration: f64,
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Clone)]
+struct ControlArgs {
+    #[arg(long)]
+    addr: String,
+    #[arg(long)]
+    redis: String,
+    #[arg(long, default_value_t = 50)]
+    connections: usize,
+    #[arg(long, default_value_t = 2000.0)]
+    rate: f64,
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args, Clone)]
@@ -276,6 +321,54 @@ fn opts(
 
 fn run(cli: Cli) -> Result<(serde_json::Value, String, bool), String> {
     match cli.mode {
+        Mode::WsAlarms(a) => {
+            if a.duration <= 0.0
+                || a.duration > MAX_DURATION
+                || a.clients == 0
+                || a.clients > 19_000
+                || a.rules == 0
+                || a.rules > 1000
+                || a.threads == 0
+                || a.threads > 64
+            {
+                return Err("ws-alarms: duration 0..600 s, clients 1..=19000, rules 1..=1000, threads 1..=64".into());
+            }
+            net::check_fd_budget(a.clients, "ws-alarms clients")?;
+            let o = ops::AlarmOpts {
+                addr: a.addr,
+                redis: a.redis,
+                clients: a.clients,
+                rules: a.rules,
+                events_per_sec: a.events_per_sec,
+                duration: a.duration,
+                threads: a.threads,
+            };
+            let (j, t) = ops::alarms(&o)?;
+            Ok((j, t, a.json))
+        }
+        Mode::Control(a) => {
+            if a.duration <= 0.0
+                || a.duration > MAX_DURATION
+                || a.connections == 0
+                || a.connections > 10_000
+                || a.rate <= 0.0
+                || a.rate > 100_000.0
+                || a.threads == 0
+                || a.threads > 64
+            {
+                return Err("control: duration 0..600 s, connections 1..=10000, rate 0..100000/s, threads 1..=64".into());
+            }
+            let o = ops::ControlOpts {
+                addr: a.addr,
+                redis: a.redis,
+                connections: a.connections,
+                rate: a.rate,
+                duration: a.duration,
+                threads: a.threads,
+            };
+            let (j, t) = ops::control(&o)?;
+            Ok((j, t, a.json))
+        }
         Mode::WsFanout(a) => {
             check_common(&a.common)?;
             check_shape(&a.shape)?;
