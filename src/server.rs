@@ -118,15 +118,8 @@ impl Server {
             // (a reconnected sender included), on whatever shard.
             let now = crate::time::now_millis();
             for r in results {
-                let Some(owner) = control_shared.registry.owner(&r.client_id) else {
-                    continue;
-                };
-                if let Some(inbox) = control_shared.inboxes.get(owner.shard) {
-                    inbox.push(ShardEvent::ControlAck {
-                        conn: owner.conn,
-                        json: crate::wire::ws::control_ack_final(&r, now),
-                    });
-                }
+                let json = crate::wire::ws::control_ack_final(&r, now);
+                control_shared.route_control_ack(&r.client_id, json);
             }
         })
         .on_changes({

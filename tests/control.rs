@@ -336,3 +336,76 @@ fn the_same_over_http_for_scripts() {
     assert_eq!(r.status, 405);
     assert_eq!(r.header("allow").as_deref(), Some("POST, OPTIONS"));
 }
+
+#[test]
+fn a_restarted_gateway_resumes_its_commands_and_answers_the_sender_when_it_returns() {
+    let redis = redis();
+    let start_gw = || {
+        let mut cfg = config(&redis.url(), DriverKind::Auto);
+        cfg.control.instance_id = "gw_r".into();
+        cfg.control.timeout_ms = 1500;
+        let gw = voltage_gateway::Server::start(cfg).unwrap();
+        wait_until("healthy", Duration::from_secs(5), || {
+            gw.published().redis.load().healthy
+        });
+        gw
+    };
+    let gw = start_gw();
+    let mut con = redis_con(&redis);
+    write(&mut con, "comsrv:2001:A", r#"{"20":1}"#, None);
+    let addr = gw.local_addr();
+    wait_until("2001 loaded", Duration::from_secs(5), || {
+        get(addr, "/api/channels/2001/status").status == 200
+    });
+    let (mut c, _) = Client::connect(addr, "/ws?client_id=op_9");
+    c.send(&control("done_meanwhile", 2001, 20, "set_value", 4.0));
+    let executed_id = c.recv_type("control_ack")["data"]["command_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    c.send(&control("never_reported", 2001, 20, "set_value", 5.0));
+    let timeout_id = c.recv_type("control_ack")["data"]["command_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    drop(c);
+    gw.shutdown();
+    // While no gateway runs, the device reports the first; the second is never reported.
+    report(
+        &mut con,
+        &executed_id,
+        &json!({"success":true,"actual_value":4}),
+    );
+    let gw = start_gw();
+    let addr = gw.local_addr();
+    // The restarted instance reads the result from where it left off and times the other out
+    // (its pending set is in Redis); both wait for the sender, who comes back later.
+    std::thread::sleep(Duration::from_millis(2500));
+    let (mut back, _) = Client::connect(addr, "/ws?client_id=op_9");
+    let a = back.recv_type("control_ack");
+    let b = back.recv_type("control_ack");
+    assert_eq!(
+        (
+            a["data"]["command_id"].as_str(),
+            a["data"]["status"].as_str()
+        ),
+        (Some(executed_id.as_str()), Some("executed")),
+        "{a}"
+    );
+    assert_eq!(
+        (
+            b["data"]["command_id"].as_str(),
+            b["data"]["status"].as_str()
+        ),
+        (Some(timeout_id.as_str()), Some("timeout")),
+        "{b}"
+    );
+    // Each once.
+    let more: Vec<Json> = back
+        .collect_for(Duration::from_millis(500))
+        .into_iter()
+        .map(|(_, m)| m)
+        .filter(|m| m["type"] == "control_ack")
+        .collect();
+    assert!(more.is_empty(), "{more:?}");
+}

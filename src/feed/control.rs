@@ -148,7 +148,7 @@ impl ResultReader {
     }
 
     /// The stored cursor, else the stream's end (nothing before this instance's first start
-    /// is its business).
+    /// is its business), which is stored.
     fn load(&self, con: &mut redis::Connection) -> Result<EventId, FeedError> {
         let stored: Option<String> = redis::cmd("GET").arg(self.cursor_key()).query(con)?;
         if let Some(id) = stored.as_deref().and_then(EventId::parse) {
@@ -161,10 +161,17 @@ impl ResultReader {
             .arg("COUNT")
             .arg(1)
             .query(con)?;
-        Ok(super::alarms::entries(last)?
+        let end = super::alarms::entries(last)?
             .first()
             .map(|(id, _)| *id)
-            .unwrap_or_default())
+            .unwrap_or_default();
+        // Kept at once: results that arrive before this instance reads any (or while it is
+        // down after its first start) are read from here, not skipped.
+        redis::cmd("SET")
+            .arg(self.cursor_key())
+            .arg(end.to_string())
+            .query::<()>(con)?;
+        Ok(end)
     }
 }
 

@@ -30,7 +30,11 @@ pub enum ShardEvent {
     /// New alarm events (never dropped: every alarm-receiving connection is sent each).
     Alarms(Arc<AlarmBatch>),
     /// A command's final `control_ack` for the connection that sent it.
-    ControlAck { conn: ConnId, json: Vec<u8> },
+    ControlAck {
+        conn: ConnId,
+        client_id: String,
+        json: Vec<u8>,
+    },
     /// The feed's answer to a request a connection of this shard made.
     Reply { to: ReplyTo, reply: Reply },
 }

@@ -300,7 +300,11 @@ async fn events(ctx: Rc<ShardCtx>) {
                     ctx.source_changed();
                 }
                 ShardEvent::Alarms(batch) => ws_conn::on_alarms(&ctx, &batch),
-                ShardEvent::ControlAck { conn, json } => ws_conn::control_ack(&ctx, conn, json),
+                ShardEvent::ControlAck {
+                    conn,
+                    client_id,
+                    json,
+                } => ws_conn::control_ack(&ctx, conn, &client_id, json),
                 ShardEvent::Kick { conn, why } => ws_conn::kick_local(&ctx, conn, why),
                 ShardEvent::Reply { to, reply } => ctx.deliver(to, reply),
             }

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 pub struct Shared {
     pub config: Arc<Config>,
@@ -31,6 +31,53 @@ pub struct Shared {
     pub registry: Registry,
     /// One inbox per shard: ticks and replies from the feed, commands from other shards.
     pub inboxes: Vec<Arc<Inbox>>,
+    /// Final control acks whose sender is not connected right now.
+    pub parked: Parked,
+}
+
+/// How long a final control ack waits for its sender to reconnect, and how many may wait.
+const PARKED_FOR: Duration = Duration::from_secs(120);
+const PARKED_MAX: usize = 10_000;
+
+/// Final control acks whose sender was not connected when they came (it reconnects, or the
+/// gateway restarted and resumed its commands): kept a while, bounded, and sent to the next
+/// connection with that client id.
+#[derive(Default)]
+pub struct Parked {
+    by_client: Mutex<HashMap<String, Vec<ParkedAck>>>,
+}
+
+/// When it was parked, and the message.
+type ParkedAck = (Instant, Vec<u8>);
+
+impl Parked {
+    /// Keeps `json` for `client_id`; false when full (it is dropped: the record in Redis still
+    /// says how the command ended).
+    pub fn park(&self, client_id: &str, json: Vec<u8>, now: Instant) -> bool {
+        let mut m = self.by_client.lock().unwrap_or_else(|e| e.into_inner());
+        m.retain(|_, v| {
+            v.retain(|(at, _)| now.duration_since(*at) < PARKED_FOR);
+            !v.is_empty()
+        });
+        if m.values().map(Vec::len).sum::<usize>() >= PARKED_MAX {
+            return false;
+        }
+        m.entry(client_id.to_string())
+            .or_default()
+            .push((now, json));
+        true
+    }
+
+    /// What waits for `client_id`, oldest first.
+    pub fn take(&self, client_id: &str, now: Instant) -> Vec<Vec<u8>> {
+        let mut m = self.by_client.lock().unwrap_or_else(|e| e.into_inner());
+        m.remove(client_id)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(at, _)| now.duration_since(*at) < PARKED_FOR)
+            .map(|(_, j)| j)
+            .collect()
+    }
 }
 
 impl Shared {
@@ -51,7 +98,35 @@ impl Shared {
             feed,
             started: Instant::now(),
             connections: AtomicUsize::new(0),
+            parked: Parked::default(),
         })
+    }
+
+    /// Sends a command's final ack to the connection holding `client_id` now, on whatever
+    /// shard; when none does, parks it for the next one (checking again after parking, so a
+    /// sender connecting meanwhile is not missed).
+    pub fn route_control_ack(&self, client_id: &str, json: Vec<u8>) {
+        let send = |owner: super::registry::Owner, json: Vec<u8>| {
+            if let Some(inbox) = self.inboxes.get(owner.shard) {
+                inbox.push(super::inbox::ShardEvent::ControlAck {
+                    conn: owner.conn,
+                    client_id: client_id.to_string(),
+                    json,
+                });
+            }
+        };
+        if let Some(owner) = self.registry.owner(client_id) {
+            return send(owner, json);
+        }
+        let now = Instant::now();
+        if !self.parked.park(client_id, json, now) {
+            crate::log::warn("too many final control acks wait for their senders; one dropped");
+        }
+        if let Some(owner) = self.registry.owner(client_id) {
+            for json in self.parked.take(client_id, now) {
+                send(owner, json);
+            }
+        }
     }
 
     /// The counters `/health/detailed` reports.

@@ -310,6 +310,9 @@ pub async fn serve<G>(
         if let Some(ask) = ask {
             monoio::spawn(replay_alarms(ctx.clone(), conn.clone(), ask));
         }
+        // Final acks of this client's commands that came while it was away.
+        let parked = shared.parked.take(&client_id, Instant::now());
+        conn.send(parked.into_iter().map(Action::Reply).collect());
     }
 
     run(stream, leftover, &conn, &ctx).await;
@@ -582,11 +585,12 @@ async fn submit_control(
     conn.send(vec![Action::Reply(json)]);
 }
 
-/// A command's final ack, for `conn` if it is still here.
-pub fn control_ack(ctx: &ShardCtx, conn: ConnId, json: Vec<u8>) {
+/// A command's final ack for `conn`; if it left meanwhile, routed again by client id.
+pub fn control_ack(ctx: &ShardCtx, conn: ConnId, client_id: &str, json: Vec<u8>) {
     let c = ctx.ws.borrow().conns.get(&conn).cloned();
-    if let Some(c) = c {
-        c.send(vec![Action::Reply(json)]);
+    match c {
+        Some(c) if c.closing.get().is_none() => c.send(vec![Action::Reply(json)]),
+        _ => ctx.shared.route_control_ack(client_id, json),
     }
 }
 
