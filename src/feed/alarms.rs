@@ -3,7 +3,7 @@
 //! loaded from `alarm:active` when the feed first meets a Redis (or a reset one) and then
 //! follows the events. Replays for reconnecting clients and the REST event log read ranges.
 
-use super::{as_string, hash_fields, is_connection_error, FeedError};
+use super::{as_string, hash_fields, is_connection_error, stream, FeedError};
 use crate::alarm::{parse_active, ActiveAlarms, Alarm, AlarmEvent, EventId, Range};
 use crate::log;
 use std::sync::Arc;
@@ -67,20 +67,8 @@ impl AlarmReader {
 
     /// The stream's end becomes the cursor; the active set is read from `alarm:active`.
     fn load(&mut self, con: &mut redis::Connection) -> Result<(), FeedError> {
-        let (last, active): (redis::Value, redis::Value) = redis::pipe()
-            .cmd("XREVRANGE")
-            .arg(EVENTS_KEY)
-            .arg("+")
-            .arg("-")
-            .arg("COUNT")
-            .arg(1)
-            .cmd("HGETALL")
-            .arg(ACTIVE_KEY)
-            .query(con)?;
-        let through = entries(last)?
-            .first()
-            .map(|(id, _)| *id)
-            .unwrap_or_default();
+        let through = stream::end(con, EVENTS_KEY)?;
+        let active: redis::Value = redis::cmd("HGETALL").arg(ACTIVE_KEY).query(con)?;
         let mut set = ActiveAlarms {
             loaded: true,
             through,
@@ -173,46 +161,14 @@ fn read_after(
     after: EventId,
     count: usize,
 ) -> Result<Vec<Arc<Alarm>>, FeedError> {
-    let reply: redis::Value = redis::cmd("XRANGE")
-        .arg(EVENTS_KEY)
-        .arg(format!("({after}"))
-        .arg("+")
-        .arg("COUNT")
-        .arg(count)
-        .query(con)?;
     let mut out = Vec::new();
-    for (id, fields) in entries(reply)? {
+    for (id, fields) in stream::after(con, EVENTS_KEY, after, count)? {
         match AlarmEvent::from_fields(id, &fields) {
             Ok(e) => out.push(Alarm::new(e)),
             Err(e) => log::warn(&format!("{EVENTS_KEY} entry {id}: {e}; skipped")),
         }
     }
     Ok(out)
-}
-
-pub(super) type Entry = (EventId, Vec<(Vec<u8>, Vec<u8>)>);
-
-/// A stream range reply: `[[id, [field, value, …]], …]`.
-pub(super) fn entries(v: redis::Value) -> Result<Vec<Entry>, FeedError> {
-    let redis::Value::Array(items) = v else {
-        return Err(FeedError::UnexpectedReply("XRANGE"));
-    };
-    items
-        .into_iter()
-        .map(|item| {
-            let redis::Value::Array(mut pair) = item else {
-                return Err(FeedError::UnexpectedReply("XRANGE"));
-            };
-            if pair.len() != 2 {
-                return Err(FeedError::UnexpectedReply("XRANGE"));
-            }
-            let fields = hash_fields(pair.pop().expect("two items"));
-            let id = as_string(&pair[0])
-                .and_then(|s| EventId::parse(&s))
-                .ok_or(FeedError::UnexpectedReply("XRANGE"))?;
-            Ok((id, fields))
-        })
-        .collect()
 }
 
 #[cfg(test)]
@@ -254,19 +210,5 @@ mod tests {
         assert!(!gap_after(&info(3, 0, "0-0", None), at(30)).0);
         // XDEL after the client's id.
         assert!(gap_after(&info(3, 2, "20-0", Some("10-0")), at(15)).0);
-    }
-
-    #[test]
-    fn decodes_a_range_reply() {
-        let bulk = |s: &str| V::BulkString(s.as_bytes().to_vec());
-        let reply = V::Array(vec![V::Array(vec![
-            bulk("5-1"),
-            V::Array(vec![bulk("status"), bulk("1")]),
-        ])]);
-        let e = entries(reply).unwrap();
-        assert_eq!(e[0].0, EventId { ms: 5, seq: 1 });
-        assert_eq!(e[0].1, vec![(b"status".to_vec(), b"1".to_vec())]);
-        assert!(entries(V::Int(1)).is_err());
-        assert!(entries(V::Array(vec![V::Array(vec![bulk("x"), V::Array(vec![])])])).is_err());
     }
 }

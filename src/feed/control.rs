@@ -114,14 +114,7 @@ impl ResultReader {
         let mut out = Vec::new();
         let mut after = cursor;
         loop {
-            let reply: redis::Value = redis::cmd("XRANGE")
-                .arg(RESULTS_KEY)
-                .arg(format!("({after}"))
-                .arg("+")
-                .arg("COUNT")
-                .arg(PAGE)
-                .query(con)?;
-            let entries = super::alarms::entries(reply)?;
+            let entries = super::stream::after(con, RESULTS_KEY, after, PAGE)?;
             let n = entries.len();
             for (id, fields) in entries {
                 after = id;
@@ -154,17 +147,7 @@ impl ResultReader {
         if let Some(id) = stored.as_deref().and_then(EventId::parse) {
             return Ok(id);
         }
-        let last: redis::Value = redis::cmd("XREVRANGE")
-            .arg(RESULTS_KEY)
-            .arg("+")
-            .arg("-")
-            .arg("COUNT")
-            .arg(1)
-            .query(con)?;
-        let end = super::alarms::entries(last)?
-            .first()
-            .map(|(id, _)| *id)
-            .unwrap_or_default();
+        let end = super::stream::end(con, RESULTS_KEY)?;
         // Kept at once: results that arrive before this instance reads any (or while it is
         // down after its first start) are read from here, not skipped.
         redis::cmd("SET")

@@ -12,6 +12,7 @@ pub mod alarms;
 pub mod control;
 pub mod inbox;
 pub mod library;
+mod stream;
 mod wake;
 
 use crate::alarm::{ActiveAlarms, Alarm};
