@@ -96,6 +96,23 @@ fn fcall(
         .map_err(|e| format!("{f}: {e}"))
 }
 
+/// The entry ids of a stream range reply.
+fn stream_ids(v: &redis::Value) -> Vec<String> {
+    let redis::Value::Array(entries) = v else {
+        return Vec::new();
+    };
+    entries
+        .iter()
+        .filter_map(|e| match e {
+            redis::Value::Array(e) => match e.first() {
+                Some(redis::Value::BulkString(b)) => Some(String::from_utf8_lossy(b).into_owned()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
+}
+
 pub struct AlarmOpts {
     pub addr: String,
     pub redis: String,
@@ -194,16 +211,7 @@ pub fn alarms(o: &AlarmOpts) -> Result<(Value, String), String> {
             .arg(1)
             .query(&mut con)
             .map_err(|e| e.to_string())?;
-        match v {
-            redis::Value::Array(a) => match a.first() {
-                Some(redis::Value::Array(e)) => match e.first() {
-                    Some(redis::Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
-                    _ => "0-0".into(),
-                },
-                _ => "0-0".into(),
-            },
-            _ => "0-0".into(),
-        }
+        stream_ids(&v).pop().unwrap_or_else(|| "0-0".into())
     };
     // Writer: every rule channel at 10 Hz (data pushes); every 1/events_per_sec one of them
     // crosses the threshold (a trigger or a recovery), with a value unique to that write.
@@ -260,21 +268,7 @@ pub fn alarms(o: &AlarmOpts) -> Result<(Value, String), String> {
             .arg("+")
             .query(&mut con)
             .map_err(|e| e.to_string())?;
-        match v {
-            redis::Value::Array(a) => a
-                .iter()
-                .filter_map(|e| match e {
-                    redis::Value::Array(e) => match e.first() {
-                        Some(redis::Value::BulkString(b)) => {
-                            Some(String::from_utf8_lossy(b).into_owned())
-                        }
-                        _ => None,
-                    },
-                    _ => None,
-                })
-                .collect(),
-            _ => Vec::new(),
-        }
+        stream_ids(&v)
     };
     let mut hist = Histogram::default();
     let (mut lost, mut dup, mut received, mut data) = (0u64, 0u64, 0u64, 0u64);
