@@ -9,7 +9,7 @@ W() { $R FCALL comsrv_write_data 1 "$@"; }
 C() { $R FCALL netsrv_collect_data 3 netsrv:seq netsrv:dirty netsrv:epoch "$@" | tr '\n' ' ' | sed 's/ $//'; }
 eq load "$($R -x FUNCTION LOAD REPLACE < "$LIB")" voltage
 $R FLUSHALL >/dev/null
-eq version "$($R --no-raw FCALL_RO voltage_version 0)" "(integer) 8"
+eq version "$($R --no-raw FCALL_RO voltage_version 0)" "(integer) 9"
 eq write1 "$($R --no-raw FCALL comsrv_write_data 1 comsrv:1001:T '{"1":25.6,"2":101.3}')" "(integer) 2"
 eq v1 "$($R HGET comsrv:1001:T 1)" 25.6; eq v2 "$($R HGET comsrv:1001:T 2)" 101.3
 now=$($R TIME | head -1); ts=$($R HGET comsrv:1001:T _timestamp); [ $((now-ts)) -le 1 ] && pass=$((pass+1)) || { fail=$((fail+1)); echo "FAIL ts default $ts vs $now"; }
@@ -265,5 +265,57 @@ eq expire-after "$(EXP gw1)/$($R XLEN control:results)" "0/4"
 SUB comsrv:2001:A:TODO '{"point_id":20,"command_type":"set_value","value":3,"client_id":"c","instance":"gw2","timeout_ms":1000}' >/dev/null
 eq instances "$($R ZCARD cmd:pending:gw2)/$($R ZCARD cmd:pending:gw1)" "1/0"
 has expire-badkey "$($R FCALL control_expire 1 cmd:x)" "ERR"
+# ---- models: modsrv_model_save/_delete, modsrv_calculate, evaluation inside writes ----
+$R FLUSHALL >/dev/null
+MS() { $R FCALL modsrv_model_save 1 "model:$1" "$2"; }
+pt() { echo "{\"channel_id\":$1,\"data_type\":\"${3:-T}\",\"point_id\":$2}"; }
+W comsrv:11:T '{"1":10,"2":20.5}' >/dev/null; W comsrv:12:T '{"1":5}' >/dev/null
+eq m-sum "$(MS total "{\"output\":$(pt 900 1),\"op\":\"sum\",\"inputs\":[$(pt 11 1),$(pt 11 2),$(pt 12 1)]}")" 35.5
+eq m-written "$($R HGET comsrv:900:T 1)" 35.5
+eq m-index "$($R HGET model:index:11:T 1)/$($R HGET model:index:12:T 1)" "total/total"
+# a write of an input recomputes the output in the same call (one seq per hash written)
+seq0=$($R GET netsrv:seq); W comsrv:12:T '{"1":6}' >/dev/null
+eq m-follow "$($R HGET comsrv:900:T 1)/$($R GET netsrv:seq)" "36.5/$((seq0+2))"
+eq m-avg "$(MS avg "{\"output\":$(pt 900 2),\"op\":\"avg\",\"inputs\":[$(pt 11 1),$(pt 11 2)]}")" 15.25
+eq m-min "$(MS mn "{\"output\":$(pt 900 3),\"op\":\"min\",\"inputs\":[$(pt 11 1),$(pt 11 2),$(pt 12 1)]}")" 6
+eq m-max "$(MS mx "{\"output\":$(pt 900 4),\"op\":\"max\",\"inputs\":[$(pt 11 1),$(pt 11 2),$(pt 12 1)]}")" 20.5
+eq m-scale "$(MS kw "{\"output\":$(pt 900 5),\"op\":\"scale\",\"inputs\":[$(pt 11 1)],\"scale\":0.001,\"offset\":1}")" 1.01
+eq m-diff "$(MS df "{\"output\":$(pt 900 6),\"op\":\"diff\",\"inputs\":[$(pt 11 2),$(pt 11 1)]}")" 10.5
+# a model's output feeding another model, evaluated in the same call
+eq m-chain "$(MS chain "{\"output\":$(pt 901 1),\"op\":\"scale\",\"inputs\":[$(pt 900 1)],\"scale\":2}")" 73
+W comsrv:11:T '{"1":11}' >/dev/null
+eq m-chain-follow "$($R HGET comsrv:900:T 1)/$($R HGET comsrv:901:T 1)" "37.5/75"
+# cycles are refused when saved (direct, and through another model)
+has m-self "$(MS self "{\"output\":$(pt 902 1),\"op\":\"sum\",\"inputs\":[$(pt 902 1)]}")" "INVALID_PARAMETER inputs"
+has m-cycle "$(MS back "{\"output\":$(pt 11 1),\"op\":\"scale\",\"inputs\":[$(pt 901 1)]}")" "cycle"
+eq m-cycle-nothing "$($R EXISTS model:back)/$($R HGET comsrv:11:T 1)" "0/11"
+# an input without a number: the output is removed (never stale), and comes back with it
+W comsrv:12:T '{"1":"n/a"}' >/dev/null
+eq m-missing "$($R HEXISTS comsrv:900:T 1)/$($R HEXISTS comsrv:901:T 1)" "0/0"
+W comsrv:12:T '{"1":1}' >/dev/null
+eq m-back "$($R HGET comsrv:900:T 1)/$($R HGET comsrv:901:T 1)" "32.5/65"
+eq m-missing-save "$(MS ghost "{\"output\":$(pt 903 1),\"op\":\"sum\",\"inputs\":[$(pt 777 1)]}")/$($R HEXISTS comsrv:903:T 1)" "/0"
+# modsrv_calculate on its own
+$R HSET comsrv:11:T 1 100 >/dev/null
+eq m-calc "$($R FCALL modsrv_calculate 1 model:total)/$($R HGET comsrv:900:T 1)" "121.5/121.5"
+# validation: nothing saved
+for j in '{"op":"sum","inputs":[{"channel_id":1,"point_id":1}]}' \
+         "{\"output\":$(pt 905 1),\"op\":\"median\",\"inputs\":[$(pt 11 1)]}" \
+         "{\"output\":$(pt 905 1),\"op\":\"sum\",\"inputs\":[]}" \
+         "{\"output\":$(pt 905 1),\"op\":\"diff\",\"inputs\":[$(pt 11 1)]}" \
+         "{\"output\":$(pt 905 1),\"op\":\"scale\",\"inputs\":[$(pt 11 1)],\"scale\":\"x\"}" \
+         "{\"output\":$(pt 905 1),\"op\":\"sum\",\"inputs\":[{\"channel_id\":0,\"point_id\":1}]}" \
+         'nope'; do
+  has "m-bad $j" "$(MS bad "$j")" "INVALID_PARAMETER"
+done
+eq m-bad-nothing "$($R EXISTS model:bad)/$($R EXISTS comsrv:905:T)" "0/0"
+has m-badkey "$($R FCALL modsrv_model_save 1 model:index '{}')" "ERR invalid key"
+# delete: index cleaned, output removed; disabling removes the output too
+eq m-del "$($R FCALL modsrv_model_delete 1 model:chain)/$($R HEXISTS comsrv:901:T 1)/$($R HGET model:index:900:T 1)" "1/0/"
+eq m-del-absent "$($R FCALL modsrv_model_delete 1 model:chain)" 0
+MS df "{\"output\":$(pt 900 6),\"op\":\"diff\",\"inputs\":[$(pt 11 2),$(pt 11 1)],\"enabled\":false}" >/dev/null
+eq m-disabled "$($R HEXISTS comsrv:900:T 6)/$($R HGET model:index:11:T 2 | grep -c df)" "0/0"
+# a write of points that feed no model touches no model key
+n=$($R GET netsrv:seq); W comsrv:5000:T '{"1":1}' >/dev/null; eq m-none "$($R GET netsrv:seq)" $((n+1))
 echo "pass=$pass fail=$fail"
 [ "$fail" -eq 0 ]

@@ -22,7 +22,7 @@ a cluster layout must co-locate them with every comsrv:* hash (hash tags).
 -- Library version, returned by voltage_version. The gateway reloads the library
 -- when Redis reports a smaller number than the one compiled into it.
 -- BUMP THIS ON ANY CHANGE TO THIS FILE (and the matching constant on the Rust side).
-local LIBRARY_VERSION = 8
+local LIBRARY_VERSION = 9
 
 -- Site-wide keys (see the cluster note above).
 local SEQ_KEY = 'netsrv:seq'
@@ -484,11 +484,34 @@ local function voltage_version(keys, args)
   return LIBRARY_VERSION
 end
 
+-- The bookkeeping of a change to comsrv:{ch_s}:{dtype}: the next seq (repairing a lost
+-- netsrv:seq), the hash's dirty entry, the epoch.
+local function record_write(ch_s, dtype)
+  local seq = redis.call('INCR', SEQ_KEY)
+  if seq == 1 then
+    -- First write ever, or netsrv:seq was lost (deleted/evicted) while
+    -- netsrv:dirty survived: continue above the highest recorded seq and
+    -- rotate the epoch so every consumer resyncs.
+    local top = redis.call('ZREVRANGE', DIRTY_KEY, 0, 0, 'WITHSCORES')
+    if top[2] then
+      seq = math.floor(tonumber(top[2])) + 1
+      redis.call('SET', SEQ_KEY, format_int(seq))
+      rotate_epoch()
+    end
+  end
+  redis.call('ZADD', DIRTY_KEY, seq, ch_s .. ':' .. dtype)
+  ensure_epoch()
+end
+
+-- Models reading the written points (defined below; write_values and the models call each
+-- other: a model's output is written like any point and may feed further models).
+local run_models
+
 -- Validates `values` (a decoded JSON object point id -> value) and writes them to `key`
 -- (comsrv:{ch_s}:{dtype}) stamped `ts`, with the bookkeeping and the alarm check: the write
 -- path shared by comsrv_write_data and control_report. Returns the number of points written,
 -- or an error reply (nothing written).
-local function write_values(key, ch_s, dtype, values, ts)
+local function write_values(key, ch_s, dtype, values, ts, depth)
   -- validate everything before writing anything
   local fields = {}
   local points = {}
@@ -556,21 +579,7 @@ local function write_values(key, ch_s, dtype, values, ts)
   if ktype ~= 'hash' and ktype ~= 'none' then
     return err('WRONGTYPE ' .. key .. ' holds a ' .. ktype .. ', not a hash (nothing written)')
   end
-  local seq = redis.call('INCR', SEQ_KEY)
-  if seq == 1 then
-    -- First write ever, or netsrv:seq was lost (deleted/evicted) while
-    -- netsrv:dirty survived: continue above the highest recorded seq and
-    -- rotate the epoch so every consumer resyncs.
-    local top = redis.call('ZREVRANGE', DIRTY_KEY, 0, 0, 'WITHSCORES')
-    if top[2] then
-      seq = math.floor(tonumber(top[2])) + 1
-      redis.call('SET', SEQ_KEY, format_int(seq))
-      rotate_epoch()
-    end
-  end
-
-  redis.call('ZADD', DIRTY_KEY, seq, ch_s .. ':' .. dtype)
-  ensure_epoch()
+  record_write(ch_s, dtype)
 
   for i = 1, #fields, 2 * HSET_CHUNK do
     local last = math.min(i + 2 * HSET_CHUNK - 1, #fields)
@@ -578,6 +587,7 @@ local function write_values(key, ch_s, dtype, values, ts)
   end
 
   check_alarms(ch_s, dtype, pids, points)
+  run_models(ch_s, dtype, pids, ts, depth or 0)
 
   if wake_armed then
     wake_armed = false
@@ -637,6 +647,276 @@ local function comsrv_write_data(keys, args)
   end
 
   return write_values(key, ch_s, dtype, values, ts)
+end
+
+-- ===================================================================
+-- MODELS (PROTOCOL.md §2 modsrv_calculate). Site-wide keys, a documented cluster exception:
+--   model:{id}                   hash: the model (modsrv_model_save)
+--   model:index:{ch}:{type}      hash: point id -> ids of the models reading it (space-separated)
+-- A model computes ONE output point (channel_id, data_type, point_id) from input points of any
+-- channels: sum, avg, min, max, scale (input * scale + offset), diff (first - second).
+-- ===================================================================
+local MODEL_OPS = { sum = true, avg = true, min = true, max = true, scale = true, diff = true }
+local MODEL_INPUTS_MAX = 64
+-- Models evaluated one inside another (outputs feeding models) at most this deep; cycles are
+-- refused when saved, this bounds what a hand-edited definition could do.
+local MODEL_DEPTH_MAX = 16
+
+local function now_s()
+  return tonumber(redis.call('TIME')[1])
+end
+
+local function model_index_key(ch_s, dtype)
+  return 'model:index:' .. ch_s .. ':' .. dtype
+end
+
+-- "ch:T:pid" -> ch, T, pid
+local function split_point(p)
+  return string.match(p, '^(%d+):([TSCA]):(%d+)$')
+end
+
+-- The model's definition: {op, out = "ch:T:pid", inputs = {"ch:T:pid", ...}, scale, offset}.
+local function model_def(id)
+  local v = redis.call('HMGET', 'model:' .. id, 'op', 'output', 'inputs', 'scale', 'offset', 'enabled')
+  if not v[1] or v[6] == '0' then return nil end
+  local inputs = {}
+  for p in string.gmatch(v[3] or '', '[^,]+') do inputs[#inputs + 1] = p end
+  return { op = v[1], out = v[2], inputs = inputs, scale = tonumber(v[4]) or 1, offset = tonumber(v[5]) or 0 }
+end
+
+-- The model's value from its inputs' current values; nil when any input has no number.
+local function model_value(m)
+  local vals = {}
+  for i, p in ipairs(m.inputs) do
+    local ch, t, pid = split_point(p)
+    local v = tonumber(redis.call('HGET', 'comsrv:' .. ch .. ':' .. t, pid) or '')
+    if not v or not is_finite(v) then return nil end
+    vals[i] = v
+  end
+  local r
+  if m.op == 'sum' or m.op == 'avg' then
+    r = 0
+    for _, v in ipairs(vals) do r = r + v end
+    if m.op == 'avg' then r = r / #vals end
+  elseif m.op == 'min' or m.op == 'max' then
+    r = vals[1]
+    for _, v in ipairs(vals) do
+      if (m.op == 'min' and v < r) or (m.op == 'max' and v > r) then r = v end
+    end
+  elseif m.op == 'scale' then
+    r = vals[1] * m.scale + m.offset
+  else -- diff
+    r = vals[1] - vals[2]
+  end
+  if not is_finite(r) then return nil end
+  return r
+end
+
+-- Removes points of comsrv:{ch}:{type} (a model whose inputs are gone): the gateway is told,
+-- and the models reading them follow (their outputs go too).
+local function remove_points(ch_s, dtype, pids, ts, depth)
+  local key = 'comsrv:' .. ch_s .. ':' .. dtype
+  local removed = redis.call('HDEL', key, unpack(pids))
+  if removed > 0 then
+    record_write(ch_s, dtype)
+    run_models(ch_s, dtype, pids, ts, depth + 1)
+  end
+  return removed
+end
+
+-- Computes model `id` and writes its output through the write path (or removes it when an
+-- input has no value). Returns the value written, or nil.
+local function calculate(id, ts, depth)
+  local m = model_def(id)
+  if not m then return nil end
+  local ch, t, pid = split_point(m.out)
+  if not ch then return nil end
+  local v = model_value(m)
+  if v == nil then
+    remove_points(ch, t, { pid }, ts, depth)
+    return nil
+  end
+  write_values('comsrv:' .. ch .. ':' .. t, ch, t, { [pid] = v }, ts, depth + 1)
+  return v
+end
+
+run_models = function(ch_s, dtype, pids, ts, depth)
+  local idx = model_index_key(ch_s, dtype)
+  if redis.call('EXISTS', idx) == 0 then return end
+  if depth >= MODEL_DEPTH_MAX then return end
+  local seen = {}
+  for i = 1, #pids, HSET_CHUNK do
+    local ids = redis.call('HMGET', idx, unpack(pids, i, math.min(i + HSET_CHUNK - 1, #pids)))
+    for j = 1, #ids do
+      for id in string.gmatch(ids[j] or '', '%S+') do
+        if not seen[id] then
+          seen[id] = true
+          calculate(id, ts, depth)
+        end
+      end
+    end
+  end
+end
+
+local function index_model(id, inputs, add)
+  for _, p in ipairs(inputs) do
+    local ch, t, pid = split_point(p)
+    local idx = model_index_key(ch, t)
+    local ids = {}
+    for x in string.gmatch(redis.call('HGET', idx, pid) or '', '%S+') do
+      if x ~= id then ids[#ids + 1] = x end
+    end
+    if add then ids[#ids + 1] = id end
+    if #ids == 0 then
+      redis.call('HDEL', idx, pid)
+    else
+      redis.call('HSET', idx, pid, table.concat(ids, ' '))
+    end
+  end
+end
+
+-- Whether the model `id` writing `out` from `inputs` would close a cycle: following models
+-- from `out` (what reads it, what reads their outputs, ...) reaches one of `inputs`.
+local function closes_cycle(id, out, inputs)
+  local wanted = {}
+  for _, p in ipairs(inputs) do wanted[p] = true end
+  if wanted[out] then return true end
+  local seen, stack = { [out] = true }, { out }
+  local steps = 0
+  while #stack > 0 do
+    local p = table.remove(stack)
+    steps = steps + 1
+    if steps > 10000 then return true end -- a graph this large is refused, not walked
+    local ch, t, pid = split_point(p)
+    for mid in string.gmatch(redis.call('HGET', model_index_key(ch, t), pid) or '', '%S+') do
+      if mid ~= id then
+        local o = redis.call('HGET', 'model:' .. mid, 'output')
+        if o then
+          if wanted[o] then return true end
+          if not seen[o] then
+            seen[o] = true
+            stack[#stack + 1] = o
+          end
+        end
+      end
+    end
+  end
+  return false
+end
+
+local function model_id_of(key, fname)
+  local id = string.match(key, '^model:([%w_%.%-]+)$')
+  if not id or #id > 64 or id == 'index' then
+    return nil, err('invalid key ' .. show(key) .. ': expected model:{id}, id 1-64 of A-Za-z0-9_.- (' .. fname .. ')')
+  end
+  return id
+end
+
+local function point_of(v, field)
+  if type(v) ~= 'table' then return nil, field .. ': expected {channel_id, data_type, point_id}' end
+  local ch, t, pid = v.channel_id, v.data_type or 'T', v.point_id
+  if type(ch) ~= 'number' or ch % 1 ~= 0 or ch < 1 or ch > MAX_U32 then return nil, field .. '.channel_id: expected an integer 1..4294967295' end
+  if type(t) ~= 'string' or not string.match(t, '^[TSCA]$') then return nil, field .. '.data_type: expected one of T S C A' end
+  if type(pid) ~= 'number' or pid % 1 ~= 0 or pid < 0 or pid > MAX_U32 then return nil, field .. '.point_id: expected an integer 0..4294967295' end
+  return format_int(ch) .. ':' .. t .. ':' .. format_int(pid)
+end
+
+-- -------------------------------------------------------------------
+-- modsrv_model_save:
+--   FCALL modsrv_model_save 1 model:{id} <model_json>  ->  the output value written, or nil
+--   model_json: {output: {channel_id, data_type?, point_id}, op, inputs: [{channel_id,
+--                data_type?, point_id}, ...], scale?, offset?, enabled?}
+-- -------------------------------------------------------------------
+local function modsrv_model_save(keys, args)
+  if #keys ~= 1 or #args ~= 1 then
+    return err('modsrv_model_save expects 1 key (model:{id}) and 1 argument (model_json)')
+  end
+  local id, e = model_id_of(keys[1], 'modsrv_model_save')
+  if not id then return e end
+  local ok, m = pcall(cjson.decode, args[1])
+  if not ok or type(m) ~= 'table' then return err('INVALID_PARAMETER model_json: expected a JSON object (nothing saved)') end
+  local function bad(msg) return err('INVALID_PARAMETER ' .. msg .. ' (nothing saved)') end
+  local out, why = point_of(m.output, 'output')
+  if not out then return bad(why) end
+  if type(m.op) ~= 'string' or not MODEL_OPS[m.op] then return bad('op: expected one of sum avg min max scale diff') end
+  if type(m.inputs) ~= 'table' or #m.inputs < 1 or #m.inputs > MODEL_INPUTS_MAX then
+    return bad('inputs: expected 1-' .. MODEL_INPUTS_MAX .. ' points')
+  end
+  if (m.op == 'scale' and #m.inputs ~= 1) or (m.op == 'diff' and #m.inputs ~= 2) then
+    return bad('inputs: ' .. m.op .. ' takes ' .. (m.op == 'scale' and '1 input' or '2 inputs'))
+  end
+  local inputs = {}
+  for i, v in ipairs(m.inputs) do
+    local p, w = point_of(v, 'inputs[' .. i .. ']')
+    if not p then return bad(w) end
+    inputs[i] = p
+  end
+  for _, f in ipairs({ 'scale', 'offset' }) do
+    if m[f] ~= nil and (type(m[f]) ~= 'number' or not is_finite(m[f])) then return bad(f .. ': expected a finite number') end
+  end
+  if m.enabled == nil then m.enabled = true end
+  if type(m.enabled) ~= 'boolean' then return bad('enabled: expected true or false') end
+  if closes_cycle(id, out, inputs) then
+    return bad('inputs: the model would feed itself (a cycle through ' .. out .. ')')
+  end
+  local old = redis.call('HMGET', keys[1], 'inputs', 'output')
+  if old[1] then
+    local prev = {}
+    for p in string.gmatch(old[1], '[^,]+') do prev[#prev + 1] = p end
+    index_model(id, prev, false)
+  end
+  redis.call('DEL', keys[1])
+  redis.call('HSET', keys[1], 'id', id, 'op', m.op, 'output', out, 'inputs', table.concat(inputs, ','),
+    'scale', format_number(m.scale or 1), 'offset', format_number(m.offset or 0),
+    'enabled', m.enabled and '1' or '0')
+  if m.enabled then index_model(id, inputs, true) end
+  -- A moved output leaves nothing stale behind.
+  if old[2] and old[2] ~= out then
+    local ch, t, pid = split_point(old[2])
+    remove_points(ch, t, { pid }, now_s(), 0)
+  end
+  if not m.enabled then
+    local ch, t, pid = split_point(out)
+    remove_points(ch, t, { pid }, now_s(), 0)
+    return nil
+  end
+  local v = calculate(id, now_s(), 0)
+  return v and format_number(v)
+end
+
+-- -------------------------------------------------------------------
+-- modsrv_model_delete:
+--   FCALL modsrv_model_delete 1 model:{id}  ->  1 deleted, 0 no such model
+--   Its output point is removed (clients are told).
+-- -------------------------------------------------------------------
+local function modsrv_model_delete(keys, args)
+  if #keys ~= 1 or #args ~= 0 then
+    return err('modsrv_model_delete expects 1 key (model:{id}) and no arguments')
+  end
+  local id, e = model_id_of(keys[1], 'modsrv_model_delete')
+  if not id then return e end
+  local old = redis.call('HMGET', keys[1], 'inputs', 'output')
+  if not old[1] then return 0 end
+  local prev = {}
+  for p in string.gmatch(old[1], '[^,]+') do prev[#prev + 1] = p end
+  index_model(id, prev, false)
+  redis.call('DEL', keys[1])
+  local ch, t, pid = split_point(old[2] or '')
+  if ch then remove_points(ch, t, { pid }, now_s(), 0) end
+  return 1
+end
+
+-- -------------------------------------------------------------------
+-- modsrv_calculate:
+--   FCALL modsrv_calculate 1 model:{id}  ->  the output value written, or nil (an input has
+--   no value: the output is removed; or no such / disabled model)
+-- -------------------------------------------------------------------
+local function modsrv_calculate(keys, args)
+  if #keys ~= 1 then return err('modsrv_calculate expects 1 key (model:{id})') end
+  local id, e = model_id_of(keys[1], 'modsrv_calculate')
+  if not id then return e end
+  local v = calculate(id, now_s(), 0)
+  return v and format_number(v)
 end
 
 -- -------------------------------------------------------------------
@@ -978,6 +1258,21 @@ redis.register_function{
 redis.register_function{
   function_name = 'alarmsrv_rule_delete',
   callback = alarmsrv_rule_delete,
+}
+
+redis.register_function{
+  function_name = 'modsrv_model_save',
+  callback = modsrv_model_save,
+}
+
+redis.register_function{
+  function_name = 'modsrv_model_delete',
+  callback = modsrv_model_delete,
+}
+
+redis.register_function{
+  function_name = 'modsrv_calculate',
+  callback = modsrv_calculate,
 }
 
 redis.register_function{
