@@ -317,5 +317,59 @@ MS df "{\"output\":$(pt 900 6),\"op\":\"diff\",\"inputs\":[$(pt 11 2),$(pt 11 1)
 eq m-disabled "$($R HEXISTS comsrv:900:T 6)/$($R HGET model:index:11:T 2 | grep -c df)" "0/0"
 # a write of points that feed no model touches no model key
 n=$($R GET netsrv:seq); W comsrv:5000:T '{"1":1}' >/dev/null; eq m-none "$($R GET netsrv:seq)" $((n+1))
+# ---- automation rules: rulesrv_rule_save/_delete, rulesrv_evaluate, evaluation inside writes ----
+$R FLUSHALL >/dev/null
+RUS() { $R FCALL rulesrv_rule_save 1 "rule:$1" "$2"; }
+FI() { $R XLEN rule:firings; }
+LF() { $R --raw XREVRANGE rule:firings + - COUNT 1 | awk -v f="$1" 'prev==f {print; exit} {prev=$0}'; }
+W comsrv:2001:A '{"20":50}' >/dev/null; W comsrv:3001:T '{"30":25,"31":10}' >/dev/null
+HOT='{"conditions":[{"channel_id":3001,"data_type":"T","point_id":30,"operator":">","threshold":32}],"action":{"type":"control","channel_id":2001,"point_id":20,"command_type":"set_value","value":20},"cooldown_ms":0}'
+eq rule-save "$(RUS cool "$HOT")" OK
+eq rule-index "$($R HGET rule:index:3001:T 30)/$($R HGET rule:cool _state)" "cool/0"
+W comsrv:3001:T '{"30":33}' >/dev/null
+eq rule-fired "$(FI)/$(LF rule_id)/$(LF action)/$(LF result)/$(LF values)" "1/cool/control/queued/3001:T:30=33"
+cid=$(LF command_id)
+eq rule-cmd "$($R HGET cmd:$cid origin)/$($R HGET cmd:$cid client_id)/$($R HGET cmd:$cid instance)/$($R HGET cmd:$cid value)" "rule:cool/rule:cool/rules/20"
+has rule-todo "$($R LRANGE comsrv:2001:A:TODO 0 -1)" "\"command_id\":\"$cid\""
+# still true: no second firing; false then true again: fires again
+W comsrv:3001:T '{"30":34}' >/dev/null; eq rule-level "$(FI)" 1
+W comsrv:3001:T '{"30":30}' >/dev/null; W comsrv:3001:T '{"30":35}' >/dev/null; eq rule-edge "$(FI)" 2
+# cooldown: a new rising edge inside the cooldown does not fire
+RUS cool "${HOT/\"cooldown_ms\":0/\"cooldown_ms\":60000}" >/dev/null
+W comsrv:3001:T '{"30":30}' >/dev/null; W comsrv:3001:T '{"30":36}' >/dev/null
+eq rule-cooldown "$(FI)" 2
+# all / any, and an event action
+RUS both '{"conditions":[{"channel_id":3001,"point_id":30,"operator":">","threshold":32},{"channel_id":3001,"point_id":31,"operator":"<","threshold":5}],"match":"all","action":{"type":"event","message":"hot and low","level":2}}' >/dev/null
+W comsrv:3001:T '{"31":4}' >/dev/null
+eq rule-all "$(FI)/$(LF rule_id)/$(LF action)/$(LF message)/$(LF level)" "3/both/event/hot and low/2"
+RUS either '{"conditions":[{"channel_id":3001,"point_id":31,"operator":">","threshold":100},{"channel_id":3001,"point_id":30,"operator":"<","threshold":0}],"match":"any","action":{"type":"event"}}' >/dev/null
+W comsrv:3001:T '{"31":101}' >/dev/null; eq rule-any "$(LF rule_id)" either
+# a missing point is a false condition; disabled rules never fire
+W comsrv:3001:T '{"31":"n/a"}' >/dev/null
+eq rule-missing-false "$($R HGET rule:either _state)" 0
+RUS either '{"conditions":[{"channel_id":3001,"point_id":31,"operator":">","threshold":100}],"action":{"type":"event"},"enabled":false}' >/dev/null
+n=$(FI); W comsrv:3001:T '{"31":200}' >/dev/null; eq rule-disabled "$(FI)/$($R HGET rule:index:3001:T 31 | grep -c either)" "$n/0"
+# a control action on a channel that does not exist is recorded as an error, nothing queued
+RUS ghost '{"conditions":[{"channel_id":3001,"point_id":31,"operator":">","threshold":300}],"action":{"type":"control","channel_id":4242,"point_id":1,"command_type":"set_value","value":1}}' >/dev/null
+W comsrv:3001:T '{"31":301}' >/dev/null
+has rule-ghost "$(LF result)" "CHANNEL_NOT_FOUND"; eq rule-ghost-nothing "$($R EXISTS comsrv:4242:A:TODO)" 0
+# rulesrv_evaluate on its own (after a value changed behind the write path)
+RUS manual '{"conditions":[{"channel_id":3001,"point_id":31,"operator":"<","threshold":0}],"action":{"type":"event"}}' >/dev/null
+$R HSET comsrv:3001:T 31 -1 >/dev/null
+eq rule-eval "$($R FCALL rulesrv_evaluate 1 rule:manual)/$(LF rule_id)" "1/manual"
+eq rule-eval-again "$($R FCALL rulesrv_evaluate 1 rule:manual)" 0
+# validation: nothing saved
+for j in '{"action":{"type":"event"}}' \
+         '{"conditions":[{"channel_id":1,"point_id":1,"operator":"=>","threshold":1}],"action":{"type":"event"}}' \
+         '{"conditions":[{"channel_id":1,"point_id":1,"operator":">","threshold":"x"}],"action":{"type":"event"}}' \
+         '{"conditions":[{"channel_id":1,"point_id":1,"operator":">","threshold":1}],"action":{"type":"shout"}}' \
+         '{"conditions":[{"channel_id":1,"point_id":1,"operator":">","threshold":1}],"action":{"type":"control","channel_id":1,"point_id":1,"command_type":"control","value":5}}' \
+         '{"conditions":[{"channel_id":1,"point_id":1,"operator":">","threshold":1}],"match":"some","action":{"type":"event"}}' \
+         '{"conditions":[{"channel_id":1,"point_id":1,"operator":">","threshold":1}],"cooldown_ms":-1,"action":{"type":"event"}}' \
+         'nope'; do
+  has "rule-bad $j" "$(RUS bad "$j")" "INVALID_PARAMETER"
+done
+eq rule-bad-nothing "$($R EXISTS rule:bad)" 0
+eq rule-del "$($R FCALL rulesrv_rule_delete 1 rule:cool)/$($R HGET rule:index:3001:T 30 | grep -c cool)/$($R FCALL rulesrv_rule_delete 1 rule:cool)" "1/0/0"
 echo "pass=$pass fail=$fail"
 [ "$fail" -eq 0 ]

@@ -506,6 +506,8 @@ end
 -- Models reading the written points (defined below; write_values and the models call each
 -- other: a model's output is written like any point and may feed further models).
 local run_models
+-- Automation rules reading the written points (defined with the control functions they use).
+local run_rules
 
 -- Validates `values` (a decoded JSON object point id -> value) and writes them to `key`
 -- (comsrv:{ch_s}:{dtype}) stamped `ts`, with the bookkeeping and the alarm check: the write
@@ -588,6 +590,7 @@ local function write_values(key, ch_s, dtype, values, ts, depth)
 
   check_alarms(ch_s, dtype, pids, points)
   run_models(ch_s, dtype, pids, ts, depth or 0)
+  run_rules(ch_s, dtype, pids)
 
   if wake_armed then
     wake_armed = false
@@ -1059,6 +1062,38 @@ local function time_out(key, rec, now)
   append_result(rec, 'timeout', false, nil, 'no result from the device within the timeout', now)
 end
 
+-- Queues a validated command `c` on `todo` (comsrv:{ch_s}:{dtype}:TODO): CMD_{n}, the
+-- record, the device's list, the instance's pending set, the de-duplication key `dedup`.
+local function enqueue(todo, ch_s, dtype, c, dedup)
+  local base = 'comsrv:' .. ch_s .. ':'
+  if redis.call('EXISTS', base .. 'T', base .. 'S', base .. 'C', base .. 'A') == 0 then
+    return err('CHANNEL_NOT_FOUND channel ' .. ch_s .. ' not found (nothing queued)')
+  end
+  local ttype = redis.call('TYPE', todo)['ok']
+  if ttype ~= 'list' and ttype ~= 'none' then
+    return err('WRONGTYPE ' .. todo .. ' holds a ' .. ttype .. ', not a list (nothing queued)')
+  end
+
+  local id = 'CMD_' .. redis.call('INCR', CMD_SEQ)
+  local now = now_ms()
+  local deadline = format_int(tonumber(now) + c.timeout_ms)
+  local pid, value = format_int(c.point_id), format_number(c.value)
+  local key = 'cmd:' .. id
+  redis.call('HSET', key, 'command_id', id, 'channel_id', ch_s, 'data_type', dtype,
+    'point_id', pid, 'command_type', c.command_type, 'value', value,
+    'client_id', c.client_id, 'request_id', c.request_id or '', 'instance', c.instance,
+    'operator', c.operator or '', 'reason', c.reason or '', 'origin', c.origin or '', 'status', 'queued',
+    'queued_at', now, 'deadline', deadline)
+  redis.call('EXPIRE', key, CMD_TTL)
+  redis.call('RPUSH', todo, '{"command_id":"' .. id .. '","point_id":' .. pid .. ',"value":' .. value ..
+    ',"command_type":"' .. c.command_type .. '","deadline_ms":' .. deadline .. '}')
+  redis.call('ZADD', 'cmd:pending:' .. c.instance, deadline, id)
+  if dedup then
+    redis.call('SET', dedup, id, 'EX', DEDUP_WINDOW)
+  end
+  return { id, 'queued', 0 }
+end
+
 -- -------------------------------------------------------------------
 -- control_submit:
 --   FCALL control_submit 1 comsrv:{ch}:{C|A}:TODO <command_json>
@@ -1119,33 +1154,7 @@ local function control_submit(keys, args)
       return { id, redis.call('HGET', 'cmd:' .. id, 'status') or 'unknown', 1 }
     end
   end
-  local base = 'comsrv:' .. ch_s .. ':'
-  if redis.call('EXISTS', base .. 'T', base .. 'S', base .. 'C', base .. 'A') == 0 then
-    return err('CHANNEL_NOT_FOUND channel ' .. ch_s .. ' not found (nothing queued)')
-  end
-  local ttype = redis.call('TYPE', todo)['ok']
-  if ttype ~= 'list' and ttype ~= 'none' then
-    return err('WRONGTYPE ' .. todo .. ' holds a ' .. ttype .. ', not a list (nothing queued)')
-  end
-
-  local id = 'CMD_' .. redis.call('INCR', CMD_SEQ)
-  local now = now_ms()
-  local deadline = format_int(tonumber(now) + c.timeout_ms)
-  local pid, value = format_int(c.point_id), format_number(c.value)
-  local key = 'cmd:' .. id
-  redis.call('HSET', key, 'command_id', id, 'channel_id', ch_s, 'data_type', dtype,
-    'point_id', pid, 'command_type', c.command_type, 'value', value,
-    'client_id', c.client_id, 'request_id', c.request_id or '', 'instance', c.instance,
-    'operator', c.operator or '', 'reason', c.reason or '', 'status', 'queued',
-    'queued_at', now, 'deadline', deadline)
-  redis.call('EXPIRE', key, CMD_TTL)
-  redis.call('RPUSH', todo, '{"command_id":"' .. id .. '","point_id":' .. pid .. ',"value":' .. value ..
-    ',"command_type":"' .. c.command_type .. '","deadline_ms":' .. deadline .. '}')
-  redis.call('ZADD', 'cmd:pending:' .. c.instance, deadline, id)
-  if dedup then
-    redis.call('SET', dedup, id, 'EX', DEDUP_WINDOW)
-  end
-  return { id, 'queued', 0 }
+  return enqueue(todo, ch_s, dtype, c, dedup)
 end
 
 -- -------------------------------------------------------------------
@@ -1234,6 +1243,264 @@ local function control_expire(keys, args)
   return n
 end
 
+-- ===================================================================
+-- AUTOMATION RULES (PROTOCOL.md §2 rulesrv_evaluate). Site-wide keys, a documented exception:
+--   rule:{id}                    hash: the rule (rulesrv_rule_save) and its state (_state,
+--                                _last_fired)
+--   rule:index:{ch}:{type}       hash: point id -> ids of the rules reading it (space-separated)
+--   rule:firings                 stream: every firing with the values that caused it
+-- A rule fires when its conditions (all / any) become true — not again until they have been
+-- false — and at least cooldown_ms after its previous firing. Actions: queue a control command
+-- (through the control path, origin "rule:{id}") or record an event.
+-- ===================================================================
+local RULE_FIRINGS = 'rule:firings'
+local RULE_FIRINGS_MAX = 10000
+local RULE_CONDITIONS_MAX = 16
+-- Commands queued by rules belong to this instance name: every gateway's expiry sweep covers it.
+local RULES_INSTANCE = 'rules'
+
+local function rule_index_key(ch_s, dtype)
+  return 'rule:index:' .. ch_s .. ':' .. dtype
+end
+
+local function rule_id_from_key(key, fname)
+  local id = string.match(key, '^rule:([%w_%.%-]+)$')
+  if not id or #id > 64 or id == 'index' or id == 'firings' then
+    return nil, err('invalid key ' .. show(key) .. ': expected rule:{id}, id 1-64 of A-Za-z0-9_.- (' .. fname .. ')')
+  end
+  return id
+end
+
+-- Conditions as stored: "ch:T:pid op threshold" joined by ';'.
+local function rule_conditions(text)
+  local out = {}
+  for c in string.gmatch(text or '', '[^;]+') do
+    local p, op, thr = string.match(c, '^(%S+) (%S+) (%S+)$')
+    if p then out[#out + 1] = { point = p, op = op, thr = tonumber(thr) } end
+  end
+  return out
+end
+
+-- Whether the rule's conditions hold now, and the values read ("ch:T:pid=v,...").
+local function rule_holds(r)
+  local conds = rule_conditions(r.conditions)
+  local any, all = false, true
+  local seen = {}
+  for _, c in ipairs(conds) do
+    local ch, t, pid = split_point(c.point)
+    local raw = redis.call('HGET', 'comsrv:' .. ch .. ':' .. t, pid)
+    local v = tonumber(raw or '')
+    local ok = v ~= nil and is_finite(v) and breaches(v, c.op, c.thr)
+    any = any or ok
+    all = all and ok
+    seen[#seen + 1] = c.point .. '=' .. (raw or 'null')
+  end
+  local holds = (r.match == 'any') and any or all
+  return holds and #conds > 0, table.concat(seen, ',')
+end
+
+local RULE_FIELDS = { 'conditions', 'match', 'cooldown_ms', 'enabled', '_state', '_last_fired',
+  'action_type', 'action_channel', 'action_point', 'action_command_type', 'action_value',
+  'action_message', 'action_level' }
+
+local function rule_record(id)
+  local v = redis.call('HMGET', 'rule:' .. id, unpack(RULE_FIELDS))
+  if not v[1] then return nil end
+  local r = { id = id }
+  for i, f in ipairs(RULE_FIELDS) do r[f] = v[i] end
+  return r
+end
+
+-- Runs the rule's action and records the firing. Returns the command id (control), or ''.
+local function fire(r, values, now)
+  local result, command_id = 'event', ''
+  if r.action_type == 'control' then
+    local dtype = (r.action_command_type == 'set_value') and 'A' or 'C'
+    local q = enqueue('comsrv:' .. r.action_channel .. ':' .. dtype .. ':TODO', r.action_channel, dtype, {
+      point_id = tonumber(r.action_point), command_type = r.action_command_type,
+      value = tonumber(r.action_value), client_id = 'rule:' .. r.id, instance = RULES_INSTANCE,
+      timeout_ms = 10000, origin = 'rule:' .. r.id, reason = 'rule ' .. r.id,
+    }, nil)
+    if type(q) == 'table' and q.err then
+      result = 'error: ' .. q.err
+    else
+      command_id = q[1]
+      result = 'queued'
+    end
+  end
+  redis.call('XADD', RULE_FIRINGS, 'MAXLEN', '~', RULE_FIRINGS_MAX, '*',
+    'rule_id', r.id, 'time', now, 'values', values, 'action', r.action_type,
+    'result', result, 'command_id', command_id, 'message', r.action_message or '',
+    'level', r.action_level or '')
+  redis.call('HSET', 'rule:' .. r.id, '_last_fired', now)
+  return command_id
+end
+
+-- Evaluates rule `id`: fires on a false -> true change outside its cooldown. Returns 1 when
+-- it fired.
+local function evaluate_rule(id)
+  local r = rule_record(id)
+  if not r or r.enabled ~= '1' then return 0 end
+  local holds, values = rule_holds(r)
+  local was = r._state == '1'
+  if holds == was then return 0 end
+  redis.call('HSET', 'rule:' .. id, '_state', holds and '1' or '0')
+  if not holds then return 0 end
+  local now = now_ms()
+  local last = tonumber(r._last_fired or '') or 0
+  if tonumber(now) - last < (tonumber(r.cooldown_ms) or 0) then return 0 end
+  fire(r, values, now)
+  return 1
+end
+
+run_rules = function(ch_s, dtype, pids)
+  local idx = rule_index_key(ch_s, dtype)
+  if redis.call('EXISTS', idx) == 0 then return end
+  local seen = {}
+  for i = 1, #pids, HSET_CHUNK do
+    local ids = redis.call('HMGET', idx, unpack(pids, i, math.min(i + HSET_CHUNK - 1, #pids)))
+    for j = 1, #ids do
+      for id in string.gmatch(ids[j] or '', '%S+') do
+        if not seen[id] then
+          seen[id] = true
+          evaluate_rule(id)
+        end
+      end
+    end
+  end
+end
+
+local function index_rule(id, conditions_text, add)
+  for _, c in ipairs(rule_conditions(conditions_text)) do
+    local ch, t, pid = split_point(c.point)
+    local idx = rule_index_key(ch, t)
+    local ids = {}
+    for x in string.gmatch(redis.call('HGET', idx, pid) or '', '%S+') do
+      if x ~= id then ids[#ids + 1] = x end
+    end
+    if add then ids[#ids + 1] = id end
+    if #ids == 0 then redis.call('HDEL', idx, pid) else redis.call('HSET', idx, pid, table.concat(ids, ' ')) end
+  end
+end
+
+-- -------------------------------------------------------------------
+-- rulesrv_rule_save:
+--   FCALL rulesrv_rule_save 1 rule:{id} <rule_json>  ->  "OK"
+--   rule_json: {conditions: [{channel_id, data_type?, point_id, operator, threshold}, ...],
+--               match?: "all"|"any", cooldown_ms?, enabled?,
+--               action: {type: "control", channel_id, point_id, command_type, value}
+--                     | {type: "event", message?, level?}}
+-- -------------------------------------------------------------------
+local function rulesrv_rule_save(keys, args)
+  if #keys ~= 1 or #args ~= 1 then
+    return err('rulesrv_rule_save expects 1 key (rule:{id}) and 1 argument (rule_json)')
+  end
+  local id, e = rule_id_from_key(keys[1], 'rulesrv_rule_save')
+  if not id then return e end
+  local ok, r = pcall(cjson.decode, args[1])
+  if not ok or type(r) ~= 'table' then return err('INVALID_PARAMETER rule_json: expected a JSON object (nothing saved)') end
+  local function bad(msg) return err('INVALID_PARAMETER ' .. msg .. ' (nothing saved)') end
+  if type(r.conditions) ~= 'table' or #r.conditions < 1 or #r.conditions > RULE_CONDITIONS_MAX then
+    return bad('conditions: expected 1-' .. RULE_CONDITIONS_MAX .. ' conditions')
+  end
+  local conds = {}
+  for i, c in ipairs(r.conditions) do
+    local p, why = point_of(c, 'conditions[' .. i .. ']')
+    if not p then return bad(why) end
+    if type(c.operator) ~= 'string' or not OPERATORS[c.operator] then
+      return bad('conditions[' .. i .. '].operator: expected one of > >= < <= == !=')
+    end
+    if type(c.threshold) ~= 'number' or not is_finite(c.threshold) then
+      return bad('conditions[' .. i .. '].threshold: expected a finite number')
+    end
+    conds[i] = p .. ' ' .. c.operator .. ' ' .. format_number(c.threshold)
+  end
+  local match = r.match or 'all'
+  if match ~= 'all' and match ~= 'any' then return bad('match: expected "all" or "any"') end
+  local cooldown = r.cooldown_ms or 0
+  if type(cooldown) ~= 'number' or cooldown % 1 ~= 0 or cooldown < 0 or cooldown > 86400000 then
+    return bad('cooldown_ms: expected an integer 0..86400000')
+  end
+  if r.enabled == nil then r.enabled = true end
+  if type(r.enabled) ~= 'boolean' then return bad('enabled: expected true or false') end
+  local a = r.action
+  if type(a) ~= 'table' or (a.type ~= 'control' and a.type ~= 'event') then
+    return bad('action.type: expected "control" or "event"')
+  end
+  local fields = { 'action_type', a.type }
+  if a.type == 'control' then
+    local target, why = point_of({ channel_id = a.channel_id, data_type = 'A', point_id = a.point_id }, 'action')
+    if not target then return bad(why) end
+    if a.command_type ~= 'set_value' and a.command_type ~= 'control' then
+      return bad('action.command_type: expected "set_value" or "control"')
+    end
+    if type(a.value) ~= 'number' or not is_finite(a.value) or (a.command_type == 'control' and a.value ~= 0 and a.value ~= 1) then
+      return bad('action.value: expected a finite number (0 or 1 for control)')
+    end
+    local ch = string.match(target, '^(%d+):')
+    for _, kv in ipairs({ { 'action_channel', ch }, { 'action_point', format_int(a.point_id) },
+      { 'action_command_type', a.command_type }, { 'action_value', format_number(a.value) } }) do
+      fields[#fields + 1] = kv[1]
+      fields[#fields + 1] = kv[2]
+    end
+  else
+    if a.message ~= nil and (type(a.message) ~= 'string' or #a.message > 256) then
+      return bad('action.message: expected a string of at most 256 bytes')
+    end
+    if a.level ~= nil and (type(a.level) ~= 'number' or a.level % 1 ~= 0 or a.level < 0 or a.level > 3) then
+      return bad('action.level: expected an integer 0..3')
+    end
+    fields[#fields + 1] = 'action_message'
+    fields[#fields + 1] = a.message or ''
+    fields[#fields + 1] = 'action_level'
+    fields[#fields + 1] = format_int(a.level or 0)
+  end
+  local old = redis.call('HMGET', keys[1], 'conditions', '_last_fired')
+  if old[1] then index_rule(id, old[1], false) end
+  redis.call('DEL', keys[1])
+  local text = table.concat(conds, ';')
+  redis.call('HSET', keys[1], 'id', id, 'conditions', text, 'match', match,
+    'cooldown_ms', format_int(cooldown), 'enabled', r.enabled and '1' or '0', unpack(fields))
+  if old[2] then
+    -- An edited rule keeps its cooldown running.
+    redis.call('HSET', keys[1], '_last_fired', old[2])
+  end
+  if r.enabled then
+    index_rule(id, text, true)
+    -- The current truth is the starting state: only a later change fires.
+    local holds = rule_holds(rule_record(id))
+    redis.call('HSET', keys[1], '_state', holds and '1' or '0')
+  end
+  return redis.status_reply('OK')
+end
+
+-- -------------------------------------------------------------------
+-- rulesrv_rule_delete:  FCALL rulesrv_rule_delete 1 rule:{id}  ->  1 deleted, 0 no such rule
+-- -------------------------------------------------------------------
+local function rulesrv_rule_delete(keys, args)
+  if #keys ~= 1 or #args ~= 0 then
+    return err('rulesrv_rule_delete expects 1 key (rule:{id}) and no arguments')
+  end
+  local id, e = rule_id_from_key(keys[1], 'rulesrv_rule_delete')
+  if not id then return e end
+  local old = redis.call('HGET', keys[1], 'conditions')
+  if not old then return 0 end
+  index_rule(id, old, false)
+  redis.call('DEL', keys[1])
+  return 1
+end
+
+-- -------------------------------------------------------------------
+-- rulesrv_evaluate:  FCALL rulesrv_evaluate 1 rule:{id}  ->  1 fired, 0 not
+--   Evaluates the rule against the current values, as a write of one of its points does.
+-- -------------------------------------------------------------------
+local function rulesrv_evaluate(keys, args)
+  if #keys ~= 1 then return err('rulesrv_evaluate expects 1 key (rule:{id})') end
+  local id, e = rule_id_from_key(keys[1], 'rulesrv_evaluate')
+  if not id then return e end
+  return evaluate_rule(id)
+end
+
 redis.register_function{
   function_name = 'voltage_version',
   callback = voltage_version,
@@ -1273,6 +1540,21 @@ redis.register_function{
 redis.register_function{
   function_name = 'modsrv_calculate',
   callback = modsrv_calculate,
+}
+
+redis.register_function{
+  function_name = 'rulesrv_rule_save',
+  callback = rulesrv_rule_save,
+}
+
+redis.register_function{
+  function_name = 'rulesrv_rule_delete',
+  callback = rulesrv_rule_delete,
+}
+
+redis.register_function{
+  function_name = 'rulesrv_evaluate',
+  callback = rulesrv_evaluate,
 }
 
 redis.register_function{

@@ -127,7 +127,7 @@ pub fn command(view: &View<'_>, id: &str, now: i64) -> Result<Response, ApiError
         key(&mut d, k);
         json::write_str(&mut d, get(k).unwrap_or(""));
     }
-    for k in ["request_id", "operator", "reason"] {
+    for k in ["request_id", "operator", "reason", "origin"] {
         key(&mut d, k);
         match get(k) {
             Some(v) => json::write_str(&mut d, v),

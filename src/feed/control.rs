@@ -11,6 +11,8 @@ use crate::log;
 use std::time::{Duration, Instant};
 
 pub const RESULTS_KEY: &str = "control:results";
+/// The instance name of the commands automation rules queue (lua: RULES_INSTANCE).
+pub const RULES_INSTANCE: &str = "rules";
 /// Results read per round trip.
 const PAGE: usize = 1000;
 /// How often the pending commands are checked for timeouts.
@@ -91,16 +93,20 @@ impl ResultReader {
     pub fn poll(&mut self, con: &mut redis::Connection) -> Result<Vec<ControlResult>, FeedError> {
         if Instant::now() >= self.next_expire {
             self.next_expire = Instant::now() + EXPIRE_EVERY;
-            let r = redis::cmd("FCALL")
-                .arg("control_expire")
-                .arg(1)
-                .arg(format!("cmd:pending:{}", self.instance))
-                .query::<redis::Value>(con);
-            match r {
-                Ok(_) => {}
-                Err(e) if super::is_connection_error(&e) => return Err(e.into()),
-                // A library without control functions (managed elsewhere): no commands.
-                Err(_) => {}
+            // This instance's commands, and those automation rules queued (every gateway
+            // sweeps them; the library times each out once).
+            for instance in [self.instance.as_str(), RULES_INSTANCE] {
+                let r = redis::cmd("FCALL")
+                    .arg("control_expire")
+                    .arg(1)
+                    .arg(format!("cmd:pending:{instance}"))
+                    .query::<redis::Value>(con);
+                match r {
+                    Ok(_) => {}
+                    Err(e) if super::is_connection_error(&e) => return Err(e.into()),
+                    // A library without control functions (managed elsewhere): no commands.
+                    Err(_) => {}
+                }
             }
         }
         let cursor = match self.cursor {
