@@ -9,7 +9,7 @@ W() { $R FCALL comsrv_write_data 1 "$@"; }
 C() { $R FCALL netsrv_collect_data 3 netsrv:seq netsrv:dirty netsrv:epoch "$@" | tr '\n' ' ' | sed 's/ $//'; }
 eq load "$($R -x FUNCTION LOAD REPLACE < "$LIB")" voltage
 $R FLUSHALL >/dev/null
-eq version "$($R --no-raw FCALL_RO voltage_version 0)" "(integer) 9"
+eq version "$($R --no-raw FCALL_RO voltage_version 0)" "(integer) 10"
 eq write1 "$($R --no-raw FCALL comsrv_write_data 1 comsrv:1001:T '{"1":25.6,"2":101.3}')" "(integer) 2"
 eq v1 "$($R HGET comsrv:1001:T 1)" 25.6; eq v2 "$($R HGET comsrv:1001:T 2)" 101.3
 now=$($R TIME | head -1); ts=$($R HGET comsrv:1001:T _timestamp); [ $((now-ts)) -le 1 ] && pass=$((pass+1)) || { fail=$((fail+1)); echo "FAIL ts default $ts vs $now"; }
@@ -371,5 +371,33 @@ for j in '{"action":{"type":"event"}}' \
 done
 eq rule-bad-nothing "$($R EXISTS rule:bad)" 0
 eq rule-del "$($R FCALL rulesrv_rule_delete 1 rule:cool)/$($R HGET rule:index:3001:T 30 | grep -c cool)/$($R FCALL rulesrv_rule_delete 1 rule:cool)" "1/0/0"
+# ---- forwarding: netsrv_forward_save/_delete, netsrv_forward_data, appended with writes ----
+$R FLUSHALL >/dev/null
+FS() { $R FCALL netsrv_forward_save 1 "forward:$1" "$2"; }
+ST() { echo "$($R HGET forward:$1:stats appended)/$($R HGET forward:$1:stats trimmed)/$($R XLEN forward:$1:stream)"; }
+eq fwd-save "$(FS cloud '{"channels":[1001],"data_types":["T"],"maxlen":100}')" OK
+eq fwd-dest "$($R HGET forward:destinations cloud)" "1001|T|100"
+W comsrv:1001:T '{"1":25.6,"2":"on"}' 1700000000 >/dev/null
+eq fwd-append "$(ST cloud)" "1//1"
+eq fwd-entry "$($R --raw XRANGE forward:cloud:stream - + | tr '\n' ' ')" "$($R --raw XRANGE forward:cloud:stream - + | head -1) channel_id 1001 data_type T values {\"1\":25.6,\"2\":\"on\"} ts 1700000000 "
+# other channels and types are not forwarded
+W comsrv:1001:S '{"1":1}' >/dev/null; W comsrv:1002:T '{"1":1}' >/dev/null; eq fwd-filter "$(ST cloud)" "1//1"
+# every channel, capped: the cap holds and the trimmed entries are counted
+FS all '{"maxlen":1}' >/dev/null
+for i in $(seq 1 300); do W comsrv:7:T "{\"1\":$i}" >/dev/null; done
+app=$($R HGET forward:all:stats appended); trim=$($R HGET forward:all:stats trimmed); len=$($R XLEN forward:all:stream)
+eq fwd-counts "$app/$((trim + len))" "300/300"
+[ "$len" -le 200 ] && pass=$((pass+1)) || { fail=$((fail+1)); echo "FAIL fwd-cap: $len entries for maxlen 1"; }
+# a direct payload
+eq fwd-direct "$($R FCALL netsrv_forward_data 1 forward:cloud 'hello northbound')/$($R HGET forward:cloud:stats appended)" "1/2"
+has fwd-direct-missing "$($R FCALL netsrv_forward_data 1 forward:nobody x)" "NOT_FOUND"
+# disabled: kept, not fed; deleted: gone with its stream and counters
+FS cloud '{"channels":[1001],"enabled":false}' >/dev/null
+W comsrv:1001:T '{"1":1}' >/dev/null; eq fwd-disabled "$($R HEXISTS forward:destinations cloud)/$($R HGET forward:cloud:stats appended)" "0/2"
+eq fwd-del "$($R FCALL netsrv_forward_delete 1 forward:cloud)/$($R EXISTS forward:cloud forward:cloud:stream forward:cloud:stats)" "1/0"
+for j in '{"channels":[0]}' '{"data_types":["X"]}' '{"data_types":[]}' '{"maxlen":0}' '{"enabled":"yes"}' 'nope'; do
+  has "fwd-bad $j" "$(FS bad "$j")" "INVALID_PARAMETER"
+done
+has fwd-badkey "$($R FCALL netsrv_forward_save 1 forward:destinations '{}')" "ERR invalid key"
 echo "pass=$pass fail=$fail"
 [ "$fail" -eq 0 ]

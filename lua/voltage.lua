@@ -14,15 +14,23 @@ Functions (the Rust side depends on these exact signatures):
   FCALL    comsrv_write_data 1 comsrv:{ch}:{T|S|C|A} <values_json> [<unix_ts>]
   FCALL    netsrv_collect_data 3 netsrv:seq netsrv:dirty netsrv:epoch <cursor> <epoch> <limit> [<wake>]
 
+  FCALL    alarmsrv_rule_save|alarmsrv_rule_delete 1 alarm:rule:{id} [...], alarmsrv_check 1 comsrv:{ch}:{t} [pid...]
+  FCALL    modsrv_model_save|modsrv_model_delete|modsrv_calculate 1 model:{id} [...]
+  FCALL    rulesrv_rule_save|rulesrv_rule_delete|rulesrv_evaluate 1 rule:{id} [...]
+  FCALL    netsrv_forward_save|netsrv_forward_delete|netsrv_forward_data 1 forward:{name} [...]
+  FCALL    control_submit 1 comsrv:{ch}:{C|A}:TODO <json>, control_report 1 cmd:{id} <json>,
+           control_expire 1 cmd:pending:{instance} [<limit>]
+
 Key exception (documented for a future cluster layout): comsrv_write_data
-derives the site-wide keys netsrv:seq, netsrv:dirty and netsrv:epoch itself;
+derives the site-wide keys netsrv:seq, netsrv:dirty and netsrv:epoch itself,
+and the alarm:*, model:*, rule:*, forward:* and cmd:* keys of what a write feeds;
 a cluster layout must co-locate them with every comsrv:* hash (hash tags).
 ]]
 
 -- Library version, returned by voltage_version. The gateway reloads the library
 -- when Redis reports a smaller number than the one compiled into it.
 -- BUMP THIS ON ANY CHANGE TO THIS FILE (and the matching constant on the Rust side).
-local LIBRARY_VERSION = 9
+local LIBRARY_VERSION = 10
 
 -- Site-wide keys (see the cluster note above).
 local SEQ_KEY = 'netsrv:seq'
@@ -508,6 +516,23 @@ end
 local run_models
 -- Automation rules reading the written points (defined with the control functions they use).
 local run_rules
+-- Northbound forwarding of the written points (defined with netsrv_forward_data).
+local run_forwarding
+
+-- What written points feed — alarm rules, models, automation rules, forwarding — run after
+-- the write: one EXISTS over the four indexes in the common case where they feed nothing.
+local function run_hooks(ch_s, dtype, pids, points, ts, depth)
+  local m = ch_s .. ':' .. dtype
+  if redis.call('EXISTS', 'alarm:index:' .. m, 'model:index:' .. m, 'rule:index:' .. m,
+      'forward:destinations') == 0 then
+    return
+  end
+  local written = { hash = m, points = points }
+  check_alarms(ch_s, dtype, pids, points)
+  run_models(ch_s, dtype, pids, ts, depth, written)
+  run_rules(ch_s, dtype, pids, written)
+  run_forwarding(ch_s, dtype, pids, points, ts)
+end
 
 -- Validates `values` (a decoded JSON object point id -> value) and writes them to `key`
 -- (comsrv:{ch_s}:{dtype}) stamped `ts`, with the bookkeeping and the alarm check: the write
@@ -588,9 +613,7 @@ local function write_values(key, ch_s, dtype, values, ts, depth)
     redis.call('HSET', key, unpack(fields, i, last))
   end
 
-  check_alarms(ch_s, dtype, pids, points)
-  run_models(ch_s, dtype, pids, ts, depth or 0)
-  run_rules(ch_s, dtype, pids)
+  run_hooks(ch_s, dtype, pids, points, ts, depth or 0)
 
   if wake_armed then
     wake_armed = false
@@ -601,6 +624,29 @@ local function write_values(key, ch_s, dtype, values, ts, depth)
   end
 
   return count
+end
+
+-- The write path for values the library computed (model outputs: finite numbers, point ids
+-- from a validated definition): the same bookkeeping, hooks and wake-up as write_values.
+local function write_computed(ch_s, dtype, values, ts, depth)
+  local key = 'comsrv:' .. ch_s .. ':' .. dtype
+  local fields, points, pids = {}, {}, {}
+  for pid, v in pairs(values) do
+    local sv = format_number(v)
+    fields[#fields + 1] = pid
+    fields[#fields + 1] = sv
+    points[pid] = sv
+    pids[#pids + 1] = pid
+  end
+  fields[#fields + 1] = '_timestamp'
+  fields[#fields + 1] = format_int(ts)
+  record_write(ch_s, dtype)
+  redis.call('HSET', key, unpack(fields))
+  run_hooks(ch_s, dtype, pids, points, ts, depth)
+  if wake_armed then
+    wake_armed = false
+    redis.pcall('PUBLISH', WAKE_CHANNEL, ch_s .. ':' .. dtype)
+  end
 end
 
 -- -------------------------------------------------------------------
@@ -678,21 +724,46 @@ local function split_point(p)
   return string.match(p, '^(%d+):([TSCA]):(%d+)$')
 end
 
--- The model's definition: {op, out = "ch:T:pid", inputs = {"ch:T:pid", ...}, scale, offset}.
+-- Model definitions read from Redis, by id. They change only through this library's save and
+-- delete, which drop the entry; reached only through the index those functions keep. Cleared
+-- when full. (Edit models through the functions, never with HSET by hand.)
+local model_cache, model_cache_count = {}, 0
+local CACHE_MAX = 4096
+
+-- The model's definition: {op, out = "ch:T:pid", inputs = {"ch:T:pid", ...}, scale, offset};
+-- false when absent or disabled.
 local function model_def(id)
+  local m = model_cache[id]
+  if m ~= nil then return m end
   local v = redis.call('HMGET', 'model:' .. id, 'op', 'output', 'inputs', 'scale', 'offset', 'enabled')
-  if not v[1] or v[6] == '0' then return nil end
-  local inputs = {}
-  for p in string.gmatch(v[3] or '', '[^,]+') do inputs[#inputs + 1] = p end
-  return { op = v[1], out = v[2], inputs = inputs, scale = tonumber(v[4]) or 1, offset = tonumber(v[5]) or 0 }
+  if not v[1] or v[6] == '0' then
+    m = false
+  else
+    local inputs = {}
+    for p in string.gmatch(v[3] or '', '[^,]+') do inputs[#inputs + 1] = p end
+    m = { op = v[1], out = v[2], inputs = inputs, scale = tonumber(v[4]) or 1, offset = tonumber(v[5]) or 0 }
+  end
+  if model_cache_count >= CACHE_MAX then model_cache, model_cache_count = {}, 0 end
+  model_cache[id] = m
+  model_cache_count = model_cache_count + 1
+  return m
+end
+
+-- A point's current value: from the write being processed when it is one of its points,
+-- else from Redis.
+local function point_value(p, written)
+  local ch, t, pid = split_point(p)
+  if written and written.hash == ch .. ':' .. t and written.points[pid] ~= nil then
+    return written.points[pid]
+  end
+  return redis.call('HGET', 'comsrv:' .. ch .. ':' .. t, pid)
 end
 
 -- The model's value from its inputs' current values; nil when any input has no number.
-local function model_value(m)
+local function model_value(m, written)
   local vals = {}
   for i, p in ipairs(m.inputs) do
-    local ch, t, pid = split_point(p)
-    local v = tonumber(redis.call('HGET', 'comsrv:' .. ch .. ':' .. t, pid) or '')
+    local v = tonumber(point_value(p, written) or '')
     if not v or not is_finite(v) then return nil end
     vals[i] = v
   end
@@ -727,38 +798,63 @@ local function remove_points(ch_s, dtype, pids, ts, depth)
   return removed
 end
 
--- Computes model `id` and writes its output through the write path (or removes it when an
--- input has no value). Returns the value written, or nil.
-local function calculate(id, ts, depth)
+-- Computes model `id` into `out` (output hash "ch:T" -> {writes = {pid -> value}, gone = {pid}}):
+-- its value, or its removal when an input has no value. Returns the value, or nil.
+local function calculate_into(id, out, written)
   local m = model_def(id)
   if not m then return nil end
   local ch, t, pid = split_point(m.out)
   if not ch then return nil end
-  local v = model_value(m)
+  local h = ch .. ':' .. t
+  out[h] = out[h] or { writes = {}, gone = {} }
+  local v = model_value(m, written)
   if v == nil then
-    remove_points(ch, t, { pid }, ts, depth)
-    return nil
+    table.insert(out[h].gone, pid)
+  else
+    out[h].writes[pid] = v
   end
-  write_values('comsrv:' .. ch .. ':' .. t, ch, t, { [pid] = v }, ts, depth + 1)
   return v
 end
 
-run_models = function(ch_s, dtype, pids, ts, depth)
+-- Writes what models computed: one write (or removal) per output hash, through the write path
+-- (the values are finite numbers computed here: the validation of device input is skipped).
+local function write_outputs(out, ts, depth)
+  for h, o in pairs(out) do
+    local ch, t = string.match(h, '^(%d+):(%a)$')
+    if next(o.writes) then
+      write_computed(ch, t, o.writes, ts, depth + 1)
+    end
+    if #o.gone > 0 then
+      remove_points(ch, t, o.gone, ts, depth)
+    end
+  end
+end
+
+-- Computes model `id` and writes its output. Returns the value written, or nil.
+local function calculate(id, ts, depth)
+  local out = {}
+  local v = calculate_into(id, out, nil)
+  write_outputs(out, ts, depth)
+  return v
+end
+
+run_models = function(ch_s, dtype, pids, ts, depth, written)
   local idx = model_index_key(ch_s, dtype)
   if redis.call('EXISTS', idx) == 0 then return end
   if depth >= MODEL_DEPTH_MAX then return end
-  local seen = {}
+  local seen, out = {}, {}
   for i = 1, #pids, HSET_CHUNK do
     local ids = redis.call('HMGET', idx, unpack(pids, i, math.min(i + HSET_CHUNK - 1, #pids)))
     for j = 1, #ids do
       for id in string.gmatch(ids[j] or '', '%S+') do
         if not seen[id] then
           seen[id] = true
-          calculate(id, ts, depth)
+          calculate_into(id, out, written)
         end
       end
     end
   end
+  write_outputs(out, ts, depth)
 end
 
 local function index_model(id, inputs, add)
@@ -862,6 +958,7 @@ local function modsrv_model_save(keys, args)
   if closes_cycle(id, out, inputs) then
     return bad('inputs: the model would feed itself (a cycle through ' .. out .. ')')
   end
+  model_cache[id] = nil
   local old = redis.call('HMGET', keys[1], 'inputs', 'output')
   if old[1] then
     local prev = {}
@@ -898,6 +995,7 @@ local function modsrv_model_delete(keys, args)
   end
   local id, e = model_id_of(keys[1], 'modsrv_model_delete')
   if not id then return e end
+  model_cache[id] = nil
   local old = redis.call('HMGET', keys[1], 'inputs', 'output')
   if not old[1] then return 0 end
   local prev = {}
@@ -1282,13 +1380,11 @@ local function rule_conditions(text)
 end
 
 -- Whether the rule's conditions hold now, and the values read ("ch:T:pid=v,...").
-local function rule_holds(r)
-  local conds = rule_conditions(r.conditions)
+local function rule_holds(r, written)
   local any, all = false, true
   local seen = {}
-  for _, c in ipairs(conds) do
-    local ch, t, pid = split_point(c.point)
-    local raw = redis.call('HGET', 'comsrv:' .. ch .. ':' .. t, pid)
+  for _, c in ipairs(r.conds) do
+    local raw = point_value(c.point, written)
     local v = tonumber(raw or '')
     local ok = v ~= nil and is_finite(v) and breaches(v, c.op, c.thr)
     any = any or ok
@@ -1296,18 +1392,33 @@ local function rule_holds(r)
     seen[#seen + 1] = c.point .. '=' .. (raw or 'null')
   end
   local holds = (r.match == 'any') and any or all
-  return holds and #conds > 0, table.concat(seen, ',')
+  return holds and #r.conds > 0, table.concat(seen, ',')
 end
 
-local RULE_FIELDS = { 'conditions', 'match', 'cooldown_ms', 'enabled', '_state', '_last_fired',
+local RULE_FIELDS = { 'conditions', 'match', 'cooldown_ms', 'enabled',
   'action_type', 'action_channel', 'action_point', 'action_command_type', 'action_value',
-  'action_message', 'action_level' }
+  'action_message', 'action_level', '_state', '_last_fired' }
 
+-- Rules read from Redis (definition and state), by id: they change only through this
+-- library (save and delete drop the entry; firings update it as they write). Reached only
+-- through the index those functions keep. Cleared when full.
+local rule_cache, rule_cache_count = {}, 0
+
+-- The rule, or false when absent.
 local function rule_record(id)
+  local r = rule_cache[id]
+  if r ~= nil then return r end
   local v = redis.call('HMGET', 'rule:' .. id, unpack(RULE_FIELDS))
-  if not v[1] then return nil end
-  local r = { id = id }
-  for i, f in ipairs(RULE_FIELDS) do r[f] = v[i] end
+  if not v[1] then
+    r = false
+  else
+    r = { id = id }
+    for i, f in ipairs(RULE_FIELDS) do r[f] = v[i] end
+    r.conds = rule_conditions(r.conditions)
+  end
+  if rule_cache_count >= CACHE_MAX then rule_cache, rule_cache_count = {}, 0 end
+  rule_cache[id] = r
+  rule_cache_count = rule_cache_count + 1
   return r
 end
 
@@ -1333,18 +1444,20 @@ local function fire(r, values, now)
     'result', result, 'command_id', command_id, 'message', r.action_message or '',
     'level', r.action_level or '')
   redis.call('HSET', 'rule:' .. r.id, '_last_fired', now)
+  r._last_fired = now
   return command_id
 end
 
 -- Evaluates rule `id`: fires on a false -> true change outside its cooldown. Returns 1 when
 -- it fired.
-local function evaluate_rule(id)
+local function evaluate_rule(id, written)
   local r = rule_record(id)
   if not r or r.enabled ~= '1' then return 0 end
-  local holds, values = rule_holds(r)
+  local holds, values = rule_holds(r, written)
   local was = r._state == '1'
   if holds == was then return 0 end
-  redis.call('HSET', 'rule:' .. id, '_state', holds and '1' or '0')
+  r._state = holds and '1' or '0'
+  redis.call('HSET', 'rule:' .. id, '_state', r._state)
   if not holds then return 0 end
   local now = now_ms()
   local last = tonumber(r._last_fired or '') or 0
@@ -1353,7 +1466,7 @@ local function evaluate_rule(id)
   return 1
 end
 
-run_rules = function(ch_s, dtype, pids)
+run_rules = function(ch_s, dtype, pids, written)
   local idx = rule_index_key(ch_s, dtype)
   if redis.call('EXISTS', idx) == 0 then return end
   local seen = {}
@@ -1363,7 +1476,7 @@ run_rules = function(ch_s, dtype, pids)
       for id in string.gmatch(ids[j] or '', '%S+') do
         if not seen[id] then
           seen[id] = true
-          evaluate_rule(id)
+          evaluate_rule(id, written)
         end
       end
     end
@@ -1455,6 +1568,7 @@ local function rulesrv_rule_save(keys, args)
     fields[#fields + 1] = 'action_level'
     fields[#fields + 1] = format_int(a.level or 0)
   end
+  rule_cache[id] = nil
   local old = redis.call('HMGET', keys[1], 'conditions', '_last_fired')
   if old[1] then index_rule(id, old[1], false) end
   redis.call('DEL', keys[1])
@@ -1468,8 +1582,9 @@ local function rulesrv_rule_save(keys, args)
   if r.enabled then
     index_rule(id, text, true)
     -- The current truth is the starting state: only a later change fires.
-    local holds = rule_holds(rule_record(id))
+    local holds = rule_holds(rule_record(id), nil)
     redis.call('HSET', keys[1], '_state', holds and '1' or '0')
+    rule_cache[id] = nil
   end
   return redis.status_reply('OK')
 end
@@ -1483,6 +1598,7 @@ local function rulesrv_rule_delete(keys, args)
   end
   local id, e = rule_id_from_key(keys[1], 'rulesrv_rule_delete')
   if not id then return e end
+  rule_cache[id] = nil
   local old = redis.call('HGET', keys[1], 'conditions')
   if not old then return 0 end
   index_rule(id, old, false)
@@ -1498,7 +1614,157 @@ local function rulesrv_evaluate(keys, args)
   if #keys ~= 1 then return err('rulesrv_evaluate expects 1 key (rule:{id})') end
   local id, e = rule_id_from_key(keys[1], 'rulesrv_evaluate')
   if not id then return e end
-  return evaluate_rule(id)
+  return evaluate_rule(id, nil)
+end
+
+-- ===================================================================
+-- NORTHBOUND FORWARDING (PROTOCOL.md §2 netsrv_forward_data). Site-wide keys, a documented
+-- exception:
+--   forward:destinations         hash: name -> "channels|types" (what a write checks: one
+--                                HGETALL of a handful of destinations, one EXISTS when none)
+--   forward:{name}               hash: the destination (netsrv_forward_save)
+--   forward:{name}:stream        stream: what was forwarded, capped at the destination's maxlen
+--   forward:{name}:stats         hash: appended, trimmed
+-- ===================================================================
+local FORWARD_DESTINATIONS = 'forward:destinations'
+local FORWARD_MAXLEN_MAX = 1000000
+
+local function forward_name_of(key, fname)
+  local name = string.match(key, '^forward:([%w_%.%-]+)$')
+  if not name or #name > 64 or name == 'destinations' then
+    return nil, err('invalid key ' .. show(key) .. ': expected forward:{name}, name 1-64 of A-Za-z0-9_.- (' .. fname .. ')')
+  end
+  return name
+end
+
+-- Appends `fields` to the destination's stream, trims it to its cap and counts both.
+local function forward_append(name, maxlen, fields)
+  local stream = 'forward:' .. name .. ':stream'
+  redis.call('XADD', stream, '*', unpack(fields))
+  local trimmed = redis.call('XTRIM', stream, 'MAXLEN', '~', maxlen)
+  local stats = 'forward:' .. name .. ':stats'
+  redis.call('HINCRBY', stats, 'appended', 1)
+  if trimmed > 0 then redis.call('HINCRBY', stats, 'trimmed', trimmed) end
+end
+
+-- Whether a "channels|types|maxlen" spec matches (ch_s, dtype).
+local function forward_matches(spec, ch_s, dtype)
+  local channels, types = string.match(spec, '^([^|]*)|([^|]*)|')
+  if not channels then return false end
+  if not string.find(types, dtype, 1, true) then return false end
+  if channels == '*' then return true end
+  for c in string.gmatch(channels, '[^,]+') do
+    if c == ch_s then return true end
+  end
+  return false
+end
+
+-- The written points as a JSON object: numbers as numbers, other values as strings.
+local function values_object(pids, points)
+  local parts = {}
+  for i, pid in ipairs(pids) do
+    local v = points[pid]
+    local n = tonumber(v)
+    parts[i] = '"' .. pid .. '":' .. ((n and is_finite(n)) and format_number(n) or cjson.encode(v))
+  end
+  return '{' .. table.concat(parts, ',') .. '}'
+end
+
+run_forwarding = function(ch_s, dtype, pids, points, ts)
+  if redis.call('EXISTS', FORWARD_DESTINATIONS) == 0 then return end
+  local all = redis.call('HGETALL', FORWARD_DESTINATIONS)
+  local payload
+  for i = 1, #all, 2 do
+    local spec = all[i + 1]
+    if forward_matches(spec, ch_s, dtype) then
+      payload = payload or values_object(pids, points)
+      local maxlen = tonumber(string.match(spec, '|(%d+)$')) or 10000
+      forward_append(all[i], maxlen, { 'channel_id', ch_s, 'data_type', dtype, 'values', payload, 'ts', format_int(ts) })
+    end
+  end
+end
+
+-- -------------------------------------------------------------------
+-- netsrv_forward_save:
+--   FCALL netsrv_forward_save 1 forward:{name} <destination_json>  ->  OK
+--   destination_json: {channels?: [ids] (absent or []: every channel), data_types?: ["T",..]
+--                      (default all four), maxlen?: 1..1000000 (default 10000), enabled?}
+-- -------------------------------------------------------------------
+local function netsrv_forward_save(keys, args)
+  if #keys ~= 1 or #args ~= 1 then
+    return err('netsrv_forward_save expects 1 key (forward:{name}) and 1 argument (destination_json)')
+  end
+  local name, e = forward_name_of(keys[1], 'netsrv_forward_save')
+  if not name then return e end
+  local ok, d = pcall(cjson.decode, args[1])
+  if not ok or type(d) ~= 'table' then return err('INVALID_PARAMETER destination_json: expected a JSON object (nothing saved)') end
+  local function bad(msg) return err('INVALID_PARAMETER ' .. msg .. ' (nothing saved)') end
+  local channels = {}
+  if d.channels ~= nil and d.channels ~= cjson.null then
+    if type(d.channels) ~= 'table' or #d.channels > 1000 then return bad('channels: expected up to 1000 channel ids') end
+    for i, c in ipairs(d.channels) do
+      if type(c) ~= 'number' or c % 1 ~= 0 or c < 1 or c > MAX_U32 then return bad('channels[' .. i .. ']: expected an integer 1..4294967295') end
+      channels[i] = format_int(c)
+    end
+  end
+  local types = 'TSCA'
+  if d.data_types ~= nil and d.data_types ~= cjson.null then
+    if type(d.data_types) ~= 'table' or #d.data_types == 0 then return bad('data_types: expected a non-empty array of "T" "S" "C" "A"') end
+    types = ''
+    for _, t in ipairs(d.data_types) do
+      if type(t) ~= 'string' or not string.match(t, '^[TSCA]$') then return bad('data_types: expected "T" "S" "C" "A"') end
+      if not string.find(types, t, 1, true) then types = types .. t end
+    end
+  end
+  local maxlen = d.maxlen or 10000
+  if type(maxlen) ~= 'number' or maxlen % 1 ~= 0 or maxlen < 1 or maxlen > FORWARD_MAXLEN_MAX then
+    return bad('maxlen: expected an integer 1..' .. FORWARD_MAXLEN_MAX)
+  end
+  if d.enabled == nil then d.enabled = true end
+  if type(d.enabled) ~= 'boolean' then return bad('enabled: expected true or false') end
+  local chans = (#channels == 0) and '*' or table.concat(channels, ',')
+  redis.call('DEL', keys[1])
+  redis.call('HSET', keys[1], 'name', name, 'channels', chans, 'data_types', types,
+    'maxlen', format_int(maxlen), 'enabled', d.enabled and '1' or '0')
+  if d.enabled then
+    redis.call('HSET', FORWARD_DESTINATIONS, name, chans .. '|' .. types .. '|' .. format_int(maxlen))
+  else
+    redis.call('HDEL', FORWARD_DESTINATIONS, name)
+  end
+  return redis.status_reply('OK')
+end
+
+-- -------------------------------------------------------------------
+-- netsrv_forward_delete:  FCALL netsrv_forward_delete 1 forward:{name}  ->  1 / 0
+--   The destination, its stream and its counters go.
+-- -------------------------------------------------------------------
+local function netsrv_forward_delete(keys, args)
+  if #keys ~= 1 or #args ~= 0 then
+    return err('netsrv_forward_delete expects 1 key (forward:{name}) and no arguments')
+  end
+  local name, e = forward_name_of(keys[1], 'netsrv_forward_delete')
+  if not name then return e end
+  redis.call('HDEL', FORWARD_DESTINATIONS, name)
+  return redis.call('DEL', keys[1], 'forward:' .. name .. ':stream', 'forward:' .. name .. ':stats') > 0 and 1 or 0
+end
+
+-- -------------------------------------------------------------------
+-- netsrv_forward_data:
+--   FCALL netsrv_forward_data 1 forward:{name} <payload>  ->  appended (1)
+--   Appends an arbitrary payload (a string, at most 64 KiB) to the destination's stream, with
+--   the same cap and counters as forwarded writes.
+-- -------------------------------------------------------------------
+local function netsrv_forward_data(keys, args)
+  if #keys ~= 1 or #args ~= 1 then
+    return err('netsrv_forward_data expects 1 key (forward:{name}) and 1 argument (payload)')
+  end
+  local name, e = forward_name_of(keys[1], 'netsrv_forward_data')
+  if not name then return e end
+  if #args[1] > 65536 then return err('INVALID_PARAMETER payload: at most 65536 bytes') end
+  local d = redis.call('HMGET', keys[1], 'maxlen', 'enabled')
+  if not d[1] then return err('NOT_FOUND destination ' .. show(name) .. ' does not exist') end
+  forward_append(name, tonumber(d[1]), { 'payload', args[1], 'ts', format_int(now_s()) })
+  return 1
 end
 
 redis.register_function{
@@ -1555,6 +1821,21 @@ redis.register_function{
 redis.register_function{
   function_name = 'rulesrv_evaluate',
   callback = rulesrv_evaluate,
+}
+
+redis.register_function{
+  function_name = 'netsrv_forward_save',
+  callback = netsrv_forward_save,
+}
+
+redis.register_function{
+  function_name = 'netsrv_forward_delete',
+  callback = netsrv_forward_delete,
+}
+
+redis.register_function{
+  function_name = 'netsrv_forward_data',
+  callback = netsrv_forward_data,
 }
 
 redis.register_function{
