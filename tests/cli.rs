@@ -152,6 +152,10 @@ fn demo_serves_a_live_site_and_stops_everything_on_ctrl_c() {
         let ids = channel_ids(addr);
         ids.len() >= 24 && [1001, 1002, 2001].iter().all(|id| ids.contains(id))
     });
+    // The demo's model channel (the PV plant's total power) is served like the others.
+    wait_until("model channel 5000", Duration::from_secs(5), || {
+        channel_ids(addr).contains(&5000)
+    });
     // The seed's examples work against the demo as written.
     let t = get_ok(addr, "/api/channels/1001/realtime?data_type=T");
     assert!(t["data"][0]["values"]["1"].is_number());

@@ -5,7 +5,9 @@
 //! It also plays the device side of control commands (takes them from the `TODO` lists,
 //! applies them, reports through `control_report` — now and then a refusal with a reason) and
 //! saves alarm rules that fire and recover as the values move (a rack's cell temperature
-//! swings through its threshold every 30 s), so a newcomer sees both within a minute.
+//! swings through its threshold every 30 s), so a newcomer sees both within a minute; plus a
+//! model (channel 5000: the PV plant's total power), an automation rule (rack 1 hot → the
+//! PCS set-point goes down) and a forwarding destination (`forward:cloud`).
 
 use crate::log;
 use std::fmt::Write as _;
@@ -66,23 +68,47 @@ fn analog(id: u32, center: f64, spread: f64, decimals: usize) -> Analog {
     }
 }
 
-/// The demo's alarm rules (`alarmsrv_rule_save`): (id, rule JSON).
-const DEMO_RULES: &[(&str, &str)] = &[
+/// What the demo saves in the library: (function, key, definition JSON) — alarm rules, a model,
+/// an automation rule and a forwarding destination.
+const DEMO_DEFINITIONS: &[(&str, &str, &str)] = &[
     (
-        "rack1_cell_temp",
+        "alarmsrv_rule_save",
+        "alarm:rule:rack1_cell_temp",
         r#"{"channel_id":3001,"data_type":"T","point_id":30,"operator":">","threshold":32,"level":2,"message":"Rack 1 cell temperature high","deadband":0.5}"#,
     ),
     (
-        "temp_1001",
+        "alarmsrv_rule_save",
+        "alarm:rule:temp_1001",
         r#"{"channel_id":1001,"data_type":"T","point_id":1,"operator":">","threshold":27.5,"level":2,"message":"Temperature exceeds threshold","deadband":0.3}"#,
     ),
     (
-        "breaker_1002",
+        "alarmsrv_rule_save",
+        "alarm:rule:breaker_1002",
         r#"{"channel_id":1002,"data_type":"S","point_id":11,"operator":"==","threshold":1,"level":1,"message":"Breaker tripped"}"#,
     ),
     (
-        "pcs_power_low",
+        "alarmsrv_rule_save",
+        "alarm:rule:pcs_power_low",
         r#"{"channel_id":2001,"data_type":"T","point_id":1,"operator":"<","threshold":10,"level":3,"message":"PCS output power below 10 kW","deadband":1}"#,
+    ),
+    // Model channel 5000: the PV plant's total AC power (inverters 1003..1010).
+    (
+        "modsrv_model_save",
+        "model:pv_total",
+        r#"{"output":{"channel_id":5000,"data_type":"T","point_id":1},"op":"sum","inputs":[{"channel_id":1003,"point_id":1},{"channel_id":1004,"point_id":1},{"channel_id":1005,"point_id":1},{"channel_id":1006,"point_id":1},{"channel_id":1007,"point_id":1},{"channel_id":1008,"point_id":1},{"channel_id":1009,"point_id":1},{"channel_id":1010,"point_id":1}]}"#,
+    ),
+    // When rack 1 runs hot, the PCS's power set-point goes down to 20 kW (a control round
+    // trip through the simulated device, every time the temperature rises past 33).
+    (
+        "rulesrv_rule_save",
+        "rule:rack1_derate",
+        r#"{"conditions":[{"channel_id":3001,"point_id":30,"operator":">","threshold":33}],"action":{"type":"control","channel_id":2001,"point_id":20,"command_type":"set_value","value":20},"cooldown_ms":10000}"#,
+    ),
+    // A northbound destination: 1001's and the model channel's telemetry.
+    (
+        "netsrv_forward_save",
+        "forward:cloud",
+        r#"{"channels":[1001,5000],"data_types":["T"],"maxlen":1000}"#,
     ),
 ];
 
@@ -325,14 +351,14 @@ fn serve_commands(
     Ok(())
 }
 
-/// Saves the demo's alarm rules; true when all were saved.
-fn save_rules(c: &mut redis::Connection) -> bool {
-    DEMO_RULES.iter().all(|(id, rule)| {
+/// Saves the demo's definitions; true when all were saved.
+fn save_definitions(c: &mut redis::Connection) -> bool {
+    DEMO_DEFINITIONS.iter().all(|(function, key, json)| {
         redis::cmd("FCALL")
-            .arg("alarmsrv_rule_save")
+            .arg(*function)
             .arg(1)
-            .arg(format!("alarm:rule:{id}"))
-            .arg(*rule)
+            .arg(*key)
+            .arg(*json)
             .query::<redis::Value>(c)
             .is_ok()
     })
@@ -358,7 +384,7 @@ fn run(client: redis::Client, stop: Arc<AtomicBool>) {
         };
         if !rules_saved {
             // Until the gateway has loaded the library this fails; retried every turn.
-            rules_saved = save_rules(c);
+            rules_saved = save_definitions(c);
         }
         if let Err(e) = serve_commands(c, &mut channels, &mut rng) {
             log::warn(&format!("simulator: serving commands failed: {e}"));
