@@ -83,6 +83,9 @@ fn realtime_handler(c: &mut Criterion) {
                 alarm_events: None,
                 control: None,
                 command: None,
+                definitions: None,
+                library: None,
+                firings: None,
             };
             black_box(voltage_gateway::api::handle(&req, &view, 1_754_994_600_123))
         })

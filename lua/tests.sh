@@ -9,7 +9,7 @@ W() { $R FCALL comsrv_write_data 1 "$@"; }
 C() { $R FCALL netsrv_collect_data 3 netsrv:seq netsrv:dirty netsrv:epoch "$@" | tr '\n' ' ' | sed 's/ $//'; }
 eq load "$($R -x FUNCTION LOAD REPLACE < "$LIB")" voltage
 $R FLUSHALL >/dev/null
-eq version "$($R --no-raw FCALL_RO voltage_version 0)" "(integer) 10"
+eq version "$($R --no-raw FCALL_RO voltage_version 0)" "(integer) 11"
 eq write1 "$($R --no-raw FCALL comsrv_write_data 1 comsrv:1001:T '{"1":25.6,"2":101.3}')" "(integer) 2"
 eq v1 "$($R HGET comsrv:1001:T 1)" 25.6; eq v2 "$($R HGET comsrv:1001:T 2)" 101.3
 now=$($R TIME | head -1); ts=$($R HGET comsrv:1001:T _timestamp); [ $((now-ts)) -le 1 ] && pass=$((pass+1)) || { fail=$((fail+1)); echo "FAIL ts default $ts vs $now"; }
@@ -294,7 +294,10 @@ W comsrv:12:T '{"1":"n/a"}' >/dev/null
 eq m-missing "$($R HEXISTS comsrv:900:T 1)/$($R HEXISTS comsrv:901:T 1)" "0/0"
 W comsrv:12:T '{"1":1}' >/dev/null
 eq m-back "$($R HGET comsrv:900:T 1)/$($R HGET comsrv:901:T 1)" "32.5/65"
+W comsrv:777:T '{"2":1}' >/dev/null
 eq m-missing-save "$(MS ghost "{\"output\":$(pt 903 1),\"op\":\"sum\",\"inputs\":[$(pt 777 1)]}")/$($R HEXISTS comsrv:903:T 1)" "/0"
+has m-unknown-channel "$(MS ghost2 "{\"output\":$(pt 903 2),\"op\":\"sum\",\"inputs\":[$(pt 778 1)]}")" "inputs[1].channel_id: channel 778 not found"
+eq m-ids "$($R SISMEMBER model:ids total)/$($R SISMEMBER model:ids ghost2)" "1/0"
 # modsrv_calculate on its own
 $R HSET comsrv:11:T 1 100 >/dev/null
 eq m-calc "$($R FCALL modsrv_calculate 1 model:total)/$($R HGET comsrv:900:T 1)" "121.5/121.5"
@@ -350,9 +353,14 @@ eq rule-missing-false "$($R HGET rule:either _state)" 0
 RUS either '{"conditions":[{"channel_id":3001,"point_id":31,"operator":">","threshold":100}],"action":{"type":"event"},"enabled":false}' >/dev/null
 n=$(FI); W comsrv:3001:T '{"31":200}' >/dev/null; eq rule-disabled "$(FI)/$($R HGET rule:index:3001:T 31 | grep -c either)" "$n/0"
 # a control action on a channel that does not exist is recorded as an error, nothing queued
+has rule-ghost-refused "$(RUS ghost '{"conditions":[{"channel_id":3001,"point_id":31,"operator":">","threshold":300}],"action":{"type":"control","channel_id":4242,"point_id":1,"command_type":"set_value","value":1}}')" "action.channel_id: channel 4242 not found"
+W comsrv:4242:T '{"1":1}' >/dev/null
 RUS ghost '{"conditions":[{"channel_id":3001,"point_id":31,"operator":">","threshold":300}],"action":{"type":"control","channel_id":4242,"point_id":1,"command_type":"set_value","value":1}}' >/dev/null
+$R DEL comsrv:4242:T >/dev/null
 W comsrv:3001:T '{"31":301}' >/dev/null
 has rule-ghost "$(LF result)" "CHANNEL_NOT_FOUND"; eq rule-ghost-nothing "$($R EXISTS comsrv:4242:A:TODO)" 0
+has rule-unknown-cond "$(RUS u '{"conditions":[{"channel_id":6666,"point_id":1,"operator":">","threshold":1}],"action":{"type":"event"}}')" "conditions[1].channel_id: channel 6666 not found"
+eq rule-ids "$($R SISMEMBER rule:ids ghost)" 1
 # rulesrv_evaluate on its own (after a value changed behind the write path)
 RUS manual '{"conditions":[{"channel_id":3001,"point_id":31,"operator":"<","threshold":0}],"action":{"type":"event"}}' >/dev/null
 $R HSET comsrv:3001:T 31 -1 >/dev/null
@@ -375,7 +383,10 @@ eq rule-del "$($R FCALL rulesrv_rule_delete 1 rule:cool)/$($R HGET rule:index:30
 $R FLUSHALL >/dev/null
 FS() { $R FCALL netsrv_forward_save 1 "forward:$1" "$2"; }
 ST() { echo "$($R HGET forward:$1:stats appended)/$($R HGET forward:$1:stats trimmed)/$($R XLEN forward:$1:stream)"; }
+has fwd-unknown "$(FS cloud '{"channels":[1001]}')" "channels[1]: channel 1001 not found"
+W comsrv:1001:S '{"9":0}' >/dev/null
 eq fwd-save "$(FS cloud '{"channels":[1001],"data_types":["T"],"maxlen":100}')" OK
+eq fwd-names "$($R SMEMBERS forward:names)" cloud
 eq fwd-dest "$($R HGET forward:destinations cloud)" "1001|T|100"
 W comsrv:1001:T '{"1":25.6,"2":"on"}' 1700000000 >/dev/null
 eq fwd-append "$(ST cloud)" "1//1"

@@ -30,7 +30,7 @@ a cluster layout must co-locate them with every comsrv:* hash (hash tags).
 -- Library version, returned by voltage_version. The gateway reloads the library
 -- when Redis reports a smaller number than the one compiled into it.
 -- BUMP THIS ON ANY CHANGE TO THIS FILE (and the matching constant on the Rust side).
-local LIBRARY_VERSION = 10
+local LIBRARY_VERSION = 11
 
 -- Site-wide keys (see the cluster note above).
 local SEQ_KEY = 'netsrv:seq'
@@ -905,10 +905,16 @@ end
 
 local function model_id_of(key, fname)
   local id = string.match(key, '^model:([%w_%.%-]+)$')
-  if not id or #id > 64 or id == 'index' then
+  if not id or #id > 64 or id == 'index' or id == 'ids' then
     return nil, err('invalid key ' .. show(key) .. ': expected model:{id}, id 1-64 of A-Za-z0-9_.- (' .. fname .. ')')
   end
   return id
+end
+
+-- Whether channel `ch_s` has any data (a definition may only read known channels).
+local function channel_known(ch_s)
+  local base = 'comsrv:' .. ch_s .. ':'
+  return redis.call('EXISTS', base .. 'T', base .. 'S', base .. 'C', base .. 'A') > 0
 end
 
 local function point_of(v, field)
@@ -948,6 +954,8 @@ local function modsrv_model_save(keys, args)
   for i, v in ipairs(m.inputs) do
     local p, w = point_of(v, 'inputs[' .. i .. ']')
     if not p then return bad(w) end
+    local ch = string.match(p, '^(%d+):')
+    if not channel_known(ch) then return bad('inputs[' .. i .. '].channel_id: channel ' .. ch .. ' not found') end
     inputs[i] = p
   end
   for _, f in ipairs({ 'scale', 'offset' }) do
@@ -966,6 +974,7 @@ local function modsrv_model_save(keys, args)
     index_model(id, prev, false)
   end
   redis.call('DEL', keys[1])
+  redis.call('SADD', 'model:ids', id)
   redis.call('HSET', keys[1], 'id', id, 'op', m.op, 'output', out, 'inputs', table.concat(inputs, ','),
     'scale', format_number(m.scale or 1), 'offset', format_number(m.offset or 0),
     'enabled', m.enabled and '1' or '0')
@@ -996,6 +1005,7 @@ local function modsrv_model_delete(keys, args)
   local id, e = model_id_of(keys[1], 'modsrv_model_delete')
   if not id then return e end
   model_cache[id] = nil
+  redis.call('SREM', 'model:ids', id)
   local old = redis.call('HMGET', keys[1], 'inputs', 'output')
   if not old[1] then return 0 end
   local prev = {}
@@ -1363,7 +1373,7 @@ end
 
 local function rule_id_from_key(key, fname)
   local id = string.match(key, '^rule:([%w_%.%-]+)$')
-  if not id or #id > 64 or id == 'index' or id == 'firings' then
+  if not id or #id > 64 or id == 'index' or id == 'firings' or id == 'ids' then
     return nil, err('invalid key ' .. show(key) .. ': expected rule:{id}, id 1-64 of A-Za-z0-9_.- (' .. fname .. ')')
   end
   return id
@@ -1520,6 +1530,8 @@ local function rulesrv_rule_save(keys, args)
   for i, c in ipairs(r.conditions) do
     local p, why = point_of(c, 'conditions[' .. i .. ']')
     if not p then return bad(why) end
+    local ch = string.match(p, '^(%d+):')
+    if not channel_known(ch) then return bad('conditions[' .. i .. '].channel_id: channel ' .. ch .. ' not found') end
     if type(c.operator) ~= 'string' or not OPERATORS[c.operator] then
       return bad('conditions[' .. i .. '].operator: expected one of > >= < <= == !=')
     end
@@ -1551,6 +1563,7 @@ local function rulesrv_rule_save(keys, args)
       return bad('action.value: expected a finite number (0 or 1 for control)')
     end
     local ch = string.match(target, '^(%d+):')
+    if not channel_known(ch) then return bad('action.channel_id: channel ' .. ch .. ' not found') end
     for _, kv in ipairs({ { 'action_channel', ch }, { 'action_point', format_int(a.point_id) },
       { 'action_command_type', a.command_type }, { 'action_value', format_number(a.value) } }) do
       fields[#fields + 1] = kv[1]
@@ -1573,6 +1586,7 @@ local function rulesrv_rule_save(keys, args)
   if old[1] then index_rule(id, old[1], false) end
   redis.call('DEL', keys[1])
   local text = table.concat(conds, ';')
+  redis.call('SADD', 'rule:ids', id)
   redis.call('HSET', keys[1], 'id', id, 'conditions', text, 'match', match,
     'cooldown_ms', format_int(cooldown), 'enabled', r.enabled and '1' or '0', unpack(fields))
   if old[2] then
@@ -1599,6 +1613,7 @@ local function rulesrv_rule_delete(keys, args)
   local id, e = rule_id_from_key(keys[1], 'rulesrv_rule_delete')
   if not id then return e end
   rule_cache[id] = nil
+  redis.call('SREM', 'rule:ids', id)
   local old = redis.call('HGET', keys[1], 'conditions')
   if not old then return 0 end
   index_rule(id, old, false)
@@ -1631,7 +1646,7 @@ local FORWARD_MAXLEN_MAX = 1000000
 
 local function forward_name_of(key, fname)
   local name = string.match(key, '^forward:([%w_%.%-]+)$')
-  if not name or #name > 64 or name == 'destinations' then
+  if not name or #name > 64 or name == 'destinations' or name == 'names' then
     return nil, err('invalid key ' .. show(key) .. ': expected forward:{name}, name 1-64 of A-Za-z0-9_.- (' .. fname .. ')')
   end
   return name
@@ -1705,6 +1720,7 @@ local function netsrv_forward_save(keys, args)
     for i, c in ipairs(d.channels) do
       if type(c) ~= 'number' or c % 1 ~= 0 or c < 1 or c > MAX_U32 then return bad('channels[' .. i .. ']: expected an integer 1..4294967295') end
       channels[i] = format_int(c)
+      if not channel_known(channels[i]) then return bad('channels[' .. i .. ']: channel ' .. channels[i] .. ' not found') end
     end
   end
   local types = 'TSCA'
@@ -1724,6 +1740,7 @@ local function netsrv_forward_save(keys, args)
   if type(d.enabled) ~= 'boolean' then return bad('enabled: expected true or false') end
   local chans = (#channels == 0) and '*' or table.concat(channels, ',')
   redis.call('DEL', keys[1])
+  redis.call('SADD', 'forward:names', name)
   redis.call('HSET', keys[1], 'name', name, 'channels', chans, 'data_types', types,
     'maxlen', format_int(maxlen), 'enabled', d.enabled and '1' or '0')
   if d.enabled then
@@ -1745,6 +1762,7 @@ local function netsrv_forward_delete(keys, args)
   local name, e = forward_name_of(keys[1], 'netsrv_forward_delete')
   if not name then return e end
   redis.call('HDEL', FORWARD_DESTINATIONS, name)
+  redis.call('SREM', 'forward:names', name)
   return redis.call('DEL', keys[1], 'forward:' .. name .. ':stream', 'forward:' .. name .. ':stats') > 0 and 1 or 0
 end
 

@@ -38,6 +38,9 @@ impl fmt::Display for EventId {
     }
 }
 
+/// A stream entry as read: its id and its field/value pairs.
+pub type StreamEntry = (EventId, Vec<(Vec<u8>, Vec<u8>)>);
+
 /// The seed's `alarm.status`: 1 triggered, 0 recovered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AlarmStatus {

@@ -132,3 +132,98 @@ fn a_rule_queues_a_command_that_reaches_its_final_state() {
         get_ok(addr, &format!("/api/commands/{id2}"))["data"]["status"] == "timeout"
     });
 }
+
+/// `{method} {path}` with a JSON body.
+fn send(addr: std::net::SocketAddr, method: &str, path: &str, body: &str) -> HttpResponse {
+    raw(
+        addr,
+        format!(
+            "{method} {path} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+}
+
+#[test]
+fn models_rules_and_destinations_over_http() {
+    let (_redis, gw, mut con) = start(DriverKind::Auto);
+    let addr = gw.local_addr();
+    // A model: created, effective at once (its output is served), listed, replaced, deleted.
+    let model = r#"{"output":{"channel_id":5000,"point_id":1},"op":"avg","inputs":[{"channel_id":1001,"point_id":1},{"channel_id":1002,"point_id":1}]}"#;
+    let r = send(addr, "PUT", "/api/models/avg_temp", model);
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["data"], json!({"id":"avg_temp","value":25.6}));
+    wait_until("model output served", Duration::from_secs(3), || {
+        get(addr, "/api/channels/5000/realtime?data_type=T").status == 200
+    });
+    let list = get_ok(addr, "/api/models");
+    assert_eq!(list["message"], "Found 1 models");
+    assert_eq!(list["data"][0]["id"], "avg_temp");
+    assert_eq!(list["data"][0]["op"], "avg");
+    assert_eq!(
+        get_ok(addr, "/api/models/avg_temp")["data"]["output"],
+        "5000:T:1"
+    );
+    // Refusals name the field; nothing changes.
+    send(addr, "PUT", "/api/models/bad", r#"{"output":{"channel_id":5000,"point_id":2},"op":"sum","inputs":[{"channel_id":4242,"point_id":1}]}"#)
+        .error(400, "INVALID_PARAMETER");
+    let cycle = send(addr, "PUT", "/api/models/loop", r#"{"output":{"channel_id":1001,"point_id":1},"op":"scale","inputs":[{"channel_id":5000,"point_id":1}]}"#)
+        .error(400, "INVALID_PARAMETER");
+    assert!(
+        cycle["details"].as_str().unwrap().contains("cycle"),
+        "{cycle}"
+    );
+    get(addr, "/api/models/nope").error(404, "NOT_FOUND");
+    get(addr, "/api/models/a%20b").error(400, "INVALID_PARAMETER");
+    assert_eq!(
+        send(addr, "DELETE", "/api/models/avg_temp", "").json()["data"]["deleted"],
+        true
+    );
+    send(addr, "DELETE", "/api/models/avg_temp", "").error(404, "NOT_FOUND");
+    // A rule and its firing log.
+    let rule = r#"{"conditions":[{"channel_id":1001,"point_id":2,"operator":">","threshold":200}],"action":{"type":"event","message":"pressure high","level":2}}"#;
+    assert_eq!(send(addr, "PUT", "/api/rules/pressure", rule).status, 200);
+    send(addr, "PUT", "/api/rules/bad", r#"{"conditions":[{"channel_id":1001,"point_id":2,"operator":"~","threshold":1}],"action":{"type":"event"}}"#)
+        .error(400, "INVALID_PARAMETER");
+    write(&mut con, "comsrv:1001:T", r#"{"2":250}"#, None);
+    let firings = get_ok(addr, "/api/rules/firings?limit=10")["data"].clone();
+    let f = &firings["firings"][0];
+    assert_eq!(
+        (f["rule_id"].as_str(), f["message"].as_str()),
+        (Some("pressure"), Some("pressure high"))
+    );
+    assert_eq!(f["values"], "1001:T:2=250");
+    assert!(f["time"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(get_ok(addr, "/api/rules")["data"][0]["id"], "pressure");
+    // A destination and its counters.
+    assert_eq!(
+        send(
+            addr,
+            "PUT",
+            "/api/forwarding/cloud",
+            r#"{"channels":[1001],"data_types":["T"],"maxlen":5}"#
+        )
+        .status,
+        200
+    );
+    for v in 0..20 {
+        write(&mut con, "comsrv:1001:T", &format!(r#"{{"3":{v}}}"#), None);
+    }
+    let d = get_ok(addr, "/api/forwarding/cloud")["data"].clone();
+    assert_eq!(d["stats_appended"], 20, "{d}");
+    let trimmed = d["stats_trimmed"].as_i64().unwrap_or(0);
+    let kept: i64 = redis::cmd("XLEN")
+        .arg("forward:cloud:stream")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(trimmed + kept, 20, "counters add up");
+    let r = get(addr, "/api/models/x");
+    assert_eq!(r.status, 404);
+    let r = send(addr, "POST", "/api/models/x", "{}");
+    assert_eq!(r.status, 405);
+    assert_eq!(
+        r.header("allow").as_deref(),
+        Some("GET, HEAD, PUT, DELETE, OPTIONS")
+    );
+}

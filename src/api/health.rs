@@ -124,6 +124,9 @@ mod tests {
             alarm_events: None,
             control: None,
             command: None,
+            definitions: None,
+            library: None,
+            firings: None,
         };
         let body = |v: &View<'_>| String::from_utf8(detailed(v, 0).body).unwrap();
         let b = body(&view);

@@ -6,6 +6,7 @@
 pub mod alarms;
 mod channels;
 pub mod control;
+pub mod definitions;
 mod health;
 
 use crate::alarm::{ActiveAlarms, Range};
@@ -34,6 +35,12 @@ pub struct View<'a> {
     /// `GET /api/commands/{id}`: the record's fields (empty: no such command; `None`: Redis
     /// not asked).
     pub command: Option<Vec<(Vec<u8>, Vec<u8>)>>,
+    /// Definitions read for the route (`None`: Redis not asked or not answering).
+    pub definitions: Option<Vec<definitions::Record>>,
+    /// The library call the route made (save/delete).
+    pub library: Option<definitions::Called>,
+    /// A page of `rule:firings` (one more than asked when more follow).
+    pub firings: Option<Vec<crate::alarm::StreamEntry>>,
 }
 
 /// Gateway counters for `/health/detailed`.
@@ -57,6 +64,12 @@ pub struct Needs {
     pub control: Option<crate::control::ControlRequest>,
     /// A command record to read, and how long to wait for its final state (ms).
     pub command: Option<(String, u32)>,
+    /// Definitions to read (one id, or all of the kind).
+    pub definitions: Option<(definitions::Kind, Option<String>)>,
+    /// A library function to call: (function, key, argument).
+    pub library: Option<(&'static str, String, Option<String>)>,
+    /// A page of the rules' firing log: (after, limit).
+    pub firings: Option<(crate::alarm::EventId, usize)>,
 }
 
 /// What `req` needs: a well-formed `GET /health/detailed`, `GET /api/alarms/events`,
@@ -78,12 +91,39 @@ pub fn needs(req: &Request, max_depth: usize) -> Needs {
     let alarm_events = (get && matches!(route, Ok(Some(Route::AlarmEvents))))
         .then(|| Query::parse(&req.query).and_then(|q| alarms::EventsQuery::parse(&q)))
         .and_then(Result::ok);
+    let (mut definitions, mut library, mut firings) = (None, None, None);
+    match &route {
+        Ok(Some(Route::Definitions(kind))) if get => definitions = Some((*kind, None)),
+        Ok(Some(Route::Definition(kind, id))) => match req.method {
+            Method::Get | Method::Head => definitions = Some((*kind, Some(id.clone()))),
+            Method::Put => {
+                if let Ok(body) = std::str::from_utf8(&req.body) {
+                    let key = format!("{}{id}", kind.prefix());
+                    library = Some((kind.save_function(), key, Some(body.to_string())));
+                }
+            }
+            Method::Delete => {
+                let key = format!("{}{id}", kind.prefix());
+                library = Some((kind.delete_function(), key, None));
+            }
+            _ => {}
+        },
+        Ok(Some(Route::RuleFirings)) if get => {
+            firings = Query::parse(&req.query)
+                .and_then(|q| definitions::firings_query(&q))
+                .ok();
+        }
+        _ => {}
+    }
     Needs {
         redis_rtt: detailed,
         stats: detailed,
         alarm_events,
         control,
         command,
+        definitions,
+        library,
+        firings,
     }
 }
 
@@ -101,6 +141,9 @@ enum Route {
     AlarmEvents,
     Control,
     Command(String),
+    Definitions(definitions::Kind),
+    Definition(definitions::Kind, String),
+    RuleFirings,
 }
 
 impl Route {
@@ -127,6 +170,30 @@ fn route(path: &str) -> Result<Option<Route>, ApiError> {
         "/api/alarms/active" => Route::AlarmsActive,
         "/api/alarms/events" => Route::AlarmEvents,
         "/api/control" => Route::Control,
+        "/api/models" => Route::Definitions(definitions::Kind::Models),
+        "/api/rules" => Route::Definitions(definitions::Kind::Rules),
+        "/api/forwarding" => Route::Definitions(definitions::Kind::Forwarding),
+        "/api/rules/firings" => Route::RuleFirings,
+        _ if ["/api/models/", "/api/rules/", "/api/forwarding/"]
+            .iter()
+            .any(|p| path.starts_with(p)) =>
+        {
+            let (kind, id) = if let Some(id) = path.strip_prefix("/api/models/") {
+                (definitions::Kind::Models, id)
+            } else if let Some(id) = path.strip_prefix("/api/rules/") {
+                (definitions::Kind::Rules, id)
+            } else {
+                let id = path.strip_prefix("/api/forwarding/").unwrap_or_default();
+                (definitions::Kind::Forwarding, id)
+            };
+            if !definitions::valid_id(id) {
+                return Err(ApiError::invalid_parameter(
+                    "id",
+                    &format!("must be 1-64 of A-Za-z0-9_.-, got '{id}'"),
+                ));
+            }
+            Route::Definition(kind, id.to_string())
+        }
         _ if path.starts_with("/api/commands/") => {
             let id = &path["/api/commands/".len()..];
             if !control::valid_command_id(id) {
@@ -178,13 +245,14 @@ pub fn handle(req: &Request, view: &View<'_>, now: i64) -> Response {
         }
         Err(e) => return Response::error(&e, now),
     };
-    let allow = if route == Route::Control {
-        "POST, OPTIONS"
-    } else {
-        "GET, HEAD, OPTIONS"
+    let allow = match route {
+        Route::Control => "POST, OPTIONS",
+        Route::Definition(..) => "GET, HEAD, PUT, DELETE, OPTIONS",
+        _ => "GET, HEAD, OPTIONS",
     };
     match (req.method, &route) {
         (Method::Post, Route::Control) => {}
+        (Method::Put | Method::Delete, Route::Definition(..)) => {}
         (Method::Get | Method::Head, r) if *r != Route::Control => {}
         (Method::Options, _) => {
             return Response::json(204, Vec::new())
@@ -230,6 +298,13 @@ pub fn handle(req: &Request, view: &View<'_>, now: i64) -> Response {
         Route::Command(ref id) => {
             control::wait_ms(&q).and_then(|_| control::command(view, id, now))
         }
+        Route::Definitions(kind) => definitions::list(view, kind, now),
+        Route::Definition(kind, ref id) => match req.method {
+            Method::Put => definitions::saved(view, kind, id, now),
+            Method::Delete => definitions::deleted(view, kind, id, now),
+            _ => definitions::get(view, kind, id, now),
+        },
+        Route::RuleFirings => definitions::firings(view, &q, now),
     });
     result.unwrap_or_else(|e| Response::error(&e, now))
 }

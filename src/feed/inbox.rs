@@ -14,6 +14,8 @@ use std::time::Duration;
 /// answers for the feed) and drops wake-ups (one is enough to collect).
 pub const CAPACITY: usize = 4096;
 
+pub use crate::api::definitions::Record;
+
 /// What a shard may ask the feed.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Request {
@@ -25,6 +27,26 @@ pub enum Request {
         after: EventId,
         limit: usize,
         check_gap: bool,
+    },
+    /// Definitions: `HGETALL {prefix}{id}` for one id or every member of `ids_key` (and
+    /// `{prefix}{id}:stats` with `stats`).
+    Definitions {
+        prefix: &'static str,
+        ids_key: &'static str,
+        id: Option<String>,
+        stats: bool,
+    },
+    /// `FCALL function 1 key [arg]` (the definitions' save/delete functions).
+    Library {
+        function: &'static str,
+        key: String,
+        arg: Option<String>,
+    },
+    /// At most `count` entries of `stream` after `after`.
+    Stream {
+        stream: &'static str,
+        after: EventId,
+        count: usize,
     },
     /// A command's record (`HGETALL cmd:{id}`).
     CommandRecord { command_id: String },
@@ -46,6 +68,12 @@ pub enum Reply {
     ControlSubmitted(Result<Submitted, ApiError>),
     /// The record's fields (empty: no such command), or `None` when Redis could not be asked.
     CommandRecord(Option<Vec<(Vec<u8>, Vec<u8>)>>),
+    /// (id, fields) per definition, or `None` when Redis could not be asked.
+    Definitions(Option<Vec<Record>>),
+    /// The call's reply or the library's error text; `None` when Redis could not be asked.
+    Library(Option<Result<redis::Value, String>>),
+    /// The entries, or `None` when Redis could not be asked.
+    Stream(Option<Vec<super::stream::Entry>>),
 }
 
 /// Where an answer goes: a connection on a shard (`seq` tells a late answer from the one

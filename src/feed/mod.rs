@@ -12,7 +12,7 @@ pub mod alarms;
 pub mod control;
 pub mod inbox;
 pub mod library;
-mod stream;
+pub mod stream;
 mod wake;
 
 use crate::alarm::{ActiveAlarms, Alarm};
@@ -450,6 +450,74 @@ impl Feed {
                 (self.postman)(reply_to, Reply::RedisRtt(rtt));
                 failed.map_or(Ok(()), |e| Err(e.into()))
             }
+            Request::Definitions {
+                prefix,
+                ids_key,
+                id,
+                stats,
+            } => {
+                let Some(con) = con else {
+                    (self.postman)(reply_to, Reply::Definitions(None));
+                    return Ok(());
+                };
+                let r = Self::read_definitions(con, prefix, ids_key, id, stats);
+                let failed = r
+                    .as_ref()
+                    .err()
+                    .filter(|e| is_connection_error(e))
+                    .is_some();
+                (self.postman)(reply_to, Reply::Definitions(r.as_ref().ok().cloned()));
+                match r {
+                    Err(e) if failed => Err(e.into()),
+                    _ => Ok(()),
+                }
+            }
+            Request::Library { function, key, arg } => {
+                let Some(con) = con else {
+                    (self.postman)(reply_to, Reply::Library(None));
+                    return Ok(());
+                };
+                let mut cmd = redis::cmd("FCALL");
+                cmd.arg(function).arg(1).arg(&key);
+                if let Some(a) = &arg {
+                    cmd.arg(a);
+                }
+                match cmd.query::<redis::Value>(con) {
+                    Ok(v) => {
+                        (self.postman)(reply_to, Reply::Library(Some(Ok(v))));
+                        Ok(())
+                    }
+                    Err(e) if is_connection_error(&e) => {
+                        (self.postman)(reply_to, Reply::Library(None));
+                        Err(e.into())
+                    }
+                    Err(e) => {
+                        let msg = format!(
+                            "{} {}",
+                            e.code().unwrap_or(""),
+                            e.detail().unwrap_or_default()
+                        );
+                        (self.postman)(reply_to, Reply::Library(Some(Err(msg.trim().into()))));
+                        Ok(())
+                    }
+                }
+            }
+            Request::Stream {
+                stream,
+                after,
+                count,
+            } => {
+                let (page, failed) = match con {
+                    None => (None, None),
+                    Some(con) => match stream::after(con, stream, after, count) {
+                        Ok(p) => (Some(p), None),
+                        Err(FeedError::Redis(e)) if is_connection_error(&e) => (None, Some(e)),
+                        Err(_) => (None, None),
+                    },
+                };
+                (self.postman)(reply_to, Reply::Stream(page));
+                failed.map_or(Ok(()), |e| Err(e.into()))
+            }
             Request::CommandRecord { command_id } => {
                 let (fields, failed) = match con {
                     None => (None, None),
@@ -508,6 +576,53 @@ impl Feed {
                 failed.map_or(Ok(()), |e| Err(e.into()))
             }
         }
+    }
+
+    /// `HGETALL` of one definition or of every member of `ids_key` (plus its `:stats` hash,
+    /// fields prefixed `stats_`), in one pipelined round trip after the id lookup.
+    fn read_definitions(
+        con: &mut redis::Connection,
+        prefix: &str,
+        ids_key: &str,
+        id: Option<String>,
+        stats: bool,
+    ) -> redis::RedisResult<Vec<inbox::Record>> {
+        let mut ids: Vec<String> = match id {
+            Some(id) => vec![id],
+            None => redis::cmd("SMEMBERS").arg(ids_key).query(con)?,
+        };
+        ids.sort();
+        let mut pipe = redis::pipe();
+        for id in &ids {
+            pipe.cmd("HGETALL").arg(format!("{prefix}{id}"));
+            if stats {
+                pipe.cmd("HGETALL").arg(format!("{prefix}{id}:stats"));
+            }
+        }
+        let replies: Vec<redis::Value> = if ids.is_empty() {
+            Vec::new()
+        } else {
+            pipe.query(con)?
+        };
+        let per = if stats { 2 } else { 1 };
+        Ok(ids
+            .into_iter()
+            .zip(replies.chunks(per))
+            .map(|(id, r)| {
+                let mut fields = hash_fields(r[0].clone());
+                if stats {
+                    if let Some(s) = r.get(1) {
+                        fields.extend(hash_fields(s.clone()).into_iter().map(|(k, v)| {
+                            let mut name = b"stats_".to_vec();
+                            name.extend_from_slice(&k);
+                            (name, v)
+                        }));
+                    }
+                }
+                (id, fields)
+            })
+            .filter(|(_, f)| !f.is_empty())
+            .collect())
     }
 
     /// The data connection: a plain one, with the Function library made current.

@@ -5,7 +5,7 @@ use super::{as_string, hash_fields, FeedError};
 use crate::alarm::EventId;
 
 /// An entry: its id and its field/value pairs.
-pub type Entry = (EventId, Vec<(Vec<u8>, Vec<u8>)>);
+pub type Entry = crate::alarm::StreamEntry;
 
 /// A stream range reply: `[[id, [field, value, …]], …]`.
 fn entries(v: redis::Value) -> Result<Vec<Entry>, FeedError> {

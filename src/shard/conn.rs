@@ -164,6 +164,45 @@ async fn respond(ctx: &ShardCtx, conn: ConnId, req: &Request) -> Response {
         Some((id, wait)) => command_record(ctx, conn, id, wait).await,
         None => None,
     };
+    let definitions = match needs.definitions {
+        Some((kind, id)) => {
+            let request = FeedRequest::Definitions {
+                prefix: kind.prefix(),
+                ids_key: kind.ids_key(),
+                id,
+                stats: kind.has_stats(),
+            };
+            match ctx.ask_feed(conn, request, ALARM_LOG_DEADLINE).await {
+                Some(Reply::Definitions(d)) => d,
+                _ => None,
+            }
+        }
+        None => None,
+    };
+    let library = match needs.library {
+        Some((function, key, arg)) => {
+            let request = FeedRequest::Library { function, key, arg };
+            match ctx.ask_feed(conn, request, ALARM_LOG_DEADLINE).await {
+                Some(Reply::Library(r)) => r,
+                _ => None,
+            }
+        }
+        None => None,
+    };
+    let firings = match needs.firings {
+        Some((after, limit)) => {
+            let request = FeedRequest::Stream {
+                stream: "rule:firings",
+                after,
+                count: limit + 1,
+            };
+            match ctx.ask_feed(conn, request, ALARM_LOG_DEADLINE).await {
+                Some(Reply::Stream(p)) => p,
+                _ => None,
+            }
+        }
+        None => None,
+    };
     let shared = &ctx.shared;
     let snapshot = shared.published.snapshot.load();
     let redis = shared.published.redis.load();
@@ -183,6 +222,9 @@ async fn respond(ctx: &ShardCtx, conn: ConnId, req: &Request) -> Response {
         alarm_events,
         control,
         command,
+        definitions,
+        library,
+        firings,
     };
     let now = crate::time::now_millis();
     // A handler that panics answers 500 instead of unwinding through the shard.
