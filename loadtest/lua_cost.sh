@@ -31,6 +31,8 @@ bench() {
   $R INFO commandstats | tr -d '\r' | sed -n 's/^cmdstat_fcall:.*usec_per_call=\([0-9.]*\).*/\1/p'
 }
 automation() {
+  # Definitions may only read known channels.
+  $R FCALL comsrv_write_data 1 comsrv:1001:T "$VALUES" >/dev/null
   for i in $(seq 1 5); do
     $R FCALL modsrv_model_save 1 "model:m$i" "{\"output\":{\"channel_id\":9100,\"point_id\":$i},\"op\":\"sum\",\"inputs\":[{\"channel_id\":1001,\"point_id\":$i},{\"channel_id\":1001,\"point_id\":$((i+5))}]}" >/dev/null
     $R FCALL rulesrv_rule_save 1 "rule:r$i" "{\"conditions\":[{\"channel_id\":1001,\"point_id\":$((i+10)),\"operator\":\">\",\"threshold\":1e9}],\"action\":{\"type\":\"event\"}}" >/dev/null

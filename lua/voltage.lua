@@ -30,7 +30,7 @@ a cluster layout must co-locate them with every comsrv:* hash (hash tags).
 -- Library version, returned by voltage_version. The gateway reloads the library
 -- when Redis reports a smaller number than the one compiled into it.
 -- BUMP THIS ON ANY CHANGE TO THIS FILE (and the matching constant on the Rust side).
-local LIBRARY_VERSION = 11
+local LIBRARY_VERSION = 12
 
 -- Site-wide keys (see the cluster note above).
 local SEQ_KEY = 'netsrv:seq'
@@ -494,7 +494,7 @@ end
 
 -- The bookkeeping of a change to comsrv:{ch_s}:{dtype}: the next seq (repairing a lost
 -- netsrv:seq), the hash's dirty entry, the epoch.
-local function record_write(ch_s, dtype)
+local function record_write(ch_s, dtype, nested)
   local seq = redis.call('INCR', SEQ_KEY)
   if seq == 1 then
     -- First write ever, or netsrv:seq was lost (deleted/evicted) while
@@ -508,7 +508,8 @@ local function record_write(ch_s, dtype)
     end
   end
   redis.call('ZADD', DIRTY_KEY, seq, ch_s .. ':' .. dtype)
-  ensure_epoch()
+  -- A write nested in another (a model's output) follows one that ensured the epoch.
+  if not nested then ensure_epoch() end
 end
 
 -- Models reading the written points (defined below; write_values and the models call each
@@ -628,7 +629,7 @@ end
 
 -- The write path for values the library computed (model outputs: finite numbers, point ids
 -- from a validated definition): the same bookkeeping, hooks and wake-up as write_values.
-local function write_computed(ch_s, dtype, values, ts, depth)
+local function write_computed(ch_s, dtype, values, ts, depth, nested)
   local key = 'comsrv:' .. ch_s .. ':' .. dtype
   local fields, points, pids = {}, {}, {}
   for pid, v in pairs(values) do
@@ -640,7 +641,7 @@ local function write_computed(ch_s, dtype, values, ts, depth)
   end
   fields[#fields + 1] = '_timestamp'
   fields[#fields + 1] = format_int(ts)
-  record_write(ch_s, dtype)
+  record_write(ch_s, dtype, nested)
   redis.call('HSET', key, unpack(fields))
   run_hooks(ch_s, dtype, pids, points, ts, depth)
   if wake_armed then
@@ -818,11 +819,11 @@ end
 
 -- Writes what models computed: one write (or removal) per output hash, through the write path
 -- (the values are finite numbers computed here: the validation of device input is skipped).
-local function write_outputs(out, ts, depth)
+local function write_outputs(out, ts, depth, nested)
   for h, o in pairs(out) do
     local ch, t = string.match(h, '^(%d+):(%a)$')
     if next(o.writes) then
-      write_computed(ch, t, o.writes, ts, depth + 1)
+      write_computed(ch, t, o.writes, ts, depth + 1, nested)
     end
     if #o.gone > 0 then
       remove_points(ch, t, o.gone, ts, depth)
@@ -834,7 +835,7 @@ end
 local function calculate(id, ts, depth)
   local out = {}
   local v = calculate_into(id, out, nil)
-  write_outputs(out, ts, depth)
+  write_outputs(out, ts, depth, false)
   return v
 end
 
@@ -854,7 +855,8 @@ run_models = function(ch_s, dtype, pids, ts, depth, written)
       end
     end
   end
-  write_outputs(out, ts, depth)
+  -- Inside a write (or a removal) that already ensured the epoch.
+  write_outputs(out, ts, depth, true)
 end
 
 local function index_model(id, inputs, add)
