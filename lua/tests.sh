@@ -9,7 +9,7 @@ W() { $R FCALL comsrv_write_data 1 "$@"; }
 C() { $R FCALL netsrv_collect_data 3 netsrv:seq netsrv:dirty netsrv:epoch "$@" | tr '\n' ' ' | sed 's/ $//'; }
 eq load "$($R -x FUNCTION LOAD REPLACE < "$LIB")" voltage
 $R FLUSHALL >/dev/null
-eq version "$($R --no-raw FCALL_RO voltage_version 0)" "(integer) 12"
+eq version "$($R --no-raw FCALL_RO voltage_version 0)" "(integer) 13"
 eq write1 "$($R --no-raw FCALL comsrv_write_data 1 comsrv:1001:T '{"1":25.6,"2":101.3}')" "(integer) 2"
 eq v1 "$($R HGET comsrv:1001:T 1)" 25.6; eq v2 "$($R HGET comsrv:1001:T 2)" 101.3
 now=$($R TIME | head -1); ts=$($R HGET comsrv:1001:T _timestamp); [ $((now-ts)) -le 1 ] && pass=$((pass+1)) || { fail=$((fail+1)); echo "FAIL ts default $ts vs $now"; }
@@ -410,5 +410,17 @@ for j in '{"channels":[0]}' '{"data_types":["X"]}' '{"data_types":[]}' '{"maxlen
   has "fwd-bad $j" "$(FS bad "$j")" "INVALID_PARAMETER"
 done
 has fwd-badkey "$($R FCALL netsrv_forward_save 1 forward:destinations '{}')" "ERR invalid key"
+# ---- lib:hooks: which hooks a written hash has; rebuilt from the indexes ----
+eq hooks-mask "$($R HGET lib:hooks 1001:T)/$($R HGET lib:hooks 7:T)/$($R HGET lib:hooks '*')" "//F"
+$R FCALL alarmsrv_rule_save 1 alarm:rule:hk '{"channel_id":7,"data_type":"T","point_id":1,"operator":">","threshold":1000}' >/dev/null
+$R FCALL modsrv_model_save 1 model:hk '{"output":{"channel_id":7,"point_id":99},"op":"scale","inputs":[{"channel_id":7,"point_id":1}]}' >/dev/null
+eq hooks-am "$($R HGET lib:hooks 7:T)" AM
+$R DEL lib:hooks >/dev/null; W comsrv:7:T '{"1":2000}' >/dev/null
+eq hooks-missing-skips "$($R HEXISTS alarm:active hk)" 0
+eq hooks-rebuild "$($R FCALL voltage_rebuild_hooks 0)/$($R HGET lib:hooks 7:T)/$($R HGET lib:hooks '*')" "1/AM/F"
+W comsrv:7:T '{"1":2001}' >/dev/null
+eq hooks-back "$($R HEXISTS alarm:active hk)/$($R HGET comsrv:7:T 99)" "1/2001"
+$R FCALL modsrv_model_delete 1 model:hk >/dev/null; $R FCALL alarmsrv_rule_delete 1 alarm:rule:hk >/dev/null
+eq hooks-gone "$($R HEXISTS lib:hooks 7:T)" 0
 echo "pass=$pass fail=$fail"
 [ "$fail" -eq 0 ]

@@ -30,7 +30,7 @@ a cluster layout must co-locate them with every comsrv:* hash (hash tags).
 -- Library version, returned by voltage_version. The gateway reloads the library
 -- when Redis reports a smaller number than the one compiled into it.
 -- BUMP THIS ON ANY CHANGE TO THIS FILE (and the matching constant on the Rust side).
-local LIBRARY_VERSION = 12
+local LIBRARY_VERSION = 13
 
 -- Site-wide keys (see the cluster note above).
 local SEQ_KEY = 'netsrv:seq'
@@ -145,6 +145,31 @@ local function ensure_epoch()
     redis.call('SET', EPOCH_KEY, epoch)
   end
   return epoch
+end
+
+-- ===================================================================
+-- WHAT A WRITE FEEDS. lib:hooks (site-wide, a documented exception) says, per written hash,
+-- which indexes hold its points — field "{ch}:{type}" -> letters A (alarm rules), M (models),
+-- R (automation rules) — and field "*" = "F" while any forwarding destination is enabled: one
+-- HMGET tells a write which hooks to run. Kept by the functions that change the indexes;
+-- voltage_rebuild_hooks rebuilds it (the gateway calls it after loading a new library).
+-- ===================================================================
+local HOOKS = 'lib:hooks'
+
+local function refresh_hooks(m)
+  local mask = ''
+  if redis.call('EXISTS', 'alarm:index:' .. m) == 1 then mask = mask .. 'A' end
+  if redis.call('EXISTS', 'model:index:' .. m) == 1 then mask = mask .. 'M' end
+  if redis.call('EXISTS', 'rule:index:' .. m) == 1 then mask = mask .. 'R' end
+  if mask == '' then redis.call('HDEL', HOOKS, m) else redis.call('HSET', HOOKS, m, mask) end
+end
+
+local function refresh_forward_hook()
+  if redis.call('EXISTS', 'forward:destinations') == 1 then
+    redis.call('HSET', HOOKS, '*', 'F')
+  else
+    redis.call('HDEL', HOOKS, '*')
+  end
 end
 
 -- ===================================================================
@@ -291,7 +316,6 @@ end
 -- -> stored string). Points without a numeric value are skipped. Returns the events appended.
 local function check_alarms(ch_s, dtype, pids, values)
   local idx = alarm_index_key(ch_s, dtype)
-  if redis.call('EXISTS', idx) == 0 then return 0 end
   local events = 0
   for i = 1, #pids, HSET_CHUNK do
     local chunk_end = math.min(i + HSET_CHUNK - 1, #pids)
@@ -337,6 +361,7 @@ local function unindex(id, ch_s, dtype, pid)
   else
     redis.call('HSET', idx, pid, table.concat(keep, '\n'))
   end
+  refresh_hooks(ch_s .. ':' .. dtype)
 end
 
 local function rule_id_of(key, fname)
@@ -420,6 +445,7 @@ local function alarmsrv_rule_save(keys, args)
     local line = index_line(id, r.operator, r.threshold, r.deadband, still_active)
     local d = redis.call('HGET', idx, pid)
     redis.call('HSET', idx, pid, d and (d .. '\n' .. line) or line)
+    refresh_hooks(ch_s .. ':' .. r.data_type)
     -- Evaluate against the current value: a rule created while its point is already past
     -- the threshold triggers now, not at the next write.
     local v = redis.call('HGET', 'comsrv:' .. ch_s .. ':' .. r.data_type, pid)
@@ -486,6 +512,33 @@ local function alarmsrv_check(keys, args)
 end
 
 -- -------------------------------------------------------------------
+-- voltage_rebuild_hooks: FCALL voltage_rebuild_hooks 0  ->  hashes with hooks
+--   Rebuilds lib:hooks from the indexes (SCAN): after loading this library over an older one
+--   (the gateway does it), or after editing indexes by hand.
+-- -------------------------------------------------------------------
+local function voltage_rebuild_hooks(keys, args)
+  redis.call('DEL', HOOKS)
+  local seen, n = {}, 0
+  for _, pattern in ipairs({ 'alarm:index:*', 'model:index:*', 'rule:index:*' }) do
+    local cursor = '0'
+    repeat
+      local r = redis.call('SCAN', cursor, 'MATCH', pattern, 'COUNT', 1000)
+      cursor = r[1]
+      for _, k in ipairs(r[2]) do
+        local m = string.match(k, ':index:(%d+:[TSCA])$')
+        if m and not seen[m] then
+          seen[m] = true
+          n = n + 1
+          refresh_hooks(m)
+        end
+      end
+    until cursor == '0'
+  end
+  refresh_forward_hook()
+  return n
+end
+
+-- -------------------------------------------------------------------
 -- voltage_version: FCALL_RO voltage_version 0  ->  integer
 -- -------------------------------------------------------------------
 local function voltage_version(keys, args)
@@ -521,18 +574,19 @@ local run_rules
 local run_forwarding
 
 -- What written points feed — alarm rules, models, automation rules, forwarding — run after
--- the write: one EXISTS over the four indexes in the common case where they feed nothing.
+-- the write: lib:hooks says which (one HMGET; nothing more when they feed nothing).
 local function run_hooks(ch_s, dtype, pids, points, ts, depth)
   local m = ch_s .. ':' .. dtype
-  if redis.call('EXISTS', 'alarm:index:' .. m, 'model:index:' .. m, 'rule:index:' .. m,
-      'forward:destinations') == 0 then
-    return
-  end
+  local h = redis.call('HMGET', 'lib:hooks', m, '*')
+  local mask, forward = h[1], h[2]
+  if not mask and not forward then return end
   local written = { hash = m, points = points }
-  check_alarms(ch_s, dtype, pids, points)
-  run_models(ch_s, dtype, pids, ts, depth, written)
-  run_rules(ch_s, dtype, pids, written)
-  run_forwarding(ch_s, dtype, pids, points, ts)
+  if mask then
+    if string.find(mask, 'A', 1, true) then check_alarms(ch_s, dtype, pids, points) end
+    if string.find(mask, 'M', 1, true) then run_models(ch_s, dtype, pids, ts, depth, written) end
+    if string.find(mask, 'R', 1, true) then run_rules(ch_s, dtype, pids, written) end
+  end
+  if forward then run_forwarding(ch_s, dtype, pids, points, ts) end
 end
 
 -- Validates `values` (a decoded JSON object point id -> value) and writes them to `key`
@@ -841,7 +895,6 @@ end
 
 run_models = function(ch_s, dtype, pids, ts, depth, written)
   local idx = model_index_key(ch_s, dtype)
-  if redis.call('EXISTS', idx) == 0 then return end
   if depth >= MODEL_DEPTH_MAX then return end
   local seen, out = {}, {}
   for i = 1, #pids, HSET_CHUNK do
@@ -873,6 +926,7 @@ local function index_model(id, inputs, add)
     else
       redis.call('HSET', idx, pid, table.concat(ids, ' '))
     end
+    refresh_hooks(ch .. ':' .. t)
   end
 end
 
@@ -1480,7 +1534,6 @@ end
 
 run_rules = function(ch_s, dtype, pids, written)
   local idx = rule_index_key(ch_s, dtype)
-  if redis.call('EXISTS', idx) == 0 then return end
   local seen = {}
   for i = 1, #pids, HSET_CHUNK do
     local ids = redis.call('HMGET', idx, unpack(pids, i, math.min(i + HSET_CHUNK - 1, #pids)))
@@ -1505,6 +1558,7 @@ local function index_rule(id, conditions_text, add)
     end
     if add then ids[#ids + 1] = id end
     if #ids == 0 then redis.call('HDEL', idx, pid) else redis.call('HSET', idx, pid, table.concat(ids, ' ')) end
+    refresh_hooks(ch .. ':' .. t)
   end
 end
 
@@ -1688,7 +1742,6 @@ local function values_object(pids, points)
 end
 
 run_forwarding = function(ch_s, dtype, pids, points, ts)
-  if redis.call('EXISTS', FORWARD_DESTINATIONS) == 0 then return end
   local all = redis.call('HGETALL', FORWARD_DESTINATIONS)
   local payload
   for i = 1, #all, 2 do
@@ -1750,6 +1803,7 @@ local function netsrv_forward_save(keys, args)
   else
     redis.call('HDEL', FORWARD_DESTINATIONS, name)
   end
+  refresh_forward_hook()
   return redis.status_reply('OK')
 end
 
@@ -1764,6 +1818,7 @@ local function netsrv_forward_delete(keys, args)
   local name, e = forward_name_of(keys[1], 'netsrv_forward_delete')
   if not name then return e end
   redis.call('HDEL', FORWARD_DESTINATIONS, name)
+  refresh_forward_hook()
   redis.call('SREM', 'forward:names', name)
   return redis.call('DEL', keys[1], 'forward:' .. name .. ':stream', 'forward:' .. name .. ':stats') > 0 and 1 or 0
 end
@@ -1796,6 +1851,11 @@ redis.register_function{
 redis.register_function{
   function_name = 'comsrv_write_data',
   callback = comsrv_write_data,
+}
+
+redis.register_function{
+  function_name = 'voltage_rebuild_hooks',
+  callback = voltage_rebuild_hooks,
 }
 
 redis.register_function{

@@ -259,3 +259,32 @@ fn alarms_since_older_than_the_log_is_told_and_gets_the_active_alarms() {
     let r = get(addr, "/ws?alarms_since=yesterday");
     assert_eq!(r.status, 400);
 }
+
+#[test]
+fn a_gateway_loading_the_library_over_an_older_one_rebuilds_what_writes_feed() {
+    let redis = redis();
+    let mut con = redis_con(&redis);
+    // A site whose rule predates lib:hooks (library < v13): the index exists, the hooks do not.
+    let _: String = redis::cmd("FUNCTION")
+        .arg("LOAD")
+        .arg("REPLACE")
+        .arg(voltage_gateway::feed::library::SOURCE)
+        .query(&mut con)
+        .unwrap();
+    write(&mut con, "comsrv:1001:T", r#"{"1":20}"#, None);
+    save_rule(&mut con, "hot", &hot_rule());
+    let _: () = redis::cmd("DEL").arg("lib:hooks").query(&mut con).unwrap();
+    let _: () = redis::cmd("FUNCTION")
+        .arg("DELETE")
+        .arg("voltage")
+        .query(&mut con)
+        .unwrap();
+    let gw = gateway(&redis, DriverKind::Auto);
+    let addr = gw.local_addr();
+    write(&mut con, "comsrv:1001:T", r#"{"1":99}"#, None);
+    wait_until("the alarm fires", Duration::from_secs(5), || {
+        get(addr, "/api/alarms/active").json()["data"]
+            .as_array()
+            .is_some_and(|a| a.len() == 1)
+    });
+}

@@ -4,7 +4,7 @@
 pub const SOURCE: &str = include_str!("../../lua/voltage.lua");
 
 /// Must equal `LIBRARY_VERSION` in `lua/voltage.lua` (a unit test checks it).
-pub const VERSION: i64 = 12;
+pub const VERSION: i64 = 13;
 
 /// What `ensure` did.
 #[derive(Debug, PartialEq, Eq)]
@@ -40,14 +40,23 @@ pub fn ensure(con: &mut redis::Connection) -> redis::RedisResult<LoadOutcome> {
     Ok(LoadOutcome::Loaded { previous: current })
 }
 
-/// `FUNCTION LOAD REPLACE` of the embedded library.
+/// Rebuilds `lib:hooks` from the indexes (after loading over an older library, which did not
+/// keep it: without it, writes would not reach their alarm rules, models and rules).
+pub fn rebuild_hooks(con: &mut redis::Connection) -> redis::RedisResult<i64> {
+    redis::cmd("FCALL")
+        .arg("voltage_rebuild_hooks")
+        .arg(0)
+        .query(con)
+}
+
+/// `FUNCTION LOAD REPLACE` of the embedded library, then `lib:hooks` rebuilt for it.
 pub fn load(con: &mut redis::Connection) -> redis::RedisResult<()> {
     redis::cmd("FUNCTION")
         .arg("LOAD")
         .arg("REPLACE")
         .arg(SOURCE)
-        .query::<String>(con)
-        .map(drop)
+        .query::<String>(con)?;
+    rebuild_hooks(con).map(drop)
 }
 
 /// True when Redis answered that a function of ours is not there (flushed or never loaded).
