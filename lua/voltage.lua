@@ -30,7 +30,7 @@ a cluster layout must co-locate them with every comsrv:* hash (hash tags).
 -- Library version, returned by voltage_version. The gateway reloads the library
 -- when Redis reports a smaller number than the one compiled into it.
 -- BUMP THIS ON ANY CHANGE TO THIS FILE (and the matching constant on the Rust side).
-local LIBRARY_VERSION = 13
+local LIBRARY_VERSION = 14
 
 -- Site-wide keys (see the cluster note above).
 local SEQ_KEY = 'netsrv:seq'
@@ -806,12 +806,27 @@ end
 
 -- A point's current value: from the write being processed when it is one of its points,
 -- else from Redis.
-local function point_value(p, written)
+-- "ch:T:pid" -> {hash = "ch:T", pid}, memoized by the text (never stale; cleared when full):
+-- every write evaluating models and rules splits the same few points.
+local parts_cache, parts_count = {}, 0
+
+local function point_parts(p)
+  local s = parts_cache[p]
+  if s then return s end
   local ch, t, pid = split_point(p)
-  if written and written.hash == ch .. ':' .. t and written.points[pid] ~= nil then
-    return written.points[pid]
+  s = { hash = ch and (ch .. ':' .. t), pid = pid }
+  if parts_count >= CACHE_MAX then parts_cache, parts_count = {}, 0 end
+  parts_cache[p] = s
+  parts_count = parts_count + 1
+  return s
+end
+
+local function point_value(p, written)
+  local s = point_parts(p)
+  if written and written.hash == s.hash and written.points[s.pid] ~= nil then
+    return written.points[s.pid]
   end
-  return redis.call('HGET', 'comsrv:' .. ch .. ':' .. t, pid)
+  return redis.call('HGET', 'comsrv:' .. s.hash, s.pid)
 end
 
 -- The model's value from its inputs' current values; nil when any input has no number.
@@ -858,9 +873,9 @@ end
 local function calculate_into(id, out, written)
   local m = model_def(id)
   if not m then return nil end
-  local ch, t, pid = split_point(m.out)
-  if not ch then return nil end
-  local h = ch .. ':' .. t
+  local o = point_parts(m.out)
+  if not o.hash then return nil end
+  local h, pid = o.hash, o.pid
   out[h] = out[h] or { writes = {}, gone = {} }
   local v = model_value(m, written)
   if v == nil then
@@ -1445,20 +1460,26 @@ local function rule_conditions(text)
   return out
 end
 
--- Whether the rule's conditions hold now, and the values read ("ch:T:pid=v,...").
+-- Whether the rule's conditions hold now.
 local function rule_holds(r, written)
   local any, all = false, true
-  local seen = {}
   for _, c in ipairs(r.conds) do
-    local raw = point_value(c.point, written)
-    local v = tonumber(raw or '')
+    local v = tonumber(point_value(c.point, written) or '')
     local ok = v ~= nil and is_finite(v) and breaches(v, c.op, c.thr)
     any = any or ok
     all = all and ok
-    seen[#seen + 1] = c.point .. '=' .. (raw or 'null')
   end
   local holds = (r.match == 'any') and any or all
-  return holds and #r.conds > 0, table.concat(seen, ',')
+  return holds and #r.conds > 0
+end
+
+-- The values of the rule's condition points, as a firing records them ("ch:T:pid=v,...").
+local function rule_values(r, written)
+  local seen = {}
+  for i, c in ipairs(r.conds) do
+    seen[i] = c.point .. '=' .. (point_value(c.point, written) or 'null')
+  end
+  return table.concat(seen, ',')
 end
 
 local RULE_FIELDS = { 'conditions', 'match', 'cooldown_ms', 'enabled',
@@ -1519,7 +1540,7 @@ end
 local function evaluate_rule(id, written)
   local r = rule_record(id)
   if not r or r.enabled ~= '1' then return 0 end
-  local holds, values = rule_holds(r, written)
+  local holds = rule_holds(r, written)
   local was = r._state == '1'
   if holds == was then return 0 end
   r._state = holds and '1' or '0'
@@ -1528,7 +1549,7 @@ local function evaluate_rule(id, written)
   local now = now_ms()
   local last = tonumber(r._last_fired or '') or 0
   if tonumber(now) - last < (tonumber(r.cooldown_ms) or 0) then return 0 end
-  fire(r, values, now)
+  fire(r, rule_values(r, written), now)
   return 1
 end
 
