@@ -30,7 +30,7 @@ a cluster layout must co-locate them with every comsrv:* hash (hash tags).
 -- Library version, returned by voltage_version. The gateway reloads the library
 -- when Redis reports a smaller number than the one compiled into it.
 -- BUMP THIS ON ANY CHANGE TO THIS FILE (and the matching constant on the Rust side).
-local LIBRARY_VERSION = 14
+local LIBRARY_VERSION = 15
 
 -- Site-wide keys (see the cluster note above).
 local SEQ_KEY = 'netsrv:seq'
@@ -779,6 +779,41 @@ local function split_point(p)
   return string.match(p, '^(%d+):([TSCA]):(%d+)$')
 end
 
+-- Calls `each` once for every id the space-separated id lists of index `idx` hold for
+-- `pids`, in order: the models (or rules) a write of those points reaches.
+local function indexed_ids(idx, pids, each)
+  local seen = {}
+  for i = 1, #pids, HSET_CHUNK do
+    local ids = redis.call('HMGET', idx, unpack(pids, i, math.min(i + HSET_CHUNK - 1, #pids)))
+    for j = 1, #ids do
+      for id in string.gmatch(ids[j] or '', '%S+') do
+        if not seen[id] then
+          seen[id] = true
+          each(id)
+        end
+      end
+    end
+  end
+end
+
+-- Adds `id` to (or drops it from) the id list of point `p` ("ch:T:pid") in the index
+-- `index_key(ch, T)`, and keeps lib:hooks in step.
+local function index_id(index_key, id, p, add)
+  local ch, t, pid = split_point(p)
+  local idx = index_key(ch, t)
+  local ids = {}
+  for x in string.gmatch(redis.call('HGET', idx, pid) or '', '%S+') do
+    if x ~= id then ids[#ids + 1] = x end
+  end
+  if add then ids[#ids + 1] = id end
+  if #ids == 0 then
+    redis.call('HDEL', idx, pid)
+  else
+    redis.call('HSET', idx, pid, table.concat(ids, ' '))
+  end
+  refresh_hooks(ch .. ':' .. t)
+end
+
 -- Model definitions read from Redis, by id. They change only through this library's save and
 -- delete, which drop the entry; reached only through the index those functions keep. Cleared
 -- when full. (Edit models through the functions, never with HSET by hand.)
@@ -911,38 +946,14 @@ end
 run_models = function(ch_s, dtype, pids, ts, depth, written)
   local idx = model_index_key(ch_s, dtype)
   if depth >= MODEL_DEPTH_MAX then return end
-  local seen, out = {}, {}
-  for i = 1, #pids, HSET_CHUNK do
-    local ids = redis.call('HMGET', idx, unpack(pids, i, math.min(i + HSET_CHUNK - 1, #pids)))
-    for j = 1, #ids do
-      for id in string.gmatch(ids[j] or '', '%S+') do
-        if not seen[id] then
-          seen[id] = true
-          calculate_into(id, out, written)
-        end
-      end
-    end
-  end
+  local out = {}
+  indexed_ids(idx, pids, function(id) calculate_into(id, out, written) end)
   -- Inside a write (or a removal) that already ensured the epoch.
   write_outputs(out, ts, depth, true)
 end
 
 local function index_model(id, inputs, add)
-  for _, p in ipairs(inputs) do
-    local ch, t, pid = split_point(p)
-    local idx = model_index_key(ch, t)
-    local ids = {}
-    for x in string.gmatch(redis.call('HGET', idx, pid) or '', '%S+') do
-      if x ~= id then ids[#ids + 1] = x end
-    end
-    if add then ids[#ids + 1] = id end
-    if #ids == 0 then
-      redis.call('HDEL', idx, pid)
-    else
-      redis.call('HSET', idx, pid, table.concat(ids, ' '))
-    end
-    refresh_hooks(ch .. ':' .. t)
-  end
+  for _, p in ipairs(inputs) do index_id(model_index_key, id, p, add) end
 end
 
 -- Whether the model `id` writing `out` from `inputs` would close a cycle: following models
@@ -1554,33 +1565,11 @@ local function evaluate_rule(id, written)
 end
 
 run_rules = function(ch_s, dtype, pids, written)
-  local idx = rule_index_key(ch_s, dtype)
-  local seen = {}
-  for i = 1, #pids, HSET_CHUNK do
-    local ids = redis.call('HMGET', idx, unpack(pids, i, math.min(i + HSET_CHUNK - 1, #pids)))
-    for j = 1, #ids do
-      for id in string.gmatch(ids[j] or '', '%S+') do
-        if not seen[id] then
-          seen[id] = true
-          evaluate_rule(id, written)
-        end
-      end
-    end
-  end
+  indexed_ids(rule_index_key(ch_s, dtype), pids, function(id) evaluate_rule(id, written) end)
 end
 
 local function index_rule(id, conditions_text, add)
-  for _, c in ipairs(rule_conditions(conditions_text)) do
-    local ch, t, pid = split_point(c.point)
-    local idx = rule_index_key(ch, t)
-    local ids = {}
-    for x in string.gmatch(redis.call('HGET', idx, pid) or '', '%S+') do
-      if x ~= id then ids[#ids + 1] = x end
-    end
-    if add then ids[#ids + 1] = id end
-    if #ids == 0 then redis.call('HDEL', idx, pid) else redis.call('HSET', idx, pid, table.concat(ids, ' ')) end
-    refresh_hooks(ch .. ':' .. t)
-  end
+  for _, c in ipairs(rule_conditions(conditions_text)) do index_id(rule_index_key, id, c.point, add) end
 end
 
 -- -------------------------------------------------------------------

@@ -2,7 +2,7 @@
 //! gateway reads them, and the set of active alarms they imply. No IO, no clock: the feed
 //! reads the stream, shards and handlers read these.
 
-use crate::model::{parse_canonical_u32, ChannelId, DataType, PointId, Value};
+use crate::model::{hash_field, parse_canonical_u32, ChannelId, DataType, PointId, Value};
 use crate::wire::Frame;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -82,11 +82,7 @@ impl fmt::Display for BadRecord {
 }
 
 fn field<'a>(fields: &'a [(Vec<u8>, Vec<u8>)], name: &'static str) -> Result<&'a str, BadRecord> {
-    fields
-        .iter()
-        .find(|(k, _)| k == name.as_bytes())
-        .and_then(|(_, v)| std::str::from_utf8(v).ok())
-        .ok_or(BadRecord(name))
+    hash_field(fields, name).ok_or(BadRecord(name))
 }
 
 impl AlarmEvent {

@@ -5,7 +5,7 @@
 
 use crate::error::{ApiError, ErrorCode};
 use crate::json;
-use crate::model::{ChannelId, DataType, PointId, Value};
+use crate::model::{hash_field, ChannelId, DataType, PointId, Value};
 use std::fmt;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -211,13 +211,7 @@ impl fmt::Display for BadResult {
 
 impl ControlResult {
     pub fn from_fields(fields: &[(Vec<u8>, Vec<u8>)]) -> Result<ControlResult, BadResult> {
-        let get = |name: &'static str| {
-            fields
-                .iter()
-                .find(|(k, _)| k == name.as_bytes())
-                .and_then(|(_, v)| std::str::from_utf8(v).ok())
-                .ok_or(BadResult(name))
-        };
+        let get = |name: &'static str| hash_field(fields, name).ok_or(BadResult(name));
         let opt = |name| get(name).ok().filter(|s| !s.is_empty());
         Ok(ControlResult {
             command_id: get("command_id")?.to_string(),

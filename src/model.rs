@@ -138,6 +138,15 @@ pub fn hash_key(channel: ChannelId, data_type: DataType) -> String {
     format!("comsrv:{channel}:{data_type}")
 }
 
+/// The value of field `name` of a hash as Redis returned it (field/value pairs), if present
+/// and UTF-8.
+pub fn hash_field<'a>(fields: &'a [(Vec<u8>, Vec<u8>)], name: &str) -> Option<&'a str> {
+    fields
+        .iter()
+        .find(|(k, _)| k == name.as_bytes())
+        .and_then(|(_, v)| std::str::from_utf8(v).ok())
+}
+
 /// A point value, kept as the JSON token it is sent as: a number literal when the stored
 /// decimal string is a number, otherwise a quoted JSON string. Rendering once at ingest
 /// means every REST response and every pushed frame splices the same bytes.

@@ -6,7 +6,7 @@ use crate::control::ControlRequest;
 use crate::error::{ApiError, ErrorCode};
 use crate::http::{Query, Response};
 use crate::json;
-use crate::model::Value;
+use crate::model::{hash_field, Value};
 use crate::wire::{iso, rest};
 use crate::ws::cmd::control::Control;
 use simd_json::prelude::*;
@@ -100,13 +100,7 @@ pub fn command(view: &View<'_>, id: &str, now: i64) -> Result<Response, ApiError
             format!("no command {id} (unknown, or older than a day)"),
         ));
     }
-    let get = |k: &str| {
-        fields
-            .iter()
-            .find(|(f, _)| f == k.as_bytes())
-            .and_then(|(_, v)| std::str::from_utf8(v).ok())
-            .filter(|v| !v.is_empty())
-    };
+    let get = |k: &str| hash_field(fields, k).filter(|v| !v.is_empty());
     let mut d = Vec::with_capacity(320);
     d.push(b'{');
     let mut first = true;
