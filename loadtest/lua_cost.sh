@@ -1,56 +1,70 @@
 #!/usr/bin/env bash
 # Cost of comsrv_write_data (20 points) inside Redis: the library at git rev BASE (default
-# the commit before alarms; 0cfd1f9 is the one before models, rules and forwarding) vs this
-# tree's library when the points feed nothing, one alarm rule per point, and 5 models + 5 rules (thresholds never crossed: the steady state), driven by redis-benchmark
-# on a private redis-server on loopback and timed by Redis itself; ROUNDS
-# alternating rounds (default 5), medians and ratios printed. Usage: loadtest/lua_cost.sh
+# 0cfd1f9, the one before models, rules and forwarding) vs this tree's library when the
+# points feed nothing, one alarm rule per point, and 5 models + 5 rules (thresholds never
+# crossed: the steady state). Each variant has its own private redis-server on loopback
+# (pinned to CPU 1, redis-benchmark to CPU 0); the variants are driven in short interleaved
+# slices (SLICES rounds of N calls each), so that the host's slow drifts, which dominate
+# on a shared VM, hit every variant alike. Redis times the calls itself (INFO commandstats:
+# time inside FCALL, round trips and the client left out). Usage: loadtest/lua_cost.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BASE=${BASE:-d2c51fc}
-ROUNDS=${ROUNDS:-5}
-N=${N:-200000}
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-DIR=$(mktemp -d)
-trap 'redis-cli -p "$PORT" shutdown nosave >/dev/null 2>&1 || true; rm -rf "$DIR"' EXIT
-redis-server --port "$PORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$DIR" --daemonize yes >/dev/null
-for _ in $(seq 50); do redis-cli -p "$PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
-git show "$BASE:lua/voltage.lua" > "$DIR/base.lua"
-R="redis-cli -p $PORT"
+BASE=${BASE:-0cfd1f9}
+SLICES=${SLICES:-20}
+N=${N:-4000}
 VALUES=$(python3 -c 'import json; print(json.dumps({str(i): 20.5 + i for i in range(1, 21)}))')
-load() { $R FLUSHALL >/dev/null; $R -x FUNCTION LOAD REPLACE < "$1" >/dev/null; }
-rules() {
-  for i in $(seq 1 20); do
-    $R FCALL alarmsrv_rule_save 1 "alarm:rule:r$i" "{\"channel_id\":1001,\"data_type\":\"T\",\"point_id\":$i,\"operator\":\">\",\"threshold\":1e9}" >/dev/null
+DIR=$(mktemp -d)
+git show "$BASE:lua/voltage.lua" > "$DIR/base.lua"
+NAMES=(base none alarms automation)
+declare -A PORT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+cleanup() {
+  for v in "${NAMES[@]}"; do
+    [ -n "${PORT[$v]:-}" ] && redis-cli -p "${PORT[$v]}" shutdown nosave >/dev/null 2>&1 || true
   done
+  rm -rf "$DIR"
 }
-# µs per call as Redis measures it (INFO commandstats, time inside FCALL): round trips and
-# the client are left out.
-bench() {
-  $R CONFIG RESETSTAT >/dev/null
-  redis-benchmark -p "$PORT" -n "$N" -c 4 -q FCALL comsrv_write_data 1 comsrv:1001:T "$VALUES" >/dev/null
-  $R INFO commandstats | tr -d '\r' | sed -n 's/^cmdstat_fcall:.*usec_per_call=\([0-9.]*\).*/\1/p'
-}
-automation() {
+trap cleanup EXIT
+pin() { if [ "$(nproc)" -ge 2 ]; then taskset -c "$1" "${@:2}"; else "${@:2}"; fi; }
+for v in "${NAMES[@]}"; do
+  PORT[$v]=$(free_port)
+  pin 1 redis-server --port "${PORT[$v]}" --bind 127.0.0.1 --save '' --appendonly no \
+    --dir "$DIR" --daemonize yes >/dev/null
+done
+for v in "${NAMES[@]}"; do
+  R="redis-cli -p ${PORT[$v]}"
+  for _ in $(seq 50); do $R ping >/dev/null 2>&1 && break; sleep 0.1; done
+  if [ "$v" = base ]; then lib="$DIR/base.lua"; else lib=lua/voltage.lua; fi
+  $R -x FUNCTION LOAD REPLACE < "$lib" >/dev/null
   # Definitions may only read known channels.
   $R FCALL comsrv_write_data 1 comsrv:1001:T "$VALUES" >/dev/null
-  for i in $(seq 1 5); do
-    $R FCALL modsrv_model_save 1 "model:m$i" "{\"output\":{\"channel_id\":9100,\"point_id\":$i},\"op\":\"sum\",\"inputs\":[{\"channel_id\":1001,\"point_id\":$i},{\"channel_id\":1001,\"point_id\":$((i+5))}]}" >/dev/null
-    $R FCALL rulesrv_rule_save 1 "rule:r$i" "{\"conditions\":[{\"channel_id\":1001,\"point_id\":$((i+10)),\"operator\":\">\",\"threshold\":1e9}],\"action\":{\"type\":\"event\"}}" >/dev/null
-  done
-}
-declare -a B NR WR AU
-for r in $(seq 1 "$ROUNDS"); do
-  load "$DIR/base.lua"; B+=("$(bench)")
-  load lua/voltage.lua; NR+=("$(bench)")
-  load lua/voltage.lua; rules; WR+=("$(bench)")
-  load lua/voltage.lua; automation; AU+=("$(bench)")
-  echo "round $r: base ${B[-1]} us, none ${NR[-1]} us, 20 alarm rules ${WR[-1]} us, 5 models + 5 rules ${AU[-1]} us" >&2
+  case $v in
+    alarms)
+      for i in $(seq 1 20); do
+        $R FCALL alarmsrv_rule_save 1 "alarm:rule:r$i" "{\"channel_id\":1001,\"data_type\":\"T\",\"point_id\":$i,\"operator\":\">\",\"threshold\":1e9}" >/dev/null
+      done ;;
+    automation)
+      for i in $(seq 1 5); do
+        $R FCALL modsrv_model_save 1 "model:m$i" "{\"output\":{\"channel_id\":9100,\"point_id\":$i},\"op\":\"sum\",\"inputs\":[{\"channel_id\":1001,\"point_id\":$i},{\"channel_id\":1001,\"point_id\":$((i+5))}]}" >/dev/null
+        $R FCALL rulesrv_rule_save 1 "rule:r$i" "{\"conditions\":[{\"channel_id\":1001,\"point_id\":$((i+10)),\"operator\":\">\",\"threshold\":1e9}],\"action\":{\"type\":\"event\"}}" >/dev/null
+      done ;;
+  esac
+  $R CONFIG RESETSTAT >/dev/null
 done
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+for s in $(seq 1 "$SLICES"); do
+  for v in "${NAMES[@]}"; do
+    pin 0 redis-benchmark -p "${PORT[$v]}" -n "$N" -c 2 -q \
+      FCALL comsrv_write_data 1 comsrv:1001:T "$VALUES" >/dev/null
+  done
+done
+declare -A US
+for v in "${NAMES[@]}"; do
+  US[$v]=$(redis-cli -p "${PORT[$v]}" INFO commandstats | tr -d '\r' |
+    sed -n 's/^cmdstat_fcall:.*usec_per_call=\([0-9.]*\).*/\1/p')
+done
 ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
-mb=$(median "${B[@]}"); mn=$(median "${NR[@]}"); mw=$(median "${WR[@]}"); ma=$(median "${AU[@]}")
-echo "comsrv_write_data, 20 points (median of $ROUNDS alternating rounds, $N calls each, Redis's own time per call):"
-echo "  library at $BASE:                             $mb us/call"
-echo "  this library, the points feed nothing:          $mn us/call   ratio $(ratio $mn $mb)"
-echo "  this library, one alarm rule per point:         $mw us/call   ratio $(ratio $mw $mb)"
-echo "  this library, 5 models + 5 rules read them:     $ma us/call   ratio $(ratio $ma $mb)"
+echo "comsrv_write_data, 20 points ($SLICES interleaved slices of $N calls per variant, Redis's own time per call):"
+echo "  library at $BASE:                              ${US[base]} us/call"
+echo "  this library, the points feed nothing:          ${US[none]} us/call   ratio $(ratio "${US[none]}" "${US[base]}")"
+echo "  this library, one alarm rule per point:         ${US[alarms]} us/call   ratio $(ratio "${US[alarms]}" "${US[base]}")"
+echo "  this library, 5 models + 5 rules read them:     ${US[automation]} us/call   ratio $(ratio "${US[automation]}" "${US[base]}")"

@@ -30,7 +30,7 @@ a cluster layout must co-locate them with every comsrv:* hash (hash tags).
 -- Library version, returned by voltage_version. The gateway reloads the library
 -- when Redis reports a smaller number than the one compiled into it.
 -- BUMP THIS ON ANY CHANGE TO THIS FILE (and the matching constant on the Rust side).
-local LIBRARY_VERSION = 15
+local LIBRARY_VERSION = 16
 
 -- Site-wide keys (see the cluster note above).
 local SEQ_KEY = 'netsrv:seq'
@@ -774,22 +774,35 @@ local function model_index_key(ch_s, dtype)
   return 'model:index:' .. ch_s .. ':' .. dtype
 end
 
+-- Entries kept by each of the library's caches before it is cleared.
+local CACHE_MAX = 4096
+
 -- "ch:T:pid" -> ch, T, pid
 local function split_point(p)
   return string.match(p, '^(%d+):([TSCA]):(%d+)$')
 end
 
--- Calls `each` once for every id the space-separated id lists of index `idx` hold for
--- `pids`, in order: the models (or rules) a write of those points reaches.
-local function indexed_ids(idx, pids, each)
+-- Calls `each(id, a, b)` once for every id the space-separated id lists of index `idx` hold
+-- for `pids`, in order: the models (or rules) a write of those points reaches. (No closure
+-- per write and no pattern matching for the usual one-id entry: this runs on every write.)
+local function indexed_ids(idx, pids, each, a, b)
   local seen = {}
   for i = 1, #pids, HSET_CHUNK do
     local ids = redis.call('HMGET', idx, unpack(pids, i, math.min(i + HSET_CHUNK - 1, #pids)))
     for j = 1, #ids do
-      for id in string.gmatch(ids[j] or '', '%S+') do
-        if not seen[id] then
-          seen[id] = true
-          each(id)
+      local s = ids[j]
+      if not s then -- luacheck: ignore 542 (no model/rule reads this point)
+      elseif not string.find(s, ' ', 1, true) then
+        if not seen[s] then
+          seen[s] = true
+          each(s, a, b)
+        end
+      else
+        for id in string.gmatch(s, '%S+') do
+          if not seen[id] then
+            seen[id] = true
+            each(id, a, b)
+          end
         end
       end
     end
@@ -814,33 +827,6 @@ local function index_id(index_key, id, p, add)
   refresh_hooks(ch .. ':' .. t)
 end
 
--- Model definitions read from Redis, by id. They change only through this library's save and
--- delete, which drop the entry; reached only through the index those functions keep. Cleared
--- when full. (Edit models through the functions, never with HSET by hand.)
-local model_cache, model_cache_count = {}, 0
-local CACHE_MAX = 4096
-
--- The model's definition: {op, out = "ch:T:pid", inputs = {"ch:T:pid", ...}, scale, offset};
--- false when absent or disabled.
-local function model_def(id)
-  local m = model_cache[id]
-  if m ~= nil then return m end
-  local v = redis.call('HMGET', 'model:' .. id, 'op', 'output', 'inputs', 'scale', 'offset', 'enabled')
-  if not v[1] or v[6] == '0' then
-    m = false
-  else
-    local inputs = {}
-    for p in string.gmatch(v[3] or '', '[^,]+') do inputs[#inputs + 1] = p end
-    m = { op = v[1], out = v[2], inputs = inputs, scale = tonumber(v[4]) or 1, offset = tonumber(v[5]) or 0 }
-  end
-  if model_cache_count >= CACHE_MAX then model_cache, model_cache_count = {}, 0 end
-  model_cache[id] = m
-  model_cache_count = model_cache_count + 1
-  return m
-end
-
--- A point's current value: from the write being processed when it is one of its points,
--- else from Redis.
 -- "ch:T:pid" -> {hash = "ch:T", pid}, memoized by the text (never stale; cleared when full):
 -- every write evaluating models and rules splits the same few points.
 local parts_cache, parts_count = {}, 0
@@ -856,36 +842,65 @@ local function point_parts(p)
   return s
 end
 
-local function point_value(p, written)
-  local s = point_parts(p)
-  if written and written.hash == s.hash and written.points[s.pid] ~= nil then
-    return written.points[s.pid]
+-- The current value of point `s` (from point_parts): from the write being processed when it
+-- is one of its points, else from Redis.
+local function point_value(s, written)
+  if written and written.hash == s.hash then
+    local v = written.points[s.pid]
+    if v ~= nil then return v end
   end
   return redis.call('HGET', 'comsrv:' .. s.hash, s.pid)
 end
 
--- The model's value from its inputs' current values; nil when any input has no number.
-local function model_value(m, written)
-  local vals = {}
-  for i, p in ipairs(m.inputs) do
-    local v = tonumber(point_value(p, written) or '')
-    if not v or not is_finite(v) then return nil end
-    vals[i] = v
+-- Model definitions read from Redis, by id. They change only through this library's save and
+-- delete, which drop the entry; reached only through the index those functions keep. Cleared
+-- when full. (Edit models through the functions, never with HSET by hand.)
+local model_cache, model_cache_count = {}, 0
+
+-- The model's definition: {op, out = "ch:T:pid", inputs = {point_parts(...), ...}, scale, offset};
+-- false when absent or disabled.
+local function model_def(id)
+  local m = model_cache[id]
+  if m ~= nil then return m end
+  local v = redis.call('HMGET', 'model:' .. id, 'op', 'output', 'inputs', 'scale', 'offset', 'enabled')
+  if not v[1] or v[6] == '0' then
+    m = false
+  else
+    local inputs = {}
+    for p in string.gmatch(v[3] or '', '[^,]+') do inputs[#inputs + 1] = point_parts(p) end
+    m = { op = v[1], out = v[2], inputs = inputs, scale = tonumber(v[4]) or 1, offset = tonumber(v[5]) or 0 }
   end
+  if model_cache_count >= CACHE_MAX then model_cache, model_cache_count = {}, 0 end
+  model_cache[id] = m
+  model_cache_count = model_cache_count + 1
+  return m
+end
+
+
+-- The model's value from its inputs' current values; nil when any input has no number.
+-- (One pass, no table: this runs for every model a write reaches.)
+local function model_value(m, written)
+  local op, inputs = m.op, m.inputs
   local r
-  if m.op == 'sum' or m.op == 'avg' then
-    r = 0
-    for _, v in ipairs(vals) do r = r + v end
-    if m.op == 'avg' then r = r / #vals end
-  elseif m.op == 'min' or m.op == 'max' then
-    r = vals[1]
-    for _, v in ipairs(vals) do
-      if (m.op == 'min' and v < r) or (m.op == 'max' and v > r) then r = v end
+  for i = 1, #inputs do
+    local v = tonumber(point_value(inputs[i], written) or '')
+    if not v or not is_finite(v) then return nil end
+    if i == 1 then
+      r = v
+    elseif op == 'sum' or op == 'avg' then
+      r = r + v
+    elseif op == 'min' then
+      if v < r then r = v end
+    elseif op == 'max' then
+      if v > r then r = v end
+    else -- diff (two inputs)
+      r = r - v
     end
-  elseif m.op == 'scale' then
-    r = vals[1] * m.scale + m.offset
-  else -- diff
-    r = vals[1] - vals[2]
+  end
+  if op == 'avg' then
+    r = r / #inputs
+  elseif op == 'scale' then
+    r = r * m.scale + m.offset
   end
   if not is_finite(r) then return nil end
   return r
@@ -947,7 +962,7 @@ run_models = function(ch_s, dtype, pids, ts, depth, written)
   local idx = model_index_key(ch_s, dtype)
   if depth >= MODEL_DEPTH_MAX then return end
   local out = {}
-  indexed_ids(idx, pids, function(id) calculate_into(id, out, written) end)
+  indexed_ids(idx, pids, calculate_into, out, written)
   -- Inside a write (or a removal) that already ensured the epoch.
   write_outputs(out, ts, depth, true)
 end
@@ -1466,7 +1481,7 @@ local function rule_conditions(text)
   local out = {}
   for c in string.gmatch(text or '', '[^;]+') do
     local p, op, thr = string.match(c, '^(%S+) (%S+) (%S+)$')
-    if p then out[#out + 1] = { point = p, op = op, thr = tonumber(thr) } end
+    if p then out[#out + 1] = { point = p, parts = point_parts(p), op = op, thr = tonumber(thr) } end
   end
   return out
 end
@@ -1475,7 +1490,7 @@ end
 local function rule_holds(r, written)
   local any, all = false, true
   for _, c in ipairs(r.conds) do
-    local v = tonumber(point_value(c.point, written) or '')
+    local v = tonumber(point_value(c.parts, written) or '')
     local ok = v ~= nil and is_finite(v) and breaches(v, c.op, c.thr)
     any = any or ok
     all = all and ok
@@ -1488,7 +1503,7 @@ end
 local function rule_values(r, written)
   local seen = {}
   for i, c in ipairs(r.conds) do
-    seen[i] = c.point .. '=' .. (point_value(c.point, written) or 'null')
+    seen[i] = c.point .. '=' .. (point_value(c.parts, written) or 'null')
   end
   return table.concat(seen, ',')
 end
@@ -1565,7 +1580,7 @@ local function evaluate_rule(id, written)
 end
 
 run_rules = function(ch_s, dtype, pids, written)
-  indexed_ids(rule_index_key(ch_s, dtype), pids, function(id) evaluate_rule(id, written) end)
+  indexed_ids(rule_index_key(ch_s, dtype), pids, evaluate_rule, written)
 end
 
 local function index_rule(id, conditions_text, add)
