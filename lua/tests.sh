@@ -9,7 +9,7 @@ W() { $R FCALL comsrv_write_data 1 "$@"; }
 C() { $R FCALL netsrv_collect_data 3 netsrv:seq netsrv:dirty netsrv:epoch "$@" | tr '\n' ' ' | sed 's/ $//'; }
 eq load "$($R -x FUNCTION LOAD REPLACE < "$LIB")" voltage
 $R FLUSHALL >/dev/null
-eq version "$($R --no-raw FCALL_RO voltage_version 0)" "(integer) 16"
+eq version "$($R --no-raw FCALL_RO voltage_version 0)" "(integer) 17"
 eq write1 "$($R --no-raw FCALL comsrv_write_data 1 comsrv:1001:T '{"1":25.6,"2":101.3}')" "(integer) 2"
 eq v1 "$($R HGET comsrv:1001:T 1)" 25.6; eq v2 "$($R HGET comsrv:1001:T 2)" 101.3
 now=$($R TIME | head -1); ts=$($R HGET comsrv:1001:T _timestamp); [ $((now-ts)) -le 1 ] && pass=$((pass+1)) || { fail=$((fail+1)); echo "FAIL ts default $ts vs $now"; }
@@ -261,6 +261,20 @@ eq late "$(REP CMD_3 '{"success":true,"actual_value":1}')/$($R XLEN control:resu
 $R HSET cmd:CMD_4 deadline 1 >/dev/null
 eq report-expired "$(REP CMD_4 '{"success":true}')/$(RES status)/$(RES command_id)/$($R XLEN control:results)" "timeout/timeout/CMD_4/4"
 eq expire-after "$(EXP gw1)/$($R XLEN control:results)" "0/4"
+# the audit log: one entry per queued command (who, what, from where), one per ending
+AUD() { $R --raw XRANGE audit:control - + | awk -v id="$1" -v ev="$2" -v f="$3" '
+  $0=="command_id" {getline; cid=$0} $0=="event" {getline; e=$0}
+  $0==f {getline; v=$0} /^[0-9]+-[0-9]+$/ {if (cid==id && e==ev && done=="") {print v; done=1}; cid=""; e=""; v=""}
+  END {if (cid==id && e==ev && done=="") print v}'; }
+C5='{"point_id":20,"command_type":"set_value","value":7,"client_id":"ui_9","instance":"gw1","timeout_ms":10000,"operator":"olga","reason":"audit me","source":"192.0.2.7"}'
+eq audit-sub "$(SUB comsrv:2001:A:TODO "$C5")" "CMD_5 queued 0"
+eq audit-queued "$(AUD CMD_5 queued operator)/$(AUD CMD_5 queued source)/$(AUD CMD_5 queued value)/$(AUD CMD_5 queued reason)/$(AUD CMD_5 queued channel_id)" "olga/192.0.2.7/7/audit me/2001"
+eq audit-rec-source "$($R HGET cmd:CMD_5 source)" "192.0.2.7"
+REP CMD_5 '{"success":true,"actual_value":7}' >/dev/null
+eq audit-ended "$(AUD CMD_5 executed operator)/$(AUD CMD_5 executed success)/$(AUD CMD_5 executed actual_value)" "olga/1/7"
+eq audit-timeout "$(AUD CMD_3 timeout point_id)/$(AUD CMD_4 timeout data_type)" "20/C"
+eq audit-dedup "$(SUB comsrv:2001:A:TODO "$C1")/$($R XLEN audit:control)" "CMD_1 executed 1/$($R XLEN audit:control)"
+has audit-bad-source "$(SUB comsrv:2001:A:TODO "${C5/192.0.2.7/$(printf 'x%.0s' $(seq 300))}")" "INVALID_PARAMETER source"
 # instances keep their own pending sets
 SUB comsrv:2001:A:TODO '{"point_id":20,"command_type":"set_value","value":3,"client_id":"c","instance":"gw2","timeout_ms":1000}' >/dev/null
 eq instances "$($R ZCARD cmd:pending:gw2)/$($R ZCARD cmd:pending:gw1)" "1/0"

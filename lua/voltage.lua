@@ -30,7 +30,7 @@ a cluster layout must co-locate them with every comsrv:* hash (hash tags).
 -- Library version, returned by voltage_version. The gateway reloads the library
 -- when Redis reports a smaller number than the one compiled into it.
 -- BUMP THIS ON ANY CHANGE TO THIS FILE (and the matching constant on the Rust side).
-local LIBRARY_VERSION = 16
+local LIBRARY_VERSION = 17
 
 -- Site-wide keys (see the cluster note above).
 local SEQ_KEY = 'netsrv:seq'
@@ -1242,15 +1242,25 @@ local function short_string(v, max, pattern)
 end
 
 -- Appends a final state to control:results.
+-- The audit log of control commands (who, what, when, from where, and how each ended): one
+-- entry when a command is queued, one when it ends. Capped like the other logs.
+local AUDIT = 'audit:control'
+local AUDIT_MAX = 100000
+
 local function append_result(rec, status, success, actual, message, now)
   redis.call('XADD', CONTROL_RESULTS, 'MAXLEN', '~', CONTROL_RESULTS_MAX, '*',
     'command_id', rec.command_id, 'instance', rec.instance, 'client_id', rec.client_id,
     'request_id', rec.request_id or '', 'status', status, 'success', success and '1' or '0',
     'actual_value', actual or '', 'message', message or '', 'time', now)
+  redis.call('XADD', AUDIT, 'MAXLEN', '~', AUDIT_MAX, '*',
+    'event', status, 'command_id', rec.command_id, 'operator', rec.operator or '',
+    'channel_id', rec.channel_id, 'data_type', rec.data_type, 'point_id', rec.point_id,
+    'success', success and '1' or '0', 'actual_value', actual or '', 'message', message or '',
+    'time', now)
 end
 
 local CMD_FIELDS = { 'command_id', 'status', 'deadline', 'channel_id', 'data_type', 'point_id',
-  'instance', 'client_id', 'request_id' }
+  'instance', 'client_id', 'request_id', 'operator' }
 
 local function command_record(key)
   local v = redis.call('HMGET', key, unpack(CMD_FIELDS))
@@ -1288,8 +1298,13 @@ local function enqueue(todo, ch_s, dtype, c, dedup)
     'point_id', pid, 'command_type', c.command_type, 'value', value,
     'client_id', c.client_id, 'request_id', c.request_id or '', 'instance', c.instance,
     'operator', c.operator or '', 'reason', c.reason or '', 'origin', c.origin or '', 'status', 'queued',
-    'queued_at', now, 'deadline', deadline)
+    'queued_at', now, 'deadline', deadline, 'source', c.source or '')
   redis.call('EXPIRE', key, CMD_TTL)
+  redis.call('XADD', AUDIT, 'MAXLEN', '~', AUDIT_MAX, '*',
+    'event', 'queued', 'command_id', id, 'operator', c.operator or '', 'source', c.source or '',
+    'origin', c.origin or '', 'client_id', c.client_id, 'channel_id', ch_s, 'data_type', dtype,
+    'point_id', pid, 'command_type', c.command_type, 'value', value, 'reason', c.reason or '',
+    'time', now)
   redis.call('RPUSH', todo, '{"command_id":"' .. id .. '","point_id":' .. pid .. ',"value":' .. value ..
     ',"command_type":"' .. c.command_type .. '","deadline_ms":' .. deadline .. '}')
   redis.call('ZADD', 'cmd:pending:' .. c.instance, deadline, id)
@@ -1303,7 +1318,8 @@ end
 -- control_submit:
 --   FCALL control_submit 1 comsrv:{ch}:{C|A}:TODO <command_json>
 --   command_json: {point_id, command_type ("set_value" -> A | "control" -> C, value 0/1),
---                  value, client_id, request_id?, instance, timeout_ms, operator?, reason?}
+--                  value, client_id, request_id?, instance, timeout_ms, operator?, reason?,
+--                  source?}  (source: where the command came from, e.g. the client's address)
 --   -> {command_id, status, duplicate (0|1)}
 -- -------------------------------------------------------------------
 local function control_submit(keys, args)
@@ -1343,7 +1359,7 @@ local function control_submit(keys, args)
   if type(c.timeout_ms) ~= 'number' or c.timeout_ms % 1 ~= 0 or c.timeout_ms < 1 or c.timeout_ms > TIMEOUT_MAX_MS then
     return bad_param('timeout_ms', 'an integer 1..' .. TIMEOUT_MAX_MS)
   end
-  for _, f in ipairs({ 'operator', 'reason' }) do
+  for _, f in ipairs({ 'operator', 'reason', 'source' }) do
     if c[f] == cjson.null then c[f] = nil end
     if c[f] ~= nil and (type(c[f]) ~= 'string' or #c[f] > 256) then
       return bad_param(f, 'a string of at most 256 bytes')
@@ -1544,6 +1560,7 @@ local function fire(r, values, now)
       point_id = tonumber(r.action_point), command_type = r.action_command_type,
       value = tonumber(r.action_value), client_id = 'rule:' .. r.id, instance = RULES_INSTANCE,
       timeout_ms = 10000, origin = 'rule:' .. r.id, reason = 'rule ' .. r.id,
+      operator = 'rule:' .. r.id, source = 'redis',
     }, nil)
     if type(q) == 'table' and q.err then
       result = 'error: ' .. q.err

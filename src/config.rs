@@ -2,6 +2,7 @@
 //! validated here and nowhere else. Every field documents its default and its trade-off;
 //! `voltage-gateway.example.toml` mirrors this file.
 
+use crate::auth::Role;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -69,6 +70,108 @@ pub struct Config {
     pub http: HttpConfig,
     pub ws: WsConfig,
     pub control: ControlConfig,
+    pub auth: AuthConfig,
+}
+
+/// What anonymous clients (no token) may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AnonymousRole {
+    None,
+    Viewer,
+    Operator,
+    Admin,
+}
+
+impl AnonymousRole {
+    pub fn role(self) -> Option<Role> {
+        match self {
+            AnonymousRole::None => None,
+            AnonymousRole::Viewer => Some(Role::Viewer),
+            AnonymousRole::Operator => Some(Role::Operator),
+            AnonymousRole::Admin => Some(Role::Admin),
+        }
+    }
+}
+
+/// One user: `[[auth.users]]` with a name, an argon2id hash (`voltage-gateway hash-password`)
+/// and a role.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    pub username: String,
+    pub password_hash: String,
+    pub role: Role,
+}
+
+/// Login, tokens and what anonymous clients may do (PROTOCOL.md §5).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Role of clients without a token: `viewer` (default: the seed's examples work
+    /// unchanged), `operator`, `admin`, or `none` (REST answers 401 and WebSocket upgrades are
+    /// refused, except `/health`, `/health/ready`, the page, login and refresh).
+    pub anonymous_role: AnonymousRole,
+    /// The key that signs access tokens (HS256), at least 32 bytes. Or `secret_file` (the
+    /// key is the file's content, trimmed), or the environment variable `VOLTAGE_AUTH_SECRET`
+    /// (which wins). None of them: a random key per start (logged loudly: tokens do not
+    /// survive a restart, and several gateways cannot share logins).
+    pub secret: String,
+    pub secret_file: String,
+    /// Access tokens live this long (s). Default 900 (a stolen one is worth 15 minutes).
+    pub access_ttl_secs: u64,
+    /// Refresh tokens live this long (s). Default 604800 (7 days).
+    pub refresh_ttl_secs: u64,
+    /// Refresh tokens kept (each used or live one of each login); the soonest to expire
+    /// make room. Default 10000.
+    pub max_refresh_tokens: usize,
+    /// Failed logins from one address, or for one user name, within the window before
+    /// further attempts are refused with 429 until the window passes. Default 5 per 60 s.
+    pub max_login_failures: u32,
+    pub login_failure_window_secs: u64,
+    pub users: Vec<UserConfig>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            anonymous_role: AnonymousRole::Viewer,
+            secret: String::new(),
+            secret_file: String::new(),
+            access_ttl_secs: 900,
+            refresh_ttl_secs: 7 * 24 * 3600,
+            max_refresh_tokens: 10_000,
+            max_login_failures: 5,
+            login_failure_window_secs: 60,
+            users: Vec::new(),
+        }
+    }
+}
+
+impl AuthConfig {
+    /// The signing key: `VOLTAGE_AUTH_SECRET`, then `secret_file`, then `secret`; `None`
+    /// when none is set.
+    pub fn signing_secret(&self) -> Result<Option<Vec<u8>>, ConfigError> {
+        let key = if let Ok(v) = std::env::var("VOLTAGE_AUTH_SECRET") {
+            v
+        } else if !self.secret_file.is_empty() {
+            std::fs::read_to_string(&self.secret_file)
+                .map_err(|e| ConfigError(format!("auth.secret_file {}: {e}", self.secret_file)))?
+                .trim()
+                .to_string()
+        } else {
+            self.secret.clone()
+        };
+        if key.is_empty() {
+            return Ok(None);
+        }
+        if key.len() < 32 {
+            return Err(ConfigError(
+                "the token signing secret must be at least 32 bytes (generate one: head -c 32 /dev/urandom | base64)".into(),
+            ));
+        }
+        Ok(Some(key.into_bytes()))
+    }
 }
 
 /// Control commands.
@@ -193,9 +296,20 @@ pub struct HttpConfig {
     /// parsing its pipelined requests, in bytes. Default 65536: memory per connection stays
     /// bounded by this plus one response, however many requests it pipelines.
     pub max_pending_output_bytes: usize,
-    /// Value of `Access-Control-Allow-Origin` so browser dashboards on another origin can read
-    /// the API; empty disables CORS headers. Default `*`.
-    pub cors_origin: String,
+    /// Browser origins (`https://scada.example.com`, scheme and host[:port]) whose pages may
+    /// use the gateway: CORS answers them, WebSocket upgrades from them are accepted, and
+    /// state-changing requests from any other origin are refused with 403. The gateway's own
+    /// origin (the `Origin` matches the `Host`) is always allowed; `"*"` allows every origin
+    /// (the demo's setting). Requests without `Origin` (scripts, device tools) are not
+    /// affected. Default: none besides the gateway's own.
+    pub allowed_origins: Vec<String>,
+    /// Host names (or addresses) the gateway answers to; a request whose `Host` is not on
+    /// the list gets 400 (defends against DNS rebinding). Empty (default): any.
+    pub allowed_hosts: Vec<String>,
+    /// Addresses of reverse proxies whose `X-Forwarded-For` is believed: behind them the
+    /// client's address (failed-login limits, the audit's "from where") is the last address
+    /// in that header that is not a trusted proxy. Empty (default): the header is ignored.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl Default for Config {
@@ -219,6 +333,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             ws: WsConfig::default(),
             control: ControlConfig::default(),
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -233,7 +348,9 @@ impl Default for HttpConfig {
             request_timeout_secs: 10,
             send_timeout_secs: 10,
             max_pending_output_bytes: 64 * 1024,
-            cors_origin: "*".into(),
+            allowed_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -368,7 +485,52 @@ impl Config {
         if ws.ping_interval_secs == 0 || ws.idle_timeout_secs == 0 || ws.slow_close_secs == 0 {
             return err("ws.ping_interval_secs, ws.idle_timeout_secs and ws.slow_close_secs must be positive");
         }
-        Ok(())
+        for o in &self.http.allowed_origins {
+            if o != "*" && crate::http::origin::normalize(o).is_none() {
+                return Err(ConfigError(format!(
+                    "http.allowed_origins: '{o}' is not an origin (scheme://host[:port], or \"*\")"
+                )));
+            }
+        }
+        self.validate_auth()
+    }
+
+    fn validate_auth(&self) -> Result<(), ConfigError> {
+        let a = &self.auth;
+        let err = |m: String| Err(ConfigError(m));
+        if !(1..=86_400).contains(&a.access_ttl_secs) {
+            return err("auth.access_ttl_secs must be in 1..=86400".into());
+        }
+        if a.refresh_ttl_secs < a.access_ttl_secs || a.refresh_ttl_secs > 90 * 86_400 {
+            return err(
+                "auth.refresh_ttl_secs must be >= access_ttl_secs and at most 90 days".into(),
+            );
+        }
+        if a.max_refresh_tokens == 0
+            || a.max_login_failures == 0
+            || a.login_failure_window_secs == 0
+        {
+            return err("auth.max_refresh_tokens, auth.max_login_failures and auth.login_failure_window_secs must be positive".into());
+        }
+        let mut seen = std::collections::HashSet::new();
+        for u in &a.users {
+            if !crate::auth::valid_username(&u.username) {
+                return err(format!(
+                    "auth.users: user name '{}' must be 1-64 of A-Za-z0-9_.@-",
+                    u.username
+                ));
+            }
+            if !seen.insert(u.username.as_str()) {
+                return err(format!("auth.users: user '{}' is listed twice", u.username));
+            }
+            if !crate::auth::password::is_argon2id(&u.password_hash) {
+                return err(format!(
+                    "auth.users: the password_hash of '{}' is not an argon2id hash (make one with: voltage-gateway hash-password)",
+                    u.username
+                ));
+            }
+        }
+        a.signing_secret().map(|_| ())
     }
 
     /// Shards to start: the configured number, or one per CPU.

@@ -51,6 +51,8 @@ pub struct ControlRequest {
     pub reason: Option<String>,
     /// The client's id for the request: a retry with the same id is the same command.
     pub request_id: Option<String>,
+    /// Where it came from (the client's address), for the audit log.
+    pub source: Option<String>,
 }
 
 /// Longest `operator` / `reason` accepted.
@@ -124,6 +126,7 @@ impl ControlRequest {
             ("request_id", &self.request_id),
             ("operator", &self.operator),
             ("reason", &self.reason),
+            ("source", &self.source),
         ] {
             if let Some(v) = v {
                 out.push(b',');
@@ -237,6 +240,7 @@ mod tests {
             command_type: CommandType::SetValue,
             value: 50.0,
             operator: Some("user_001".into()),
+            source: None,
             reason: Some("Production adjustment".into()),
             request_id: Some("ctrl_001".into()),
         }

@@ -28,6 +28,7 @@
 
 pub mod alarm;
 pub mod api;
+pub mod auth;
 pub mod config;
 pub mod control;
 pub mod demo;

@@ -34,6 +34,9 @@ enum Command {
     /// Connect to a gateway's WebSocket, send the given messages and print every message
     /// received, one JSON per line (try alarms and control commands by hand).
     Watch(WatchArgs),
+    /// Read a password from standard input (one line) and print its argon2id hash for the
+    /// configuration's [[auth.users]] password_hash.
+    HashPassword,
 }
 
 #[derive(Args, Clone)]
@@ -163,7 +166,28 @@ fn serve(args: ServeArgs) {
 fn demo(args: DemoArgs) {
     let signals = signals();
     let mut redis = RedisProcess::start().unwrap_or_else(|e| fail(&e));
-    let cfg = load_config(Some(args.listen), Some(redis.url()), false, &args.runtime);
+    let mut cfg = load_config(Some(args.listen), Some(redis.url()), false, &args.runtime);
+    // The demo is for trying things by hand from anywhere on this machine: anonymous clients
+    // may send control commands, and any page may use it. Never the defaults of `serve`.
+    cfg.auth.anonymous_role = voltage_gateway::config::AnonymousRole::Operator;
+    cfg.http.allowed_origins = vec!["*".into()];
+    if cfg.auth.users.is_empty() {
+        // Users to try login with; known passwords, so only in the demo (on loopback).
+        for (name, role) in [
+            ("viewer", voltage_gateway::auth::Role::Viewer),
+            ("operator", voltage_gateway::auth::Role::Operator),
+            ("admin", voltage_gateway::auth::Role::Admin),
+        ] {
+            let hash = voltage_gateway::auth::password::hash(name)
+                .unwrap_or_else(|e| fail(&format!("cannot hash a demo password: {e}")));
+            cfg.auth.users.push(voltage_gateway::config::UserConfig {
+                username: name.into(),
+                password_hash: hash,
+                role,
+            });
+        }
+    }
+    log::warn("demo: anonymous clients have the operator role, every origin is allowed, and users viewer/operator/admin have their names as passwords (demo only; `serve` defaults to anonymous viewers, same-origin, no users)");
     let server = Server::start(cfg).unwrap_or_else(|e| {
         redis.kill();
         fail(&e.to_string())
@@ -190,6 +214,9 @@ fn demo(args: DemoArgs) {
          \x20 WebSocket: ws://{addr}/ws\n\
          \x20   watch alarms:     {exe} watch 'ws://{addr}/ws?data_type=alarm'\n\
          \x20   send a set-point: {exe} watch ws://{addr}/ws --seconds 5 --send '{{\"type\":\"control\",\"id\":\"ctrl_001\",\"data\":{{\"channel_id\":2001,\"point_id\":20,\"command_type\":\"set_value\",\"value\":50.0}}}}'\n\
+         \x20 login (demo users viewer, operator, admin; password = the name):\n\
+         \x20   curl {base}/api/auth/login -H 'Content-Type: application/json' -d '{{\"username\":\"operator\",\"password\":\"operator\"}}'\n\
+         \x20 anonymous clients are operators here and any origin may connect: demo only.\n\
          \x20 Ctrl-C stops everything.\n",
         redis_url = redis.url(),
         n = simulator::channel_count(),
@@ -216,6 +243,22 @@ fn main() {
                 fail(&e);
             }
         }
+        Some(Command::HashPassword) => hash_password(),
         None => serve(cli.serve),
+    }
+}
+
+fn hash_password() {
+    let mut line = String::new();
+    if std::io::stdin().read_line(&mut line).is_err() {
+        fail("cannot read the password from standard input");
+    }
+    let password = line.trim_end_matches(['\r', '\n']);
+    if password.is_empty() {
+        fail("empty password (give it on standard input: echo -n 'secret' | voltage-gateway hash-password)");
+    }
+    match voltage_gateway::auth::password::hash(password) {
+        Ok(h) => println!("{h}"),
+        Err(e) => fail(&format!("cannot hash: {e}")),
     }
 }

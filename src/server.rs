@@ -72,11 +72,29 @@ impl Server {
         let published = Published::new();
         let inboxes: Vec<Arc<Inbox>> = (0..n).map(|_| Arc::default()).collect();
         let (feed_handle, feed_inbox) = feed::inbox::channel();
+        let secret = match config.auth.signing_secret().map_err(StartError::Config)? {
+            Some(s) => s,
+            None => {
+                log::warn(
+                    "no auth.secret, auth.secret_file or VOLTAGE_AUTH_SECRET: access tokens are signed with a random key made at start-up — they stop working when the gateway restarts, and gateways cannot share logins; set a secret for production",
+                );
+                let mut key = vec![0u8; 32];
+                getrandom::fill(&mut key).map_err(|e| {
+                    StartError::Thread("auth key", std::io::Error::other(e.to_string()))
+                })?;
+                key
+            }
+        };
+        let auth = Arc::new(crate::auth::Auth::new(&config.auth, &secret));
+        let verifier = shard::verifier::Verifier::start(inboxes.clone())
+            .map_err(|e| StartError::Thread("auth verifier", e))?;
         let shared = Shared::new(
             config.clone(),
             published.clone(),
             feed_handle.clone(),
             inboxes.clone(),
+            auth,
+            verifier,
         );
         let shutdown = Shutdown::new();
 

@@ -24,7 +24,7 @@ fn fcall(con: &mut redis::Connection, f: &str, key: &str, arg: &Json) -> redis::
 
 #[test]
 fn a_model_output_is_served_and_pushed_like_a_device_channel() {
-    let (_redis, gw, mut con) = start(DriverKind::Auto);
+    let (_redis, gw, mut con) = start_with(DriverKind::Auto, trust);
     let addr = gw.local_addr();
     // Site total: 1001 T 1 + 1002 T 1 (the seed site: 25.6 + 25.6).
     fcall(
@@ -60,7 +60,7 @@ fn a_model_output_is_served_and_pushed_like_a_device_channel() {
 
 #[test]
 fn a_rule_queues_a_command_that_reaches_its_final_state() {
-    let (_redis, gw, mut con) = start(DriverKind::Auto);
+    let (_redis, gw, mut con) = start_with(DriverKind::Auto, trust);
     let addr = gw.local_addr();
     // When 1001's temperature passes 40, lower 2001's set-point to 10.
     fcall(
@@ -147,7 +147,7 @@ fn send(addr: std::net::SocketAddr, method: &str, path: &str, body: &str) -> Htt
 
 #[test]
 fn models_rules_and_destinations_over_http() {
-    let (_redis, gw, mut con) = start(DriverKind::Auto);
+    let (_redis, gw, mut con) = start_with(DriverKind::Auto, trust);
     let addr = gw.local_addr();
     // A model: created, effective at once (its output is served), listed, replaced, deleted.
     let model = r#"{"output":{"channel_id":5000,"point_id":1},"op":"avg","inputs":[{"channel_id":1001,"point_id":1},{"channel_id":1002,"point_id":1}]}"#;

@@ -52,18 +52,13 @@ fn help_explains_every_option() {
 fn serve_with_each_driver_and_stop_on_sigterm() {
     let redis = redis();
     for driver in ["uring", "legacy"] {
-        let port = free_port();
-        let mut guard = Guard(
-            Command::new(BIN)
-                .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-                .args(["--redis", &redis.url(), "--driver", driver, "--shards", "2"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap(),
-        );
+        let mut cmd = Command::new(BIN);
+        cmd.args(["serve", "--listen", "127.0.0.1:0"])
+            .args(["--redis", &redis.url(), "--driver", driver, "--shards", "2"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let (mut guard, addr, log) = spawn_listening(cmd);
         let child = &mut guard.0;
-        let addr = format!("127.0.0.1:{port}").parse().unwrap();
         wait_ready(addr);
         let mut con = redis_con(&redis);
         write(&mut con, "comsrv:1001:T", r#"{"1":25.6}"#, None);
@@ -73,8 +68,7 @@ fn serve_with_each_driver_and_stop_on_sigterm() {
         signal(child, libc::SIGTERM);
         let st = wait_exit(child, Duration::from_secs(5));
         assert!(st.success(), "{driver}: {st}");
-        let mut err = String::new();
-        std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+        let err = log.lock().unwrap().clone();
         let expect = if driver == "uring" {
             "io_uring driver"
         } else {
@@ -136,17 +130,12 @@ fn demo_serves_a_live_site_and_stops_everything_on_ctrl_c() {
     if voltage_gateway::demo::redis_process::find_on_path("redis-server").is_none() {
         panic!("redis-server must be installed");
     }
-    let port = free_port();
-    let mut guard = Guard(
-        Command::new(BIN)
-            .args(["demo", "--listen", &format!("127.0.0.1:{port}")])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let mut cmd = Command::new(BIN);
+    cmd.args(["demo", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let (mut guard, addr, _log) = spawn_listening(cmd);
     let child = &mut guard.0;
-    let addr = format!("127.0.0.1:{port}").parse().unwrap();
     wait_ready(addr);
     wait_until("seed channels", Duration::from_secs(5), || {
         let ids = channel_ids(addr);
@@ -243,26 +232,18 @@ fn demo_serves_a_live_site_and_stops_everything_on_ctrl_c() {
 #[test]
 fn the_redis_password_is_not_logged() {
     let redis = redis();
-    let port = free_port();
     let url = format!("redis://:topsecret-pw@127.0.0.1:{}", redis.port());
-    let mut guard = Guard(
-        Command::new(BIN)
-            .args(["--listen", &format!("127.0.0.1:{port}"), "--redis", &url])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut cmd = Command::new(BIN);
+    cmd.args(["--listen", "127.0.0.1:0", "--redis", &url])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let (mut guard, _addr, log) = spawn_listening(cmd);
     // Redis has no password, so the feed's AUTH fails and is logged as well.
-    wait_until("listening", Duration::from_secs(10), || {
-        std::net::TcpStream::connect(addr).is_ok()
-    });
     std::thread::sleep(Duration::from_millis(500));
     signal(&guard.0, libc::SIGTERM);
     wait_exit(&mut guard.0, Duration::from_secs(5));
-    let mut err = String::new();
-    std::io::Read::read_to_string(guard.0.stderr.as_mut().unwrap(), &mut err).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let err = log.lock().unwrap().clone();
     assert!(err.contains("redis://:***@127.0.0.1"), "{err}");
     assert!(!err.contains("topsecret"), "{err}");
 }
@@ -285,22 +266,17 @@ fn refused(s: &mut std::net::TcpStream) -> bool {
 #[test]
 fn clients_cannot_take_the_descriptors_redis_needs() {
     let mut redis = redis();
-    let port = free_port();
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     // A hard limit of 200 descriptors: the gateway keeps 72 back (2 shards) for Redis and
     // its own, so at most 128 clients.
-    let mut guard = Guard(
-        Command::new("sh")
-            .arg("-c")
-            .arg(format!(
-                "ulimit -n 200 && exec {BIN} --listen {addr} --redis {} --shards 2",
-                redis.url()
-            ))
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(format!(
+            "ulimit -n 200 && exec {BIN} --listen 127.0.0.1:0 --redis {} --shards 2",
+            redis.url()
+        ))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let (mut guard, addr, log) = spawn_listening(cmd);
     wait_ready(addr);
     let mut held: Vec<_> = (0..250)
         .map(|_| std::net::TcpStream::connect(addr).unwrap())
@@ -331,8 +307,7 @@ fn clients_cannot_take_the_descriptors_redis_needs() {
     });
     signal(&guard.0, libc::SIGTERM);
     wait_exit(&mut guard.0, Duration::from_secs(5));
-    let mut err = String::new();
-    std::io::Read::read_to_string(guard.0.stderr.as_mut().unwrap(), &mut err).unwrap();
+    let err = log.lock().unwrap().clone();
     assert!(
         err.contains("at most 128 connections (200 file descriptors"),
         "{err}"
@@ -397,17 +372,12 @@ fn head_byte_by_byte_cpu(pid: u32, addr: std::net::SocketAddr, size: usize) -> D
 #[test]
 fn a_head_sent_one_byte_at_a_time_costs_cpu_in_proportion_to_its_size() {
     let redis = redis();
-    let port = free_port();
-    let guard = Guard(
-        Command::new(BIN)
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .args(["--redis", &redis.url(), "--shards", "1"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut cmd = Command::new(BIN);
+    cmd.args(["serve", "--listen", "127.0.0.1:0"])
+        .args(["--redis", &redis.url(), "--shards", "1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let (guard, addr, _log) = spawn_listening(cmd);
     wait_ready(addr);
     let pid = guard.0.id();
     // Re-scanning the whole head on every read costs O(n²): 7.5× the bytes would cost ~56×

@@ -40,7 +40,7 @@ fn control(id: &str, channel: u32, point: u32, command_type: &str, value: f64) -
 
 #[test]
 fn the_seed_control_is_queued_executed_and_answered() {
-    let (_redis, gw, mut con) = start(DriverKind::Auto);
+    let (_redis, gw, mut con) = start_with(DriverKind::Auto, trust);
     let (mut c, _) = Client::connect(gw.local_addr(), "/ws?client_id=ui_1");
     c.send(SEED_CONTROL);
     let queued = c.recv_type("control_ack");
@@ -82,6 +82,7 @@ fn the_seed_control_is_queued_executed_and_answered() {
 #[test]
 fn failures_timeouts_and_refusals_are_each_answered_once() {
     let (_redis, gw, mut con) = start_with(DriverKind::Auto, |cfg| {
+        trust(cfg);
         cfg.control.timeout_ms = 400;
     });
     let addr = gw.local_addr();
@@ -171,7 +172,7 @@ fn failures_timeouts_and_refusals_are_each_answered_once() {
 
 #[test]
 fn the_final_ack_reaches_a_reconnected_sender() {
-    let (_redis, gw, mut con) = start(DriverKind::Auto);
+    let (_redis, gw, mut con) = start_with(DriverKind::Auto, trust);
     let addr = gw.local_addr();
     let (mut first, _) = Client::connect(addr, "/ws?client_id=operator_7");
     first.send(SEED_CONTROL);
@@ -192,6 +193,7 @@ fn two_gateways_on_one_redis_each_answer_only_their_own_commands() {
     let redis = redis();
     let start_one = |name: &str| {
         let mut cfg = config(&redis.url(), DriverKind::Auto);
+        trust(&mut cfg);
         cfg.control.instance_id = name.to_string();
         let gw = voltage_gateway::Server::start(cfg).unwrap();
         wait_until("healthy", Duration::from_secs(5), || {
@@ -238,7 +240,7 @@ fn two_gateways_on_one_redis_each_answer_only_their_own_commands() {
 
 #[test]
 fn with_redis_down_a_command_is_refused_at_once() {
-    let (mut redis, gw, _con) = start(DriverKind::Auto);
+    let (mut redis, gw, _con) = start_with(DriverKind::Auto, trust);
     let addr = gw.local_addr();
     let (mut c, _) = Client::connect(addr, "/ws");
     redis.kill();
@@ -269,7 +271,7 @@ fn post(addr: std::net::SocketAddr, path: &str, body: &str) -> HttpResponse {
 
 #[test]
 fn the_same_over_http_for_scripts() {
-    let (_redis, gw, mut con) = start(DriverKind::Auto);
+    let (_redis, gw, mut con) = start_with(DriverKind::Auto, trust);
     let addr = gw.local_addr();
     let body = r#"{"channel_id":2001,"point_id":20,"command_type":"set_value","value":42.5,"operator":"script","request_id":"nightly-1"}"#;
     let r = post(addr, "/api/control", body);
@@ -342,6 +344,7 @@ fn a_restarted_gateway_resumes_its_commands_and_answers_the_sender_when_it_retur
     let redis = redis();
     let start_gw = || {
         let mut cfg = config(&redis.url(), DriverKind::Auto);
+        trust(&mut cfg);
         cfg.control.instance_id = "gw_r".into();
         cfg.control.timeout_ms = 1500;
         let gw = voltage_gateway::Server::start(cfg).unwrap();

@@ -15,6 +15,7 @@ const PURE: &[&str] = &[
     "src/model.rs",
     "src/alarm.rs",
     "src/control.rs",
+    "src/auth",
     "src/error.rs",
     "src/json.rs",
 ];

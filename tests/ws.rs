@@ -71,12 +71,13 @@ both_drivers!(seed_examples_verbatim, driver, {
         json!({"request_id":"unsub_001","unsubscribed":[1001],"failed":[],"total":2})
     );
 
+    // The seed's control needs the operator role: an anonymous viewer (the default) is told
+    // to log in, and nothing is queued. (tests/security.rs sends it with a token: queued.)
     c.send(r#"{"type":"control","id":"ctrl_001","timestamp":"2025-08-12T10:30:00Z","data":{"channel_id":2001,"point_id":20,"command_type":"set_value","value":50.0,"operator":"user_001","reason":"Production adjustment"}}"#);
-    let ack = c.recv();
-    assert_eq!(ack["type"], "control_ack");
-    assert_eq!(ack["id"], "ctrl_001_ack");
-    assert_eq!(ack["data"]["request_id"], "ctrl_001");
-    assert_eq!(ack["data"]["status"], "queued");
+    let e = c.recv();
+    assert_eq!(e["type"], "error");
+    assert_eq!(e["data"]["code"], "UNAUTHORIZED");
+    assert_eq!(e["data"]["request_id"], "ctrl_001");
 
     c.send(r#"{"type":"ping","id":"ping_001","timestamp":"2025-08-12T10:30:00Z"}"#);
     let pong = c.recv();

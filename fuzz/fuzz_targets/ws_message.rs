@@ -45,7 +45,14 @@ fuzz_target!(|data: &[u8]| {
     // The whole core: the same bytes as frames, split where the first byte says.
     let mut fan = fanout();
     fan.add_member(1, true);
-    let mut p = Protocol::new(1, Mode::Gateway, 4096, LIMITS);
+    // Anonymous operators: every command (control and auth included) reaches its apply step.
+    let cfg = voltage_gateway::config::AuthConfig {
+        anonymous_role: voltage_gateway::config::AnonymousRole::Operator,
+        ..Default::default()
+    };
+    let auth = Arc::new(voltage_gateway::auth::Auth::new(&cfg, &[7; 32]));
+    let principal = voltage_gateway::auth::Principal::anonymous(auth.anonymous_role());
+    let mut p = Protocol::new(1, Mode::Gateway, 4096, LIMITS, principal, auth);
     let mut out = Vec::new();
     let split = data.first().map_or(0, |b| usize::from(*b)).min(data.len());
     p.receive(&data[..split], 1_754_994_600_000, &mut fan, &mut out);

@@ -195,19 +195,23 @@ pub fn deleted(view: &View<'_>, kind: Kind, id: &str, now: i64) -> Result<Respon
     }
 }
 
-/// `since` / `limit` of `GET /api/rules/firings`.
-pub fn firings_query(q: &Query) -> Result<(EventId, usize), ApiError> {
+/// `since` / `limit` of a log page (`GET /api/rules/firings`, `GET /api/audit`).
+pub fn page_query(q: &Query) -> Result<(EventId, usize), ApiError> {
     let q = super::alarms::EventsQuery::parse(q)?;
     Ok((q.after, q.limit))
 }
 
-/// `GET /api/rules/firings?since&limit`: `{firings:[…], more, next_since}`.
-pub fn firings(view: &View<'_>, q: &Query, now: i64) -> Result<Response, ApiError> {
-    let (after, limit) = firings_query(q)?;
-    let page = view.firings.as_ref().ok_or_else(unavailable)?;
+/// A page of a log, oldest first: `{<field>:[{id, …fields, time as ISO}], more, next_since}`
+/// (`GET /api/rules/firings?since&limit` as `firings`, `GET /api/audit` as `entries`).
+pub fn page(view: &View<'_>, q: &Query, field: &str, now: i64) -> Result<Response, ApiError> {
+    let (after, limit) = page_query(q)?;
+    let page = view.stream.as_ref().ok_or_else(unavailable)?;
     let more = page.len() > limit;
     let page = &page[..page.len().min(limit)];
-    let mut out = Vec::from(&b"{\"firings\":["[..]);
+    let mut out = Vec::with_capacity(64 + 256 * page.len());
+    out.push(b'{');
+    json::write_key(&mut out, field);
+    out.push(b'[');
     for (i, (id, fields)) in page.iter().enumerate() {
         if i > 0 {
             out.push(b',');

@@ -114,20 +114,11 @@ mod tests {
             healthy: true,
             message: "Redis connection successful".into(),
         };
-        let mut view = View {
-            snapshot: &snapshot,
-            redis: &redis,
-            config: &config,
-            stats: Default::default(),
-            redis_rtt: Some(Duration::from_micros(153)),
-            alarms: &Default::default(),
-            alarm_events: None,
-            control: None,
-            command: None,
-            definitions: None,
-            library: None,
-            firings: None,
-        };
+        let alarms = Default::default();
+        let principal = crate::auth::Principal::anonymous(Some(crate::auth::Role::Viewer));
+        let auth = crate::auth::Auth::new(&config.auth, &[7; 32]);
+        let mut view = View::new(&snapshot, &redis, &config, &alarms, &principal, &auth);
+        view.redis_rtt = Some(Duration::from_micros(153));
         let body = |v: &View<'_>| String::from_utf8(detailed(v, 0).body).unwrap();
         let b = body(&view);
         assert!(

@@ -4,18 +4,22 @@
 //! [`needs`] and gathered by the connection before the handler runs.
 
 pub mod alarms;
+pub mod auth;
 mod channels;
 pub mod control;
 pub mod definitions;
 mod health;
 
 use crate::alarm::{ActiveAlarms, Range};
+use crate::auth::{Auth, Principal, Role};
 use crate::config::Config;
 use crate::error::{ApiError, ErrorCode};
+use crate::http::origin::OriginPolicy;
 use crate::http::{Method, Query, Request, Response};
 use crate::model::ChannelId;
 use crate::site::{DependencyHealth, Snapshot};
 use smallvec::SmallVec;
+use std::net::IpAddr;
 use std::time::Duration;
 
 /// Everything a handler may read, at one instant.
@@ -39,8 +43,55 @@ pub struct View<'a> {
     pub definitions: Option<Vec<definitions::Record>>,
     /// The library call the route made (save/delete).
     pub library: Option<definitions::Called>,
-    /// A page of `rule:firings` (one more than asked when more follow).
-    pub firings: Option<Vec<crate::alarm::StreamEntry>>,
+    /// A page of the log the route reads (`rule:firings`, `audit:control`; one more than
+    /// asked when more follow).
+    pub stream: Option<Vec<crate::alarm::StreamEntry>>,
+    /// Who the request acts as (authenticated before anything was gathered).
+    pub principal: &'a Principal,
+    /// Why the request's token was refused, if it was (routes open to everyone ignore it).
+    pub auth_error: Option<&'a ApiError>,
+    pub auth: &'a Auth,
+    /// The client's address (behind trusted proxies: the forwarded one).
+    pub client_ip: IpAddr,
+    /// `POST /api/auth/login`: whether the password matched, or why it was not checked
+    /// (`None`: the verifier did not answer in time).
+    pub login: Option<Result<bool, ApiError>>,
+    /// Fresh randomness for tokens (login and refresh only; zeros otherwise).
+    pub random: [u8; 32],
+}
+
+impl<'a> View<'a> {
+    /// A view with nothing gathered (no live measurement, no Redis answer): what a plain
+    /// read route needs. The connection fills in what [`needs`] asked for.
+    pub fn new(
+        snapshot: &'a Snapshot,
+        redis: &'a DependencyHealth,
+        config: &'a Config,
+        alarms: &'a ActiveAlarms,
+        principal: &'a Principal,
+        auth: &'a Auth,
+    ) -> View<'a> {
+        View {
+            snapshot,
+            redis,
+            config,
+            stats: Stats::default(),
+            redis_rtt: None,
+            alarms,
+            alarm_events: None,
+            control: None,
+            command: None,
+            definitions: None,
+            library: None,
+            stream: None,
+            principal,
+            auth_error: None,
+            auth,
+            client_ip: std::net::Ipv4Addr::UNSPECIFIED.into(),
+            login: None,
+            random: [0; 32],
+        }
+    }
 }
 
 /// Gateway counters for `/health/detailed`.
@@ -68,15 +119,35 @@ pub struct Needs {
     pub definitions: Option<(definitions::Kind, Option<String>)>,
     /// A library function to call: (function, key, argument).
     pub library: Option<(&'static str, String, Option<String>)>,
-    /// A page of the rules' firing log: (after, limit).
-    pub firings: Option<(crate::alarm::EventId, usize)>,
+    /// A page of a log (stream): (stream, after, limit).
+    pub stream: Option<(&'static str, crate::alarm::EventId, usize)>,
+    /// A password to check: (user, password).
+    pub login: Option<(String, String)>,
+    /// Randomness for new tokens.
+    pub random: bool,
 }
 
-/// What `req` needs: a well-formed `GET /health/detailed`, `GET /api/alarms/events`,
-/// `POST /api/control` or `GET /api/commands/{id}`. `max_depth` bounds a body's nesting.
-pub fn needs(req: &Request, max_depth: usize) -> Needs {
+/// What `req`, made by `principal`, needs gathered before it is answered (nothing when it
+/// will be refused: a refused request queues, saves and checks nothing). `max_depth` bounds
+/// a body's nesting.
+pub fn needs(
+    req: &Request,
+    principal: &Principal,
+    auth_error: Option<&ApiError>,
+    max_depth: usize,
+) -> Needs {
     let get = matches!(req.method, Method::Get | Method::Head);
     let route = route(&req.path);
+    if let Ok(Some(r)) = &route {
+        if permitted(r, req.method, principal, auth_error).is_err() {
+            return Needs::default();
+        }
+    }
+    let login = (req.method == Method::Post && matches!(route, Ok(Some(Route::AuthLogin))))
+        .then(|| auth::parse_login(&req.body, max_depth).ok())
+        .flatten();
+    let random = req.method == Method::Post
+        && matches!(route, Ok(Some(Route::AuthLogin | Route::AuthRefresh)));
     let control = (req.method == Method::Post && matches!(route, Ok(Some(Route::Control))))
         .then(|| control::parse_body(&req.body, max_depth).ok())
         .flatten();
@@ -91,7 +162,7 @@ pub fn needs(req: &Request, max_depth: usize) -> Needs {
     let alarm_events = (get && matches!(route, Ok(Some(Route::AlarmEvents))))
         .then(|| Query::parse(&req.query).and_then(|q| alarms::EventsQuery::parse(&q)))
         .and_then(Result::ok);
-    let (mut definitions, mut library, mut firings) = (None, None, None);
+    let (mut definitions, mut library, mut stream) = (None, None, None);
     match &route {
         Ok(Some(Route::Definitions(kind))) if get => definitions = Some((*kind, None)),
         Ok(Some(Route::Definition(kind, id))) => match req.method {
@@ -108,10 +179,16 @@ pub fn needs(req: &Request, max_depth: usize) -> Needs {
             }
             _ => {}
         },
-        Ok(Some(Route::RuleFirings)) if get => {
-            firings = Query::parse(&req.query)
-                .and_then(|q| definitions::firings_query(&q))
-                .ok();
+        Ok(Some(r @ (Route::RuleFirings | Route::Audit))) if get => {
+            let key = if *r == Route::Audit {
+                "audit:control"
+            } else {
+                "rule:firings"
+            };
+            stream = Query::parse(&req.query)
+                .and_then(|q| definitions::page_query(&q))
+                .ok()
+                .map(|(after, limit)| (key, after, limit));
         }
         _ => {}
     }
@@ -123,7 +200,76 @@ pub fn needs(req: &Request, max_depth: usize) -> Needs {
         command,
         definitions,
         library,
-        firings,
+        stream,
+        login,
+        random,
+    }
+}
+
+/// The checks every request passes first: the `Host` allow-list (400: DNS rebinding), and
+/// for a browser page on an origin not allowed, any request that changes state or opens a
+/// WebSocket (403: such a page must not act through an operator's browser). Reading is left
+/// to CORS: without the allow header the page cannot see the answer.
+pub fn gate(req: &Request, origins: &OriginPolicy, hosts: &[String]) -> Result<(), ApiError> {
+    let host = req.host.as_deref();
+    if !crate::http::origin::host_allowed(hosts, host) {
+        return Err(ApiError::new(
+            ErrorCode::BadRequest,
+            "Host not allowed",
+            format!(
+                "this gateway does not answer to Host '{}' (http.allowed_hosts)",
+                host.unwrap_or("")
+            ),
+        ));
+    }
+    let changes = req.websocket
+        || matches!(
+            req.method,
+            Method::Post | Method::Put | Method::Delete | Method::Patch
+        );
+    if changes && origins.refuses(req.origin.as_deref(), host) {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "Origin not allowed",
+            format!(
+                "pages from {} may not use this gateway (http.allowed_origins)",
+                req.origin.as_deref().unwrap_or("")
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The role a route needs (`None`: open to everyone — health probes, login and refresh,
+/// CORS preflights).
+fn required_role(route: &Route, method: Method) -> Option<Role> {
+    if method == Method::Options {
+        return None;
+    }
+    match route {
+        Route::Health | Route::HealthReady => None,
+        Route::AuthLogin | Route::AuthRefresh | Route::AuthLogout => None,
+        Route::Control => Some(Role::Operator),
+        Route::Audit => Some(Role::Admin),
+        Route::Definition(..) if matches!(method, Method::Put | Method::Delete) => {
+            Some(Role::Admin)
+        }
+        _ => Some(Role::Viewer),
+    }
+}
+
+/// Whether `principal` may make this request: 401 when logging in could help, 403 when the
+/// user's role is too low.
+fn permitted(
+    route: &Route,
+    method: Method,
+    principal: &Principal,
+    auth_error: Option<&ApiError>,
+) -> Result<(), ApiError> {
+    match (required_role(route, method), auth_error) {
+        (None, _) => Ok(()),
+        (Some(_), Some(e)) => Err(e.clone()),
+        (Some(role), None) => principal.require(role),
     }
 }
 
@@ -144,6 +290,11 @@ enum Route {
     Definitions(definitions::Kind),
     Definition(definitions::Kind, String),
     RuleFirings,
+    Audit,
+    AuthLogin,
+    AuthRefresh,
+    AuthLogout,
+    AuthMe,
 }
 
 impl Route {
@@ -174,6 +325,11 @@ fn route(path: &str) -> Result<Option<Route>, ApiError> {
         "/api/rules" => Route::Definitions(definitions::Kind::Rules),
         "/api/forwarding" => Route::Definitions(definitions::Kind::Forwarding),
         "/api/rules/firings" => Route::RuleFirings,
+        "/api/audit" => Route::Audit,
+        "/api/auth/login" => Route::AuthLogin,
+        "/api/auth/refresh" => Route::AuthRefresh,
+        "/api/auth/logout" => Route::AuthLogout,
+        "/api/auth/me" => Route::AuthMe,
         _ if ["/api/models/", "/api/rules/", "/api/forwarding/"]
             .iter()
             .any(|p| path.starts_with(p)) =>
@@ -246,14 +402,19 @@ pub fn handle(req: &Request, view: &View<'_>, now: i64) -> Response {
         Err(e) => return Response::error(&e, now),
     };
     let allow = match route {
-        Route::Control => "POST, OPTIONS",
+        Route::Control | Route::AuthLogin | Route::AuthRefresh | Route::AuthLogout => {
+            "POST, OPTIONS"
+        }
         Route::Definition(..) => "GET, HEAD, PUT, DELETE, OPTIONS",
         _ => "GET, HEAD, OPTIONS",
     };
     match (req.method, &route) {
-        (Method::Post, Route::Control) => {}
+        (
+            Method::Post,
+            Route::Control | Route::AuthLogin | Route::AuthRefresh | Route::AuthLogout,
+        ) => {}
         (Method::Put | Method::Delete, Route::Definition(..)) => {}
-        (Method::Get | Method::Head, r) if *r != Route::Control => {}
+        (Method::Get | Method::Head, _) if !allow.starts_with("POST") => {}
         (Method::Options, _) => {
             return Response::json(204, Vec::new())
                 .with_header("Allow", allow)
@@ -280,6 +441,9 @@ pub fn handle(req: &Request, view: &View<'_>, now: i64) -> Response {
             .with_header("Allow", allow)
         }
     }
+    if let Err(e) = permitted(&route, req.method, view.principal, view.auth_error) {
+        return Response::error(&e, now);
+    }
     if route.serves_data() && !view.snapshot.loaded {
         return Response::error(&not_loaded(view), now);
     }
@@ -304,7 +468,12 @@ pub fn handle(req: &Request, view: &View<'_>, now: i64) -> Response {
             Method::Delete => definitions::deleted(view, kind, id, now),
             _ => definitions::get(view, kind, id, now),
         },
-        Route::RuleFirings => definitions::firings(view, &q, now),
+        Route::RuleFirings => definitions::page(view, &q, "firings", now),
+        Route::Audit => definitions::page(view, &q, "entries", now),
+        Route::AuthLogin => auth::login(view, &req.body, now),
+        Route::AuthRefresh => auth::refresh(view, &req.body, now),
+        Route::AuthLogout => auth::logout(view, &req.body, now),
+        Route::AuthMe => auth::me(view, now),
     });
     result.unwrap_or_else(|e| Response::error(&e, now))
 }

@@ -74,6 +74,8 @@ pub enum Reply {
     Library(Option<Result<redis::Value, String>>),
     /// The entries, or `None` when Redis could not be asked.
     Stream(Option<Vec<super::stream::Entry>>),
+    /// The password verifier's answer (not the feed's: it shares the way back).
+    Verified(bool),
 }
 
 /// Where an answer goes: a connection on a shard (`seq` tells a late answer from the one

@@ -55,6 +55,11 @@ pub struct Request {
     pub ws_key: Option<String>,
     pub ws_version: Option<String>,
     pub authorization: Option<String>,
+    /// `Host` (one is required in HTTP/1.1), `Origin` (browsers send it on cross-origin and
+    /// upgrade requests) and `X-Forwarded-For` (believed only from trusted proxies).
+    pub host: Option<String>,
+    pub origin: Option<String>,
+    pub forwarded_for: Option<String>,
     pub body: Vec<u8>,
 }
 
@@ -133,6 +138,7 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Parsed {
     let mut ws_version = None;
     let mut authorization = None;
     let mut hosts = 0;
+    let (mut host, mut origin, mut forwarded_for) = (None, None, None);
     for h in req.headers.iter() {
         let value = std::str::from_utf8(h.value).unwrap_or("");
         let name = h.name;
@@ -161,6 +167,16 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Parsed {
             ws_version = Some(value.trim().to_owned());
         } else if name.eq_ignore_ascii_case("host") {
             hosts += 1;
+            host = Some(value.trim().to_owned());
+        } else if name.eq_ignore_ascii_case("origin") {
+            origin = Some(value.trim().to_owned());
+        } else if name.eq_ignore_ascii_case("x-forwarded-for") {
+            // Several headers form one list (RFC 7230 §3.2.2).
+            let list: &mut String = forwarded_for.get_or_insert_with(String::new);
+            if !list.is_empty() {
+                list.push(',');
+            }
+            list.push_str(value.trim());
         } else if name.eq_ignore_ascii_case("authorization") {
             authorization = Some(value.trim().to_owned());
         }
@@ -209,6 +225,9 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Parsed {
         ws_key,
         ws_version,
         authorization,
+        host,
+        origin,
+        forwarded_for,
         body: buf[head_len..head_len + body_len].to_vec(),
     };
     Parsed::Complete(Box::new(request), head_len + body_len)

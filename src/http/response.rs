@@ -77,7 +77,7 @@ pub fn write_response(
     resp: &Response,
     keep_alive: bool,
     head_only: bool,
-    cors_origin: &str,
+    cors_origin: Option<&str>,
 ) {
     out.extend_from_slice(b"HTTP/1.1 ");
     json::write_u64(out, u64::from(resp.status));
@@ -87,9 +87,13 @@ pub fn write_response(
     out.extend_from_slice(resp.content_type.as_bytes());
     out.extend_from_slice(b"\r\nContent-Length: ");
     json::write_u64(out, resp.body.len() as u64);
-    if !cors_origin.is_empty() {
+    if let Some(origin) = cors_origin {
         out.extend_from_slice(b"\r\nAccess-Control-Allow-Origin: ");
-        out.extend_from_slice(cors_origin.as_bytes());
+        out.extend_from_slice(origin.as_bytes());
+        if origin != "*" {
+            // The answer depends on the Origin: caches must not hand it to another page.
+            out.extend_from_slice(b"\r\nVary: Origin");
+        }
     }
     for (name, value) in &resp.headers {
         out.extend_from_slice(b"\r\n");
@@ -116,7 +120,7 @@ mod tests {
     fn renders() {
         let mut out = Vec::new();
         let r = Response::json(200, b"{}".to_vec()).with_header("Allow", "GET");
-        write_response(&mut out, &r, true, false, "*");
+        write_response(&mut out, &r, true, false, Some("*"));
         let s = String::from_utf8(out).unwrap();
         assert!(s.starts_with("HTTP/1.1 200 OK\r\n"));
         assert!(s.contains("Content-Length: 2\r\n"));
@@ -125,7 +129,7 @@ mod tests {
         let mut out = Vec::new();
         let e = Response::error(&ApiError::channel_not_found(9999), 0);
         assert_eq!(e.status, 404);
-        write_response(&mut out, &e, false, true, "");
+        write_response(&mut out, &e, false, true, None);
         let s = String::from_utf8(out).unwrap();
         assert!(s.ends_with("Connection: close\r\n\r\n"));
         assert!(!s.contains("Access-Control"));

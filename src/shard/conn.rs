@@ -118,10 +118,73 @@ async fn command_record(
 /// How long `/api/alarms/events` waits for the feed to read the page.
 const ALARM_LOG_DEADLINE: Duration = Duration::from_secs(2);
 
+/// How long a login waits for the verifier (a queue of logins ahead of it included).
+const LOGIN_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Whether a password matches, checked by the verifier thread after the failed-login limit
+/// allowed the attempt (`None`: the verifier was busy past the deadline).
+async fn check_password(
+    ctx: &ShardCtx,
+    conn: ConnId,
+    user: &str,
+    password: String,
+    client_ip: IpAddr,
+    now: i64,
+) -> Option<Result<bool, ApiError>> {
+    let auth = &ctx.shared.auth;
+    if let Err(e) = auth.login_permitted(client_ip, user, now) {
+        return Some(Err(e));
+    }
+    let hash = auth.password_hash(user).map(str::to_string);
+    match ctx
+        .ask(conn, LOGIN_DEADLINE, |to| {
+            ctx.shared.verifier.ask(password, hash, to)
+        })
+        .await
+    {
+        Some(Reply::Verified(ok)) => Some(Ok(ok)),
+        _ => None,
+    }
+}
+
 /// Answers one REST request from the feed's latest state, first gathering what the route
-/// needs (the live Redis round trip for `/health/detailed`).
-async fn respond(ctx: &ShardCtx, conn: ConnId, req: &Request) -> Response {
-    let needs = api::needs(req, ctx.shared.config.ws.max_json_depth);
+/// needs (the live Redis round trip for `/health/detailed`). Who asks is settled first: a
+/// request that will be refused gathers (queues, saves, checks) nothing.
+async fn respond(ctx: &ShardCtx, conn: ConnId, req: &Request, peer: IpAddr) -> Response {
+    let shared = &ctx.shared;
+    let cfg = &shared.config;
+    let started = crate::time::now_millis();
+    if let Err(e) = api::gate(req, &shared.origins, &cfg.http.allowed_hosts) {
+        return Response::error(&e, started);
+    }
+    let token = crate::auth::Auth::bearer(req.authorization.as_deref());
+    let (principal, auth_error) = match shared.auth.authenticate(token, started) {
+        Ok(p) => (p, None),
+        Err(e) => (crate::auth::Principal::anonymous(None), Some(e)),
+    };
+    let client_ip = crate::http::origin::client_ip(
+        peer,
+        req.forwarded_for.as_deref(),
+        &cfg.http.trusted_proxies,
+    );
+    let needs = api::needs(req, &principal, auth_error.as_ref(), cfg.ws.max_json_depth);
+    let login = match needs.login {
+        Some((user, password)) => {
+            check_password(ctx, conn, &user, password, client_ip, started).await
+        }
+        None => None,
+    };
+    let mut random = [0u8; 32];
+    if needs.random && getrandom::fill(&mut random).is_err() {
+        return Response::error(
+            &ApiError::new(
+                ErrorCode::InternalError,
+                "Internal error",
+                "no randomness for a token",
+            ),
+            started,
+        );
+    }
     let redis_rtt = if needs.redis_rtt {
         match ctx
             .ask_feed(conn, FeedRequest::RedisPing, HEALTH_RTT_DEADLINE)
@@ -148,7 +211,11 @@ async fn respond(ctx: &ShardCtx, conn: ConnId, req: &Request) -> Response {
         None => None,
     };
     let control = match needs.control {
-        Some(command) => {
+        Some(mut command) => {
+            // The audit names the token's user and the client's address, never what the
+            // body claims.
+            command.operator = Some(principal.name().to_string());
+            command.source = Some(client_ip.to_string());
             let request = FeedRequest::ControlSubmit {
                 command: Box::new(command),
                 client_id: api::control::HTTP_CLIENT_ID.to_string(),
@@ -189,10 +256,10 @@ async fn respond(ctx: &ShardCtx, conn: ConnId, req: &Request) -> Response {
         }
         None => None,
     };
-    let firings = match needs.firings {
-        Some((after, limit)) => {
+    let stream = match needs.stream {
+        Some((stream, after, limit)) => {
             let request = FeedRequest::Stream {
-                stream: "rule:firings",
+                stream,
                 after,
                 count: limit + 1,
             };
@@ -203,7 +270,6 @@ async fn respond(ctx: &ShardCtx, conn: ConnId, req: &Request) -> Response {
         }
         None => None,
     };
-    let shared = &ctx.shared;
     let snapshot = shared.published.snapshot.load();
     let redis = shared.published.redis.load();
     let alarms = shared.published.alarms.load();
@@ -224,7 +290,13 @@ async fn respond(ctx: &ShardCtx, conn: ConnId, req: &Request) -> Response {
         command,
         definitions,
         library,
-        firings,
+        stream,
+        principal: &principal,
+        auth_error: auth_error.as_ref(),
+        auth: &shared.auth,
+        client_ip,
+        login,
+        random,
     };
     let now = crate::time::now_millis();
     // A handler that panics answers 500 instead of unwinding through the shard.
@@ -252,7 +324,7 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, ctx: Rc<ShardCtx>) {
     let cfg = &ctx.shared.config;
     let now = crate::time::now_millis;
     if let Some(err) = counted.refusal() {
-        return answer_and_close(stream, &err, &cfg.http.cors_origin).await;
+        return answer_and_close(stream, &err).await;
     }
     let limits = Limits {
         max_head_bytes: cfg.http.max_head_bytes,
@@ -263,7 +335,6 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, ctx: Rc<ShardCtx>) {
     let request_timeout = Duration::from_secs(cfg.http.request_timeout_secs);
     let send_timeout = Duration::from_secs(cfg.http.send_timeout_secs);
     let out_budget = cfg.http.max_pending_output_bytes;
-    let cors = cfg.http.cors_origin.as_str();
     let mut inbuf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
     let mut out: Vec<u8> = Vec::with_capacity(READ_CHUNK);
     // How much of the partial request in `inbuf` was already searched for the head's end.
@@ -295,9 +366,16 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, ctx: Rc<ShardCtx>) {
                     consumed += n;
                     scanned = 0;
                     let echo = cfg.ws.conformance_echo && req.path == "/autobahn";
+                    let cors = ctx
+                        .shared
+                        .origins
+                        .cors(req.origin.as_deref(), req.host.as_deref());
+                    let cors = cors.as_deref();
                     if is_ws_path(&req.path) || echo {
-                        match handshake::check(&req) {
-                            Ok(up) => {
+                        let admitted = handshake::check(&req)
+                            .and_then(|up| admit_upgrade(&ctx, &req, up, echo));
+                        match admitted {
+                            Ok((up, principal)) => {
                                 out.extend_from_slice(&handshake::response(&up.accept_key));
                                 let written =
                                     monoio::time::timeout(send_timeout, stream.write_all(out))
@@ -311,9 +389,17 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, ctx: Rc<ShardCtx>) {
                                         stream,
                                         id,
                                         leftover,
-                                        up,
+                                        ws_conn::Opened {
+                                            up,
+                                            principal,
+                                            echo,
+                                            source: crate::http::origin::client_ip(
+                                                peer.ip(),
+                                                req.forwarded_for.as_deref(),
+                                                &cfg.http.trusted_proxies,
+                                            ),
+                                        },
                                         ctx.clone(),
-                                        echo,
                                         counted,
                                     ));
                                 }
@@ -327,14 +413,14 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, ctx: Rc<ShardCtx>) {
                             }
                         }
                     }
-                    let resp = respond(&ctx, id, &req).await;
+                    let resp = respond(&ctx, id, &req, peer.ip()).await;
                     let keep = req.keep_alive && !resp.close && !ctx.shutdown.is_triggered();
                     write_response(&mut out, &resp, keep, req.method == Method::Head, cors);
                     close = !keep;
                 }
                 Parsed::Partial => break,
                 Parsed::Error(e) => {
-                    write_response(&mut out, &Response::error(&e, now()), false, false, cors);
+                    write_response(&mut out, &Response::error(&e, now()), false, false, None);
                     close = true;
                 }
             }
@@ -376,7 +462,7 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, ctx: Rc<ShardCtx>) {
         let wait = match request_started {
             Some(t) => match request_timeout.checked_sub(t.elapsed()) {
                 Some(rest) => rest.min(idle),
-                None => return request_timed_out(stream, cors).await,
+                None => return request_timed_out(stream).await,
             },
             None => idle,
         };
@@ -385,28 +471,63 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, ctx: Rc<ShardCtx>) {
             Ok((Ok(n), buf)) if n > 0 => inbuf = buf.into_inner(),
             Ok(_) => return, // closed by the peer or failed
             Err(_) if request_started.is_some() => {
-                return request_timed_out(stream, cors).await;
+                return request_timed_out(stream).await;
             }
             Err(_) => return, // idle keep-alive connection
         }
     }
 }
 
+/// Whether an upgrade may open a WebSocket, and as whom: the Host and Origin checks, the
+/// token (`?token=` or `Authorization`), at least the viewer role, and a `client_id` that is
+/// free or held by the same user.
+fn admit_upgrade(
+    ctx: &ShardCtx,
+    req: &Request,
+    up: handshake::Upgrade,
+    echo: bool,
+) -> Result<(handshake::Upgrade, crate::auth::Principal), ApiError> {
+    let shared = &ctx.shared;
+    let now = crate::time::now_millis();
+    if echo {
+        return Ok((up, crate::auth::Principal::anonymous(None)));
+    }
+    api::gate(req, &shared.origins, &shared.config.http.allowed_hosts)?;
+    let token = up
+        .token
+        .as_deref()
+        .or_else(|| crate::auth::Auth::bearer(req.authorization.as_deref()));
+    let principal = shared.auth.authenticate(token, now)?;
+    principal.require(crate::auth::Role::Viewer)?;
+    if let Some(id) = &up.client_id {
+        if !shared.registry.may_claim(id, principal.user.as_deref()) {
+            return Err(ApiError::new(
+                ErrorCode::Forbidden,
+                "client_id in use",
+                format!(
+                    "client_id '{id}' is held by another user's connection; takeover is only for the same user"
+                ),
+            ));
+        }
+    }
+    Ok((up, principal))
+}
+
 /// 408 for a request whose head or body did not arrive within `request_timeout_secs`.
-async fn request_timed_out(stream: TcpStream, cors: &str) {
+async fn request_timed_out(stream: TcpStream) {
     let err = ApiError::new(
         ErrorCode::RequestTimeout,
         "Request timeout",
         "the request's head and body must arrive within the request timeout",
     );
-    answer_and_close(stream, &err, cors).await;
+    answer_and_close(stream, &err).await;
 }
 
 /// Sends `err` as the last response (a second at most: the client may not read) and closes.
-async fn answer_and_close(mut stream: TcpStream, err: &ApiError, cors: &str) {
+async fn answer_and_close(mut stream: TcpStream, err: &ApiError) {
     let mut out = Vec::new();
     let resp = Response::error(err, crate::time::now_millis());
-    write_response(&mut out, &resp, false, false, cors);
+    write_response(&mut out, &resp, false, false, None);
     let _ = monoio::time::timeout(Duration::from_secs(1), stream.write_all(out)).await;
     linger_close(stream).await;
 }

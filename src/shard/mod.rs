@@ -8,6 +8,7 @@ pub mod listener;
 mod notify;
 pub mod registry;
 pub mod shared;
+pub mod verifier;
 pub mod ws_conn;
 
 use crate::config::DriverKind;
@@ -103,6 +104,18 @@ impl ShardCtx {
         request: Request,
         deadline: Duration,
     ) -> Option<Reply> {
+        self.ask(conn, deadline, |to| self.shared.feed.ask(request, to))
+            .await
+    }
+
+    /// Sends a request with `send` (false: not accepted) on behalf of `conn` and waits at
+    /// most `deadline` for the answer through this shard's inbox.
+    pub async fn ask(
+        &self,
+        conn: ConnId,
+        deadline: Duration,
+        send: impl FnOnce(ReplyTo) -> bool,
+    ) -> Option<Reply> {
         let seq = self.next_request.get() + 1;
         self.next_request.set(seq);
         let slot = Rc::new(ReplySlot::default());
@@ -112,7 +125,7 @@ impl ShardCtx {
             conn,
             seq,
         };
-        let reply = if self.shared.feed.ask(request, to) {
+        let reply = if send(to) {
             monoio::select! {
                 _ = slot.ready.wait() => slot.reply.take(),
                 _ = monoio::time::sleep(deadline) => None,

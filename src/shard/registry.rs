@@ -1,5 +1,6 @@
 //! Live client ids across all shards: takeover (a second connection with the same
-//! `client_id` replaces the first, wherever it lives) and unique generated ids.
+//! `client_id` replaces the first, wherever it lives — when it acts as the same user) and
+//! unique generated ids.
 
 use crate::fanout::ConnId;
 use std::collections::hash_map::RandomState;
@@ -14,28 +15,57 @@ pub struct Owner {
     pub conn: ConnId,
 }
 
+/// Who holds a client id, and as which user (`None`: anonymous).
+type Holder = (Owner, Option<String>);
+
 #[derive(Default)]
 pub struct Registry {
-    ids: Mutex<HashMap<String, Owner>>,
+    ids: Mutex<HashMap<String, Holder>>,
     random: RandomState,
 }
 
+/// A client id held by another user's connection: takeover is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeldByAnother;
+
 impl Registry {
-    /// Takes `id` for `owner`; returns the connection it replaces, if one held it.
-    pub fn claim(&self, id: &str, owner: Owner) -> Option<Owner> {
+    /// Takes `id` for `owner` acting as `user`; returns the connection it replaces, if one
+    /// held it — or refuses when that one acts as another user (any page could otherwise
+    /// evict any dashboard by guessing its id).
+    pub fn claim(
+        &self,
+        id: &str,
+        owner: Owner,
+        user: Option<&str>,
+    ) -> Result<Option<Owner>, HeldByAnother> {
         let mut ids = self.ids.lock().unwrap_or_else(|e| e.into_inner());
-        ids.insert(id.to_owned(), owner).filter(|old| *old != owner)
+        if let Some((_, holder)) = ids.get(id) {
+            if holder.as_deref() != user {
+                return Err(HeldByAnother);
+            }
+        }
+        Ok(ids
+            .insert(id.to_owned(), (owner, user.map(str::to_owned)))
+            .map(|(old, _)| old)
+            .filter(|old| *old != owner))
+    }
+
+    /// Whether `user` may take `id` now (free, or held by the same user).
+    pub fn may_claim(&self, id: &str, user: Option<&str>) -> bool {
+        let ids = self.ids.lock().unwrap_or_else(|e| e.into_inner());
+        ids.get(id)
+            .is_none_or(|(_, holder)| holder.as_deref() == user)
     }
 
     /// Generates `client_` + 8 lowercase hex digits, unique among live connections, and
     /// registers it for `owner`.
-    pub fn generate(&self, owner: Owner) -> String {
+    pub fn generate(&self, owner: Owner, user: Option<&str>) -> String {
         let mut ids = self.ids.lock().unwrap_or_else(|e| e.into_inner());
         let mut n = owner.conn;
         loop {
             let id = format!("client_{:08x}", self.random.hash_one(n) as u32);
             if !ids.contains_key(&id) {
-                ids.insert(id.clone(), owner);
+                ids.insert(id.clone(), (owner, user.map(str::to_owned)));
                 return id;
             }
             n = n.wrapping_add(0x9E37_79B9);
@@ -45,7 +75,7 @@ impl Registry {
     /// Frees `id` if `conn` still holds it (a replaced connection must not free its successor's id).
     pub fn release(&self, id: &str, conn: ConnId) {
         let mut ids = self.ids.lock().unwrap_or_else(|e| e.into_inner());
-        if ids.get(id).is_some_and(|o| o.conn == conn) {
+        if ids.get(id).is_some_and(|(o, _)| o.conn == conn) {
             ids.remove(id);
         }
     }
@@ -56,7 +86,7 @@ impl Registry {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(id)
-            .copied()
+            .map(|(o, _)| *o)
     }
 
     pub fn len(&self) -> usize {
@@ -77,8 +107,14 @@ mod tests {
         let r = Registry::default();
         let a = Owner { shard: 0, conn: 1 };
         let b = Owner { shard: 1, conn: 2 };
-        assert_eq!(r.claim("dashboard_001", a), None);
-        assert_eq!(r.claim("dashboard_001", b), Some(a));
+        assert_eq!(r.claim("dashboard_001", a, None), Ok(None));
+        assert_eq!(r.claim("dashboard_001", b, None), Ok(Some(a)));
+        assert!(!r.may_claim("dashboard_001", Some("alice")));
+        assert_eq!(
+            r.claim("dashboard_001", a, Some("alice")),
+            Err(HeldByAnother),
+            "another user cannot take it over"
+        );
         r.release("dashboard_001", 1);
         assert_eq!(
             r.len(),
@@ -94,7 +130,7 @@ mod tests {
         let r = Registry::default();
         let mut seen = std::collections::HashSet::new();
         for conn in 0..5000 {
-            let id = r.generate(Owner { shard: 0, conn });
+            let id = r.generate(Owner { shard: 0, conn }, None);
             assert_eq!(id.len(), 15);
             assert!(id.starts_with("client_"));
             assert!(id[7..]

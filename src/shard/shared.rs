@@ -4,8 +4,11 @@
 
 use super::inbox::Inbox;
 use super::registry::Registry;
+use super::verifier::Verifier;
+use crate::auth::Auth;
 use crate::config::Config;
 use crate::feed::{FeedHandle, Published};
+use crate::http::origin::OriginPolicy;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -33,6 +36,12 @@ pub struct Shared {
     pub inboxes: Vec<Arc<Inbox>>,
     /// Final control acks whose sender is not connected right now.
     pub parked: Parked,
+    /// Users, tokens and login limits.
+    pub auth: Arc<Auth>,
+    /// Which browser origins may use the gateway.
+    pub origins: OriginPolicy,
+    /// Checks passwords off the shard threads.
+    pub verifier: Verifier,
 }
 
 /// How long a final control ack waits for its sender to reconnect, and how many may wait.
@@ -86,8 +95,13 @@ impl Shared {
         published: Arc<Published>,
         feed: FeedHandle,
         inboxes: Vec<Arc<Inbox>>,
+        auth: Arc<Auth>,
+        verifier: Verifier,
     ) -> Arc<Shared> {
         Arc::new(Shared {
+            origins: OriginPolicy::new(&config.http.allowed_origins),
+            auth,
+            verifier,
             per_ip: Mutex::new(HashMap::new()),
             websockets: inboxes.iter().map(|_| AtomicUsize::new(0)).collect(),
             next_conn: AtomicU64::new(1),

@@ -110,6 +110,9 @@ unsafe impl monoio::buf::IoVecBuf for Batch {
 pub struct WsConn {
     pub id: ConnId,
     pub client_id: String,
+    /// The client's address (behind trusted proxies, the forwarded one): the audit's "from
+    /// where".
+    source: String,
     protocol: RefCell<Protocol>,
     out: RefCell<VecDeque<Chunk>>,
     /// Bytes queued or being written.
@@ -216,16 +219,23 @@ pub fn kick_local(ctx: &ShardCtx, conn: ConnId, why: Disconnect) {
     }
 }
 
-fn claim_client_id(ctx: &ShardCtx, requested: Option<String>, conn: ConnId) -> String {
+/// The connection's client id: the requested one (replacing the same user's connection that
+/// held it), or a generated one; `Err` when another user's connection holds it.
+fn claim_client_id(
+    ctx: &ShardCtx,
+    requested: Option<String>,
+    conn: ConnId,
+    user: Option<&str>,
+) -> Result<String, super::registry::HeldByAnother> {
     let owner = Owner {
         shard: ctx.index,
         conn,
     };
     let registry = &ctx.shared.registry;
     let Some(id) = requested else {
-        return registry.generate(owner);
+        return Ok(registry.generate(owner, user));
     };
-    if let Some(old) = registry.claim(&id, owner) {
+    if let Some(old) = registry.claim(&id, owner, user)? {
         if old.shard == ctx.index {
             kick_local(ctx, old.conn, Disconnect::Replaced);
         } else if let Some(inbox) = ctx.shared.inboxes.get(old.shard) {
@@ -235,28 +245,49 @@ fn claim_client_id(ctx: &ShardCtx, requested: Option<String>, conn: ConnId) -> S
             });
         }
     }
-    id
+    Ok(id)
+}
+
+/// An accepted upgrade: what it asked for, who it acts as, and whether it is the
+/// conformance endpoint (messages are echoed back).
+pub struct Opened {
+    pub up: Upgrade,
+    pub principal: crate::auth::Principal,
+    pub echo: bool,
+    /// The client's address.
+    pub source: std::net::IpAddr,
 }
 
 /// Runs an upgraded connection `id` until it closes. `leftover` are bytes the client sent
-/// after the handshake; `echo` serves the conformance endpoint (messages are echoed back);
-/// `counted` keeps the connection counted (total and per IP) while it lives.
+/// after the handshake; `counted` keeps the connection counted (total and per IP) while it
+/// lives.
 pub async fn serve<G>(
     stream: TcpStream,
     id: ConnId,
     leftover: Vec<u8>,
-    up: Upgrade,
+    opened: Opened,
     ctx: Rc<ShardCtx>,
-    echo: bool,
     counted: G,
 ) {
     let _counted = counted;
+    let Opened {
+        up,
+        principal,
+        echo,
+        source,
+    } = opened;
     let shared = ctx.shared.clone();
     let cfg = &shared.config.ws;
-    let client_id = if echo {
-        format!("echo_{id}")
+    let claimed = if echo {
+        Ok(format!("echo_{id}"))
     } else {
-        claim_client_id(&ctx, up.client_id.clone(), id)
+        claim_client_id(&ctx, up.client_id.clone(), id, principal.user.as_deref())
+    };
+    let (client_id, taken) = match claimed {
+        Ok(c) => (c, false),
+        // Lost a race for the id against another user's connection (the upgrade checked it):
+        // nothing was registered; the connection is closed at once.
+        Err(_) => (format!("refused_{id}"), true),
     };
     let mode = if echo { Mode::Echo } else { Mode::Gateway };
     let limits = crate::ws::cmd::Limits {
@@ -265,11 +296,19 @@ pub async fn serve<G>(
         messages_per_sec: cfg.max_messages_per_sec,
         message_burst: cfg.message_burst,
     };
-    let protocol = Protocol::new(id, mode, cfg.max_message_bytes, limits);
+    let protocol = Protocol::new(
+        id,
+        mode,
+        cfg.max_message_bytes,
+        limits,
+        principal,
+        shared.auth.clone(),
+    );
     let now = Instant::now();
     let conn = Rc::new(WsConn {
         id,
         client_id: client_id.clone(),
+        source: source.to_string(),
         protocol: RefCell::new(protocol),
         out: RefCell::new(VecDeque::new()),
         queued: Cell::new(0),
@@ -290,29 +329,33 @@ pub async fn serve<G>(
         }
     }
     shared.websockets[ctx.index].fetch_add(1, Ordering::Relaxed);
-    let now = crate::time::now_millis();
-    let first = {
-        let p = conn.protocol.borrow();
-        let connected = p.connected(&client_id, up.audience, now);
-        let status = p.status(&ctx.source.borrow(), now);
-        connected.into_iter().chain(status).collect()
-    };
-    conn.send(first);
-    if !echo {
-        let mut out = Vec::new();
-        let ask = conn.protocol.borrow_mut().start_alarms(
-            up.audience.wants_alarms(),
-            up.alarms_since,
-            &ctx.ws.borrow().alarms,
-            &mut out,
-        );
-        conn.send(out);
-        if let Some(ask) = ask {
-            monoio::spawn(replay_alarms(ctx.clone(), conn.clone(), ask));
+    if taken {
+        conn.close(Disconnect::ClientIdTaken);
+    } else {
+        let now = crate::time::now_millis();
+        let first = {
+            let p = conn.protocol.borrow();
+            let connected = p.connected(&client_id, up.audience, now);
+            let status = p.status(&ctx.source.borrow(), now);
+            connected.into_iter().chain(status).collect()
+        };
+        conn.send(first);
+        if !echo {
+            let mut out = Vec::new();
+            let ask = conn.protocol.borrow_mut().start_alarms(
+                up.audience.wants_alarms(),
+                up.alarms_since,
+                &ctx.ws.borrow().alarms,
+                &mut out,
+            );
+            conn.send(out);
+            if let Some(ask) = ask {
+                monoio::spawn(replay_alarms(ctx.clone(), conn.clone(), ask));
+            }
+            // Final acks of this client's commands that came while it was away.
+            let parked = shared.parked.take(&client_id, Instant::now());
+            conn.send(parked.into_iter().map(Action::Reply).collect());
         }
-        // Final acks of this client's commands that came while it was away.
-        let parked = shared.parked.take(&client_id, Instant::now());
-        conn.send(parked.into_iter().map(Action::Reply).collect());
     }
 
     run(stream, leftover, &conn, &ctx).await;
@@ -323,7 +366,7 @@ pub async fn serve<G>(
         ws.conns.remove(&id);
         ws.fanout.remove_member(id);
     }
-    if !echo {
+    if !echo && !taken {
         shared.registry.release(&client_id, id);
     }
     shared.websockets[ctx.index].fetch_sub(1, Ordering::Relaxed);
@@ -555,8 +598,9 @@ fn queue_controls(conn: &Rc<WsConn>, ctx: &Rc<ShardCtx>, out: Vec<Action>) -> Ve
 async fn submit_control(
     ctx: Rc<ShardCtx>,
     conn: Rc<WsConn>,
-    command: Box<crate::control::ControlRequest>,
+    mut command: Box<crate::control::ControlRequest>,
 ) {
+    command.source = Some(conn.source.clone());
     let request_id = command.request_id.clone();
     let request = Request::ControlSubmit {
         command,
@@ -643,6 +687,17 @@ pub fn sweep(ctx: &ShardCtx) {
                 c.kill();
             }
             continue;
+        }
+        let mut out = Vec::new();
+        c.protocol
+            .borrow_mut()
+            .check_expiry(crate::time::now_millis(), &mut out);
+        if !out.is_empty() {
+            c.send(out);
+            if c.protocol.borrow().is_closing() {
+                c.closing.set(Some(now));
+                continue;
+            }
         }
         if now.duration_since(c.last_read.get()) > idle {
             c.close(Disconnect::IdleTimeout);

@@ -18,6 +18,12 @@ pub enum Disconnect {
     InternalError,
     /// Kept sending far over its message rate after being told (1008).
     RateLimited,
+    /// The access token expired and anonymous clients may do nothing (4401: like HTTP 401,
+    /// log in again and reconnect).
+    TokenExpired,
+    /// Another user's connection took its `client_id` first (1008): takeover is only for
+    /// the same user.
+    ClientIdTaken,
 }
 
 impl Disconnect {
@@ -25,7 +31,10 @@ impl Disconnect {
         match self {
             Disconnect::Replaced => CloseCode::Library(4001),
             Disconnect::Shutdown | Disconnect::IdleTimeout => CloseCode::Away,
-            Disconnect::TooSlow | Disconnect::RateLimited => CloseCode::Policy,
+            Disconnect::TooSlow | Disconnect::RateLimited | Disconnect::ClientIdTaken => {
+                CloseCode::Policy
+            }
+            Disconnect::TokenExpired => CloseCode::Library(4401),
             Disconnect::InternalError => CloseCode::Error,
         }
     }
@@ -45,6 +54,8 @@ impl Disconnect {
             Disconnect::TooSlow => "client too slow",
             Disconnect::InternalError => "internal error",
             Disconnect::RateLimited => "message rate limit exceeded",
+            Disconnect::TokenExpired => "token expired",
+            Disconnect::ClientIdTaken => "client_id belongs to another user",
         }
     }
 }
@@ -60,5 +71,6 @@ mod tests {
         assert_eq!(u16::from(Disconnect::IdleTimeout.code()), 1001);
         assert_eq!(u16::from(Disconnect::TooSlow.code()), 1008);
         assert_eq!(u16::from(Disconnect::InternalError.code()), 1011);
+        assert_eq!(u16::from(Disconnect::TokenExpired.code()), 4401);
     }
 }

@@ -300,6 +300,29 @@ pub fn control_ack_final(r: &crate::control::ControlResult, now: i64) -> Vec<u8>
     envelope("control_ack", &ack_id(request_id, now), now, &d)
 }
 
+/// `auth_ack {request_id, username, role, anonymous, expires_at}`: the connection now acts
+/// with the fresh token (`principal` is its JSON object).
+pub fn auth_ack(request_id: Option<&str>, principal: &[u8], now: i64) -> Vec<u8> {
+    let mut d = Vec::with_capacity(principal.len() + 48);
+    d.push(b'{');
+    write_request_id(&mut d, request_id);
+    d.push(b',');
+    d.extend_from_slice(&principal[1..]);
+    envelope("auth_ack", &ack_id(request_id, now), now, &d)
+}
+
+/// `auth_expired {role, message}`: the connection's token expired; it goes on with the
+/// anonymous role (`role`) until it renews with an `auth` message.
+pub fn auth_expired(role: &str, now: i64) -> Vec<u8> {
+    let mut d = Vec::with_capacity(160);
+    d.extend_from_slice(b"{\"role\":");
+    json::write_str(&mut d, role);
+    d.extend_from_slice(
+        b",\"message\":\"the access token expired; send an auth message with a fresh token to act as the user again\"}",
+    );
+    envelope("auth_expired", &format!("auth_expired_{now}"), now, &d)
+}
+
 /// The pong's id: the ping's id with a leading `ping` replaced by `pong`, else `pong_{id}`.
 pub fn pong_id(request_id: Option<&str>) -> String {
     match request_id {

@@ -41,6 +41,8 @@ pub struct Upgrade {
     pub audience: Audience,
     /// `alarms_since`: the last alarm event the client saw (it is sent what followed).
     pub alarms_since: Option<EventId>,
+    /// `token`: the access token (browsers cannot set `Authorization` on a WebSocket).
+    pub token: Option<String>,
     pub accept_key: String,
 }
 
@@ -127,10 +129,21 @@ pub fn check(req: &Request) -> Result<Upgrade, ApiError> {
             )
         })?),
     };
+    let token = match q.get("token")? {
+        None | Some("") => None,
+        Some(t) if t.len() <= 4096 => Some(t.to_owned()),
+        Some(_) => {
+            return Err(ApiError::invalid_parameter(
+                "token",
+                "must be at most 4096 bytes",
+            ))
+        }
+    };
     Ok(Upgrade {
         client_id,
         audience,
         alarms_since,
+        token,
         accept_key: tungstenite::handshake::derive_accept_key(key.as_bytes()),
     })
 }

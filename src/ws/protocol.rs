@@ -11,6 +11,7 @@ use super::handshake::Audience;
 use super::rate::RateLimit;
 use super::session::{Event, Session};
 use crate::alarm::{ActiveAlarms, Alarm, EventId, Range};
+use crate::auth::{Auth, Principal};
 use crate::error::{ApiError, ErrorCode};
 use crate::fanout::{ConnId, Fanout};
 use crate::site::SourceStatus;
@@ -53,12 +54,22 @@ pub struct Protocol {
     /// Bytes received since.
     drained: usize,
     alarms: AlarmFlow,
+    /// Who the connection acts as, and what checks and renews its tokens.
+    principal: Principal,
+    auth: Arc<Auth>,
 }
 
 impl Protocol {
     /// `max_message` bounds one inbound message (bigger closes with 1009); `limits` bound
     /// what a message may ask of the parser.
-    pub fn new(conn: ConnId, mode: Mode, max_message: usize, limits: cmd::Limits) -> Protocol {
+    pub fn new(
+        conn: ConnId,
+        mode: Mode,
+        max_message: usize,
+        limits: cmd::Limits,
+        principal: Principal,
+        auth: Arc<Auth>,
+    ) -> Protocol {
         Protocol {
             conn,
             mode,
@@ -71,6 +82,34 @@ impl Protocol {
             closed: false,
             drained: 0,
             alarms: AlarmFlow::Off,
+            principal,
+            auth,
+        }
+    }
+
+    /// Who the connection acts as now.
+    pub fn principal(&self) -> &Principal {
+        &self.principal
+    }
+
+    /// Checks the connection's token at `now`: once it has expired, the connection goes on
+    /// with the anonymous role and is told (`auth_expired`) — or, when anonymous clients may
+    /// do nothing, is closed with 4401.
+    pub fn check_expiry(&mut self, now: i64, out: &mut Vec<Action>) {
+        if self.closed || self.principal.expires_ms.is_none_or(|t| t > now) {
+            return;
+        }
+        let anonymous = self.auth.anonymous_role();
+        self.principal = Principal::anonymous(anonymous);
+        match anonymous {
+            Some(role) => out.push(Action::Reply(crate::wire::ws::auth_expired(
+                role.as_str(),
+                now,
+            ))),
+            None => {
+                self.close(Disconnect::TokenExpired, out);
+                self.closed = true;
+            }
         }
     }
 
@@ -130,6 +169,8 @@ impl Protocol {
                 now,
                 fanout,
                 out,
+                principal: &mut self.principal,
+                auth: &self.auth,
             };
             command.apply(&mut ctx);
         }
@@ -198,6 +239,10 @@ impl Protocol {
 
     /// Handles one client text message.
     pub fn on_text(&mut self, text: &str, now: i64, fanout: &mut Fanout, out: &mut Vec<Action>) {
+        self.check_expiry(now, out);
+        if self.closed {
+            return;
+        }
         let msg = cmd::parse(text, &self.limits);
         let cost = msg.command.as_ref().map_or(1, Command::cost);
         if !self.rate.take(cost, now) {
@@ -212,6 +257,8 @@ impl Protocol {
             now,
             fanout,
             out,
+            principal: &mut self.principal,
+            auth: &self.auth,
         };
         match msg.command {
             Ok(_) if wait && full => ctx.error(&ApiError::new(

@@ -238,23 +238,23 @@ pub struct GatewayProcess {
 
 impl GatewayProcess {
     pub fn spawn(redis: &RedisProcess, toml: &str) -> GatewayProcess {
-        let port = free_port();
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let config =
-            std::env::temp_dir().join(format!("voltage-test-{}-{port}.toml", std::process::id()));
+            std::env::temp_dir().join(format!("voltage-test-{}-{n}.toml", std::process::id()));
         std::fs::write(&config, toml).unwrap();
-        let child = std::process::Command::new(BIN)
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        let mut cmd = std::process::Command::new(BIN);
+        cmd.args(["serve", "--listen", "127.0.0.1:0"])
             .args(["--redis", &redis.url(), "--shards", "2"])
             .arg("--config")
             .arg(&config)
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+            .stderr(std::process::Stdio::piped());
+        let (guard, addr, _log) = spawn_listening(cmd);
         let g = GatewayProcess {
-            addr: format!("127.0.0.1:{port}").parse().unwrap(),
+            addr,
             config,
-            guard: Guard(child),
+            guard,
         };
         wait_ready(g.addr);
         g
@@ -300,4 +300,43 @@ macro_rules! both_drivers {
             }
         }
     };
+}
+
+/// For tests about control and configuration rather than roles (tests/security.rs covers
+/// those): anonymous clients may do everything, as far as roles go.
+pub fn trust(cfg: &mut Config) {
+    cfg.auth.anonymous_role = voltage_gateway::config::AnonymousRole::Admin;
+}
+
+/// Starts `cmd` — a gateway told to listen on `127.0.0.1:0`, its stderr piped — and returns
+/// it with the address it bound, read from its log ("listening on ADDR"), and its whole log
+/// so far and to come. (A port picked free beforehand can be taken by another test's
+/// redis-server before the gateway binds it.)
+pub fn spawn_listening(
+    mut cmd: std::process::Command,
+) -> (Guard, SocketAddr, std::sync::Arc<std::sync::Mutex<String>>) {
+    use std::io::BufRead;
+    let mut child = cmd.spawn().unwrap();
+    let stderr = child.stderr.take().expect("stderr piped");
+    let guard = Guard(child);
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                let addr = rest.split_whitespace().next().unwrap_or("");
+                let _ = tx.send(addr.parse::<SocketAddr>());
+            }
+            let mut l = sink.lock().unwrap();
+            l.push_str(&line);
+            l.push('\n');
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(10))
+        .unwrap_or_else(|_| panic!("no 'listening on' in the log: {}", log.lock().unwrap()))
+        .expect("the logged address parses");
+    (guard, addr, log)
 }

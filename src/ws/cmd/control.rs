@@ -65,12 +65,18 @@ impl Control {
             operator: text(data, "operator")?,
             reason: text(data, "reason")?,
             request_id: None,
+            source: None,
         };
         Ok(Control(req.validate()?))
     }
 
     pub fn apply(self, ctx: &mut Ctx<'_>) {
         let mut req = self.0;
+        if let Err(e) = ctx.principal.require(crate::auth::Role::Operator) {
+            return ctx.error(&e);
+        }
+        // The audit names who the connection is, never what the message claims.
+        req.operator = Some(ctx.principal.name().to_string());
         if !ctx.fanout.is_loaded() {
             return ctx.error(&ApiError::new(
                 ErrorCode::ServiceUnavailable,

@@ -3,6 +3,7 @@
 //! `apply` step (the command, the connection's context → replies and subscription changes).
 //! A new command is a new file plus one line in [`parse`] and one in [`Command::apply`].
 
+pub mod auth;
 pub mod control;
 pub mod ping;
 pub mod subscribe;
@@ -15,6 +16,7 @@ use crate::model::ChannelId;
 use simd_json::prelude::*;
 use simd_json::BorrowedValue;
 
+pub use auth::Auth;
 pub use control::Control;
 pub use ping::Ping;
 pub use subscribe::Subscribe;
@@ -26,6 +28,7 @@ pub enum Command {
     Unsubscribe(Unsubscribe),
     Control(Control),
     Ping(Ping),
+    Auth(Auth),
 }
 
 /// A parsed client message: its id (when readable) and the command or why not.
@@ -44,6 +47,9 @@ pub struct Ctx<'a> {
     pub now: i64,
     pub fanout: &'a mut Fanout,
     pub out: &'a mut Vec<Action>,
+    /// Who the connection acts as (an `auth` message renews it).
+    pub principal: &'a mut crate::auth::Principal,
+    pub auth: &'a crate::auth::Auth,
 }
 
 impl Ctx<'_> {
@@ -79,6 +85,7 @@ impl Command {
             Command::Unsubscribe(c) => c.apply(ctx),
             Command::Control(c) => c.apply(ctx),
             Command::Ping(c) => c.apply(ctx),
+            Command::Auth(c) => c.apply(ctx),
         }
     }
 }
@@ -181,13 +188,14 @@ pub fn parse(text: &str, limits: &Limits) -> Incoming {
                 Unsubscribe::parse(data, max_channels).map(Command::Unsubscribe)
             }
             Some(Some("control")) => Control::parse(data).map(Command::Control),
+            Some(Some("auth")) => Auth::parse(data).map(Command::Auth),
             Some(Some("ping")) => Ok(Command::Ping(Ping::parse(
                 value.get("timestamp").and_then(|v| v.as_str()),
             ))),
             Some(Some(other)) => Err(ApiError::new(
                 ErrorCode::UnknownType,
                 "Unknown message type",
-                format!("unknown type '{other}'; expected subscribe, unsubscribe, control or ping"),
+                format!("unknown type '{other}'; expected subscribe, unsubscribe, control, ping or auth"),
             )),
         }
     };

@@ -7,6 +7,26 @@ use crate::site::tick::Tick;
 use crate::site::{Snapshot, TypeState};
 use std::sync::Arc;
 
+/// An Auth whose anonymous clients have `anonymous`, with users alice (operator) and vic
+/// (viewer). (The hashes are never checked here: tokens are issued directly.)
+fn auth(anonymous: crate::config::AnonymousRole) -> Arc<Auth> {
+    use crate::config::{AuthConfig, UserConfig};
+    let user = |name: &str, role| UserConfig {
+        username: name.into(),
+        password_hash: "unused".into(),
+        role,
+    };
+    let cfg = AuthConfig {
+        anonymous_role: anonymous,
+        users: vec![
+            user("alice", crate::auth::Role::Operator),
+            user("vic", crate::auth::Role::Viewer),
+        ],
+        ..AuthConfig::default()
+    };
+    Arc::new(Auth::new(&cfg, &[9; 32]))
+}
+
 const LIMITS: cmd::Limits = cmd::Limits {
     max_channels: 100,
     max_depth: 32,
@@ -50,7 +70,14 @@ impl Client {
         let mut fan = site();
         fan.add_member(7, true);
         Client {
-            proto: Protocol::new(7, Mode::Gateway, 64 * 1024, LIMITS),
+            proto: Protocol::new(
+                7,
+                Mode::Gateway,
+                64 * 1024,
+                LIMITS,
+                Principal::anonymous(Some(crate::auth::Role::Operator)),
+                auth(crate::config::AnonymousRole::Operator),
+            ),
             fan,
         }
     }
@@ -212,7 +239,7 @@ fn bad_messages_are_errors_with_the_request_id_when_readable() {
     assert_eq!(
         c.send(r#"{"type":"dance","id":"d1"}"#),
         vec![reply(&format!(
-            r#"{{"type":"error","id":"d1_error","timestamp":"{TS}","data":{{"code":"UNKNOWN_TYPE","message":"Unknown message type","details":"unknown type 'dance'; expected subscribe, unsubscribe, control or ping","request_id":"d1"}}}}"#
+            r#"{{"type":"error","id":"d1_error","timestamp":"{TS}","data":{{"code":"UNKNOWN_TYPE","message":"Unknown message type","details":"unknown type 'dance'; expected subscribe, unsubscribe, control, ping or auth","request_id":"d1"}}}}"#
         ))]
     );
     let out = c.send("{nope");
@@ -401,7 +428,8 @@ fn server_closes_carry_the_named_reason() {
 #[test]
 fn echo_mode_returns_messages_as_sent() {
     let mut fan = site();
-    let mut p = Protocol::new(1, Mode::Echo, 1024, LIMITS);
+    let a = auth(crate::config::AnonymousRole::None);
+    let mut p = Protocol::new(1, Mode::Echo, 1024, LIMITS, Principal::anonymous(None), a);
     assert_eq!(p.connected("x", Audience::General, NOW), None);
     let mut out = Vec::new();
     p.receive(&client_frame(1, b"hi"), NOW, &mut fan, &mut out);
@@ -413,4 +441,139 @@ fn echo_mode_returns_messages_as_sent() {
             Action::Raw(vec![0x82, 1, 1])
         ]
     );
+}
+
+/// A client acting as `principal` on a gateway whose anonymous clients have `anonymous`.
+fn client_as(principal: Principal, anonymous: crate::config::AnonymousRole) -> (Client, Arc<Auth>) {
+    let a = auth(anonymous);
+    let mut fan = site();
+    fan.add_member(7, true);
+    let proto = Protocol::new(7, Mode::Gateway, 64 * 1024, LIMITS, principal, a.clone());
+    (Client { proto, fan }, a)
+}
+
+const CONTROL: &str = r#"{"type":"control","id":"c1","data":{"channel_id":2001,"point_id":20,"command_type":"set_value","value":50,"operator":"mallory"}}"#;
+
+fn error_code(out: &[Action]) -> String {
+    let [Action::Reply(e)] = out else {
+        panic!("{out:?}")
+    };
+    let v: serde_json::Value = serde_json::from_slice(e).unwrap();
+    assert_eq!(v["type"], "error");
+    v["data"]["code"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn control_needs_the_operator_role_and_audits_the_token_user() {
+    use crate::config::AnonymousRole;
+    let (mut c, _) = client_as(
+        Principal::anonymous(Some(crate::auth::Role::Viewer)),
+        AnonymousRole::Viewer,
+    );
+    assert_eq!(
+        error_code(&c.send(CONTROL)),
+        "UNAUTHORIZED",
+        "anonymous viewer: log in"
+    );
+    let (mut c, a) = client_as(Principal::anonymous(None), AnonymousRole::Viewer);
+    let vic = a
+        .login("vic", true, "127.0.0.1".parse().unwrap(), NOW, [1; 32])
+        .unwrap();
+    c.proto.principal = a.authenticate(Some(&vic.access_token), NOW).unwrap();
+    assert_eq!(error_code(&c.send(CONTROL)), "FORBIDDEN", "viewer");
+    let alice = a
+        .login("alice", true, "127.0.0.1".parse().unwrap(), NOW, [2; 32])
+        .unwrap();
+    c.proto.principal = a.authenticate(Some(&alice.access_token), NOW).unwrap();
+    let out = c.send(CONTROL);
+    let [Action::Control(cmd)] = &out[..] else {
+        panic!("{out:?}")
+    };
+    assert_eq!(
+        cmd.operator.as_deref(),
+        Some("alice"),
+        "never the message's operator"
+    );
+    // Anonymous operators (the demo) are audited as anonymous.
+    let mut demo = Client::new();
+    let [Action::Control(cmd)] = &demo.send(CONTROL)[..] else {
+        panic!()
+    };
+    assert_eq!(cmd.operator.as_deref(), Some("anonymous"));
+}
+
+#[test]
+fn tokens_renew_and_expire() {
+    use crate::config::AnonymousRole;
+    let (c0, a) = client_as(Principal::anonymous(None), AnonymousRole::Viewer);
+    drop(c0);
+    let ip = "127.0.0.1".parse().unwrap();
+    let t1 = a.login("alice", true, ip, NOW, [3; 32]).unwrap();
+    let p = a.authenticate(Some(&t1.access_token), NOW).unwrap();
+    let (mut c, _) = (client_as(p, AnonymousRole::Viewer).0, ());
+    c.proto.auth = a.clone();
+    // Renewal with a fresh token of the same user.
+    let t2 = a.refresh(&t1.refresh_token, NOW + 60_000, [4; 32]).unwrap();
+    let out = c.send(&format!(
+        r#"{{"type":"auth","id":"a1","data":{{"token":"{}"}}}}"#,
+        t2.access_token
+    ));
+    let [Action::Reply(ack)] = &out[..] else {
+        panic!("{out:?}")
+    };
+    let v: serde_json::Value = serde_json::from_slice(ack).unwrap();
+    assert_eq!(
+        (v["type"].as_str(), v["id"].as_str()),
+        (Some("auth_ack"), Some("a1_ack"))
+    );
+    assert_eq!(
+        (v["data"]["username"].as_str(), v["data"]["role"].as_str()),
+        (Some("alice"), Some("operator"))
+    );
+    // Another user's token cannot renew it; garbage is refused.
+    let vic = a.login("vic", true, ip, NOW, [5; 32]).unwrap();
+    let other = format!(
+        r#"{{"type":"auth","id":"a2","data":{{"token":"{}"}}}}"#,
+        vic.access_token
+    );
+    assert_eq!(error_code(&c.send(&other)), "FORBIDDEN");
+    assert_eq!(
+        error_code(&c.send(r#"{"type":"auth","id":"a3","data":{"token":"x.y.z"}}"#)),
+        "UNAUTHORIZED"
+    );
+    assert_eq!(
+        error_code(&c.send(r#"{"type":"auth","id":"a4","data":{}}"#)),
+        "INVALID_PARAMETER"
+    );
+    // Past the renewed expiry: anonymous viewer, told once; control refused.
+    let later = NOW + 60_000 + 900_000;
+    let mut out = Vec::new();
+    c.proto.check_expiry(later, &mut out);
+    let [Action::Reply(m)] = &out[..] else {
+        panic!("{out:?}")
+    };
+    let v: serde_json::Value = serde_json::from_slice(m).unwrap();
+    assert_eq!(
+        (v["type"].as_str(), v["data"]["role"].as_str()),
+        (Some("auth_expired"), Some("viewer"))
+    );
+    let mut out = Vec::new();
+    c.proto.check_expiry(later + 1000, &mut out);
+    assert!(out.is_empty(), "told once");
+    assert!(c.proto.principal().is_anonymous());
+
+    // With anonymous access off, expiry closes the connection with 4401.
+    let (c0, a) = client_as(Principal::anonymous(None), AnonymousRole::None);
+    drop(c0);
+    let t = a.login("alice", true, ip, NOW, [6; 32]).unwrap();
+    let p = a.authenticate(Some(&t.access_token), NOW).unwrap();
+    let (mut c, _) = client_as(p, AnonymousRole::None);
+    c.proto.auth = a;
+    let mut out = Vec::new();
+    c.proto.check_expiry(NOW + 900_000, &mut out);
+    let [Action::Raw(f)] = &out[..] else {
+        panic!("{out:?}")
+    };
+    assert_eq!(&f[2..4], &4401u16.to_be_bytes());
+    assert!(c.proto.is_closing());
 }

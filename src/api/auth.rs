@@ -1,0 +1,210 @@
+//! `/api/auth/*`: login (`{username, password}` → an access token and a refresh token),
+//! refresh (a refresh token → a new pair; the old one is used up), logout (revokes the
+//! login's tokens) and me (who the request acts as). The password check itself runs on the
+//! verifier thread before the handler; the handler issues or refuses.
+
+use super::View;
+use crate::auth::{Principal, Tokens};
+use crate::error::{ApiError, ErrorCode};
+use crate::http::Response;
+use crate::json;
+use crate::wire::iso;
+use simd_json::prelude::*;
+use simd_json::OwnedValue;
+
+/// Longest password (or token) accepted: argon2 hashes whatever it gets, so an unbounded
+/// one would be a CPU lever.
+const MAX_SECRET: usize = 1024;
+
+fn invalid_json(why: &str) -> ApiError {
+    ApiError::new(ErrorCode::InvalidJson, "Invalid JSON", why)
+}
+
+/// The body as a JSON object (small: the HTTP body limit applies first).
+fn object(body: &[u8], max_depth: usize, shape: &str) -> Result<OwnedValue, ApiError> {
+    if !crate::ws::cmd::nesting_within(body, max_depth) {
+        return Err(invalid_json("the body nests too deep"));
+    }
+    let mut buf = body.to_vec();
+    let v = simd_json::to_owned_value(&mut buf)
+        .map_err(|_| invalid_json(&format!("the body must be a JSON object {shape}")))?;
+    if !v.is_object() {
+        return Err(invalid_json(&format!(
+            "the body must be a JSON object {shape}"
+        )));
+    }
+    Ok(v)
+}
+
+fn string_field(v: &OwnedValue, name: &str, max: usize) -> Result<String, ApiError> {
+    let s = v
+        .get(name)
+        .and_then(|x| x.as_str())
+        .ok_or_else(|| ApiError::invalid_parameter(name, "is required: a string"))?;
+    if s.is_empty() || s.len() > max {
+        return Err(ApiError::invalid_parameter(
+            name,
+            &format!("must be 1-{max} bytes"),
+        ));
+    }
+    Ok(s.to_string())
+}
+
+/// `{username, password}`.
+pub fn parse_login(body: &[u8], max_depth: usize) -> Result<(String, String), ApiError> {
+    let v = object(body, max_depth, "{username, password}")?;
+    let user = string_field(&v, "username", 64)?;
+    if !crate::auth::valid_username(&user) {
+        return Err(ApiError::invalid_parameter(
+            "username",
+            "must be 1-64 of A-Za-z0-9_.@-",
+        ));
+    }
+    Ok((user, string_field(&v, "password", MAX_SECRET)?))
+}
+
+/// `{refresh_token}` (optional for logout, which may use the access token instead).
+pub fn parse_refresh(
+    body: &[u8],
+    max_depth: usize,
+    required: bool,
+) -> Result<Option<String>, ApiError> {
+    if body.is_empty() && !required {
+        return Ok(None);
+    }
+    let v = object(body, max_depth, "{refresh_token}")?;
+    match v.get("refresh_token") {
+        None if !required => Ok(None),
+        _ => string_field(&v, "refresh_token", MAX_SECRET).map(Some),
+    }
+}
+
+fn tokens_json(t: &Tokens) -> Vec<u8> {
+    let mut d = Vec::with_capacity(512);
+    d.extend_from_slice(b"{\"access_token\":");
+    json::write_str(&mut d, &t.access_token);
+    d.extend_from_slice(b",\"refresh_token\":");
+    json::write_str(&mut d, &t.refresh_token);
+    d.extend_from_slice(b",\"token_type\":\"Bearer\",\"expires_in\":");
+    json::write_u64(&mut d, t.expires_in);
+    d.extend_from_slice(b",\"user\":{\"username\":");
+    json::write_str(&mut d, &t.user);
+    d.extend_from_slice(b",\"role\":");
+    json::write_str(&mut d, t.role.as_str());
+    d.extend_from_slice(b"}}");
+    d
+}
+
+/// `POST /api/auth/login`: the tokens when the verifier accepted the password.
+pub fn login(view: &View<'_>, body: &[u8], now: i64) -> Result<Response, ApiError> {
+    let (user, _) = parse_login(body, view.config.ws.max_json_depth)?;
+    let ok = match &view.login {
+        Some(Ok(ok)) => *ok,
+        Some(Err(e)) => return Err(e.clone()),
+        None => {
+            return Err(ApiError::new(
+                ErrorCode::ServiceUnavailable,
+                "Login unavailable",
+                "the password could not be checked in time (the gateway is busy); retry",
+            ))
+        }
+    };
+    let t = view
+        .auth
+        .login(&user, ok, view.client_ip, now, view.random)?;
+    Ok(Response::success(&tokens_json(&t), Some("Logged in"), now))
+}
+
+/// `POST /api/auth/refresh`.
+pub fn refresh(view: &View<'_>, body: &[u8], now: i64) -> Result<Response, ApiError> {
+    let token = parse_refresh(body, view.config.ws.max_json_depth, true)?.unwrap_or_default();
+    let t = view.auth.refresh(&token, now, view.random)?;
+    Ok(Response::success(&tokens_json(&t), Some("Refreshed"), now))
+}
+
+/// `POST /api/auth/logout`: revokes the login of the refresh token in the body, or of the
+/// access token the request carries.
+pub fn logout(view: &View<'_>, body: &[u8], now: i64) -> Result<Response, ApiError> {
+    match parse_refresh(body, view.config.ws.max_json_depth, false)? {
+        Some(token) => view.auth.logout_refresh(&token, now),
+        None => match &view.principal.family {
+            Some(family) => view.auth.logout_family(family, now),
+            None => {
+                return Err(ApiError::invalid_parameter(
+                    "refresh_token",
+                    "is required (or send the access token as Authorization: Bearer)",
+                ))
+            }
+        },
+    }
+    Ok(Response::success(b"null", Some("Logged out"), now))
+}
+
+/// `{username, role, anonymous, expires_at}` of a principal (also the WebSocket's
+/// `auth_ack`).
+pub fn principal_json(p: &Principal) -> Vec<u8> {
+    let mut d = Vec::with_capacity(128);
+    d.extend_from_slice(b"{\"username\":");
+    match &p.user {
+        Some(u) => json::write_str(&mut d, u),
+        None => d.extend_from_slice(b"null"),
+    }
+    d.extend_from_slice(b",\"role\":");
+    match p.role {
+        Some(r) => json::write_str(&mut d, r.as_str()),
+        None => d.extend_from_slice(b"null"),
+    }
+    d.extend_from_slice(b",\"anonymous\":");
+    d.extend_from_slice(if p.is_anonymous() { b"true" } else { b"false" });
+    d.extend_from_slice(b",\"expires_at\":");
+    match p.expires_ms {
+        Some(ms) => {
+            d.push(b'"');
+            d.extend_from_slice(iso(ms).as_bytes());
+            d.push(b'"');
+        }
+        None => d.extend_from_slice(b"null"),
+    }
+    d.push(b'}');
+    d
+}
+
+/// `GET /api/auth/me`.
+pub fn me(view: &View<'_>, now: i64) -> Result<Response, ApiError> {
+    Ok(Response::success(
+        &principal_json(view.principal),
+        None,
+        now,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies() {
+        assert_eq!(
+            parse_login(br#"{"username":"alice","password":"pw"}"#, 32).unwrap(),
+            ("alice".into(), "pw".into())
+        );
+        let e = parse_login(br#"{"username":"alice"}"#, 32).unwrap_err();
+        assert!(e.details.contains("password"), "{e}");
+        let e = parse_login(br#"{"username":"a b","password":"x"}"#, 32).unwrap_err();
+        assert!(e.details.contains("username"), "{e}");
+        let long = format!(r#"{{"username":"a","password":"{}"}}"#, "x".repeat(2000));
+        assert!(parse_login(long.as_bytes(), 32).is_err());
+        assert_eq!(
+            parse_login(b"[]", 32).unwrap_err().code,
+            ErrorCode::InvalidJson
+        );
+        assert_eq!(parse_refresh(b"", 32, false).unwrap(), None);
+        assert!(parse_refresh(b"", 32, true).is_err());
+        assert_eq!(
+            parse_refresh(br#"{"refresh_token":"rt_x"}"#, 32, true)
+                .unwrap()
+                .as_deref(),
+            Some("rt_x")
+        );
+    }
+}

@@ -1,0 +1,333 @@
+//! Who is asking and what they may do (PROTOCOL.md §5): roles, the principal a request or a
+//! WebSocket acts as, and [`Auth`] — the configured users, the access-token keys, the refresh
+//! token families and the failed-login limiter. Pure: time comes in as `now` (Unix ms); the
+//! password hashing, which takes tens of milliseconds, runs on the shell's verifier thread.
+
+pub mod limiter;
+pub mod password;
+pub mod refresh;
+pub mod token;
+
+use crate::config::AuthConfig;
+use crate::error::{ApiError, ErrorCode};
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+
+/// Roles, each allowing what the one below it does: `viewer` reads REST and subscribes,
+/// `operator` also sends control commands, `admin` also writes configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Viewer,
+    Operator,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "viewer" => Some(Role::Viewer),
+            "operator" => Some(Role::Operator),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+}
+
+/// Who a request (or a WebSocket connection) acts as.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Principal {
+    /// The logged-in user; `None` for anonymous clients.
+    pub user: Option<String>,
+    /// What they may do; `None` = nothing (anonymous with `anonymous_role = "none"`).
+    pub role: Option<Role>,
+    /// The token family (one login): logging out revokes it.
+    pub family: Option<String>,
+    /// When the access token expires (Unix ms).
+    pub expires_ms: Option<i64>,
+}
+
+impl Principal {
+    pub fn anonymous(role: Option<Role>) -> Principal {
+        Principal {
+            user: None,
+            role,
+            family: None,
+            expires_ms: None,
+        }
+    }
+
+    pub fn is_anonymous(&self) -> bool {
+        self.user.is_none()
+    }
+
+    /// The name audit records and takeover checks use.
+    pub fn name(&self) -> &str {
+        self.user.as_deref().unwrap_or("anonymous")
+    }
+
+    /// `Ok` when the principal holds `needed`; else 401 for anonymous clients (logging in
+    /// may help) and 403 for users whose role is too low.
+    pub fn require(&self, needed: Role) -> Result<(), ApiError> {
+        if self.role.is_some_and(|r| r >= needed) {
+            return Ok(());
+        }
+        Err(if self.is_anonymous() {
+            ApiError::new(
+                ErrorCode::Unauthorized,
+                "Authentication required",
+                format!(
+                    "this needs the {} role; log in (POST /api/auth/login) and send the access token",
+                    needed.as_str()
+                ),
+            )
+        } else {
+            ApiError::new(
+                ErrorCode::Forbidden,
+                "Forbidden",
+                format!(
+                    "this needs the {} role; user '{}' has {}",
+                    needed.as_str(),
+                    self.name(),
+                    self.role.map_or("no role", Role::as_str)
+                ),
+            )
+        })
+    }
+}
+
+/// What a successful login or refresh hands out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tokens {
+    pub access_token: String,
+    pub refresh_token: String,
+    /// Seconds the access token lives.
+    pub expires_in: u64,
+    pub user: String,
+    pub role: Role,
+}
+
+/// A configured user.
+#[derive(Clone, Debug)]
+struct User {
+    password_hash: String,
+    role: Role,
+}
+
+/// The site's users, keys and token state, shared by every shard.
+pub struct Auth {
+    keys: token::Keys,
+    anonymous: Option<Role>,
+    users: HashMap<String, User>,
+    access_ttl_ms: i64,
+    refresh_ttl_ms: i64,
+    refresh: Mutex<refresh::Store>,
+    failures: Mutex<limiter::Failures>,
+}
+
+fn unauthorized(details: impl Into<String>) -> ApiError {
+    ApiError::new(ErrorCode::Unauthorized, "Unauthorized", details)
+}
+
+impl Auth {
+    /// `secret` signs the access tokens (HS256).
+    pub fn new(cfg: &AuthConfig, secret: &[u8]) -> Auth {
+        Auth {
+            keys: token::Keys::new(secret),
+            anonymous: cfg.anonymous_role.role(),
+            users: cfg
+                .users
+                .iter()
+                .map(|u| {
+                    let user = User {
+                        password_hash: u.password_hash.clone(),
+                        role: u.role,
+                    };
+                    (u.username.clone(), user)
+                })
+                .collect(),
+            access_ttl_ms: (cfg.access_ttl_secs * 1000) as i64,
+            refresh_ttl_ms: (cfg.refresh_ttl_secs * 1000) as i64,
+            refresh: Mutex::new(refresh::Store::new(cfg.max_refresh_tokens)),
+            failures: Mutex::new(limiter::Failures::new(
+                cfg.max_login_failures,
+                (cfg.login_failure_window_secs * 1000) as i64,
+            )),
+        }
+    }
+
+    /// The anonymous clients' role (`None`: they may do nothing).
+    pub fn anonymous_role(&self) -> Option<Role> {
+        self.anonymous
+    }
+
+    /// The principal for a request carrying `token` (an access token, or nothing). No token
+    /// → anonymous; a token that is expired, forged, of another algorithm or revoked → 401
+    /// (never silently anonymous: the client must learn to refresh).
+    pub fn authenticate(&self, token: Option<&str>, now: i64) -> Result<Principal, ApiError> {
+        let Some(token) = token else {
+            return Ok(Principal::anonymous(self.anonymous));
+        };
+        let claims = self
+            .keys
+            .verify(token, now)
+            .map_err(|e| unauthorized(e.to_string()))?;
+        if self.lock_refresh().is_revoked(&claims.fam) {
+            return Err(unauthorized("the token was revoked (logged out)"));
+        }
+        // A user removed from the configuration loses access at once.
+        let user = self
+            .users
+            .get(&claims.sub)
+            .ok_or_else(|| unauthorized("the token's user no longer exists"))?;
+        Ok(Principal {
+            user: Some(claims.sub),
+            // The configured role wins over the token's (a demoted user is demoted at once).
+            role: Some(user.role),
+            family: Some(claims.fam),
+            expires_ms: Some(claims.exp.saturating_mul(1000)),
+        })
+    }
+
+    /// `Authorization: Bearer <token>` → the token.
+    pub fn bearer(header: Option<&str>) -> Option<&str> {
+        let h = header?.trim();
+        let (scheme, token) = h.split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+    }
+
+    /// The stored hash to check `user`'s password against (`None`: no such user — the
+    /// verifier then checks a dummy hash, so the answer takes as long either way).
+    pub fn password_hash(&self, user: &str) -> Option<&str> {
+        self.users.get(user).map(|u| u.password_hash.as_str())
+    }
+
+    fn limiter_keys(ip: IpAddr, user: &str) -> [String; 2] {
+        [format!("ip:{ip}"), format!("user:{user}")]
+    }
+
+    /// Refuses a login attempt while its address or its user name has failed too often
+    /// (checked before the password is hashed: a refused attempt costs no CPU).
+    pub fn login_permitted(&self, ip: IpAddr, user: &str, now: i64) -> Result<(), ApiError> {
+        let keys = Auth::limiter_keys(ip, user);
+        let wait = self.lock_failures().blocked(&keys, now);
+        match wait {
+            None => Ok(()),
+            Some(ms) => Err(ApiError::new(
+                ErrorCode::RateLimited,
+                "Too many failed logins",
+                format!(
+                    "too many failed logins from this address or for this user; retry in {} s",
+                    (ms + 999) / 1000
+                ),
+            )),
+        }
+    }
+
+    /// The outcome of a password check: tokens, or 401 (recorded for the limiter).
+    pub fn login(
+        &self,
+        user: &str,
+        password_ok: bool,
+        ip: IpAddr,
+        now: i64,
+        random: [u8; 32],
+    ) -> Result<Tokens, ApiError> {
+        let known = self.users.get(user);
+        let Some(u) = known.filter(|_| password_ok) else {
+            self.lock_failures()
+                .record(&Auth::limiter_keys(ip, user), now);
+            return Err(unauthorized("wrong user name or password"));
+        };
+        self.lock_failures().clear(&format!("user:{user}"));
+        let family = hex(&random[..12]);
+        let refresh =
+            self.lock_refresh()
+                .issue(&family, user, now, self.refresh_ttl_ms, &random[12..]);
+        Ok(self.tokens(user, u.role, family, refresh, now))
+    }
+
+    /// A new token pair for a refresh token (which is used up: presenting it again revokes
+    /// its whole family — a stolen token and its rightful owner cannot both go on).
+    pub fn refresh(
+        &self,
+        refresh_token: &str,
+        now: i64,
+        random: [u8; 32],
+    ) -> Result<Tokens, ApiError> {
+        let mut store = self.lock_refresh();
+        let (family, user) = store
+            .redeem(refresh_token, now)
+            .map_err(|e| unauthorized(e.to_string()))?;
+        let Some(role) = self.users.get(&user).map(|u| u.role) else {
+            store.revoke(&family, now);
+            return Err(unauthorized("the token's user no longer exists"));
+        };
+        let refresh = store.issue(&family, &user, now, self.refresh_ttl_ms, &random[..20]);
+        drop(store);
+        Ok(self.tokens(&user, role, family, refresh, now))
+    }
+
+    /// Revokes the family of `refresh_token` (its access tokens stop working too).
+    /// Unknown tokens are ignored: logging out twice is not an error.
+    pub fn logout_refresh(&self, refresh_token: &str, now: i64) {
+        let mut store = self.lock_refresh();
+        if let Some(family) = store.family_of(refresh_token) {
+            store.revoke(&family, now);
+        }
+    }
+
+    /// Revokes a token family (logout with the access token).
+    pub fn logout_family(&self, family: &str, now: i64) {
+        self.lock_refresh().revoke(family, now);
+    }
+
+    fn tokens(&self, user: &str, role: Role, family: String, refresh: String, now: i64) -> Tokens {
+        let claims = token::Claims {
+            sub: user.to_string(),
+            role: role.as_str().to_string(),
+            fam: family,
+            iat: now / 1000,
+            exp: (now + self.access_ttl_ms) / 1000,
+        };
+        Tokens {
+            access_token: self.keys.sign(&claims),
+            refresh_token: refresh,
+            expires_in: (self.access_ttl_ms / 1000) as u64,
+            user: user.to_string(),
+            role,
+        }
+    }
+
+    fn lock_refresh(&self) -> std::sync::MutexGuard<'_, refresh::Store> {
+        self.refresh.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock_failures(&self) -> std::sync::MutexGuard<'_, limiter::Failures> {
+        self.failures.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests;
+
+/// User names: 1–64 of `A-Za-z0-9_.@-`.
+pub fn valid_username(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'@' | b'-'))
+}
