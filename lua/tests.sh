@@ -9,7 +9,7 @@ W() { $R FCALL comsrv_write_data 1 "$@"; }
 C() { $R FCALL netsrv_collect_data 3 netsrv:seq netsrv:dirty netsrv:epoch "$@" | tr '\n' ' ' | sed 's/ $//'; }
 eq load "$($R -x FUNCTION LOAD REPLACE < "$LIB")" voltage
 $R FLUSHALL >/dev/null
-eq version "$($R --no-raw FCALL_RO voltage_version 0)" "(integer) 17"
+eq version "$($R --no-raw FCALL_RO voltage_version 0)" "(integer) 18"
 eq write1 "$($R --no-raw FCALL comsrv_write_data 1 comsrv:1001:T '{"1":25.6,"2":101.3}')" "(integer) 2"
 eq v1 "$($R HGET comsrv:1001:T 1)" 25.6; eq v2 "$($R HGET comsrv:1001:T 2)" 101.3
 now=$($R TIME | head -1); ts=$($R HGET comsrv:1001:T _timestamp); [ $((now-ts)) -le 1 ] && pass=$((pass+1)) || { fail=$((fail+1)); echo "FAIL ts default $ts vs $now"; }
@@ -174,6 +174,10 @@ W comsrv:7:T '{"6":99}' >/dev/null; eq disabled-silent "$($R HEXISTS alarm:activ
 RS del '{"channel_id":7,"data_type":"T","point_id":6,"operator":">","threshold":40}' >/dev/null
 eq del-active "$($R HEXISTS alarm:active del)" 1; n=$(EV)
 eq del "$(RD del)/$(EV)/$(LE status)/$($R HEXISTS alarm:active del)/$($R EXISTS alarm:rule:del)/$($R HEXISTS alarm:index:7:T 6)" "1/$((n+1))/0/0/0/0"
+# the id set: saved rules are in it, a deleted one is not; a rebuild finds rules saved before it
+eq rules-set "$($R SISMEMBER alarm:rules hot)/$($R SISMEMBER alarm:rules del)" "1/0"
+$R SREM alarm:rules hot >/dev/null; $R FCALL voltage_rebuild_hooks 0 >/dev/null
+eq rules-rebuilt "$($R SISMEMBER alarm:rules hot)/$($R SISMEMBER alarm:rules del)" "1/0"
 eq del-absent "$(RD del)" 0
 # alarmsrv_check on its own: evaluates stored values (after a rule's threshold changed)
 W comsrv:8:T '{"1":10,"2":10}' >/dev/null

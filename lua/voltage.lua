@@ -30,7 +30,7 @@ a cluster layout must co-locate them with every comsrv:* hash (hash tags).
 -- Library version, returned by voltage_version. The gateway reloads the library
 -- when Redis reports a smaller number than the one compiled into it.
 -- BUMP THIS ON ANY CHANGE TO THIS FILE (and the matching constant on the Rust side).
-local LIBRARY_VERSION = 17
+local LIBRARY_VERSION = 18
 
 -- Site-wide keys (see the cluster note above).
 local SEQ_KEY = 'netsrv:seq'
@@ -187,6 +187,8 @@ end
 local ALARM_ACTIVE = 'alarm:active'
 local ALARM_SEQ = 'alarm:seq'
 local ALARM_EVENTS = 'alarm:events'
+-- Every alarm rule's id (the configuration routes list them).
+local ALARM_RULES = 'alarm:rules'
 -- Approximate cap of alarm:events (XADD MAXLEN ~): a reconnecting client older than this is
 -- told it missed events and gets the active alarms instead.
 local ALARM_EVENTS_MAX = 100000
@@ -434,6 +436,7 @@ local function alarmsrv_rule_save(keys, args)
     end
   end
   redis.call('DEL', key)
+  redis.call('SADD', ALARM_RULES, id)
   redis.call('HSET', key, 'id', id, 'channel_id', ch_s, 'data_type', r.data_type,
     'point_id', pid, 'operator', r.operator, 'threshold', format_number(r.threshold),
     'level', format_int(r.level), 'message', r.message, 'enabled', r.enabled and '1' or '0',
@@ -471,6 +474,7 @@ local function alarmsrv_rule_delete(keys, args)
   unindex(id, old[1], old[2], old[3])
   end_active(id, old[1], old[2], old[3])
   redis.call('DEL', keys[1])
+  redis.call('SREM', ALARM_RULES, id)
   return 1
 end
 
@@ -518,6 +522,16 @@ end
 -- -------------------------------------------------------------------
 local function voltage_rebuild_hooks(keys, args)
   redis.call('DEL', HOOKS)
+  -- The set of alarm rule ids (rules saved by a library before it existed are listed too).
+  local cursor = '0'
+  repeat
+    local r = redis.call('SCAN', cursor, 'MATCH', 'alarm:rule:*', 'COUNT', 1000)
+    cursor = r[1]
+    for _, k in ipairs(r[2]) do
+      local id = string.match(k, '^alarm:rule:([%w_%.%-]+)$')
+      if id and redis.call('TYPE', k)['ok'] == 'hash' then redis.call('SADD', ALARM_RULES, id) end
+    end
+  until cursor == '0'
   local seen, n = {}, 0
   for _, pattern in ipairs({ 'alarm:index:*', 'model:index:*', 'rule:index:*' }) do
     local cursor = '0'

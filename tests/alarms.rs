@@ -288,3 +288,71 @@ fn a_gateway_loading_the_library_over_an_older_one_rebuilds_what_writes_feed() {
             .is_some_and(|a| a.len() == 1)
     });
 }
+
+#[test]
+fn alarm_rules_over_http_are_validated_and_effective_at_once() {
+    let (_redis, gw, mut con) = start_with(DriverKind::Auto, trust);
+    let addr = gw.local_addr();
+    set_temp(&mut con, 50.0);
+    let (mut c, _) = Client::connect(addr, "/ws?data_type=alarm");
+    let r = send(
+        addr,
+        "PUT",
+        "/api/alarms/rules/hot",
+        &hot_rule().to_string(),
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let list = get_ok(addr, "/api/alarms/rules");
+    assert_eq!(list["data"][0]["id"], "hot");
+    assert_eq!(list["data"][0]["threshold"], 90);
+    assert_eq!(list["message"], "Found 1 alarm rules");
+    assert_eq!(
+        get_ok(addr, "/api/alarms/rules/hot")["data"]["operator"],
+        ">"
+    );
+    // Effective at once: the next write past the threshold alarms.
+    set_temp(&mut con, 95.5);
+    let a = next_alarm(&mut c);
+    assert_eq!(
+        (a["data"]["rule_id"].as_str(), a["data"]["status"].as_i64()),
+        (Some("hot"), Some(1))
+    );
+    // Each refusal names the field; nothing changes.
+    for (body, field) in [
+        (
+            json!({"channel_id":1001,"data_type":"T","point_id":1,"operator":"~","threshold":1}),
+            "operator",
+        ),
+        (
+            json!({"channel_id":1001,"data_type":"X","point_id":1,"operator":">","threshold":1}),
+            "data_type",
+        ),
+        (
+            json!({"channel_id":0,"data_type":"T","point_id":1,"operator":">","threshold":1}),
+            "channel_id",
+        ),
+        (
+            json!({"channel_id":1001,"data_type":"T","point_id":1,"operator":">","threshold":"hot"}),
+            "threshold",
+        ),
+        (
+            json!({"channel_id":1001,"data_type":"T","point_id":1,"operator":">","threshold":1,"level":7}),
+            "level",
+        ),
+    ] {
+        let e = send(addr, "PUT", "/api/alarms/rules/bad", &body.to_string())
+            .error(400, "INVALID_PARAMETER");
+        assert!(
+            e["details"].as_str().unwrap().contains(field),
+            "{field}: {e}"
+        );
+    }
+    send(addr, "GET", "/api/alarms/rules/bad", "").error(404, "NOT_FOUND");
+    // Deleting the rule ends its active alarm (a recovery) and removes it.
+    let d = send(addr, "DELETE", "/api/alarms/rules/hot", "").json();
+    assert_eq!(d["data"]["deleted"], true);
+    let a = next_alarm(&mut c);
+    assert_eq!(a["data"]["status"], 0);
+    send(addr, "DELETE", "/api/alarms/rules/hot", "").error(404, "NOT_FOUND");
+    assert_eq!(get_ok(addr, "/api/alarms/rules")["data"], json!([]));
+}

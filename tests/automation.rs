@@ -134,16 +134,6 @@ fn a_rule_queues_a_command_that_reaches_its_final_state() {
 }
 
 /// `{method} {path}` with a JSON body.
-fn send(addr: std::net::SocketAddr, method: &str, path: &str, body: &str) -> HttpResponse {
-    raw(
-        addr,
-        format!(
-            "{method} {path} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )
-        .as_bytes(),
-    )
-}
 
 #[test]
 fn models_rules_and_destinations_over_http() {

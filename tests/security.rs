@@ -208,6 +208,14 @@ fn role_matrix_over_every_route_and_the_control_message() {
         ("POST", "/api/control", control, Some(Role::Operator)),
         ("PUT", "/api/models/m_x2", model, Some(Role::Admin)),
         ("DELETE", "/api/models/m_x2", "", Some(Role::Admin)),
+        ("GET", "/api/alarms/rules", "", Some(Role::Viewer)),
+        (
+            "PUT",
+            "/api/alarms/rules/r_x",
+            r#"{"channel_id":1001,"data_type":"T","point_id":1,"operator":">","threshold":1e9}"#,
+            Some(Role::Admin),
+        ),
+        ("DELETE", "/api/alarms/rules/r_x", "", Some(Role::Admin)),
         ("POST", "/api/auth/login", "{}", None),
     ];
     let tokens: Vec<(Option<Role>, Option<String>)> = vec![

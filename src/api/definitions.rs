@@ -22,6 +22,7 @@ pub enum Kind {
     Models,
     Rules,
     Forwarding,
+    AlarmRules,
 }
 
 impl Kind {
@@ -31,6 +32,7 @@ impl Kind {
             Kind::Models => "model:",
             Kind::Rules => "rule:",
             Kind::Forwarding => "forward:",
+            Kind::AlarmRules => "alarm:rule:",
         }
     }
 
@@ -40,6 +42,7 @@ impl Kind {
             Kind::Models => "model:ids",
             Kind::Rules => "rule:ids",
             Kind::Forwarding => "forward:names",
+            Kind::AlarmRules => "alarm:rules",
         }
     }
 
@@ -48,6 +51,7 @@ impl Kind {
             Kind::Models => "modsrv_model_save",
             Kind::Rules => "rulesrv_rule_save",
             Kind::Forwarding => "netsrv_forward_save",
+            Kind::AlarmRules => "alarmsrv_rule_save",
         }
     }
 
@@ -56,6 +60,7 @@ impl Kind {
             Kind::Models => "modsrv_model_delete",
             Kind::Rules => "rulesrv_rule_delete",
             Kind::Forwarding => "netsrv_forward_delete",
+            Kind::AlarmRules => "alarmsrv_rule_delete",
         }
     }
 
@@ -69,6 +74,7 @@ impl Kind {
             Kind::Models => "model",
             Kind::Rules => "rule",
             Kind::Forwarding => "destination",
+            Kind::AlarmRules => "alarm rule",
         }
     }
 }
@@ -148,7 +154,11 @@ fn not_found(kind: Kind, id: &str) -> ApiError {
 /// The library's refusal → the stable code it names.
 fn refused(msg: &str) -> ApiError {
     let msg = msg.trim_start_matches("ERR ").to_string();
-    if msg.starts_with("INVALID_PARAMETER") || msg.starts_with("invalid key") {
+    // The alarm functions' refusals ("invalid rule field threshold: …") predate the codes.
+    if msg.starts_with("INVALID_PARAMETER")
+        || msg.starts_with("invalid key")
+        || msg.starts_with("invalid rule")
+    {
         ApiError::new(ErrorCode::InvalidParameter, "Invalid parameter", msg)
     } else {
         ApiError::new(ErrorCode::InternalError, "Library error", msg)

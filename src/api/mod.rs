@@ -324,20 +324,28 @@ fn route(path: &str) -> Result<Option<Route>, ApiError> {
         "/api/models" => Route::Definitions(definitions::Kind::Models),
         "/api/rules" => Route::Definitions(definitions::Kind::Rules),
         "/api/forwarding" => Route::Definitions(definitions::Kind::Forwarding),
+        "/api/alarms/rules" => Route::Definitions(definitions::Kind::AlarmRules),
         "/api/rules/firings" => Route::RuleFirings,
         "/api/audit" => Route::Audit,
         "/api/auth/login" => Route::AuthLogin,
         "/api/auth/refresh" => Route::AuthRefresh,
         "/api/auth/logout" => Route::AuthLogout,
         "/api/auth/me" => Route::AuthMe,
-        _ if ["/api/models/", "/api/rules/", "/api/forwarding/"]
-            .iter()
-            .any(|p| path.starts_with(p)) =>
+        _ if [
+            "/api/models/",
+            "/api/rules/",
+            "/api/forwarding/",
+            "/api/alarms/rules/",
+        ]
+        .iter()
+        .any(|p| path.starts_with(p)) =>
         {
             let (kind, id) = if let Some(id) = path.strip_prefix("/api/models/") {
                 (definitions::Kind::Models, id)
             } else if let Some(id) = path.strip_prefix("/api/rules/") {
                 (definitions::Kind::Rules, id)
+            } else if let Some(id) = path.strip_prefix("/api/alarms/rules/") {
+                (definitions::Kind::AlarmRules, id)
             } else {
                 let id = path.strip_prefix("/api/forwarding/").unwrap_or_default();
                 (definitions::Kind::Forwarding, id)

@@ -340,3 +340,15 @@ pub fn spawn_listening(
         .expect("the logged address parses");
     (guard, addr, log)
 }
+
+/// A request with a JSON body on a new connection.
+pub fn send(addr: SocketAddr, method: &str, path: &str, body: &str) -> HttpResponse {
+    raw(
+        addr,
+        format!(
+            "{method} {path} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+}
