@@ -9,7 +9,7 @@ W() { $R FCALL comsrv_write_data 1 "$@"; }
 C() { $R FCALL netsrv_collect_data 3 netsrv:seq netsrv:dirty netsrv:epoch "$@" | tr '\n' ' ' | sed 's/ $//'; }
 eq load "$($R -x FUNCTION LOAD REPLACE < "$LIB")" voltage
 $R FLUSHALL >/dev/null
-eq version "$($R --no-raw FCALL_RO voltage_version 0)" "(integer) 18"
+eq version "$($R --no-raw FCALL_RO voltage_version 0)" "(integer) 19"
 eq write1 "$($R --no-raw FCALL comsrv_write_data 1 comsrv:1001:T '{"1":25.6,"2":101.3}')" "(integer) 2"
 eq v1 "$($R HGET comsrv:1001:T 1)" 25.6; eq v2 "$($R HGET comsrv:1001:T 2)" 101.3
 now=$($R TIME | head -1); ts=$($R HGET comsrv:1001:T _timestamp); [ $((now-ts)) -le 1 ] && pass=$((pass+1)) || { fail=$((fail+1)); echo "FAIL ts default $ts vs $now"; }
@@ -174,6 +174,30 @@ W comsrv:7:T '{"6":99}' >/dev/null; eq disabled-silent "$($R HEXISTS alarm:activ
 RS del '{"channel_id":7,"data_type":"T","point_id":6,"operator":">","threshold":40}' >/dev/null
 eq del-active "$($R HEXISTS alarm:active del)" 1; n=$(EV)
 eq del "$(RD del)/$(EV)/$(LE status)/$($R HEXISTS alarm:active del)/$($R EXISTS alarm:rule:del)/$($R HEXISTS alarm:index:7:T 6)" "1/$((n+1))/0/0/0/0"
+# acknowledgement: once, recorded on the active alarm and appended as status "ack"
+$R FLUSHALL >/dev/null
+RS ack '{"channel_id":9,"data_type":"T","point_id":1,"operator":">","threshold":10,"level":2,"message":"m"}' >/dev/null
+W comsrv:9:T '{"1":12.5}' >/dev/null
+aid=$($R --raw HGET alarm:active ack | sed 's/.*"alarm_id":"\([^"]*\)".*/\1/')
+ACK() { $R FCALL alarmsrv_ack 1 alarm:active "$1" "$2" | tr '\n' ' ' | sed 's/ $//'; }
+n=$($R XLEN alarm:events)
+ack1=$(ACK "$aid" olga)
+has ack-new "$ack1" "olga"
+has ack-new-flag "$ack1" " 1"
+eq ack-event "$(LE status)/$(LE acknowledged_by)/$(LE alarm_id)/$(LE value)/$($R XLEN alarm:events)" "ack/olga/$aid/12.5/$((n+1))"
+has ack-active "$($R HGET alarm:active ack)" '"acknowledged_by":"olga"'
+has ack-active-kept "$($R HGET alarm:active ack)" '"value":12.5,'
+has ack-again "$(ACK "$aid" vic)" "olga"
+eq ack-once "$($R XLEN alarm:events)" "$((n+1))"
+has ack-unknown "$(ACK ALM_999 olga)" "ALARM_NOT_FOUND"
+has ack-bad "$(ACK nope olga)" "INVALID_PARAMETER alarm_id"
+has ack-badkey "$($R FCALL alarmsrv_ack 1 alarm:x "$aid" olga)" "expects 1 key"
+# the recovery of an acknowledged alarm ends it as usual
+W comsrv:9:T '{"1":1}' >/dev/null
+eq ack-recovered "$(LE status)/$($R HEXISTS alarm:active ack)" "0/0"
+has ack-after-recovery "$(ACK "$aid" olga)" "ALARM_NOT_FOUND"
+$R FLUSHALL >/dev/null
+RS hot '{"channel_id":7,"data_type":"T","point_id":1,"operator":">","threshold":90,"level":2,"message":"Temperature exceeds threshold","deadband":2}' >/dev/null
 # the id set: saved rules are in it, a deleted one is not; a rebuild finds rules saved before it
 eq rules-set "$($R SISMEMBER alarm:rules hot)/$($R SISMEMBER alarm:rules del)" "1/0"
 $R SREM alarm:rules hot >/dev/null; $R FCALL voltage_rebuild_hooks 0 >/dev/null

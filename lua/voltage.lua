@@ -30,7 +30,7 @@ a cluster layout must co-locate them with every comsrv:* hash (hash tags).
 -- Library version, returned by voltage_version. The gateway reloads the library
 -- when Redis reports a smaller number than the one compiled into it.
 -- BUMP THIS ON ANY CHANGE TO THIS FILE (and the matching constant on the Rust side).
-local LIBRARY_VERSION = 18
+local LIBRARY_VERSION = 19
 
 -- Site-wide keys (see the cluster note above).
 local SEQ_KEY = 'netsrv:seq'
@@ -237,6 +237,14 @@ end
 
 -- Appends one event; returns its stream id.
 local function append_event(f)
+  if f.acknowledged_by then
+    return redis.call('XADD', ALARM_EVENTS, 'MAXLEN', '~', ALARM_EVENTS_MAX, '*',
+      'alarm_id', f.alarm_id, 'rule_id', f.rule_id, 'channel_id', f.channel_id,
+      'data_type', f.data_type, 'point_id', f.point_id, 'status', f.status,
+      'level', f.level, 'value', f.value, 'message', f.message,
+      'operator', f.operator, 'threshold', f.threshold, 'time', f.time,
+      'acknowledged_by', f.acknowledged_by, 'acknowledged_at', f.acknowledged_at)
+  end
   return redis.call('XADD', ALARM_EVENTS, 'MAXLEN', '~', ALARM_EVENTS_MAX, '*',
     'alarm_id', f.alarm_id, 'rule_id', f.rule_id, 'channel_id', f.channel_id,
     'data_type', f.data_type, 'point_id', f.point_id, 'status', f.status,
@@ -476,6 +484,49 @@ local function alarmsrv_rule_delete(keys, args)
   redis.call('DEL', keys[1])
   redis.call('SREM', ALARM_RULES, id)
   return 1
+end
+
+-- -------------------------------------------------------------------
+-- alarmsrv_ack:
+--   FCALL alarmsrv_ack 1 alarm:active <alarm_id> <user>  ->  {acknowledged_by, acknowledged_at, new (0|1)}
+--   Acknowledges the active alarm ALM_{n}: recorded on its alarm:active entry and appended to
+--   alarm:events as status "ack" (the trigger's fields plus acknowledged_by/_at), once — a
+--   second acknowledgement returns the first (new = 0) and appends nothing.
+-- -------------------------------------------------------------------
+local function alarmsrv_ack(keys, args)
+  if #keys ~= 1 or keys[1] ~= ALARM_ACTIVE or #args ~= 2 then
+    return err('alarmsrv_ack expects 1 key (alarm:active) and 2 arguments (alarm_id, user)')
+  end
+  local alarm_id, user = args[1], args[2]
+  if not string.match(alarm_id, '^ALM_%d+$') or #alarm_id > 24 then
+    return err('INVALID_PARAMETER alarm_id: expected ALM_{n}')
+  end
+  if #user < 1 or #user > 64 then
+    return err('INVALID_PARAMETER user: expected a string of 1-64 bytes')
+  end
+  local all = redis.call('HGETALL', ALARM_ACTIVE)
+  for i = 1, #all, 2 do
+    local ok, a = pcall(cjson.decode, all[i + 1])
+    if ok and type(a) == 'table' and a.alarm_id == alarm_id then
+      if a.acknowledged_by then
+        return { a.acknowledged_by, format_int(a.acknowledged_at), 0 }
+      end
+      local now = now_ms()
+      -- The stored JSON keeps the library's own number spelling: extend it, never re-encode.
+      local stored = all[i + 1]
+      redis.call('HSET', ALARM_ACTIVE, all[i], string.sub(stored, 1, -2) ..
+        ',"acknowledged_by":' .. cjson.encode(user) .. ',"acknowledged_at":' .. now .. '}')
+      append_event({
+        alarm_id = alarm_id, rule_id = all[i], channel_id = format_int(a.channel_id),
+        data_type = a.data_type, point_id = format_int(a.point_id), status = 'ack',
+        level = format_int(a.level), value = format_number(a.value), message = a.message,
+        operator = a.operator, threshold = format_number(a.threshold), time = now,
+        acknowledged_by = user, acknowledged_at = now,
+      })
+      return { user, now, 1 }
+    end
+  end
+  return err('ALARM_NOT_FOUND no active alarm ' .. alarm_id .. ' (recovered, or never raised)')
 end
 
 -- -------------------------------------------------------------------
@@ -1912,6 +1963,11 @@ redis.register_function{
 redis.register_function{
   function_name = 'voltage_rebuild_hooks',
   callback = voltage_rebuild_hooks,
+}
+
+redis.register_function{
+  function_name = 'alarmsrv_ack',
+  callback = alarmsrv_ack,
 }
 
 redis.register_function{

@@ -41,11 +41,20 @@ impl fmt::Display for EventId {
 /// A stream entry as read: its id and its field/value pairs.
 pub type StreamEntry = (EventId, Vec<(Vec<u8>, Vec<u8>)>);
 
-/// The seed's `alarm.status`: 1 triggered, 0 recovered.
+/// The seed's `alarm.status`: 1 triggered, 0 recovered — and, in the event log only, 2 for
+/// an acknowledgement (sent to clients as `alarm_ack`, never as `alarm`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AlarmStatus {
     Recovered = 0,
     Triggered = 1,
+    Acknowledged = 2,
+}
+
+/// Who acknowledged an active alarm, and when (Unix ms).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ack {
+    pub by: String,
+    pub at_ms: i64,
 }
 
 /// One trigger or recovery, as appended to `alarm:events`.
@@ -69,6 +78,8 @@ pub struct AlarmEvent {
     pub threshold: Value,
     /// When Redis recorded it (Unix ms).
     pub time_ms: i64,
+    /// Set on an acknowledgement event, and on an active alarm that was acknowledged.
+    pub ack: Option<Ack>,
 }
 
 /// Why a stream entry or an active-alarm record could not be read.
@@ -95,7 +106,17 @@ impl AlarmEvent {
         let status = match get("status")? {
             "1" => AlarmStatus::Triggered,
             "0" => AlarmStatus::Recovered,
+            "ack" => AlarmStatus::Acknowledged,
             _ => return Err(BadRecord("status")),
+        };
+        let ack = match status {
+            AlarmStatus::Acknowledged => Some(Ack {
+                by: get("acknowledged_by")?.to_string(),
+                at_ms: get("acknowledged_at")?
+                    .parse()
+                    .map_err(|_| BadRecord("acknowledged_at"))?,
+            }),
+            _ => None,
         };
         let value = get("value")?;
         Ok(AlarmEvent {
@@ -116,6 +137,7 @@ impl AlarmEvent {
             operator: get("operator")?.to_string(),
             threshold: Value::from_redis(get("threshold")?),
             time_ms: get("time")?.parse().map_err(|_| BadRecord("time"))?,
+            ack,
         })
     }
 }
@@ -128,8 +150,14 @@ pub struct Alarm {
 }
 
 impl Alarm {
+    /// The event with its message: `alarm` for a trigger or recovery, `alarm_ack` for an
+    /// acknowledgement.
     pub fn new(event: AlarmEvent) -> Arc<Alarm> {
-        let frame = crate::wire::frame::text(&crate::wire::alarm::message(&event)).into();
+        let json = match event.status {
+            AlarmStatus::Acknowledged => crate::wire::alarm::ack_message(&event),
+            _ => crate::wire::alarm::message(&event),
+        };
+        let frame = crate::wire::frame::text(&json).into();
         Arc::new(Alarm { event, frame })
     }
 }
@@ -171,6 +199,18 @@ impl ActiveAlarms {
                     .is_some_and(|a| a.event.alarm_id == e.alarm_id)
                 {
                     self.by_rule.remove(&e.rule_id);
+                }
+            }
+            AlarmStatus::Acknowledged => {
+                // The active alarm stays active, now acknowledged (its trigger, with who/when).
+                let current = self
+                    .by_rule
+                    .get(&e.rule_id)
+                    .filter(|a| a.event.alarm_id == e.alarm_id);
+                if let Some(a) = current {
+                    let mut trigger = a.event.clone();
+                    trigger.ack = e.ack.clone();
+                    self.by_rule.insert(e.rule_id.clone(), Alarm::new(trigger));
                 }
             }
         }
@@ -220,6 +260,13 @@ pub fn parse_active(json: &[u8]) -> Result<AlarmEvent, BadRecord> {
         operator: s("operator")?.to_string(),
         threshold: num("threshold")?,
         time_ms: i64::try_from(n("triggered_at")?).map_err(|_| BadRecord("triggered_at"))?,
+        ack: match (v.get_str("acknowledged_by"), v.get_i64("acknowledged_at")) {
+            (Some(by), Some(at_ms)) => Some(Ack {
+                by: by.to_string(),
+                at_ms,
+            }),
+            _ => None,
+        },
     })
 }
 
@@ -291,6 +338,49 @@ mod tests {
             ["ALM_2"]
         );
         assert_eq!(set.through.to_string(), "13-0");
+    }
+
+    #[test]
+    fn an_acknowledgement_keeps_the_alarm_active_and_says_who() {
+        let mut set = ActiveAlarms::default();
+        set.apply(&event("10-0", "ALM_1", "hot", "1"));
+        let mut f = fields(&[
+            ("alarm_id", "ALM_1"),
+            ("rule_id", "hot"),
+            ("channel_id", "1001"),
+            ("data_type", "T"),
+            ("point_id", "1"),
+            ("status", "ack"),
+            ("level", "2"),
+            ("value", "95.5"),
+            ("message", "m"),
+            ("operator", ">"),
+            ("threshold", "90"),
+            ("time", "1733150000200"),
+            ("acknowledged_by", "olga"),
+            ("acknowledged_at", "1733150000200"),
+        ]);
+        let ack = Alarm::new(AlarmEvent::from_fields(EventId::parse("11-0").unwrap(), &f).unwrap());
+        assert!(String::from_utf8_lossy(&ack.frame).contains(r#""type":"alarm_ack""#));
+        set.apply(&ack);
+        let a = &set.by_rule["hot"];
+        assert_eq!(a.event.status, AlarmStatus::Triggered);
+        assert_eq!(a.event.event_id.to_string(), "10-0", "still the trigger");
+        assert_eq!(a.event.ack.as_ref().map(|k| k.by.as_str()), Some("olga"));
+        // An acknowledgement of another (older) alarm of the rule changes nothing.
+        f[0].1 = b"ALM_0".to_vec();
+        let stale =
+            Alarm::new(AlarmEvent::from_fields(EventId::parse("12-0").unwrap(), &f).unwrap());
+        set.apply(&stale);
+        assert_eq!(
+            set.by_rule["hot"].event.ack.as_ref().unwrap().at_ms,
+            1733150000200
+        );
+        f.retain(|(k, _)| k != b"acknowledged_by");
+        assert_eq!(
+            AlarmEvent::from_fields(EventId::default(), &f).unwrap_err(),
+            BadRecord("acknowledged_by")
+        );
     }
 
     #[test]

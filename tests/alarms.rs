@@ -356,3 +356,62 @@ fn alarm_rules_over_http_are_validated_and_effective_at_once() {
     send(addr, "DELETE", "/api/alarms/rules/hot", "").error(404, "NOT_FOUND");
     assert_eq!(get_ok(addr, "/api/alarms/rules")["data"], json!([]));
 }
+
+#[test]
+fn acknowledging_an_active_alarm_is_recorded_once_and_pushed() {
+    let (_redis, gw, mut con) = start_with(DriverKind::Auto, trust);
+    let addr = gw.local_addr();
+    save_rule(&mut con, "hot", &hot_rule());
+    let (mut c, _) = Client::connect(addr, "/ws?data_type=alarm");
+    set_temp(&mut con, 95.5);
+    let a = next_alarm(&mut c);
+    let alarm_id = a["data"]["alarm_id"].as_str().unwrap().to_string();
+    let trigger_event = a["data"]["event_id"].as_str().unwrap().to_string();
+    let active = get_ok(addr, "/api/alarms/active");
+    assert_eq!(active["data"][0]["acknowledged"], false);
+
+    let r = send(addr, "POST", &format!("/api/alarms/{alarm_id}/ack"), "");
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let d = r.json()["data"].clone();
+    assert_eq!(d["acknowledged_by"], "anonymous");
+    assert_eq!(d["already"], false);
+    let m = c.recv_type("alarm_ack");
+    assert_eq!(m["data"]["alarm_id"], alarm_id.as_str());
+    assert_eq!(m["data"]["acknowledged_by"], "anonymous");
+    assert_eq!(m["data"]["acknowledged_at"], d["acknowledged_at"]);
+    let active = get_ok(addr, "/api/alarms/active");
+    assert_eq!(active["data"][0]["acknowledged"], true);
+    assert_eq!(active["data"][0]["acknowledged_by"], "anonymous");
+    assert_eq!(active["data"][0]["status"], 1, "still active");
+    // Once: a second acknowledgement says so and pushes nothing.
+    let again = send(addr, "POST", &format!("/api/alarms/{alarm_id}/ack"), "").json();
+    assert_eq!(again["data"]["already"], true);
+    assert_eq!(again["data"]["acknowledged_at"], d["acknowledged_at"]);
+    send(addr, "POST", "/api/alarms/ALM_999999/ack", "").error(404, "NOT_FOUND");
+    send(addr, "POST", "/api/alarms/nope/ack", "").error(400, "INVALID_PARAMETER");
+    send(addr, "GET", &format!("/api/alarms/{alarm_id}/ack"), "").error(405, "METHOD_NOT_ALLOWED");
+    // A new connection's preamble shows it acknowledged; a replay from the trigger has the
+    // acknowledgement in order.
+    let (mut fresh, _) = Client::connect(addr, "/ws?data_type=alarm");
+    let pre = next_alarm(&mut fresh);
+    assert_eq!(pre["data"]["acknowledged_by"], "anonymous");
+    let (mut back, _) = Client::connect(
+        addr,
+        &format!("/ws?data_type=alarm&alarms_since={trigger_event}"),
+    );
+    let replayed = back.recv();
+    assert_eq!(replayed["type"], "alarm_ack", "{replayed}");
+    // The event log has it (status 2), and the recovery ends the acknowledged alarm.
+    let log = get_ok(addr, "/api/alarms/events");
+    let statuses: Vec<i64> = log["data"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["status"].as_i64().unwrap())
+        .collect();
+    assert_eq!(statuses, [1, 2]);
+    set_temp(&mut con, 50.0);
+    let rec = next_alarm(&mut c);
+    assert_eq!(rec["data"]["status"], 0);
+    assert_eq!(get_ok(addr, "/api/alarms/active")["data"], json!([]));
+}

@@ -216,6 +216,7 @@ fn role_matrix_over_every_route_and_the_control_message() {
             Some(Role::Admin),
         ),
         ("DELETE", "/api/alarms/rules/r_x", "", Some(Role::Admin)),
+        ("POST", "/api/alarms/ALM_1/ack", "", Some(Role::Operator)),
         ("POST", "/api/auth/login", "{}", None),
     ];
     let tokens: Vec<(Option<Role>, Option<String>)> = vec![

@@ -8,6 +8,71 @@ use crate::http::{Query, Response};
 use crate::json;
 use crate::wire::alarm::{write_active, write_event};
 
+/// An alarm id as the library assigns them: `ALM_{n}`.
+pub fn valid_alarm_id(id: &str) -> bool {
+    id.strip_prefix("ALM_")
+        .is_some_and(|n| !n.is_empty() && n.len() <= 20 && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// `POST /api/alarms/{alarm_id}/ack`: `{alarm_id, acknowledged_by, acknowledged_at, already}`
+/// (`already`: it had been acknowledged before — by whom and when is the first one's).
+pub fn acknowledged(view: &View<'_>, alarm_id: &str, now: i64) -> Result<Response, ApiError> {
+    let unavailable = || {
+        ApiError::new(
+            ErrorCode::ServiceUnavailable,
+            "Redis unavailable",
+            "the acknowledgement could not be recorded (Redis unavailable or not answering)",
+        )
+    };
+    let reply = match view.library.as_ref().ok_or_else(unavailable)? {
+        Ok(v) => v,
+        Err(e) if e.contains("ALARM_NOT_FOUND") => {
+            return Err(ApiError::new(
+                ErrorCode::NotFound,
+                "Alarm not found",
+                format!("no active alarm {alarm_id} (recovered, or never raised)"),
+            ))
+        }
+        Err(e) => {
+            return Err(ApiError::new(
+                ErrorCode::InternalError,
+                "Library error",
+                e.trim_start_matches("ERR ").to_string(),
+            ))
+        }
+    };
+    let text = |v: &redis::Value| match v {
+        redis::Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+        redis::Value::Int(n) => n.to_string(),
+        _ => String::new(),
+    };
+    let redis::Value::Array(parts) = reply else {
+        return Err(unavailable());
+    };
+    let (by, at, new) = match parts.as_slice() {
+        [by, at, new] => (text(by), text(at), text(new)),
+        _ => return Err(unavailable()),
+    };
+    let mut d = Vec::with_capacity(160);
+    d.extend_from_slice(b"{\"alarm_id\":");
+    json::write_str(&mut d, alarm_id);
+    d.extend_from_slice(b",\"acknowledged_by\":");
+    json::write_str(&mut d, &by);
+    d.extend_from_slice(b",\"acknowledged_at\":");
+    match at.parse::<i64>() {
+        Ok(ms) => {
+            d.push(b'"');
+            d.extend_from_slice(crate::wire::iso(ms).as_bytes());
+            d.push(b'"');
+        }
+        Err(_) => d.extend_from_slice(b"null"),
+    }
+    d.extend_from_slice(b",\"already\":");
+    d.extend_from_slice(if new == "0" { b"true" } else { b"false" });
+    d.push(b'}');
+    Ok(Response::success(&d, Some("Acknowledged"), now))
+}
+
 /// Events per page unless `limit` says otherwise, and the most it may say.
 pub const DEFAULT_LIMIT: u32 = 100;
 pub const MAX_LIMIT: u32 = 1000;

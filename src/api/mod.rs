@@ -117,8 +117,8 @@ pub struct Needs {
     pub command: Option<(String, u32)>,
     /// Definitions to read (one id, or all of the kind).
     pub definitions: Option<(definitions::Kind, Option<String>)>,
-    /// A library function to call: (function, key, argument).
-    pub library: Option<(&'static str, String, Option<String>)>,
+    /// A library function to call: (function, key, arguments).
+    pub library: Option<(&'static str, String, Vec<String>)>,
     /// A page of a log (stream): (stream, after, limit).
     pub stream: Option<(&'static str, crate::alarm::EventId, usize)>,
     /// A password to check: (user, password).
@@ -170,15 +170,23 @@ pub fn needs(
             Method::Put => {
                 if let Ok(body) = std::str::from_utf8(&req.body) {
                     let key = format!("{}{id}", kind.prefix());
-                    library = Some((kind.save_function(), key, Some(body.to_string())));
+                    library = Some((kind.save_function(), key, vec![body.to_string()]));
                 }
             }
             Method::Delete => {
                 let key = format!("{}{id}", kind.prefix());
-                library = Some((kind.delete_function(), key, None));
+                library = Some((kind.delete_function(), key, Vec::new()));
             }
             _ => {}
         },
+        Ok(Some(Route::AlarmAck(alarm_id))) if req.method == Method::Post => {
+            let who = principal.name().to_string();
+            library = Some((
+                "alarmsrv_ack",
+                "alarm:active".to_string(),
+                vec![alarm_id.clone(), who],
+            ));
+        }
         Ok(Some(r @ (Route::RuleFirings | Route::Audit))) if get => {
             let key = if *r == Route::Audit {
                 "audit:control"
@@ -249,7 +257,7 @@ fn required_role(route: &Route, method: Method) -> Option<Role> {
     match route {
         Route::Health | Route::HealthReady => None,
         Route::AuthLogin | Route::AuthRefresh | Route::AuthLogout => None,
-        Route::Control => Some(Role::Operator),
+        Route::Control | Route::AlarmAck(_) => Some(Role::Operator),
         Route::Audit => Some(Role::Admin),
         Route::Definition(..) if matches!(method, Method::Put | Method::Delete) => {
             Some(Role::Admin)
@@ -291,6 +299,7 @@ enum Route {
     Definition(definitions::Kind, String),
     RuleFirings,
     Audit,
+    AlarmAck(String),
     AuthLogin,
     AuthRefresh,
     AuthLogout,
@@ -358,6 +367,16 @@ fn route(path: &str) -> Result<Option<Route>, ApiError> {
             }
             Route::Definition(kind, id.to_string())
         }
+        _ if path.starts_with("/api/alarms/") && path.ends_with("/ack") => {
+            let id = &path["/api/alarms/".len()..path.len() - "/ack".len()];
+            if !alarms::valid_alarm_id(id) {
+                return Err(ApiError::invalid_parameter(
+                    "alarm_id",
+                    &format!("must be ALM_{{n}}, got '{id}'"),
+                ));
+            }
+            Route::AlarmAck(id.to_string())
+        }
         _ if path.starts_with("/api/commands/") => {
             let id = &path["/api/commands/".len()..];
             if !control::valid_command_id(id) {
@@ -410,16 +429,22 @@ pub fn handle(req: &Request, view: &View<'_>, now: i64) -> Response {
         Err(e) => return Response::error(&e, now),
     };
     let allow = match route {
-        Route::Control | Route::AuthLogin | Route::AuthRefresh | Route::AuthLogout => {
-            "POST, OPTIONS"
-        }
+        Route::Control
+        | Route::AuthLogin
+        | Route::AuthRefresh
+        | Route::AuthLogout
+        | Route::AlarmAck(_) => "POST, OPTIONS",
         Route::Definition(..) => "GET, HEAD, PUT, DELETE, OPTIONS",
         _ => "GET, HEAD, OPTIONS",
     };
     match (req.method, &route) {
         (
             Method::Post,
-            Route::Control | Route::AuthLogin | Route::AuthRefresh | Route::AuthLogout,
+            Route::Control
+            | Route::AuthLogin
+            | Route::AuthRefresh
+            | Route::AuthLogout
+            | Route::AlarmAck(_),
         ) => {}
         (Method::Put | Method::Delete, Route::Definition(..)) => {}
         (Method::Get | Method::Head, _) if !allow.starts_with("POST") => {}
@@ -478,6 +503,7 @@ pub fn handle(req: &Request, view: &View<'_>, now: i64) -> Response {
         },
         Route::RuleFirings => definitions::page(view, &q, "firings", now),
         Route::Audit => definitions::page(view, &q, "entries", now),
+        Route::AlarmAck(ref id) => alarms::acknowledged(view, id, now),
         Route::AuthLogin => auth::login(view, &req.body, now),
         Route::AuthRefresh => auth::refresh(view, &req.body, now),
         Route::AuthLogout => auth::logout(view, &req.body, now),

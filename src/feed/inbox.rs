@@ -40,7 +40,7 @@ pub enum Request {
     Library {
         function: &'static str,
         key: String,
-        arg: Option<String>,
+        args: Vec<String>,
     },
     /// At most `count` entries of `stream` after `after`.
     Stream {

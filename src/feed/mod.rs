@@ -472,14 +472,18 @@ impl Feed {
                     _ => Ok(()),
                 }
             }
-            Request::Library { function, key, arg } => {
+            Request::Library {
+                function,
+                key,
+                args,
+            } => {
                 let Some(con) = con else {
                     (self.postman)(reply_to, Reply::Library(None));
                     return Ok(());
                 };
                 let mut cmd = redis::cmd("FCALL");
                 cmd.arg(function).arg(1).arg(&key);
-                if let Some(a) = &arg {
+                for a in &args {
                     cmd.arg(a);
                 }
                 match cmd.query::<redis::Value>(con) {

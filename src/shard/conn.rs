@@ -247,8 +247,12 @@ async fn respond(ctx: &ShardCtx, conn: ConnId, req: &Request, peer: IpAddr) -> R
         None => None,
     };
     let library = match needs.library {
-        Some((function, key, arg)) => {
-            let request = FeedRequest::Library { function, key, arg };
+        Some((function, key, args)) => {
+            let request = FeedRequest::Library {
+                function,
+                key,
+                args,
+            };
             match ctx.ask_feed(conn, request, ALARM_LOG_DEADLINE).await {
                 Some(Reply::Library(r)) => r,
                 _ => None,

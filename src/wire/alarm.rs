@@ -30,6 +30,9 @@ fn write_object(out: &mut Vec<u8>, e: &AlarmEvent, time_key: Option<&str>) {
     json::write_str(out, &e.operator);
     out.extend_from_slice(b",\"threshold\":");
     out.extend_from_slice(e.threshold.json().as_bytes());
+    if let Some(ack) = &e.ack {
+        write_ack(out, ack);
+    }
     if let Some(k) = time_key {
         out.extend_from_slice(b",");
         json::write_key(out, k);
@@ -40,6 +43,37 @@ fn write_object(out: &mut Vec<u8>, e: &AlarmEvent, time_key: Option<&str>) {
     out.push(b'}');
 }
 
+/// `,"acknowledged_by":…,"acknowledged_at":ISO`.
+fn write_ack(out: &mut Vec<u8>, ack: &crate::alarm::Ack) {
+    out.extend_from_slice(b",\"acknowledged_by\":");
+    json::write_str(out, &ack.by);
+    out.extend_from_slice(b",\"acknowledged_at\":\"");
+    out.extend_from_slice(super::iso(ack.at_ms).as_bytes());
+    out.push(b'"');
+}
+
+/// `alarm_ack {alarm_id, acknowledged_by, acknowledged_at, rule_id, event_id}` (PROTOCOL.md
+/// §3; id `alarm_ack_{event_id}`): an operator acknowledged an active alarm.
+pub fn ack_message(e: &AlarmEvent) -> Vec<u8> {
+    let mut data = Vec::with_capacity(160);
+    data.extend_from_slice(b"{\"alarm_id\":");
+    json::write_str(&mut data, &e.alarm_id);
+    if let Some(ack) = &e.ack {
+        write_ack(&mut data, ack);
+    }
+    data.extend_from_slice(b",\"rule_id\":");
+    json::write_str(&mut data, &e.rule_id);
+    data.extend_from_slice(b",\"event_id\":\"");
+    data.extend_from_slice(e.event_id.to_string().as_bytes());
+    data.extend_from_slice(b"\"}");
+    super::ws::envelope(
+        "alarm_ack",
+        &format!("alarm_ack_{}", e.event_id),
+        e.time_ms,
+        &data,
+    )
+}
+
 /// `alarm` (id `alarm_{event_id}`, timestamp = when Redis recorded the event).
 pub fn message(e: &AlarmEvent) -> Vec<u8> {
     let mut data = Vec::with_capacity(256);
@@ -47,9 +81,16 @@ pub fn message(e: &AlarmEvent) -> Vec<u8> {
     super::ws::envelope("alarm", &format!("alarm_{}", e.event_id), e.time_ms, &data)
 }
 
-/// An active alarm for `GET /api/alarms/active`: its trigger, with `triggered_at`.
+/// An active alarm for `GET /api/alarms/active`: its trigger, with `triggered_at` and its
+/// state (`acknowledged`, and who/when once it is).
 pub fn write_active(out: &mut Vec<u8>, e: &AlarmEvent) {
     write_object(out, e, Some("triggered_at"));
+    out.pop();
+    out.extend_from_slice(if e.ack.is_some() {
+        b",\"acknowledged\":true}"
+    } else {
+        b",\"acknowledged\":false}"
+    });
 }
 
 /// An event for `GET /api/alarms/events`, with `time`.
@@ -81,6 +122,7 @@ mod tests {
             operator: ">".into(),
             threshold: Value::from_redis("90"),
             time_ms: 1754994600000,
+            ack: None,
         };
         assert_eq!(
             String::from_utf8(super::message(&e)).unwrap(),

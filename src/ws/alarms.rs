@@ -181,6 +181,7 @@ mod tests {
             operator: ">".into(),
             threshold: Value::from_redis("90"),
             time_ms: ms as i64,
+            ack: None,
         })
     }
 
