@@ -71,13 +71,15 @@ fn realtime_handler(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     let alarms = voltage_gateway::alarm::ActiveAlarms::default();
     let auth = voltage_gateway::auth::Auth::new(&config.auth, &[7; 32]);
+    let catalog = voltage_gateway::catalog::Catalog::default();
     let principal =
         voltage_gateway::auth::Principal::anonymous(Some(voltage_gateway::auth::Role::Viewer));
     g.bench_function("realtime_20_points", |b| {
         b.iter(|| {
             // As a connection builds it per request.
-            let view =
-                voltage_gateway::api::View::new(&snap, &redis, &config, &alarms, &principal, &auth);
+            let view = voltage_gateway::api::View::new(
+                &snap, &redis, &config, &alarms, &catalog, &principal, &auth,
+            );
             black_box(voltage_gateway::api::handle(&req, &view, 1_754_994_600_123))
         })
     });

@@ -9,7 +9,7 @@ W() { $R FCALL comsrv_write_data 1 "$@"; }
 C() { $R FCALL netsrv_collect_data 3 netsrv:seq netsrv:dirty netsrv:epoch "$@" | tr '\n' ' ' | sed 's/ $//'; }
 eq load "$($R -x FUNCTION LOAD REPLACE < "$LIB")" voltage
 $R FLUSHALL >/dev/null
-eq version "$($R --no-raw FCALL_RO voltage_version 0)" "(integer) 19"
+eq version "$($R --no-raw FCALL_RO voltage_version 0)" "(integer) 20"
 eq write1 "$($R --no-raw FCALL comsrv_write_data 1 comsrv:1001:T '{"1":25.6,"2":101.3}')" "(integer) 2"
 eq v1 "$($R HGET comsrv:1001:T 1)" 25.6; eq v2 "$($R HGET comsrv:1001:T 2)" 101.3
 now=$($R TIME | head -1); ts=$($R HGET comsrv:1001:T _timestamp); [ $((now-ts)) -le 1 ] && pass=$((pass+1)) || { fail=$((fail+1)); echo "FAIL ts default $ts vs $now"; }
@@ -303,6 +303,16 @@ eq audit-ended "$(AUD CMD_5 executed operator)/$(AUD CMD_5 executed success)/$(A
 eq audit-timeout "$(AUD CMD_3 timeout point_id)/$(AUD CMD_4 timeout data_type)" "20/C"
 eq audit-dedup "$(SUB comsrv:2001:A:TODO "$C1")/$($R XLEN audit:control)" "CMD_1 executed 1/$($R XLEN audit:control)"
 has audit-bad-source "$(SUB comsrv:2001:A:TODO "${C5/192.0.2.7/$(printf 'x%.0s' $(seq 300))}")" "INVALID_PARAMETER source"
+# the point table's limits (cfg:points:{ch}): outside them nothing is queued
+$R HSET cfg:points:2001 A:20 '{"data_type":"A","point_id":20,"name":"sp","unit":"kW","scale":1,"min":0,"max":100}' >/dev/null
+n=$($R LLEN comsrv:2001:A:TODO)
+has limit-high "$(SUB comsrv:2001:A:TODO '{"point_id":20,"command_type":"set_value","value":100.5,"client_id":"c","instance":"gwl","timeout_ms":1000}')" "INVALID_PARAMETER value: 100.5 is outside [0, 100]"
+has limit-low "$(SUB comsrv:2001:A:TODO '{"point_id":20,"command_type":"set_value","value":-1,"client_id":"c","instance":"gwl","timeout_ms":1000}')" "INVALID_PARAMETER value"
+eq limit-nothing "$($R LLEN comsrv:2001:A:TODO)" "$n"
+has limit-ok "$(SUB comsrv:2001:A:TODO '{"point_id":20,"command_type":"set_value","value":100,"client_id":"c","instance":"gwl","timeout_ms":1000}')" "queued"
+$R HSET cfg:points:2001 A:20 '{"data_type":"A","point_id":20,"name":"sp","unit":"kW","scale":1,"min":null,"max":null}' >/dev/null
+has limit-none "$(SUB comsrv:2001:A:TODO '{"point_id":20,"command_type":"set_value","value":1e6,"client_id":"c","instance":"gwl","timeout_ms":1000}')" "queued"
+$R DEL cfg:points:2001 >/dev/null
 # instances keep their own pending sets
 SUB comsrv:2001:A:TODO '{"point_id":20,"command_type":"set_value","value":3,"client_id":"c","instance":"gw2","timeout_ms":1000}' >/dev/null
 eq instances "$($R ZCARD cmd:pending:gw2)/$($R ZCARD cmd:pending:gw1)" "1/0"

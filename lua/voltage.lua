@@ -30,7 +30,7 @@ a cluster layout must co-locate them with every comsrv:* hash (hash tags).
 -- Library version, returned by voltage_version. The gateway reloads the library
 -- when Redis reports a smaller number than the one compiled into it.
 -- BUMP THIS ON ANY CHANGE TO THIS FILE (and the matching constant on the Rust side).
-local LIBRARY_VERSION = 19
+local LIBRARY_VERSION = 20
 
 -- Site-wide keys (see the cluster note above).
 local SEQ_KEY = 'netsrv:seq'
@@ -1352,6 +1352,21 @@ local function enqueue(todo, ch_s, dtype, c, dedup)
   local ttype = redis.call('TYPE', todo)['ok']
   if ttype ~= 'list' and ttype ~= 'none' then
     return err('WRONGTYPE ' .. todo .. ' holds a ' .. ttype .. ', not a list (nothing queued)')
+  end
+  -- The point table's limits (cfg:points:{ch}, kept by the gateway's configuration routes).
+  local field = dtype .. ':' .. format_int(c.point_id)
+  local def = redis.call('HGET', 'cfg:points:' .. ch_s, field)
+  if def then
+    local ok, d = pcall(cjson.decode, def)
+    if ok and type(d) == 'table' then
+      local lo = type(d.min) == 'number' and d.min or nil
+      local hi = type(d.max) == 'number' and d.max or nil
+      if (lo and c.value < lo) or (hi and c.value > hi) then
+        return err('INVALID_PARAMETER value: ' .. format_number(c.value) .. ' is outside [' ..
+          (lo and format_number(lo) or '-inf') .. ', ' .. (hi and format_number(hi) or 'inf') ..
+          '], the limits of point ' .. field .. ' of channel ' .. ch_s .. ' (nothing queued)')
+      end
+    end
   end
 
   local id = 'CMD_' .. redis.call('INCR', CMD_SEQ)

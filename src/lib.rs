@@ -29,6 +29,7 @@
 pub mod alarm;
 pub mod api;
 pub mod auth;
+pub mod catalog;
 pub mod config;
 pub mod control;
 pub mod demo;

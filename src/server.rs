@@ -108,6 +108,7 @@ impl Server {
             })
         };
         let health_inboxes = inboxes.clone();
+        let catalog_inboxes = inboxes.clone();
         let alarm_inboxes = inboxes.clone();
         let control_shared = shared.clone();
         // Each tick is built once (fragments rendered once) and handed to every shard.
@@ -120,6 +121,11 @@ impl Server {
         .on_health(move |health| {
             for inbox in &health_inboxes {
                 inbox.push(ShardEvent::Source(health.clone()));
+            }
+        })
+        .on_catalog(move |catalog| {
+            for inbox in &catalog_inboxes {
+                inbox.push(ShardEvent::Catalog(catalog.clone()));
             }
         })
         .on_alarms(move |alarms, active| {

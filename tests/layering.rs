@@ -16,6 +16,7 @@ const PURE: &[&str] = &[
     "src/alarm.rs",
     "src/control.rs",
     "src/auth",
+    "src/catalog.rs",
     "src/error.rs",
     "src/json.rs",
 ];

@@ -217,6 +217,26 @@ fn role_matrix_over_every_route_and_the_control_message() {
         ),
         ("DELETE", "/api/alarms/rules/r_x", "", Some(Role::Admin)),
         ("POST", "/api/alarms/ALM_1/ack", "", Some(Role::Operator)),
+        ("GET", "/api/config/channels", "", Some(Role::Viewer)),
+        (
+            "GET",
+            "/api/config/channels/2001/points.csv",
+            "",
+            Some(Role::Viewer),
+        ),
+        (
+            "PUT",
+            "/api/config/channels/7777",
+            r#"{"name":"x"}"#,
+            Some(Role::Admin),
+        ),
+        (
+            "PUT",
+            "/api/config/channels/7777/points",
+            "[]",
+            Some(Role::Admin),
+        ),
+        ("DELETE", "/api/config/channels/7777", "", Some(Role::Admin)),
         ("POST", "/api/auth/login", "{}", None),
     ];
     let tokens: Vec<(Option<Role>, Option<String>)> = vec![

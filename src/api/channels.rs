@@ -27,29 +27,50 @@ fn summary(view: &View<'_>, id: ChannelId, ch: &ChannelState, now: i64) -> Chann
     }
 }
 
-/// `GET /api/channels`: every known channel, sorted by id.
+/// A channel configured but never written: known, with nothing in it.
+static EMPTY: std::sync::LazyLock<ChannelState> = std::sync::LazyLock::new(ChannelState::default);
+
+/// The channel's state: its data, or — configured but never written — an empty one.
+fn known<'v>(view: &'v View<'_>, id: ChannelId) -> Option<&'v ChannelState> {
+    view.snapshot
+        .channels
+        .get(&id)
+        .or_else(|| view.catalog.channels.contains_key(&id).then(|| &*EMPTY))
+}
+
+/// `GET /api/channels`: every known channel (with data, or configured), sorted by id.
 pub fn list(view: &View<'_>, now: i64) -> Response {
     let snap = view.snapshot;
     let mut out = Vec::with_capacity(16 + snap.channels.len() * 72);
     out.push(b'[');
-    for (i, (id, ch)) in snap.channels.iter().enumerate() {
-        if i > 0 {
+    let mut n = 0;
+    let configured_only = view
+        .catalog
+        .channels
+        .keys()
+        .filter(|id| !snap.channels.contains_key(id))
+        .map(|id| (*id, &*EMPTY));
+    let mut all: Vec<(ChannelId, &ChannelState)> =
+        snap.channels.iter().map(|(id, ch)| (*id, ch)).collect();
+    if !view.catalog.channels.is_empty() {
+        all.extend(configured_only);
+        all.sort_by_key(|(id, _)| *id);
+    }
+    for (id, ch) in all {
+        if n > 0 {
             out.push(b',');
         }
-        write_channel(&mut out, &summary(view, *id, ch, now));
+        write_channel(&mut out, &summary(view, id, ch, now));
+        n += 1;
     }
     out.push(b']');
-    let msg = format!("Found {} channels", snap.channels.len());
+    let msg = format!("Found {n} channels");
     Response::success(&out, Some(&msg), now)
 }
 
 /// `GET /api/channels/{id}/status`.
 pub fn status(view: &View<'_>, id: ChannelId, now: i64) -> Result<Response, ApiError> {
-    let ch = view
-        .snapshot
-        .channels
-        .get(&id)
-        .ok_or_else(|| ApiError::channel_not_found(id))?;
+    let ch = known(view, id).ok_or_else(|| ApiError::channel_not_found(id))?;
     let mut out = Vec::with_capacity(96);
     write_channel(&mut out, &summary(view, id, ch, now));
     Ok(Response::success(&out, None, now))
@@ -61,11 +82,7 @@ pub fn realtime(view: &View<'_>, id: ChannelId, q: &Query, now: i64) -> Result<R
     let data_type = q.data_type("data_type")?;
     let point_id = q.u32_in("point_id", 0, u32::MAX)?;
     let limit = q.u32_in("limit", 1, 1000)?.unwrap_or(100) as usize;
-    let ch = view
-        .snapshot
-        .channels
-        .get(&id)
-        .ok_or_else(|| ApiError::channel_not_found(id))?;
+    let ch = known(view, id).ok_or_else(|| ApiError::channel_not_found(id))?;
     let mut out = Vec::with_capacity(256);
     out.push(b'[');
     let mut records = 0;

@@ -115,9 +115,12 @@ mod tests {
             message: "Redis connection successful".into(),
         };
         let alarms = Default::default();
+        let catalog = Default::default();
         let principal = crate::auth::Principal::anonymous(Some(crate::auth::Role::Viewer));
         let auth = crate::auth::Auth::new(&config.auth, &[7; 32]);
-        let mut view = View::new(&snapshot, &redis, &config, &alarms, &principal, &auth);
+        let mut view = View::new(
+            &snapshot, &redis, &config, &alarms, &catalog, &principal, &auth,
+        );
         view.redis_rtt = Some(Duration::from_micros(153));
         let body = |v: &View<'_>| String::from_utf8(detailed(v, 0).body).unwrap();
         let b = body(&view);

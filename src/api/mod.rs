@@ -5,6 +5,7 @@
 
 pub mod alarms;
 pub mod auth;
+pub mod catalog;
 mod channels;
 pub mod control;
 pub mod definitions;
@@ -47,6 +48,10 @@ pub struct View<'a> {
     /// asked when more follow).
     pub stream: Option<Vec<crate::alarm::StreamEntry>>,
     /// Who the request acts as (authenticated before anything was gathered).
+    /// The replies to the commands the route ran (`None`: Redis not asked or not answering).
+    pub exec: Option<Result<Vec<redis::Value>, String>>,
+    /// The configured channels (known before their first write).
+    pub catalog: &'a crate::catalog::Catalog,
     pub principal: &'a Principal,
     /// Why the request's token was refused, if it was (routes open to everyone ignore it).
     pub auth_error: Option<&'a ApiError>,
@@ -68,6 +73,7 @@ impl<'a> View<'a> {
         redis: &'a DependencyHealth,
         config: &'a Config,
         alarms: &'a ActiveAlarms,
+        catalog: &'a crate::catalog::Catalog,
         principal: &'a Principal,
         auth: &'a Auth,
     ) -> View<'a> {
@@ -84,6 +90,8 @@ impl<'a> View<'a> {
             definitions: None,
             library: None,
             stream: None,
+            exec: None,
+            catalog,
             principal,
             auth_error: None,
             auth,
@@ -121,6 +129,8 @@ pub struct Needs {
     pub library: Option<(&'static str, String, Vec<String>)>,
     /// A page of a log (stream): (stream, after, limit).
     pub stream: Option<(&'static str, crate::alarm::EventId, usize)>,
+    /// Commands to run in Redis: (commands, atomic).
+    pub exec: Option<(Vec<Vec<String>>, bool)>,
     /// A password to check: (user, password).
     pub login: Option<(String, String)>,
     /// Randomness for new tokens.
@@ -209,6 +219,10 @@ pub fn needs(
         definitions,
         library,
         stream,
+        exec: match &route {
+            Ok(Some(Route::Config(t))) => catalog::needs(*t, req, max_depth),
+            _ => None,
+        },
         login,
         random,
     }
@@ -259,7 +273,9 @@ fn required_role(route: &Route, method: Method) -> Option<Role> {
         Route::AuthLogin | Route::AuthRefresh | Route::AuthLogout => None,
         Route::Control | Route::AlarmAck(_) => Some(Role::Operator),
         Route::Audit => Some(Role::Admin),
-        Route::Definition(..) if matches!(method, Method::Put | Method::Delete) => {
+        Route::Definition(..) | Route::Config(_)
+            if matches!(method, Method::Put | Method::Delete) =>
+        {
             Some(Role::Admin)
         }
         _ => Some(Role::Viewer),
@@ -300,6 +316,7 @@ enum Route {
     RuleFirings,
     Audit,
     AlarmAck(String),
+    Config(catalog::Target),
     AuthLogin,
     AuthRefresh,
     AuthLogout,
@@ -366,6 +383,12 @@ fn route(path: &str) -> Result<Option<Route>, ApiError> {
                 ));
             }
             Route::Definition(kind, id.to_string())
+        }
+        _ if path.starts_with("/api/config/channels") => {
+            match catalog::Target::parse(&path["/api/config/channels".len()..])? {
+                Some(t) => Route::Config(t),
+                None => return Ok(None),
+            }
         }
         _ if path.starts_with("/api/alarms/") && path.ends_with("/ack") => {
             let id = &path["/api/alarms/".len()..path.len() - "/ack".len()];
@@ -434,6 +457,7 @@ pub fn handle(req: &Request, view: &View<'_>, now: i64) -> Response {
         | Route::AuthRefresh
         | Route::AuthLogout
         | Route::AlarmAck(_) => "POST, OPTIONS",
+        Route::Config(t) => t.allow(),
         Route::Definition(..) => "GET, HEAD, PUT, DELETE, OPTIONS",
         _ => "GET, HEAD, OPTIONS",
     };
@@ -447,6 +471,8 @@ pub fn handle(req: &Request, view: &View<'_>, now: i64) -> Response {
             | Route::AlarmAck(_),
         ) => {}
         (Method::Put | Method::Delete, Route::Definition(..)) => {}
+        (Method::Put | Method::Delete, Route::Config(t))
+            if t.allow().contains(req.method.as_str()) => {}
         (Method::Get | Method::Head, _) if !allow.starts_with("POST") => {}
         (Method::Options, _) => {
             return Response::json(204, Vec::new())
@@ -504,6 +530,7 @@ pub fn handle(req: &Request, view: &View<'_>, now: i64) -> Response {
         Route::RuleFirings => definitions::page(view, &q, "firings", now),
         Route::Audit => definitions::page(view, &q, "entries", now),
         Route::AlarmAck(ref id) => alarms::acknowledged(view, id, now),
+        Route::Config(t) => catalog::handle(view, t, req, now),
         Route::AuthLogin => auth::login(view, &req.body, now),
         Route::AuthRefresh => auth::refresh(view, &req.body, now),
         Route::AuthLogout => auth::logout(view, &req.body, now),

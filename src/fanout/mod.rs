@@ -94,6 +94,8 @@ pub struct Fanout {
     current: Arc<Tick>,
     slow_close_ms: i64,
     max_channels: usize,
+    /// Channels configured (`cfg:channels`): subscribable before their first write.
+    configured: Arc<BTreeSet<ChannelId>>,
 }
 
 impl Fanout {
@@ -109,7 +111,18 @@ impl Fanout {
             current: initial,
             slow_close_ms,
             max_channels,
+            configured: Arc::default(),
         }
+    }
+
+    /// The configured channels changed.
+    pub fn set_configured(&mut self, ids: Arc<BTreeSet<ChannelId>>) {
+        self.configured = ids;
+    }
+
+    /// Whether `ch` is configured (known even without data).
+    pub fn is_configured(&self, ch: ChannelId) -> bool {
+        self.configured.contains(&ch)
     }
 
     /// The state this shard's clients are consistent with (newer ticks are still queued).
@@ -226,8 +239,10 @@ impl Fanout {
         now: i64,
     ) -> Result<Subscribed, crate::error::ApiError> {
         let snap = self.current.snapshot.clone();
-        let (subscribed, failed): (Vec<ChannelId>, Vec<ChannelId>) =
-            channels.iter().partition(|c| snap.channels.contains_key(c));
+        // A configured channel is known before its first write.
+        let (subscribed, failed): (Vec<ChannelId>, Vec<ChannelId>) = channels
+            .iter()
+            .partition(|c| snap.channels.contains_key(c) || self.configured.contains(c));
         let m = self
             .members
             .get_mut(&conn)

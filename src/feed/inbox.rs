@@ -50,6 +50,12 @@ pub enum Request {
     },
     /// A command's record (`HGETALL cmd:{id}`).
     CommandRecord { command_id: String },
+    /// Commands (each its arguments) run as one pipeline — `MULTI`/`EXEC` with `atomic` —
+    /// answered with their replies (the configuration routes' reads and writes).
+    Exec {
+        commands: Vec<Vec<String>>,
+        atomic: bool,
+    },
     /// Queue a control command for `client_id` (`control_submit`).
     ControlSubmit {
         command: Box<ControlRequest>,
@@ -76,6 +82,8 @@ pub enum Reply {
     Stream(Option<Vec<super::stream::Entry>>),
     /// The password verifier's answer (not the feed's: it shares the way back).
     Verified(bool),
+    /// The replies of an `Exec`, or Redis's error text; `None` when Redis could not be asked.
+    Exec(Option<Result<Vec<redis::Value>, String>>),
 }
 
 /// Where an answer goes: a connection on a shard (`seq` tells a late answer from the one

@@ -43,6 +43,9 @@ const PING_REUSE: Duration = Duration::from_millis(100);
 /// How often a missing wake-up subscription is attempted again (the tick covers meanwhile).
 const WAKE_RETRY: Duration = Duration::from_secs(5);
 
+/// How often the feed checks `cfg:version` for configuration changes made elsewhere.
+const CATALOG_CHECK: Duration = Duration::from_secs(1);
+
 /// What one `netsrv_collect_data` call returned.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Collected {
@@ -93,30 +96,7 @@ pub fn parse_collect_reply(v: &redis::Value) -> Option<Collected> {
     })
 }
 
-/// The (field, value) pairs of an `HGETALL` reply (RESP2 array or RESP3 map).
-pub fn hash_fields(v: redis::Value) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let bytes = |v: redis::Value| match v {
-        redis::Value::BulkString(b) => b,
-        redis::Value::SimpleString(s) => s.into_bytes(),
-        redis::Value::Int(n) => n.to_string().into_bytes(),
-        _ => Vec::new(),
-    };
-    match v {
-        redis::Value::Array(items) => {
-            let mut it = items.into_iter();
-            let mut out = Vec::new();
-            while let (Some(k), Some(val)) = (it.next(), it.next()) {
-                out.push((bytes(k), bytes(val)));
-            }
-            out
-        }
-        redis::Value::Map(pairs) => pairs
-            .into_iter()
-            .map(|(k, v)| (bytes(k), bytes(v)))
-            .collect(),
-        _ => Vec::new(),
-    }
-}
+pub use crate::model::hash_fields;
 
 fn is_connection_error(e: &redis::RedisError) -> bool {
     e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal()
@@ -201,6 +181,8 @@ pub struct Published {
     pub redis: ArcSwap<DependencyHealth>,
     /// The active alarms (empty until read from Redis).
     pub alarms: ArcSwap<ActiveAlarms>,
+    /// The configured channels (`cfg:channels`).
+    pub catalog: ArcSwap<crate::catalog::Catalog>,
 }
 
 impl Published {
@@ -212,6 +194,7 @@ impl Published {
                 message: "Connecting to Redis".into(),
             }),
             alarms: ArcSwap::from_pointee(ActiveAlarms::default()),
+            catalog: ArcSwap::from_pointee(crate::catalog::Catalog::default()),
         })
     }
 }
@@ -227,6 +210,8 @@ pub type ControlSink = Box<dyn FnMut(Vec<crate::control::ControlResult>) + Send>
 
 /// Called with Redis's health each time it changes.
 pub type HealthSink = Box<dyn FnMut(&Arc<DependencyHealth>) + Send>;
+/// Called with the configured channels when they change.
+pub type CatalogSink = Box<dyn FnMut(&Arc<crate::catalog::Catalog>) + Send>;
 
 /// How a wait on the inbox ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -251,6 +236,12 @@ pub struct Feed {
     on_changes: Option<ChangeSink>,
     /// Receives each change of Redis's health (WebSocket clients are told).
     on_health: Option<HealthSink>,
+    /// Receives the configured channels when they change.
+    on_catalog: Option<CatalogSink>,
+    /// `cfg:version` when the catalog was last read (`None`: never), and when it was checked
+    /// (`None`: check at the next opportunity).
+    catalog_version: Option<Option<i64>>,
+    catalog_checked: Option<Instant>,
     /// Receives new alarm events (every alarm-receiving WebSocket client is sent them).
     on_alarms: Option<AlarmSink>,
     alarms: alarms::AlarmReader,
@@ -292,6 +283,9 @@ impl Feed {
             epoch: String::new(),
             on_changes: None,
             on_health: None,
+            on_catalog: None,
+            catalog_version: None,
+            catalog_checked: None,
             on_alarms: None,
             alarms: alarms::AlarmReader::default(),
             on_control: None,
@@ -329,6 +323,14 @@ impl Feed {
 
     pub fn on_health(mut self, f: impl FnMut(&Arc<DependencyHealth>) + Send + 'static) -> Self {
         self.on_health = Some(Box::new(f));
+        self
+    }
+
+    pub fn on_catalog(
+        mut self,
+        f: impl FnMut(&Arc<crate::catalog::Catalog>) + Send + 'static,
+    ) -> Self {
+        self.on_catalog = Some(Box::new(f));
         self
     }
 
@@ -470,6 +472,46 @@ impl Feed {
                 match r {
                     Err(e) if failed => Err(e.into()),
                     _ => Ok(()),
+                }
+            }
+            Request::Exec { commands, atomic } => {
+                let Some(con) = con else {
+                    (self.postman)(reply_to, Reply::Exec(None));
+                    return Ok(());
+                };
+                let mut pipe = redis::pipe();
+                if atomic {
+                    pipe.atomic();
+                }
+                for c in &commands {
+                    let mut cmd = redis::cmd(c.first().map_or("PING", String::as_str));
+                    for a in c.iter().skip(1) {
+                        cmd.arg(a);
+                    }
+                    pipe.add_command(cmd);
+                }
+                let changes = commands
+                    .iter()
+                    .any(|c| c.iter().any(|a| a == crate::catalog::VERSION_KEY));
+                match pipe.query::<Vec<redis::Value>>(con) {
+                    Ok(v) => {
+                        if changes {
+                            // Effective before the answer: the shards hear of the new catalog
+                            // before the client can act on the reply.
+                            self.catalog_checked = None;
+                            let _ = self.poll_catalog(con);
+                        }
+                        (self.postman)(reply_to, Reply::Exec(Some(Ok(v))));
+                        Ok(())
+                    }
+                    Err(e) if is_connection_error(&e) => {
+                        (self.postman)(reply_to, Reply::Exec(None));
+                        Err(e.into())
+                    }
+                    Err(e) => {
+                        (self.postman)(reply_to, Reply::Exec(Some(Err(e.to_string()))));
+                        Ok(())
+                    }
                 }
             }
             Request::Library {
@@ -691,6 +733,7 @@ impl Feed {
             let started = Instant::now();
             self.collect_until_current(con)?;
             self.poll_alarms(con)?;
+            self.poll_catalog(con)?;
             let results = self.results.poll(con)?;
             if !results.is_empty() {
                 if let Some(f) = self.on_control.as_mut() {
@@ -713,6 +756,37 @@ impl Feed {
                 self.start_subscriber(con);
             }
         }
+    }
+
+    /// Reads the configured channels again when `cfg:version` moved (checked about once a
+    /// second: another gateway's change shows within that; this gateway's at once).
+    fn poll_catalog(&mut self, con: &mut redis::Connection) -> Result<(), FeedError> {
+        if self
+            .catalog_checked
+            .is_some_and(|t| t.elapsed() < CATALOG_CHECK)
+        {
+            return Ok(());
+        }
+        self.catalog_checked = Some(Instant::now());
+        let version: Option<i64> = redis::cmd("GET")
+            .arg(crate::catalog::VERSION_KEY)
+            .query(con)
+            .unwrap_or(None);
+        if self.catalog_version == Some(version) {
+            return Ok(());
+        }
+        let fields = hash_fields(
+            redis::cmd("HGETALL")
+                .arg(crate::catalog::CHANNELS_KEY)
+                .query::<redis::Value>(con)?,
+        );
+        self.catalog_version = Some(version);
+        let catalog = Arc::new(crate::catalog::Catalog::from_fields(&fields));
+        self.published.catalog.store(catalog.clone());
+        if let Some(f) = self.on_catalog.as_mut() {
+            f(&catalog);
+        }
+        Ok(())
     }
 
     /// A connection with the configured timeouts (the wake-up subscription uses it as is).

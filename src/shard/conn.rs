@@ -274,9 +274,20 @@ async fn respond(ctx: &ShardCtx, conn: ConnId, req: &Request, peer: IpAddr) -> R
         }
         None => None,
     };
+    let exec = match needs.exec {
+        Some((commands, atomic)) => {
+            let request = FeedRequest::Exec { commands, atomic };
+            match ctx.ask_feed(conn, request, ALARM_LOG_DEADLINE).await {
+                Some(Reply::Exec(r)) => r,
+                _ => None,
+            }
+        }
+        None => None,
+    };
     let snapshot = shared.published.snapshot.load();
     let redis = shared.published.redis.load();
     let alarms = shared.published.alarms.load();
+    let catalog = shared.published.catalog.load();
     let view = api::View {
         snapshot: &snapshot,
         redis: &redis,
@@ -295,6 +306,8 @@ async fn respond(ctx: &ShardCtx, conn: ConnId, req: &Request, peer: IpAddr) -> R
         definitions,
         library,
         stream,
+        exec,
+        catalog: &catalog,
         principal: &principal,
         auth_error: auth_error.as_ref(),
         auth: &shared.auth,

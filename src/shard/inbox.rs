@@ -37,6 +37,8 @@ pub enum ShardEvent {
     },
     /// The feed's answer to a request a connection of this shard made.
     Reply { to: ReplyTo, reply: Reply },
+    /// The configured channels changed.
+    Catalog(Arc<crate::catalog::Catalog>),
 }
 
 #[derive(Default)]

@@ -313,6 +313,11 @@ async fn events(ctx: Rc<ShardCtx>) {
                     ctx.source_changed();
                 }
                 ShardEvent::Alarms(batch) => ws_conn::on_alarms(&ctx, &batch),
+                ShardEvent::Catalog(catalog) => ctx
+                    .ws
+                    .borrow_mut()
+                    .fanout
+                    .set_configured(Arc::new(catalog.ids())),
                 ShardEvent::ControlAck {
                     conn,
                     client_id,
