@@ -306,6 +306,10 @@ pub struct HttpConfig {
     /// Host names (or addresses) the gateway answers to; a request whose `Host` is not on
     /// the list gets 400 (defends against DNS rebinding). Empty (default): any.
     pub allowed_hosts: Vec<String>,
+    /// The role `GET /metrics` needs: `viewer` (default), `operator`, `admin`, or `none`
+    /// (open to every client that reaches the listener, e.g. a Prometheus on a management
+    /// network without tokens).
+    pub metrics_role: AnonymousRole,
     /// Addresses of reverse proxies whose `X-Forwarded-For` is believed: behind them the
     /// client's address (failed-login limits, the audit's "from where") is the last address
     /// in that header that is not a trusted proxy. Empty (default): the header is ignored.
@@ -350,6 +354,7 @@ impl Default for HttpConfig {
             max_pending_output_bytes: 64 * 1024,
             allowed_origins: Vec::new(),
             allowed_hosts: Vec::new(),
+            metrics_role: AnonymousRole::Viewer,
             trusted_proxies: Vec::new(),
         }
     }

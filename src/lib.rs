@@ -39,6 +39,7 @@ pub mod feed;
 pub mod http;
 pub mod json;
 pub mod log;
+pub mod metrics;
 pub mod model;
 pub mod server;
 pub mod shard;

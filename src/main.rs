@@ -70,6 +70,12 @@ struct RuntimeArgs {
     /// variables override it
     #[arg(long, env = "VOLTAGE_CONFIG")]
     config: Option<PathBuf>,
+    /// Least severe log level written to stderr [default: info]
+    #[arg(long, env = "VOLTAGE_LOG_LEVEL", value_enum, default_value = "info")]
+    log_level: log::Level,
+    /// Log lines as text or as JSON objects (one per line, for log shippers)
+    #[arg(long, env = "VOLTAGE_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: log::Format,
     #[command(flatten)]
     limits: LimitArgs,
 }
@@ -113,6 +119,7 @@ fn load_config(
     no_load: bool,
     rt: &RuntimeArgs,
 ) -> Config {
+    log::configure(rt.log_level, rt.log_format);
     let over = Overrides {
         listen,
         redis_url: redis,

@@ -97,6 +97,60 @@ fn taken_port_is_a_clear_startup_error() {
 }
 
 #[test]
+fn logs_are_json_lines_or_text_at_the_chosen_level() {
+    // JSON lines: every line an object with time, level and message.
+    let mut cmd = Command::new(BIN);
+    cmd.args([
+        "--listen",
+        "127.0.0.1:0",
+        "--redis",
+        "redis://127.0.0.1:1",
+        "--shards",
+        "1",
+    ])
+    .args(["--log-format", "json"])
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
+    let (mut guard, _addr, log) = spawn_listening(cmd);
+    std::thread::sleep(Duration::from_millis(300));
+    signal(&guard.0, libc::SIGTERM);
+    wait_exit(&mut guard.0, Duration::from_secs(5));
+    std::thread::sleep(Duration::from_millis(100));
+    let text = log.lock().unwrap().clone();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let levels: Vec<&str> = lines.iter().map(|l| l["level"].as_str().unwrap()).collect();
+    assert!(
+        levels.contains(&"INFO") && levels.contains(&"WARN"),
+        "{text}"
+    );
+    assert!(lines
+        .iter()
+        .all(|l| l["time"].as_str().unwrap().ends_with('Z') && l["message"].is_string()));
+    // Text at level error: a failed start-up says only its error.
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = holder.local_addr().unwrap().port();
+    let out = Command::new(BIN)
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--redis",
+            "redis://127.0.0.1:1",
+        ])
+        .args(["--log-level", "error"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains(" ERROR ") && err.contains("already in use"),
+        "{err}"
+    );
+}
+
+#[test]
 fn bad_configuration_is_refused() {
     let dir = std::env::temp_dir().join(format!("vg-cfg-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

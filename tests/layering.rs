@@ -17,6 +17,7 @@ const PURE: &[&str] = &[
     "src/control.rs",
     "src/auth",
     "src/catalog.rs",
+    "src/metrics.rs",
     "src/error.rs",
     "src/json.rs",
 ];

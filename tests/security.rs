@@ -218,6 +218,7 @@ fn role_matrix_over_every_route_and_the_control_message() {
         ("DELETE", "/api/alarms/rules/r_x", "", Some(Role::Admin)),
         ("POST", "/api/alarms/ALM_1/ack", "", Some(Role::Operator)),
         ("GET", "/api/config/channels", "", Some(Role::Viewer)),
+        ("GET", "/metrics", "", Some(Role::Viewer)),
         (
             "GET",
             "/api/config/channels/2001/points.csv",

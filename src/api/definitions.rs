@@ -64,6 +64,26 @@ impl Kind {
         }
     }
 
+    /// The list route (for metrics labels and the API description).
+    pub fn collection_path(self) -> &'static str {
+        match self {
+            Kind::Models => "/api/models",
+            Kind::Rules => "/api/rules",
+            Kind::Forwarding => "/api/forwarding",
+            Kind::AlarmRules => "/api/alarms/rules",
+        }
+    }
+
+    /// One definition's route template.
+    pub fn item_path(self) -> &'static str {
+        match self {
+            Kind::Models => "/api/models/:id",
+            Kind::Rules => "/api/rules/:id",
+            Kind::Forwarding => "/api/forwarding/:name",
+            Kind::AlarmRules => "/api/alarms/rules/:id",
+        }
+    }
+
     /// Destinations also report their counters (`forward:{name}:stats`).
     pub fn has_stats(self) -> bool {
         self == Kind::Forwarding

@@ -48,6 +48,8 @@ pub struct View<'a> {
     /// asked when more follow).
     pub stream: Option<Vec<crate::alarm::StreamEntry>>,
     /// Who the request acts as (authenticated before anything was gathered).
+    /// The gateway's counters for `/metrics`.
+    pub metrics: Option<crate::metrics::Sample>,
     /// The replies to the commands the route ran (`None`: Redis not asked or not answering).
     pub exec: Option<Result<Vec<redis::Value>, String>>,
     /// The configured channels (known before their first write).
@@ -90,6 +92,7 @@ impl<'a> View<'a> {
             definitions: None,
             library: None,
             stream: None,
+            metrics: None,
             exec: None,
             catalog,
             principal,
@@ -129,6 +132,8 @@ pub struct Needs {
     pub library: Option<(&'static str, String, Vec<String>)>,
     /// A page of a log (stream): (stream, after, limit).
     pub stream: Option<(&'static str, crate::alarm::EventId, usize)>,
+    /// The counters for `/metrics`.
+    pub metrics: bool,
     /// Commands to run in Redis: (commands, atomic).
     pub exec: Option<(Vec<Vec<String>>, bool)>,
     /// A password to check: (user, password).
@@ -144,12 +149,13 @@ pub fn needs(
     req: &Request,
     principal: &Principal,
     auth_error: Option<&ApiError>,
-    max_depth: usize,
+    config: &Config,
 ) -> Needs {
+    let max_depth = config.ws.max_json_depth;
     let get = matches!(req.method, Method::Get | Method::Head);
     let route = route(&req.path);
     if let Ok(Some(r)) = &route {
-        if permitted(r, req.method, principal, auth_error).is_err() {
+        if permitted(r, req.method, principal, auth_error, config).is_err() {
             return Needs::default();
         }
     }
@@ -219,6 +225,7 @@ pub fn needs(
         definitions,
         library,
         stream,
+        metrics: get && matches!(route, Ok(Some(Route::Metrics))),
         exec: match &route {
             Ok(Some(Route::Config(t))) => catalog::needs(*t, req, max_depth),
             _ => None,
@@ -264,11 +271,12 @@ pub fn gate(req: &Request, origins: &OriginPolicy, hosts: &[String]) -> Result<(
 
 /// The role a route needs (`None`: open to everyone — health probes, login and refresh,
 /// CORS preflights).
-fn required_role(route: &Route, method: Method) -> Option<Role> {
+fn required_role(route: &Route, method: Method, config: &Config) -> Option<Role> {
     if method == Method::Options {
         return None;
     }
     match route {
+        Route::Metrics => config.http.metrics_role.role(),
         Route::Health | Route::HealthReady => None,
         Route::AuthLogin | Route::AuthRefresh | Route::AuthLogout => None,
         Route::Control | Route::AlarmAck(_) => Some(Role::Operator),
@@ -289,8 +297,9 @@ fn permitted(
     method: Method,
     principal: &Principal,
     auth_error: Option<&ApiError>,
+    config: &Config,
 ) -> Result<(), ApiError> {
-    match (required_role(route, method), auth_error) {
+    match (required_role(route, method, config), auth_error) {
         (None, _) => Ok(()),
         (Some(_), Some(e)) => Err(e.clone()),
         (Some(role), None) => principal.require(role),
@@ -317,6 +326,7 @@ enum Route {
     Audit,
     AlarmAck(String),
     Config(catalog::Target),
+    Metrics,
     AuthLogin,
     AuthRefresh,
     AuthLogout,
@@ -353,6 +363,7 @@ fn route(path: &str) -> Result<Option<Route>, ApiError> {
         "/api/alarms/rules" => Route::Definitions(definitions::Kind::AlarmRules),
         "/api/rules/firings" => Route::RuleFirings,
         "/api/audit" => Route::Audit,
+        "/metrics" => Route::Metrics,
         "/api/auth/login" => Route::AuthLogin,
         "/api/auth/refresh" => Route::AuthRefresh,
         "/api/auth/logout" => Route::AuthLogout,
@@ -500,7 +511,13 @@ pub fn handle(req: &Request, view: &View<'_>, now: i64) -> Response {
             .with_header("Allow", allow)
         }
     }
-    if let Err(e) = permitted(&route, req.method, view.principal, view.auth_error) {
+    if let Err(e) = permitted(
+        &route,
+        req.method,
+        view.principal,
+        view.auth_error,
+        view.config,
+    ) {
         return Response::error(&e, now);
     }
     if route.serves_data() && !view.snapshot.loaded {
@@ -531,12 +548,61 @@ pub fn handle(req: &Request, view: &View<'_>, now: i64) -> Response {
         Route::Audit => definitions::page(view, &q, "entries", now),
         Route::AlarmAck(ref id) => alarms::acknowledged(view, id, now),
         Route::Config(t) => catalog::handle(view, t, req, now),
+        Route::Metrics => Ok(metrics(view)),
         Route::AuthLogin => auth::login(view, &req.body, now),
         Route::AuthRefresh => auth::refresh(view, &req.body, now),
         Route::AuthLogout => auth::logout(view, &req.body, now),
         Route::AuthMe => auth::me(view, now),
     });
     result.unwrap_or_else(|e| Response::error(&e, now))
+}
+
+/// `GET /metrics`: the Prometheus text format.
+fn metrics(view: &View<'_>) -> Response {
+    let text = view
+        .metrics
+        .as_ref()
+        .map(crate::metrics::render)
+        .unwrap_or_default();
+    let mut r = Response::json(200, text.into_bytes());
+    r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+    r
+}
+
+/// The route's name for metrics: its template (ids as `:id`), so a client cannot grow the
+/// label set; unknown paths are one label.
+pub fn route_label(path: &str) -> &'static str {
+    match route(path) {
+        Ok(Some(r)) => match r {
+            Route::Channels => "/api/channels",
+            Route::ChannelStatus(_) => "/api/channels/:id/status",
+            Route::ChannelRealtime(_) => "/api/channels/:id/realtime",
+            Route::ChannelHistory(_) => "/api/channels/:id/history",
+            Route::Health => "/health",
+            Route::HealthReady => "/health/ready",
+            Route::HealthDetailed => "/health/detailed",
+            Route::AlarmsActive => "/api/alarms/active",
+            Route::AlarmEvents => "/api/alarms/events",
+            Route::Control => "/api/control",
+            Route::Command(_) => "/api/commands/:id",
+            Route::Definitions(k) => k.collection_path(),
+            Route::Definition(k, _) => k.item_path(),
+            Route::RuleFirings => "/api/rules/firings",
+            Route::Audit => "/api/audit",
+            Route::AlarmAck(_) => "/api/alarms/:id/ack",
+            Route::Config(catalog::Target::Channels) => "/api/config/channels",
+            Route::Config(catalog::Target::Channel(_)) => "/api/config/channels/:id",
+            Route::Config(catalog::Target::Points(_)) => "/api/config/channels/:id/points",
+            Route::Config(catalog::Target::PointsCsv(_)) => "/api/config/channels/:id/points.csv",
+            Route::Metrics => "/metrics",
+            Route::AuthLogin => "/api/auth/login",
+            Route::AuthRefresh => "/api/auth/refresh",
+            Route::AuthLogout => "/api/auth/logout",
+            Route::AuthMe => "/api/auth/me",
+        },
+        Ok(None) => "unknown",
+        Err(_) => "invalid",
+    }
 }
 
 /// 503 before the site's data has been loaded, with why it has not.

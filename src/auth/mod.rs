@@ -13,6 +13,7 @@ use crate::error::{ApiError, ErrorCode};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 /// Roles, each allowing what the one below it does: `viewer` reads REST and subscribes,
@@ -133,6 +134,9 @@ pub struct Auth {
     refresh_ttl_ms: i64,
     refresh: Mutex<refresh::Store>,
     failures: Mutex<limiter::Failures>,
+    /// Refused logins and refused tokens, for `/metrics`.
+    login_failures: AtomicU64,
+    token_refusals: AtomicU64,
 }
 
 fn unauthorized(details: impl Into<String>) -> ApiError {
@@ -163,7 +167,17 @@ impl Auth {
                 cfg.max_login_failures,
                 (cfg.login_failure_window_secs * 1000) as i64,
             )),
+            login_failures: AtomicU64::new(0),
+            token_refusals: AtomicU64::new(0),
         }
+    }
+
+    pub fn login_failures(&self) -> u64 {
+        self.login_failures.load(Ordering::Relaxed)
+    }
+
+    pub fn token_refusals(&self) -> u64 {
+        self.token_refusals.load(Ordering::Relaxed)
     }
 
     /// The anonymous clients' role (`None`: they may do nothing).
@@ -178,18 +192,22 @@ impl Auth {
         let Some(token) = token else {
             return Ok(Principal::anonymous(self.anonymous));
         };
+        let refused = |e: ApiError| {
+            crate::metrics::add(&self.token_refusals, 1);
+            e
+        };
         let claims = self
             .keys
             .verify(token, now)
-            .map_err(|e| unauthorized(e.to_string()))?;
+            .map_err(|e| refused(unauthorized(e.to_string())))?;
         if self.lock_refresh().is_revoked(&claims.fam) {
-            return Err(unauthorized("the token was revoked (logged out)"));
+            return Err(refused(unauthorized("the token was revoked (logged out)")));
         }
         // A user removed from the configuration loses access at once.
         let user = self
             .users
             .get(&claims.sub)
-            .ok_or_else(|| unauthorized("the token's user no longer exists"))?;
+            .ok_or_else(|| refused(unauthorized("the token's user no longer exists")))?;
         Ok(Principal {
             user: Some(claims.sub),
             // The configured role wins over the token's (a demoted user is demoted at once).
@@ -245,6 +263,7 @@ impl Auth {
     ) -> Result<Tokens, ApiError> {
         let known = self.users.get(user);
         let Some(u) = known.filter(|_| password_ok) else {
+            crate::metrics::add(&self.login_failures, 1);
             self.lock_failures()
                 .record(&Auth::limiter_keys(ip, user), now);
             return Err(unauthorized("wrong user name or password"));

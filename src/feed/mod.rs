@@ -183,6 +183,8 @@ pub struct Published {
     pub alarms: ArcSwap<ActiveAlarms>,
     /// The configured channels (`cfg:channels`).
     pub catalog: ArcSwap<crate::catalog::Catalog>,
+    /// The feed's counters (`/metrics`).
+    pub feed: crate::metrics::FeedCounters,
 }
 
 impl Published {
@@ -195,6 +197,7 @@ impl Published {
             }),
             alarms: ArcSwap::from_pointee(ActiveAlarms::default()),
             catalog: ArcSwap::from_pointee(crate::catalog::Catalog::default()),
+            feed: Default::default(),
         })
     }
 }
@@ -359,6 +362,7 @@ impl Feed {
             match result {
                 Ok(()) => return,
                 Err(e) => {
+                    crate::metrics::bump(&self.published.feed.errors, 1);
                     let msg = format!("Redis unavailable: {e}; serving the last known state");
                     if self.published.redis.load().healthy {
                         log::warn(&msg);
@@ -589,6 +593,9 @@ impl Feed {
                 let instance = self.results.instance().to_string();
                 match control::submit(con, &command, &client_id, &instance, cfg.timeout_ms) {
                     Ok(r) => {
+                        if r.as_ref().is_ok_and(|s| !s.duplicate) {
+                            crate::metrics::bump(&self.published.feed.control_queued, 1);
+                        }
                         (self.postman)(reply_to, Reply::ControlSubmitted(r));
                         Ok(())
                     }
@@ -732,9 +739,28 @@ impl Feed {
         loop {
             let started = Instant::now();
             self.collect_until_current(con)?;
+            let f = &self.published.feed;
+            crate::metrics::bump(&f.collects, 1);
+            f.last_collect_us.store(
+                started.elapsed().as_micros() as u64,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            f.last_collect_ms.store(
+                crate::time::now_millis().max(0) as u64,
+                std::sync::atomic::Ordering::Relaxed,
+            );
             self.poll_alarms(con)?;
             self.poll_catalog(con)?;
             let results = self.results.poll(con)?;
+            for r in &results {
+                let f = &self.published.feed;
+                let c = match r.status.as_str() {
+                    "executed" => &f.control_executed,
+                    "failed" => &f.control_failed,
+                    _ => &f.control_timeout,
+                };
+                crate::metrics::bump(c, 1);
+            }
             if !results.is_empty() {
                 if let Some(f) = self.on_control.as_mut() {
                     f(results);
@@ -821,6 +847,15 @@ impl Feed {
     /// Reads new alarm events and hands them on with the active set after them.
     fn poll_alarms(&mut self, con: &mut redis::Connection) -> Result<(), FeedError> {
         if let Some(new) = self.alarms.poll(con)? {
+            let f = &self.published.feed;
+            for a in &new {
+                let c = match a.event.status {
+                    crate::alarm::AlarmStatus::Triggered => &f.alarm_triggers,
+                    crate::alarm::AlarmStatus::Recovered => &f.alarm_recoveries,
+                    crate::alarm::AlarmStatus::Acknowledged => &f.alarm_acks,
+                };
+                crate::metrics::bump(c, 1);
+            }
             let active = self.alarms.active().clone();
             self.published.alarms.store(active.clone());
             if let Some(f) = self.on_alarms.as_mut() {

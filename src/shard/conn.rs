@@ -167,7 +167,7 @@ async fn respond(ctx: &ShardCtx, conn: ConnId, req: &Request, peer: IpAddr) -> R
         req.forwarded_for.as_deref(),
         &cfg.http.trusted_proxies,
     );
-    let needs = api::needs(req, &principal, auth_error.as_ref(), cfg.ws.max_json_depth);
+    let needs = api::needs(req, &principal, auth_error.as_ref(), cfg);
     let login = match needs.login {
         Some((user, password)) => {
             check_password(ctx, conn, &user, password, client_ip, started).await
@@ -306,6 +306,9 @@ async fn respond(ctx: &ShardCtx, conn: ConnId, req: &Request, peer: IpAddr) -> R
         definitions,
         library,
         stream,
+        metrics: needs
+            .metrics
+            .then(|| shared.metrics_sample(crate::time::now_millis())),
         exec,
         catalog: &catalog,
         principal: &principal,
@@ -430,7 +433,15 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, ctx: Rc<ShardCtx>) {
                             }
                         }
                     }
+                    let started = Instant::now();
                     let resp = respond(&ctx, id, &req, peer.ip()).await;
+                    if let Some(stats) = ctx.shared.http_stats.get(ctx.index) {
+                        stats.lock().unwrap_or_else(|e| e.into_inner()).record(
+                            api::route_label(&req.path),
+                            resp.status,
+                            started.elapsed().as_secs_f64(),
+                        );
+                    }
                     let keep = req.keep_alive && !resp.close && !ctx.shutdown.is_triggered();
                     write_response(&mut out, &resp, keep, req.method == Method::Head, cors);
                     close = !keep;

@@ -42,6 +42,10 @@ pub struct Shared {
     pub origins: OriginPolicy,
     /// Checks passwords off the shard threads.
     pub verifier: Verifier,
+    /// Per shard: WebSocket counters (written by that shard only) and HTTP statistics (locked
+    /// by that shard per request, and by a `/metrics` scrape).
+    pub shard_counters: Vec<crate::metrics::ShardCounters>,
+    pub http_stats: Vec<Mutex<crate::metrics::HttpStats>>,
 }
 
 /// How long a final control ack waits for its sender to reconnect, and how many may wait.
@@ -99,6 +103,8 @@ impl Shared {
         verifier: Verifier,
     ) -> Arc<Shared> {
         Arc::new(Shared {
+            shard_counters: inboxes.iter().map(|_| Default::default()).collect(),
+            http_stats: inboxes.iter().map(|_| Default::default()).collect(),
             origins: OriginPolicy::new(&config.http.allowed_origins),
             auth,
             verifier,
@@ -141,6 +147,37 @@ impl Shared {
                 send(owner, json);
             }
         }
+    }
+
+    /// Everything `/metrics` reports, now.
+    pub fn metrics_sample(&self, now_ms: i64) -> crate::metrics::Sample {
+        let mut s = crate::metrics::Sample {
+            connections: self.connections.load(Ordering::Relaxed) as u64,
+            websockets_per_shard: self
+                .websockets
+                .iter()
+                .map(|n| n.load(Ordering::Relaxed) as u64)
+                .collect(),
+            redis_up: self.published.redis.load().healthy,
+            uptime_secs: self.started.elapsed().as_secs(),
+            auth_login_failures: self.auth.login_failures(),
+            auth_token_refusals: self.auth.token_refusals(),
+            ..Default::default()
+        };
+        for c in &self.shard_counters {
+            s.shard(c);
+        }
+        for h in &self.http_stats {
+            s.http.merge(&h.lock().unwrap_or_else(|e| e.into_inner()));
+        }
+        s.feed(&self.published.feed, now_ms);
+        for a in self.published.alarms.load().by_rule.values() {
+            if let Some(n) = s.active_alarms.get_mut(usize::from(a.event.level)) {
+                *n += 1;
+            }
+            s.active_acknowledged += u64::from(a.event.ack.is_some());
+        }
+        s
     }
 
     /// The counters `/health/detailed` reports.

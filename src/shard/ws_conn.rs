@@ -175,6 +175,8 @@ impl WsConn {
 pub struct ConnSink<'a> {
     pub conns: &'a HashMap<ConnId, Rc<WsConn>>,
     pub budget: usize,
+    /// This shard's counters (pushes skipped for clients over budget).
+    pub counters: &'a crate::metrics::ShardCounters,
 }
 
 impl Sink for ConnSink<'_> {
@@ -187,6 +189,7 @@ impl Sink for ConnSink<'_> {
         }
         if c.queued.get() >= self.budget {
             c.over_budget.set(true);
+            crate::metrics::bump(&self.counters.skipped, 1);
             return false;
         }
         c.push(Chunk::Shared(frame.clone()));
@@ -207,6 +210,7 @@ pub fn with_fanout<R>(ctx: &ShardCtx, f: impl FnOnce(&mut Fanout, &mut ConnSink<
     let mut sink = ConnSink {
         conns,
         budget: ctx.shared.config.ws.outbound_budget_bytes,
+        counters: &ctx.shared.shard_counters[ctx.index],
     };
     f(fanout, &mut sink)
 }
@@ -458,7 +462,7 @@ async fn run(stream: TcpStream, leftover: Vec<u8>, conn: &Rc<WsConn>, ctx: &Rc<S
                 }
                 _ = conn.killed.wait_level() => break,
             }
-            after_write(conn, ctx, len, budget);
+            after_write(conn, ctx, len, 1, budget);
             continue;
         }
         if !conn.out.borrow().is_empty() {
@@ -471,6 +475,7 @@ async fn run(stream: TcpStream, leftover: Vec<u8>, conn: &Rc<WsConn>, ctx: &Rc<S
                 }
             }
             let len = batch.len_bytes();
+            let frames = batch.chunks.len();
             monoio::select! {
                 r = wr.write_vectored_all(batch) => {
                     let (res, b) = r;
@@ -482,7 +487,7 @@ async fn run(stream: TcpStream, leftover: Vec<u8>, conn: &Rc<WsConn>, ctx: &Rc<S
                 }
                 _ = conn.killed.wait_level() => break,
             }
-            after_write(conn, ctx, len, budget);
+            after_write(conn, ctx, len, frames, budget);
             continue;
         }
         if !reading {
@@ -514,8 +519,12 @@ async fn run(stream: TcpStream, leftover: Vec<u8>, conn: &Rc<WsConn>, ctx: &Rc<S
 }
 
 /// `len` queued bytes left: a connection that was over its budget rejoins the fan-out.
-fn after_write(conn: &WsConn, ctx: &ShardCtx, len: usize, budget: usize) {
+fn after_write(conn: &WsConn, ctx: &ShardCtx, len: usize, frames: usize, budget: usize) {
     conn.queued.set(conn.queued.get() - len);
+    if let Some(c) = ctx.shared.shard_counters.get(ctx.index) {
+        crate::metrics::bump(&c.frames, frames as u64);
+        crate::metrics::bump(&c.bytes, len as u64);
+    }
     if conn.over_budget.get() && conn.queued.get() < budget / 2 {
         conn.over_budget.set(false);
         let now = crate::time::now_millis();
