@@ -277,7 +277,7 @@ fn required_role(route: &Route, method: Method, config: &Config) -> Option<Role>
     }
     match route {
         Route::Metrics => config.http.metrics_role.role(),
-        Route::Health | Route::HealthReady => None,
+        Route::Health | Route::HealthReady | Route::OpenApi => None,
         Route::AuthLogin | Route::AuthRefresh | Route::AuthLogout => None,
         Route::Control | Route::AlarmAck(_) => Some(Role::Operator),
         Route::Audit => Some(Role::Admin),
@@ -327,6 +327,7 @@ enum Route {
     AlarmAck(String),
     Config(catalog::Target),
     Metrics,
+    OpenApi,
     AuthLogin,
     AuthRefresh,
     AuthLogout,
@@ -364,6 +365,7 @@ fn route(path: &str) -> Result<Option<Route>, ApiError> {
         "/api/rules/firings" => Route::RuleFirings,
         "/api/audit" => Route::Audit,
         "/metrics" => Route::Metrics,
+        "/api/openapi.json" => Route::OpenApi,
         "/api/auth/login" => Route::AuthLogin,
         "/api/auth/refresh" => Route::AuthRefresh,
         "/api/auth/logout" => Route::AuthLogout,
@@ -549,6 +551,7 @@ pub fn handle(req: &Request, view: &View<'_>, now: i64) -> Response {
         Route::AlarmAck(ref id) => alarms::acknowledged(view, id, now),
         Route::Config(t) => catalog::handle(view, t, req, now),
         Route::Metrics => Ok(metrics(view)),
+        Route::OpenApi => Ok(Response::json(200, OPENAPI.to_vec())),
         Route::AuthLogin => auth::login(view, &req.body, now),
         Route::AuthRefresh => auth::refresh(view, &req.body, now),
         Route::AuthLogout => auth::logout(view, &req.body, now),
@@ -556,6 +559,9 @@ pub fn handle(req: &Request, view: &View<'_>, now: i64) -> Response {
     });
     result.unwrap_or_else(|e| Response::error(&e, now))
 }
+
+/// The OpenAPI 3 description of every REST route (`GET /api/openapi.json`, open to all).
+pub const OPENAPI: &[u8] = include_bytes!("openapi.json");
 
 /// `GET /metrics`: the Prometheus text format.
 fn metrics(view: &View<'_>) -> Response {
@@ -595,6 +601,7 @@ pub fn route_label(path: &str) -> &'static str {
             Route::Config(catalog::Target::Points(_)) => "/api/config/channels/:id/points",
             Route::Config(catalog::Target::PointsCsv(_)) => "/api/config/channels/:id/points.csv",
             Route::Metrics => "/metrics",
+            Route::OpenApi => "/api/openapi.json",
             Route::AuthLogin => "/api/auth/login",
             Route::AuthRefresh => "/api/auth/refresh",
             Route::AuthLogout => "/api/auth/logout",
