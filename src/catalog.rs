@@ -7,7 +7,7 @@
 //! `cfg:channels` hash `{id}` → channel JSON; `cfg:points:{id}` hash `{T|S|C|A}:{point_id}` →
 //! point JSON; `cfg:version` counter, bumped by every change.
 
-use crate::error::{ApiError, ErrorCode};
+use crate::error::ApiError;
 use crate::json;
 use crate::model::{ChannelId, DataType, PointId};
 use simd_json::prelude::*;
@@ -84,21 +84,6 @@ fn invalid(field: &str, expected: &str) -> ApiError {
     ApiError::invalid_parameter(field, expected)
 }
 
-fn object(body: &[u8], max_depth: usize, shape: &str) -> Result<OwnedValue, ApiError> {
-    let bad = || {
-        ApiError::new(
-            ErrorCode::InvalidJson,
-            "Invalid JSON",
-            format!("the body must be {shape}"),
-        )
-    };
-    if !crate::ws::cmd::nesting_within(body, max_depth) {
-        return Err(bad());
-    }
-    let mut buf = body.to_vec();
-    simd_json::to_owned_value(&mut buf).map_err(|_| bad())
-}
-
 fn text(
     v: &OwnedValue,
     field: &str,
@@ -143,7 +128,7 @@ fn number(v: &OwnedValue, field: &str, path: &str) -> Result<Option<f64>, ApiErr
 impl ChannelDef {
     /// `{name, description?, device_kind?, enabled?}` for channel `id`.
     pub fn parse(id: ChannelId, body: &[u8], max_depth: usize) -> Result<ChannelDef, ApiError> {
-        let v = object(
+        let v = json::parse_body(
             body,
             max_depth,
             "an object {name, description?, device_kind?, enabled?}",
@@ -250,7 +235,7 @@ impl PointDef {
     /// A point table: a JSON array of `{data_type, point_id, name, unit?, scale?, min?, max?}`
     /// (each point once).
     pub fn parse_table(body: &[u8], max_depth: usize) -> Result<Vec<PointDef>, ApiError> {
-        let v = object(body, max_depth, "an array of points")?;
+        let v = json::parse_body(body, max_depth, "an array of points")?;
         let arr = v.as_array().ok_or_else(|| {
             invalid(
                 "body",

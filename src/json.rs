@@ -46,6 +46,31 @@ pub fn write_key(out: &mut Vec<u8>, key: &str) {
     out.extend_from_slice(b"\":");
 }
 
+/// A request body as JSON, within `max_depth` nesting (checked first, with one linear scan:
+/// the parser recurses per level). `shape` says what the body must be, for the error.
+pub fn parse_body(
+    body: &[u8],
+    max_depth: usize,
+    shape: &str,
+) -> Result<simd_json::OwnedValue, crate::error::ApiError> {
+    use crate::error::{ApiError, ErrorCode};
+    if !crate::ws::cmd::nesting_within(body, max_depth) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidJson,
+            "Invalid JSON",
+            format!("the body nests arrays/objects deeper than {max_depth} levels"),
+        ));
+    }
+    let mut buf = body.to_vec();
+    simd_json::to_owned_value(&mut buf).map_err(|_| {
+        ApiError::new(
+            ErrorCode::InvalidJson,
+            "Invalid JSON",
+            format!("the body must be {shape}"),
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,22 +16,16 @@ use simd_json::OwnedValue;
 /// one would be a CPU lever.
 const MAX_SECRET: usize = 1024;
 
-fn invalid_json(why: &str) -> ApiError {
-    ApiError::new(ErrorCode::InvalidJson, "Invalid JSON", why)
-}
-
 /// The body as a JSON object (small: the HTTP body limit applies first).
 fn object(body: &[u8], max_depth: usize, shape: &str) -> Result<OwnedValue, ApiError> {
-    if !crate::ws::cmd::nesting_within(body, max_depth) {
-        return Err(invalid_json("the body nests too deep"));
-    }
-    let mut buf = body.to_vec();
-    let v = simd_json::to_owned_value(&mut buf)
-        .map_err(|_| invalid_json(&format!("the body must be a JSON object {shape}")))?;
+    let shape = format!("a JSON object {shape}");
+    let v = json::parse_body(body, max_depth, &shape)?;
     if !v.is_object() {
-        return Err(invalid_json(&format!(
-            "the body must be a JSON object {shape}"
-        )));
+        return Err(ApiError::new(
+            ErrorCode::InvalidJson,
+            "Invalid JSON",
+            format!("the body must be {shape}"),
+        ));
     }
     Ok(v)
 }
