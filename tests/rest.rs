@@ -330,6 +330,32 @@ fn http_protocol_behaviour() {
     let r = read_response(&mut s, &mut buf, false);
     assert_eq!(r.status, 200);
     assert_eq!(r.header("connection").as_deref(), Some("keep-alive"));
+    // Head and body in separate writes (as python-requests sends them), on the same
+    // connection: a refused request with a body, an unknown method with a body, then a
+    // login — each answered at once, none left waiting for the request timeout (408).
+    for (method, path, status) in [
+        ("POST", "/api/channels", 405),
+        ("TRACE", "/health", 405),
+        ("POST", "/api/auth/login", 401),
+        ("POST", "/api/channels", 405),
+    ] {
+        let body = r#"{"username":"nobody","password":"x"}"#;
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        s.write_all(head.as_bytes()).unwrap();
+        std::thread::sleep(Duration::from_millis(30));
+        s.write_all(body.as_bytes()).unwrap();
+        let started = std::time::Instant::now();
+        let r = read_response(&mut s, &mut buf, false);
+        assert_eq!(r.status, status, "{method} {path}: {}", r.head);
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{method} {path}"
+        );
+        assert_eq!(r.header("connection").as_deref(), Some("keep-alive"));
+    }
 
     // HTTP/1.0 without keep-alive closes.
     let r = raw(addr, b"GET /health HTTP/1.0\r\n\r\n");

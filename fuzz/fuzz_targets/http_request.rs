@@ -26,9 +26,13 @@ fuzz_target!(|data: &[u8]| {
     // Incremental head search over any split agrees with a search of the whole.
     let mut scanned = 0;
     let split = data.first().map_or(0, |b| usize::from(*b)).min(data.len());
+    // Found early, it is found again (the body arriving after the head).
     let early = head_end(&data[..split], &mut scanned);
     let late = head_end(data, &mut scanned);
     let mut fresh = 0;
     let direct = head_end(data, &mut fresh);
-    assert_eq!(early.or(late), direct);
+    assert_eq!(late, direct);
+    if early.is_some() {
+        assert_eq!(early, direct);
+    }
 });

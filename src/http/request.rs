@@ -78,15 +78,21 @@ pub struct Request {
 
 /// The length of the request head in `buf` (through its `\r\n\r\n`), if complete. The
 /// search resumes where the previous call on the same growing buffer stopped (`scanned`), so
-/// a head that arrives a byte at a time is scanned once in all, not once per read.
+/// a head that arrives a byte at a time is scanned once in all, not once per read. Once found,
+/// `scanned` stays before the terminator, so later calls (the body still arriving) find the
+/// same end again instead of searching past it.
 pub fn head_end(buf: &[u8], scanned: &mut usize) -> Option<usize> {
     let from = (*scanned).min(buf.len()).saturating_sub(3);
-    let found = buf[from..]
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|i| from + i + 4);
-    *scanned = buf.len();
-    found
+    match buf[from..].windows(4).position(|w| w == b"\r\n\r\n") {
+        Some(i) => {
+            *scanned = from + i;
+            Some(from + i + 4)
+        }
+        None => {
+            *scanned = buf.len();
+            None
+        }
+    }
 }
 
 /// Outcome of feeding the buffer to the parser.
@@ -279,6 +285,10 @@ mod tests {
             assert_eq!(scanned, n);
         }
         assert_eq!(head_end(&req[..27], &mut scanned), Some(27));
+        // The body arriving afterwards: the same head end, again and again.
+        for n in 28..=req.len() {
+            assert_eq!(head_end(&req[..n], &mut scanned), Some(27), "{n}");
+        }
         let mut fresh = 0;
         assert_eq!(head_end(req, &mut fresh), Some(27));
     }
