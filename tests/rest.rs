@@ -347,7 +347,7 @@ fn http_protocol_behaviour() {
         s.write_all(head.as_bytes()).unwrap();
         std::thread::sleep(Duration::from_millis(30));
         s.write_all(body.as_bytes()).unwrap();
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         let r = read_response(&mut s, &mut buf, false);
         assert_eq!(r.status, status, "{method} {path}: {}", r.head);
         assert!(
