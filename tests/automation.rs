@@ -208,6 +208,15 @@ fn models_rules_and_destinations_over_http() {
         .query(&mut con)
         .unwrap();
     assert_eq!(trimmed + kept, 20, "counters add up");
+    // A body that is not a JSON object is refused before Redis sees it (it used to be saved
+    // as an array, or answered 503 when not UTF-8).
+    for body in ["[null,null]", "7", "{nope", "\"x\""] {
+        send(addr, "PUT", "/api/forwarding/cloud", body).error(400, "INVALID_JSON");
+    }
+    let garbage = b"PUT /api/forwarding/4E HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nConnection: close\r\n\r\n\xff\xfe{";
+    raw(addr, garbage).error(400, "INVALID_JSON");
+    assert_eq!(get_ok(addr, "/api/forwarding/cloud")["data"]["maxlen"], 5);
+    get(addr, "/api/forwarding/4E").error(404, "NOT_FOUND");
     let r = get(addr, "/api/models/x");
     assert_eq!(r.status, 404);
     let r = send(addr, "POST", "/api/models/x", "{}");

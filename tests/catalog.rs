@@ -56,6 +56,15 @@ fn a_configured_channel_is_known_before_its_first_write() {
     assert!(e["details"].as_str().unwrap().starts_with("name"), "{e}");
     send(addr, "PUT", "/api/config/channels/0", r#"{"name":"x"}"#).error(400, "INVALID_PARAMETER");
     send(addr, "PUT", "/api/config/channels/4243", "{nope").error(400, "INVALID_JSON");
+    // Unknown properties are ignored whatever their value, even an integer beyond 64 bits.
+    let big = r#"{"x":-51861110584153047040,"y":[1e300,18446744073709551616],"name":"Spare"}"#;
+    let r = send(addr, "PUT", "/api/config/channels/4243", big);
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        get_ok(addr, "/api/config/channels/4243")["data"]["name"],
+        "Spare"
+    );
+    send(addr, "DELETE", "/api/config/channels/4243", "");
     send(addr, "PUT", "/api/config/channels", r#"{"name":"x"}"#).error(405, "METHOD_NOT_ALLOWED");
     send(addr, "GET", "/api/config/channels/4243", "").error(404, "NOT_FOUND");
     assert_eq!(

@@ -185,6 +185,24 @@ fn refused(msg: &str) -> ApiError {
     }
 }
 
+/// A `PUT` body: a JSON object (the library reads its fields; anything else is refused here
+/// with 400 rather than handed to Redis), as the text the save function takes.
+pub fn body(body: &[u8], max_depth: usize, kind: Kind) -> Result<&str, ApiError> {
+    let shape = format!("a JSON object of the {}'s fields", kind.noun());
+    let bad = || {
+        ApiError::new(
+            ErrorCode::InvalidJson,
+            "Invalid JSON",
+            format!("the body must be {shape}"),
+        )
+    };
+    let text = std::str::from_utf8(body).map_err(|_| bad())?;
+    match json::parse_body(body, max_depth, &shape)? {
+        simd_json::OwnedValue::Object(_) => Ok(text),
+        _ => Err(bad()),
+    }
+}
+
 /// `PUT /api/{kind}/{id}`: created or replaced; the model's computed value when there is one.
 pub fn saved(view: &View<'_>, kind: Kind, id: &str, now: i64) -> Result<Response, ApiError> {
     let reply = match view.library.as_ref().ok_or_else(unavailable)? {

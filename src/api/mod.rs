@@ -184,7 +184,7 @@ pub fn needs(
         Ok(Some(Route::Definition(kind, id))) => match req.method {
             Method::Get | Method::Head => definitions = Some((*kind, Some(id.clone()))),
             Method::Put => {
-                if let Ok(body) = std::str::from_utf8(&req.body) {
+                if let Ok(body) = definitions::body(&req.body, max_depth, *kind) {
                     let key = format!("{}{id}", kind.prefix());
                     library = Some((kind.save_function(), key, vec![body.to_string()]));
                 }
@@ -542,7 +542,8 @@ pub fn handle(req: &Request, view: &View<'_>, now: i64) -> Response {
         }
         Route::Definitions(kind) => definitions::list(view, kind, now),
         Route::Definition(kind, ref id) => match req.method {
-            Method::Put => definitions::saved(view, kind, id, now),
+            Method::Put => definitions::body(&req.body, view.config.ws.max_json_depth, kind)
+                .and_then(|_| definitions::saved(view, kind, id, now)),
             Method::Delete => definitions::deleted(view, kind, id, now),
             _ => definitions::get(view, kind, id, now),
         },
