@@ -9,7 +9,7 @@ W() { $R FCALL comsrv_write_data 1 "$@"; }
 C() { $R FCALL netsrv_collect_data 3 netsrv:seq netsrv:dirty netsrv:epoch "$@" | tr '\n' ' ' | sed 's/ $//'; }
 eq load "$($R -x FUNCTION LOAD REPLACE < "$LIB")" voltage
 $R FLUSHALL >/dev/null
-eq version "$($R --no-raw FCALL_RO voltage_version 0)" "(integer) 20"
+eq version "$($R --no-raw FCALL_RO voltage_version 0)" "(integer) 21"
 eq write1 "$($R --no-raw FCALL comsrv_write_data 1 comsrv:1001:T '{"1":25.6,"2":101.3}')" "(integer) 2"
 eq v1 "$($R HGET comsrv:1001:T 1)" 25.6; eq v2 "$($R HGET comsrv:1001:T 2)" 101.3
 now=$($R TIME | head -1); ts=$($R HGET comsrv:1001:T _timestamp); [ $((now-ts)) -le 1 ] && pass=$((pass+1)) || { fail=$((fail+1)); echo "FAIL ts default $ts vs $now"; }
@@ -426,9 +426,14 @@ for j in '{"action":{"type":"event"}}' \
          '{"conditions":[{"channel_id":1,"point_id":1,"operator":">","threshold":1}],"action":{"type":"control","channel_id":1,"point_id":1,"command_type":"control","value":5}}' \
          '{"conditions":[{"channel_id":1,"point_id":1,"operator":">","threshold":1}],"match":"some","action":{"type":"event"}}' \
          '{"conditions":[{"channel_id":1,"point_id":1,"operator":">","threshold":1}],"cooldown_ms":-1,"action":{"type":"event"}}' \
+         '{"conditions":[{"channel_id":3001,"point_id":31,"operator":">","threshold":1e9}],"match":false,"action":{"type":"event"}}' \
+         '{"conditions":[{"channel_id":3001,"point_id":31,"operator":">","threshold":1e9}],"cooldown_ms":false,"action":{"type":"event"}}' \
          'nope'; do
   has "rule-bad $j" "$(RUS bad "$j")" "INVALID_PARAMETER"
 done
+# null is an absent optional field (its default), false is not
+eq rule-nulls "$(RUS nulls '{"conditions":[{"channel_id":3001,"point_id":31,"operator":">","threshold":1e9}],"match":null,"cooldown_ms":null,"enabled":null,"action":{"type":"event"}}')/$($R HMGET rule:nulls match cooldown_ms enabled | tr '\n' ' ')" "OK/all 0 1 "
+$R FCALL rulesrv_rule_delete 1 rule:nulls >/dev/null
 eq rule-bad-nothing "$($R EXISTS rule:bad)" 0
 eq rule-del "$($R FCALL rulesrv_rule_delete 1 rule:cool)/$($R HGET rule:index:3001:T 30 | grep -c cool)/$($R FCALL rulesrv_rule_delete 1 rule:cool)" "1/0/0"
 # ---- forwarding: netsrv_forward_save/_delete, netsrv_forward_data, appended with writes ----
@@ -458,7 +463,9 @@ has fwd-direct-missing "$($R FCALL netsrv_forward_data 1 forward:nobody x)" "NOT
 FS cloud '{"channels":[1001],"enabled":false}' >/dev/null
 W comsrv:1001:T '{"1":1}' >/dev/null; eq fwd-disabled "$($R HEXISTS forward:destinations cloud)/$($R HGET forward:cloud:stats appended)" "0/2"
 eq fwd-del "$($R FCALL netsrv_forward_delete 1 forward:cloud)/$($R EXISTS forward:cloud forward:cloud:stream forward:cloud:stats)" "1/0"
-for j in '{"channels":[0]}' '{"data_types":["X"]}' '{"data_types":[]}' '{"maxlen":0}' '{"enabled":"yes"}' 'nope'; do
+eq fwd-nulls "$(FS nulls '{"channels":null,"data_types":null,"maxlen":null,"enabled":null}')/$($R HMGET forward:nulls channels data_types maxlen enabled | tr '\n' ' ')" "OK/* TSCA 10000 1 "
+$R FCALL netsrv_forward_delete 1 forward:nulls >/dev/null
+for j in '{"channels":[0]}' '{"data_types":["X"]}' '{"data_types":[]}' '{"maxlen":0}' '{"maxlen":false}' '{"enabled":"yes"}' 'nope'; do
   has "fwd-bad $j" "$(FS bad "$j")" "INVALID_PARAMETER"
 done
 has fwd-badkey "$($R FCALL netsrv_forward_save 1 forward:destinations '{}')" "ERR invalid key"

@@ -30,7 +30,7 @@ a cluster layout must co-locate them with every comsrv:* hash (hash tags).
 -- Library version, returned by voltage_version. The gateway reloads the library
 -- when Redis reports a smaller number than the one compiled into it.
 -- BUMP THIS ON ANY CHANGE TO THIS FILE (and the matching constant on the Rust side).
-local LIBRARY_VERSION = 20
+local LIBRARY_VERSION = 21
 
 -- Site-wide keys (see the cluster note above).
 local SEQ_KEY = 'netsrv:seq'
@@ -1302,6 +1302,12 @@ local function bad_param(field, want)
   return err('INVALID_PARAMETER ' .. field .. ': expected ' .. want .. ' (nothing queued)')
 end
 
+-- An optional JSON field: absent or null gives the default.
+local function given(v, default)
+  if v == nil or v == cjson.null then return default end
+  return v
+end
+
 local function short_string(v, max, pattern)
   return type(v) == 'string' and #v >= 1 and #v <= max and (pattern == nil or string.match(v, pattern) ~= nil)
 end
@@ -1718,13 +1724,14 @@ local function rulesrv_rule_save(keys, args)
     end
     conds[i] = p .. ' ' .. c.operator .. ' ' .. format_number(c.threshold)
   end
-  local match = r.match or 'all'
+  -- Absent or null takes the default; false is a value (and refused), not an absence.
+  local match = given(r.match, 'all')
   if match ~= 'all' and match ~= 'any' then return bad('match: expected "all" or "any"') end
-  local cooldown = r.cooldown_ms or 0
+  local cooldown = given(r.cooldown_ms, 0)
   if type(cooldown) ~= 'number' or cooldown % 1 ~= 0 or cooldown < 0 or cooldown > 86400000 then
     return bad('cooldown_ms: expected an integer 0..86400000')
   end
-  if r.enabled == nil then r.enabled = true end
+  r.enabled = given(r.enabled, true)
   if type(r.enabled) ~= 'boolean' then return bad('enabled: expected true or false') end
   local a = r.action
   if type(a) ~= 'table' or (a.type ~= 'control' and a.type ~= 'event') then
@@ -1909,11 +1916,11 @@ local function netsrv_forward_save(keys, args)
       if not string.find(types, t, 1, true) then types = types .. t end
     end
   end
-  local maxlen = d.maxlen or 10000
+  local maxlen = given(d.maxlen, 10000)
   if type(maxlen) ~= 'number' or maxlen % 1 ~= 0 or maxlen < 1 or maxlen > FORWARD_MAXLEN_MAX then
     return bad('maxlen: expected an integer 1..' .. FORWARD_MAXLEN_MAX)
   end
-  if d.enabled == nil then d.enabled = true end
+  d.enabled = given(d.enabled, true)
   if type(d.enabled) ~= 'boolean' then return bad('enabled: expected true or false') end
   local chans = (#channels == 0) and '*' or table.concat(channels, ',')
   redis.call('DEL', keys[1])

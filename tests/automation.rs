@@ -215,6 +215,12 @@ fn models_rules_and_destinations_over_http() {
     }
     let garbage = b"PUT /api/forwarding/4E HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nConnection: close\r\n\r\n\xff\xfe{";
     raw(addr, garbage).error(400, "INVALID_JSON");
+    let e = send(addr, "PUT", "/api/forwarding/cloud", r#"{"channels":{}}"#)
+        .error(400, "INVALID_PARAMETER");
+    assert!(
+        e["details"].as_str().unwrap().starts_with("channels"),
+        "{e}"
+    );
     assert_eq!(get_ok(addr, "/api/forwarding/cloud")["data"]["maxlen"], 5);
     get(addr, "/api/forwarding/4E").error(404, "NOT_FOUND");
     let r = get(addr, "/api/models/x");

@@ -123,10 +123,12 @@ pub fn logout(view: &View<'_>, body: &[u8], now: i64) -> Result<Response, ApiErr
         Some(token) => view.auth.logout_refresh(&token, now),
         None => match &view.principal.family {
             Some(family) => view.auth.logout_family(family, now),
+            // Nothing names a login to end: unauthenticated, like any other act without one.
             None => {
-                return Err(ApiError::invalid_parameter(
-                    "refresh_token",
-                    "is required (or send the access token as Authorization: Bearer)",
+                return Err(ApiError::new(
+                    ErrorCode::Unauthorized,
+                    "Unauthorized",
+                    "no login to end: send {refresh_token} or the access token as Authorization: Bearer",
                 ))
             }
         },

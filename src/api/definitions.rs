@@ -10,6 +10,7 @@ use crate::http::{Query, Response};
 use crate::json;
 use crate::model::Value;
 use crate::wire::iso;
+use simd_json::prelude::*;
 
 /// Field/value pairs as Redis holds them.
 pub type Fields = Vec<(Vec<u8>, Vec<u8>)>;
@@ -87,6 +88,17 @@ impl Kind {
     /// Destinations also report their counters (`forward:{name}:stats`).
     pub fn has_stats(self) -> bool {
         self == Kind::Forwarding
+    }
+
+    /// Fields that must be JSON arrays: the library's JSON decoder reads `{}` as `[]`, so the
+    /// gateway tells them apart.
+    fn array_fields(self) -> &'static [&'static str] {
+        match self {
+            Kind::Models => &["inputs"],
+            Kind::Rules => &["conditions"],
+            Kind::Forwarding => &["channels", "data_types"],
+            Kind::AlarmRules => &[],
+        }
     }
 
     fn noun(self) -> &'static str {
@@ -197,10 +209,15 @@ pub fn body(body: &[u8], max_depth: usize, kind: Kind) -> Result<&str, ApiError>
         )
     };
     let text = std::str::from_utf8(body).map_err(|_| bad())?;
-    match json::parse_body(body, max_depth, &shape)? {
-        simd_json::OwnedValue::Object(_) => Ok(text),
-        _ => Err(bad()),
+    let simd_json::OwnedValue::Object(o) = json::parse_body(body, max_depth, &shape)? else {
+        return Err(bad());
+    };
+    for f in kind.array_fields() {
+        if o.get(*f).is_some_and(|v| !v.is_array() && !v.is_null()) {
+            return Err(ApiError::invalid_parameter(f, "must be an array"));
+        }
     }
+    Ok(text)
 }
 
 /// `PUT /api/{kind}/{id}`: created or replaced; the model's computed value when there is one.
