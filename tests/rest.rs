@@ -134,6 +134,12 @@ fn realtime_filters_and_bad_parameters() {
     let none = get_ok(addr, "/api/channels/2001/realtime?data_type=C");
     assert_eq!(none["data"], json!([]));
     assert_eq!(none["message"], "Retrieved 0 data records");
+    // A point found in T but not in the types after it: one record, valid JSON (a separator
+    // was once written before the types skipped — found by schemathesis).
+    let one = get_ok(addr, "/api/channels/2001/realtime?point_id=1");
+    assert_eq!(one["data"].as_array().unwrap().len(), 1, "{one}");
+    assert_eq!(one["data"][0]["values"], json!({"1":10}));
+    assert_eq!(one["message"], "Retrieved 1 data records");
     let missing_point = get_ok(addr, "/api/channels/2001/realtime?point_id=999");
     assert_eq!(missing_point["data"], json!([]));
     // Percent-encoded parameters decode before parsing.

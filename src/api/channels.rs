@@ -91,13 +91,14 @@ pub fn realtime(view: &View<'_>, id: ChannelId, q: &Query, now: i64) -> Result<R
             continue;
         }
         let Some(state) = ch.get(t) else { continue };
+        let found = point_id.map(|pid| state.points.binary_search_by_key(&pid, |(p, _)| *p));
+        if matches!(found, Some(Err(_))) {
+            continue;
+        }
         if records > 0 {
             out.push(b',');
         }
-        if let Some(pid) = point_id {
-            let Ok(i) = state.points.binary_search_by_key(&pid, |(p, _)| *p) else {
-                continue;
-            };
+        if let Some(Ok(i)) = found {
             write_record(
                 &mut out,
                 id,

@@ -59,67 +59,10 @@ RUN_TIMEOUT=${AUTOBAHN_TIMEOUT:-300}
 
 # ---------------------------------------------------------------- install ---
 
-python_ok() { "$1" -c 'import sys; sys.exit(sys.version_info < (3, 10))' >/dev/null 2>&1; }
-
-find_python() {
-    local c
-    for c in ${AUTOBAHN_PYTHON:-} python3 python3.13 python3.12 python3.11 python3.10; do
-        if command -v "$c" >/dev/null 2>&1 && python_ok "$c"; then
-            command -v "$c"
-            return 0
-        fi
-    done
-    return 1
-}
-
-apt_install() {
-    # Fresh Debian: no python3, or python3 without ensurepip (python3-venv).
-    [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 || return 1
-    echo "autobahn: apt-get install $* (log: $AUTOBAHN_HOME/apt.log)" >&2
-    if ! { DEBIAN_FRONTEND=noninteractive apt-get update -qq \
-            && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"; } \
-            >"$AUTOBAHN_HOME/apt.log" 2>&1; then
-        tail -n 20 "$AUTOBAHN_HOME/apt.log" >&2
-        return 1
-    fi
-}
-
-tool_ready() {
-    [ -f "$VENV/.kosoku-ok" ] && [ -x "$VENV/bin/kosoku" ] \
-        && "$VENV/bin/python" -c 'import kosoku' >/dev/null 2>&1
-}
-
-install_tool() {
-    local py
-    echo "autobahn: installing kosoku==$KOSOKU_VERSION into $VENV" >&2
-    if ! py=$(find_python); then
-        apt_install python3 python3-venv || die "no Python >= 3.10 found (set AUTOBAHN_PYTHON)"
-        py=$(find_python) || die "no Python >= 3.10 found after apt-get (set AUTOBAHN_PYTHON)"
-    fi
-    rm -rf "$VENV"
-    if ! "$py" -m venv "$VENV" >"$AUTOBAHN_HOME/venv.log" 2>&1; then
-        rm -rf "$VENV"
-        echo "autobahn: '$py -m venv' failed (no ensurepip?), trying python3-venv" >&2
-        apt_install python3-venv || die "'$py -m venv' failed (install python3-venv)"
-        "$py" -m venv "$VENV" >&2 || die "'$py -m venv' failed"
-    fi
-    "$VENV/bin/python" -m pip install --disable-pip-version-check -q "kosoku==$KOSOKU_VERSION" >&2 \
-        || die "pip install kosoku==$KOSOKU_VERSION failed"
-    "$VENV/bin/python" -c 'import kosoku' || die "kosoku does not import after install"
-    touch "$VENV/.kosoku-ok"
-}
-
-mkdir -p "$AUTOBAHN_HOME"
-if ! tool_ready; then
-    if command -v flock >/dev/null 2>&1; then
-        exec 9>"$AUTOBAHN_HOME/.install.lock"
-        flock 9
-    fi
-    tool_ready || install_tool
-    if command -v flock >/dev/null 2>&1; then
-        exec 9>&-
-    fi
-fi
+# shellcheck source=../tools/pyvenv.sh
+. "$HERE/../tools/pyvenv.sh"
+pyvenv_ensure autobahn "$AUTOBAHN_HOME" "$VENV" "kosoku==$KOSOKU_VERSION" kosoku "${AUTOBAHN_PYTHON:-}"
+[ -x "$VENV/bin/kosoku" ] || die "$VENV/bin/kosoku missing after install"
 
 # -------------------------------------------------------------------- run ---
 
