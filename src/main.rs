@@ -4,7 +4,7 @@ use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use voltage_gateway::config::{Config, DriverKind, Overrides};
-use voltage_gateway::demo::{simulator, RedisProcess, Simulator};
+use voltage_gateway::demo::{simulator, InfluxProcess, RedisProcess, Simulator};
 use voltage_gateway::{log, Server};
 
 #[global_allocator]
@@ -194,6 +194,23 @@ fn demo(args: DemoArgs) {
             });
         }
     }
+    // History: a private influxd when InfluxDB is installed (and none is configured).
+    let mut influx = None;
+    let history_line = if !cfg.history.url.is_empty() {
+        format!("InfluxDB {} (from the configuration)", cfg.history.url)
+    } else if InfluxProcess::available() {
+        let p = InfluxProcess::start().unwrap_or_else(|e| {
+            redis.kill();
+            fail(&e)
+        });
+        cfg.history.url = p.url();
+        let line = format!("private InfluxDB {} (stopped on exit)", p.url());
+        influx = Some(p);
+        line
+    } else {
+        log::warn("demo: influxd is not installed, so history is off (/history answers 503 HISTORY_UNAVAILABLE); install it with: sudo apt-get install -y influxdb");
+        "off: influxd not installed (sudo apt-get install -y influxdb)".to_string()
+    };
     log::warn("demo: anonymous clients have the operator role, every origin is allowed, and users viewer/operator/admin have their names as passwords (demo only; `serve` defaults to anonymous viewers, same-origin, no users)");
     let server = Server::start(cfg).unwrap_or_else(|e| {
         redis.kill();
@@ -210,6 +227,7 @@ fn demo(args: DemoArgs) {
         "\nVoltageEMS gateway demo\n\
          \x20 private Redis:   {redis_url} (no persistence; stopped on exit)\n\
          \x20 simulated site:  {n} channels writing 1-10 Hz through comsrv_write_data\n\
+         \x20 history:         {history_line}\n\
          \x20 try:\n\
          \x20   curl {base}/api/channels\n\
          \x20   curl '{base}/api/channels/1001/realtime?data_type=T'\n\
@@ -218,6 +236,8 @@ fn demo(args: DemoArgs) {
          \x20   curl {base}/health/detailed\n\
          \x20   redis-cli -p {port} FCALL comsrv_write_data 1 comsrv:1001:T '{{\"1\":25.6,\"2\":101.3}}'\n\
          \x20   curl {base}/api/alarms/active\n\
+         \x20   curl '{base}/api/channels/1001/history?data_type=T&point_id=1&interval=10&agg=mean'\n\
+         \x20   curl '{base}/api/channels/1001/history?format=csv' -o 1001.csv\n\
          \x20 WebSocket: ws://{addr}/ws\n\
          \x20   watch alarms:     {exe} watch 'ws://{addr}/ws?data_type=alarm'\n\
          \x20   send a set-point: {exe} watch ws://{addr}/ws --seconds 5 --send '{{\"type\":\"control\",\"id\":\"ctrl_001\",\"data\":{{\"channel_id\":2001,\"point_id\":20,\"command_type\":\"set_value\",\"value\":50.0}}}}'\n\
@@ -237,6 +257,7 @@ fn demo(args: DemoArgs) {
     drop(sim);
     server.shutdown();
     drop(redis);
+    drop(influx);
     log::info("demo stopped");
 }
 

@@ -132,6 +132,8 @@ pub struct Sample {
     pub auth_login_failures: u64,
     pub auth_token_refusals: u64,
     pub uptime_secs: u64,
+    /// The history recorder's state (`None`: no history store configured).
+    pub history: Option<crate::history::Status>,
 }
 
 impl Sample {
@@ -370,6 +372,19 @@ pub fn render(s: &Sample) -> String {
         "voltage_auth_failures_total{{kind=\"token\"}} {}",
         s.auth_token_refusals
     );
+    if let Some(h) = &s.history {
+        for (name, kind, help, v) in [
+            ("voltage_history_up", "gauge", "1 while the last write or probe reached InfluxDB.", u64::from(h.up)),
+            ("voltage_history_written_points_total", "counter", "Point values InfluxDB accepted.", h.written_points),
+            ("voltage_history_dropped_points_total", "counter", "Point values lost: recorder queue or buffer full, or refused by InfluxDB as bad data.", h.dropped_points),
+            ("voltage_history_buffered_points", "gauge", "Point values waiting in the buffer for InfluxDB.", h.buffered_points),
+            ("voltage_history_buffered_bytes", "gauge", "Bytes waiting in the buffer for InfluxDB.", h.buffered_bytes),
+            ("voltage_history_write_errors_total", "counter", "Writes to InfluxDB that failed.", h.write_errors),
+        ] {
+            family(&mut o, name, kind, help);
+            let _ = writeln!(o, "{name} {v}");
+        }
+    }
     o
 }
 

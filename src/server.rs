@@ -88,6 +88,19 @@ impl Server {
         let auth = Arc::new(crate::auth::Auth::new(&config.auth, &secret));
         let verifier = shard::verifier::Verifier::start(inboxes.clone())
             .map_err(|e| StartError::Thread("auth verifier", e))?;
+        let (recorder, history) = if config.history.enabled() {
+            let recorder = crate::recorder::Recorder::start(&config.history)
+                .map_err(|e| StartError::Thread("history recorder", e))?;
+            let history = shard::history::History::start(
+                &config.history,
+                recorder.status_handle(),
+                inboxes.clone(),
+            )
+            .map_err(|e| StartError::Thread("history querier", e))?;
+            (Some(recorder), Some(history))
+        } else {
+            (None, None)
+        };
         let shared = Shared::new(
             config.clone(),
             published.clone(),
@@ -95,6 +108,7 @@ impl Server {
             inboxes.clone(),
             auth,
             verifier,
+            history,
         );
         let shutdown = Shutdown::new();
 
@@ -154,6 +168,9 @@ impl Server {
                 let tick = Arc::new(tick);
                 for inbox in &inboxes {
                     inbox.push(ShardEvent::Tick(tick.clone()));
+                }
+                if let Some(r) = &recorder {
+                    r.record(&tick);
                 }
             }
         });

@@ -20,9 +20,10 @@ const PURE: &[&str] = &[
     "src/metrics.rs",
     "src/error.rs",
     "src/json.rs",
+    "src/history",
 ];
 
-const SHELL: &[&str] = &["shard", "feed", "server"];
+const SHELL: &[&str] = &["shard", "feed", "server", "recorder"];
 
 const CLOCK: &[&str] = &[
     "now_millis(",

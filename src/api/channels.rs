@@ -125,24 +125,55 @@ pub fn realtime(view: &View<'_>, id: ChannelId, q: &Query, now: i64) -> Result<R
     Ok(Response::success(&out, Some(&msg), now))
 }
 
-/// `GET /api/channels/{id}/history`: parameters are validated as the contract says; the
-/// answer is 503 `HISTORY_UNAVAILABLE` until a history store is configured.
-pub fn history(id: ChannelId, q: &Query, now: i64) -> Result<Response, ApiError> {
-    let end = q.unix_secs("end_time")?.unwrap_or(now.div_euclid(1000));
-    let start = q.unix_secs("start_time")?.unwrap_or(end - 3600);
-    if start >= end {
-        return Err(ApiError::invalid_parameter(
-            "start_time",
-            &format!("must be before end_time ({start} >= {end})"),
+/// `GET /api/channels/{id}/history`: recorded values from InfluxDB as realtime-shaped
+/// records (JSON) or one row per value (`format=csv`). Parameters are validated first (each
+/// 400 names its parameter); 503 `HISTORY_UNAVAILABLE` when no store is configured or it did
+/// not answer. A page of raw records that is not the last says so in `X-History-More: true`
+/// and `X-History-Next-After` (ask again with `after=` that value).
+pub fn history(view: &View<'_>, id: ChannelId, q: &Query, now: i64) -> Result<Response, ApiError> {
+    let cfg = &view.config.history;
+    let query = crate::history::HistoryQuery::parse(id, q, now, &cfg.limits())?;
+    let unavailable = |why: &str| {
+        ApiError::new(
+            ErrorCode::HistoryUnavailable,
+            "History store unavailable",
+            why.to_string(),
+        )
+    };
+    if !cfg.enabled() {
+        return Err(unavailable(
+            "No history store (InfluxDB) is configured for this gateway (history.url)",
         ));
     }
-    q.data_type("data_type")?;
-    q.u32_in("point_id", 0, u32::MAX)?;
-    q.u32_in("limit", 1, 1000)?;
-    let _ = id;
-    Err(ApiError::new(
-        ErrorCode::HistoryUnavailable,
-        "History store unavailable",
-        "No history store (InfluxDB) is configured for this gateway",
-    ))
+    let page = match &view.history {
+        Some(Ok(page)) => page,
+        Some(Err(e)) => return Err(unavailable(e)),
+        None => return Err(unavailable("InfluxDB did not answer in time")),
+    };
+    let mut resp = match query.format {
+        crate::history::Format::Json => {
+            let mut out = Vec::with_capacity(64 + 96 * page.records.len());
+            crate::history::write_json(&mut out, id, &page.records);
+            let msg = format!("Retrieved {} history records", page.records.len());
+            Response::success(&out, Some(&msg), now)
+        }
+        crate::history::Format::Csv => {
+            let mut out = Vec::with_capacity(64 + 64 * page.records.len());
+            crate::history::write_csv(&mut out, id, &page.records);
+            let mut r = Response::json(200, out);
+            r.content_type = "text/csv; charset=utf-8";
+            r.with_header(
+                "Content-Disposition",
+                format!("attachment; filename=\"history-{}.csv\"", id.0),
+            )
+        }
+    };
+    if page.more {
+        if let Some(last) = page.records.last() {
+            resp = resp
+                .with_header("X-History-More", "true".to_string())
+                .with_header("X-History-Next-After", last.time_ms.to_string());
+        }
+    }
+    Ok(resp)
 }

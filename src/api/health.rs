@@ -55,7 +55,17 @@ pub fn detailed(view: &View<'_>, now: i64) -> Response {
     let (redis, snap, stats) = (view.redis, view.snapshot, &view.stats);
     let mut out = Vec::with_capacity(320);
     out.extend_from_slice(b"{\"status\":");
-    json::write_str(&mut out, status(view));
+    // A history store that is down degrades the gateway too (history is being buffered or
+    // lost), though readiness — serving live data — does not depend on it.
+    let history_down = view.history_status.as_ref().is_some_and(|h| !h.up);
+    json::write_str(
+        &mut out,
+        if history_down {
+            "degraded"
+        } else {
+            status(view)
+        },
+    );
     out.extend_from_slice(b",\"service\":");
     json::write_str(&mut out, &view.config.service_name);
     out.extend_from_slice(b",\"timestamp\":");
@@ -92,7 +102,26 @@ pub fn detailed(view: &View<'_>, now: i64) -> Response {
         Some(rtt) => out.extend_from_slice(format!("{:.3}", rtt.as_secs_f64() * 1000.0).as_bytes()),
         None => out.extend_from_slice(b"null"),
     }
-    out.extend_from_slice(b"}}}");
+    out.push(b'}');
+    if let Some(h) = &view.history_status {
+        out.extend_from_slice(b",\"history\":{\"status\":");
+        json::write_str(&mut out, if h.up { "healthy" } else { "unhealthy" });
+        out.extend_from_slice(b",\"message\":");
+        json::write_str(&mut out, &h.message);
+        for (k, v) in [
+            ("written_points", h.written_points),
+            ("dropped_points", h.dropped_points),
+            ("buffered_points", h.buffered_points),
+            ("buffered_bytes", h.buffered_bytes),
+            ("write_errors", h.write_errors),
+        ] {
+            out.push(b',');
+            json::write_key(&mut out, k);
+            json::write_u64(&mut out, v);
+        }
+        out.push(b'}');
+    }
+    out.extend_from_slice(b"}}");
     Response::success(&out, None, now)
 }
 

@@ -65,6 +65,11 @@ pub struct View<'a> {
     pub login: Option<Result<bool, ApiError>>,
     /// Fresh randomness for tokens (login and refresh only; zeros otherwise).
     pub random: [u8; 32],
+    /// A history query's page, or why InfluxDB did not answer (`None`: not asked, or no
+    /// answer before the deadline).
+    pub history: Option<Result<crate::history::Page, String>>,
+    /// The history recorder's state (`None`: no history store configured).
+    pub history_status: Option<crate::history::Status>,
 }
 
 impl<'a> View<'a> {
@@ -101,6 +106,8 @@ impl<'a> View<'a> {
             client_ip: std::net::Ipv4Addr::UNSPECIFIED.into(),
             login: None,
             random: [0; 32],
+            history: None,
+            history_status: None,
         }
     }
 }
@@ -140,16 +147,18 @@ pub struct Needs {
     pub login: Option<(String, String)>,
     /// Randomness for new tokens.
     pub random: bool,
+    /// A history query to run (a valid `GET /api/channels/{id}/history` with a store).
+    pub history: Option<crate::history::HistoryQuery>,
 }
 
-/// What `req`, made by `principal`, needs gathered before it is answered (nothing when it
-/// will be refused: a refused request queues, saves and checks nothing). `max_depth` bounds
-/// a body's nesting.
+/// What `req`, made by `principal` at `now`, needs gathered before it is answered (nothing
+/// when it will be refused: a refused request queues, saves and checks nothing).
 pub fn needs(
     req: &Request,
     principal: &Principal,
     auth_error: Option<&ApiError>,
     config: &Config,
+    now: i64,
 ) -> Needs {
     let max_depth = config.ws.max_json_depth;
     let get = matches!(req.method, Method::Get | Method::Head);
@@ -232,6 +241,16 @@ pub fn needs(
         },
         login,
         random,
+        history: match &route {
+            Ok(Some(Route::ChannelHistory(id))) if get && config.history.enabled() => {
+                Query::parse(&req.query)
+                    .and_then(|q| {
+                        crate::history::HistoryQuery::parse(*id, &q, now, &config.history.limits())
+                    })
+                    .ok()
+            }
+            _ => None,
+        },
     }
 }
 
@@ -529,7 +548,7 @@ pub fn handle(req: &Request, view: &View<'_>, now: i64) -> Response {
         Route::Channels => Ok(channels::list(view, now)),
         Route::ChannelStatus(id) => channels::status(view, id, now),
         Route::ChannelRealtime(id) => channels::realtime(view, id, &q, now),
-        Route::ChannelHistory(id) => channels::history(id, &q, now),
+        Route::ChannelHistory(id) => channels::history(view, id, &q, now),
         Route::Health => Ok(health::basic(view, now)),
         Route::HealthReady => health::ready(view, now),
         Route::HealthDetailed => Ok(health::detailed(view, now)),

@@ -84,6 +84,9 @@ pub enum Reply {
     Verified(bool),
     /// The replies of an `Exec`, or Redis's error text; `None` when Redis could not be asked.
     Exec(Option<Result<Vec<redis::Value>, String>>),
+    /// A history query's page, or why InfluxDB could not answer (the querier's, not the
+    /// feed's: it shares the way back).
+    History(Result<crate::history::Page, String>),
 }
 
 /// Where an answer goes: a connection on a shard (`seq` tells a late answer from the one

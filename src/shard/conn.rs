@@ -167,7 +167,7 @@ async fn respond(ctx: &ShardCtx, conn: ConnId, req: &Request, peer: IpAddr) -> R
         req.forwarded_for.as_deref(),
         &cfg.http.trusted_proxies,
     );
-    let needs = api::needs(req, &principal, auth_error.as_ref(), cfg);
+    let needs = api::needs(req, &principal, auth_error.as_ref(), cfg, started);
     let login = match needs.login {
         Some((user, password)) => {
             check_password(ctx, conn, &user, password, client_ip, started).await
@@ -274,6 +274,17 @@ async fn respond(ctx: &ShardCtx, conn: ConnId, req: &Request, peer: IpAddr) -> R
         }
         None => None,
     };
+    let history = match (needs.history, &shared.history) {
+        (Some(query), Some(h)) => {
+            // The querier's own timeout answers first; this only covers a stuck thread.
+            let deadline = std::time::Duration::from_millis(cfg.history.timeout_ms + 500);
+            match ctx.ask(conn, deadline, |to| h.ask(query, to)).await {
+                Some(Reply::History(r)) => Some(r),
+                _ => None,
+            }
+        }
+        _ => None,
+    };
     let exec = match needs.exec {
         Some((commands, atomic)) => {
             let request = FeedRequest::Exec { commands, atomic };
@@ -317,6 +328,10 @@ async fn respond(ctx: &ShardCtx, conn: ConnId, req: &Request, peer: IpAddr) -> R
         client_ip,
         login,
         random,
+        history,
+        history_status: (needs.stats || needs.metrics)
+            .then(|| shared.history.as_ref().map(|h| h.status()))
+            .flatten(),
     };
     let now = crate::time::now_millis();
     // A handler that panics answers 500 instead of unwinding through the shard.

@@ -3,6 +3,7 @@
 //! feed publishes, so a connection's whole life runs on one core without locks.
 
 mod conn;
+pub mod history;
 pub mod inbox;
 pub mod listener;
 mod notify;

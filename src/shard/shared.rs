@@ -42,6 +42,8 @@ pub struct Shared {
     pub origins: OriginPolicy,
     /// Checks passwords off the shard threads.
     pub verifier: Verifier,
+    /// The history querier and the recorder's state (`None`: no `history.url`).
+    pub history: Option<super::history::History>,
     /// Per shard: WebSocket counters (written by that shard only) and HTTP statistics (locked
     /// by that shard per request, and by a `/metrics` scrape).
     pub shard_counters: Vec<crate::metrics::ShardCounters>,
@@ -101,6 +103,7 @@ impl Shared {
         inboxes: Vec<Arc<Inbox>>,
         auth: Arc<Auth>,
         verifier: Verifier,
+        history: Option<super::history::History>,
     ) -> Arc<Shared> {
         Arc::new(Shared {
             shard_counters: inboxes.iter().map(|_| Default::default()).collect(),
@@ -108,6 +111,7 @@ impl Shared {
             origins: OriginPolicy::new(&config.http.allowed_origins),
             auth,
             verifier,
+            history,
             per_ip: Mutex::new(HashMap::new()),
             websockets: inboxes.iter().map(|_| AtomicUsize::new(0)).collect(),
             next_conn: AtomicU64::new(1),
@@ -162,6 +166,7 @@ impl Shared {
             uptime_secs: self.started.elapsed().as_secs(),
             auth_login_failures: self.auth.login_failures(),
             auth_token_refusals: self.auth.token_refusals(),
+            history: self.history.as_ref().map(|h| h.status()),
             ..Default::default()
         };
         for c in &self.shard_counters {
