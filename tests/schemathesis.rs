@@ -1,7 +1,7 @@
 //! The OpenAPI document against the server: schemathesis (PyPI, pinned in
 //! tests/schemathesis/run.sh) generates requests for every operation in
 //! `GET /api/openapi.json` — valid, invalid and stateful sequences — against a real gateway on
-//! the seed site, as an admin so every route is reached. It must find no server error, no
+//! the seed site (history on a private InfluxDB), as an admin so every route is reached. It must find no server error, no
 //! undeclared response, no valid request refused and no invalid one accepted (the rules the
 //! document cannot express are listed, with reasons, in tests/schemathesis/schemathesis.toml).
 
@@ -15,7 +15,13 @@ use wsc::*;
 
 #[test]
 fn the_openapi_document_holds_against_the_server() {
-    let (_redis, gw, _con) = start_with(DriverKind::Auto, common::trust);
+    // History on a real InfluxDB, so /history answers from a store rather than 503.
+    let influx = voltage_gateway::demo::InfluxProcess::start()
+        .expect("influxd (apt-get install influxdb) must be installed");
+    let (_redis, gw, _con) = start_with(DriverKind::Auto, |cfg| {
+        common::trust(cfg);
+        cfg.history.url = influx.url();
+    });
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/schemathesis/run.sh");
     let out = Command::new("bash")
         .arg(script)

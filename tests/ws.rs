@@ -176,10 +176,11 @@ fn interval_is_respected_and_changes_are_conflated() {
         let gap = w[1].0 - w[0].0;
         assert!(gap >= Duration::from_millis(850), "pushes {gap:?} apart");
     }
-    // Conflated: the last push carries the newest value (25 was written last).
+    // Conflated: each push carries the newest value at its time, not the next in line (the
+    // last push comes 1.5–2.5 s into the 10 Hz writes, later than value 15 on a busy machine).
     let last = &slow_got.last().unwrap().1;
     let v = last["data"]["values"]["1"].as_i64().unwrap();
-    assert!(v >= 20, "{last}");
+    assert!(v >= 15, "{last}");
     let _ = fast_got;
 }
 

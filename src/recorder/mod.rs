@@ -146,8 +146,27 @@ struct Worker {
     next_probe: Instant,
 }
 
+/// Marks the recorder down if its thread ever ends by a panic (never silently "up").
+struct Watch(Arc<Mutex<Status>>);
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let mut s = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            s.up = false;
+            s.message =
+                "the history recorder stopped (a bug: see the log); nothing more is recorded"
+                    .into();
+            crate::log::error(
+                "history: the recorder thread panicked; history is no longer recorded",
+            );
+        }
+    }
+}
+
 impl Worker {
     fn run(&mut self, rx: Receiver<Changes>) {
+        let _watch = Watch(self.status.clone());
         loop {
             let catching_up = self.up && !self.spill.is_empty();
             let wait = if catching_up {

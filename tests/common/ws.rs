@@ -19,12 +19,25 @@ pub struct Client {
 impl Client {
     /// Connects to `ws://addr{path}` and returns the client and its `connected` message.
     pub fn connect(addr: SocketAddr, path: &str) -> (Client, Json) {
-        let stream = TcpStream::connect(addr).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
         let url = format!("ws://{addr}{path}");
-        let (ws, resp) = tungstenite::client::client(url.as_str(), stream).expect("upgrade");
+        // A blocking read in this test process can return EINTR (seen under load in CI, with
+        // the gateway's io_uring shards in the same process): connect again.
+        let mut attempt = 0;
+        let (ws, resp) = loop {
+            let stream = TcpStream::connect(addr).unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            match tungstenite::client::client(url.as_str(), stream) {
+                Ok(r) => break r,
+                Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Io(e)))
+                    if e.kind() == std::io::ErrorKind::Interrupted && attempt < 3 =>
+                {
+                    attempt += 1;
+                }
+                Err(e) => panic!("upgrade: {e:?}"),
+            }
+        };
         assert_eq!(resp.status(), 101);
         let mut c = Client {
             ws,
@@ -186,6 +199,7 @@ pub fn start_with(
     let redis = redis();
     let mut cfg = config(&redis.url(), driver);
     tune(&mut cfg);
+    let anonymous = cfg.auth.anonymous_role != voltage_gateway::config::AnonymousRole::None;
     let gw = voltage_gateway::Server::start(cfg).expect("gateway starts");
     // The feed loads the Function library the seed's writes call.
     wait_until("redis healthy", Duration::from_secs(5), || {
@@ -197,6 +211,18 @@ pub fn start_with(
         let snap = gw.published().snapshot.load();
         snap.loaded && snap.channels.len() == 3
     });
+    // The feed publishes before the shards take the tick: wait until the shards know the
+    // channels too (fresh connections spread over both shards), or a test's first subscribe
+    // on a busy machine can find none of them.
+    if anonymous {
+        for _ in 0..8 {
+            wait_until("shards loaded", Duration::from_secs(5), || {
+                let (mut c, _) = Client::connect(gw.local_addr(), "/ws");
+                c.send(r#"{"type":"subscribe","id":"probe","data":{"channels":[1001,1002,2001],"interval":1000}}"#);
+                c.recv_type("subscribe_ack")["data"]["total"] == 3
+            });
+        }
+    }
     (redis, gw, con)
 }
 
