@@ -343,7 +343,10 @@ pub fn parse_answer(q: &HistoryQuery, body: &[u8]) -> Result<Page, BadAnswer> {
         let keep = records
             .iter()
             .position(|r| r.time_ms > last)
-            .unwrap_or(records.len());
+            .unwrap_or(records.len())
+            // Real answers hold at most four records (types) per timestamp; a malformed one
+            // with more is still cut to the bound.
+            .min(q.limit as usize + PAGE_SLACK as usize);
         more = keep < records.len();
         records.truncate(keep);
     }
@@ -521,6 +524,21 @@ mod tests {
         let q = parse("limit=3").unwrap();
         let page = parse_answer(&q, RAW.as_bytes()).unwrap();
         assert_eq!(page.records.len(), 3);
+        assert!(page.more);
+    }
+
+    #[test]
+    fn a_page_stays_bounded_whatever_the_answer() {
+        let q = parse("limit=2").unwrap();
+        let rows: Vec<String> = (0..20)
+            .map(|i| format!(r#"[1700000000100,{i},"T"]"#))
+            .collect();
+        let body = format!(
+            r#"{{"results":[{{"series":[{{"columns":["time","1","data_type"],"values":[{}]}}]}}]}}"#,
+            rows.join(",")
+        );
+        let page = parse_answer(&q, body.as_bytes()).unwrap();
+        assert_eq!(page.records.len(), 5);
         assert!(page.more);
     }
 
