@@ -93,7 +93,9 @@ PY
 curl -sf -XPOST "$IURL/write?db=voltage&precision=ms" --data-binary @"$OUT/trend.lp"
 TREND="/api/channels/9001/history?start_time=$((NOW - 3600))&end_time=$NOW&data_type=T&point_id=1&interval=1&agg=mean"
 curl -sf "http://127.0.0.1:$GPORT$TREND" | python3 -c 'import json,sys; d=json.load(sys.stdin)["data"]; assert len(d) == 3600, len(d)'
-run trend rest --addr "127.0.0.1:$GPORT" --server-pid "$GWPID" --connections 4 --threads 1 --path "$TREND" --duration 10
+# One viewer at a time (the target), then four at once (queries share the querier threads).
+run trend rest --addr "127.0.0.1:$GPORT" --server-pid "$GWPID" --connections 1 --threads 1 --path "$TREND" --duration 10
+run trend-4 rest --addr "127.0.0.1:$GPORT" --server-pid "$GWPID" --connections 4 --threads 1 --path "$TREND" --duration 10
 
 python3 - "$OUT" <<'PY'
 import json, os, sys
@@ -112,7 +114,7 @@ while os.path.exists(os.path.join(out, f"fanout-on-{k}.json")):
     ratios.append(r)
     kept = h["dropped_points"] == 0 and h["buffered_points"] == 0
     print(f"| fan-out 9,900 × 10 ch × 20 pts × 10 Hz (pair {k}) | {off['server']['cpu_us_per_frame']:.2f} µs/frame, CPU {off['server']['cpu_pct']:.0f}% | "
-          f"{on['server']['cpu_us_per_frame']:.2f} µs/frame, CPU {on['server']['cpu_pct']:.0f}% (recorder {thread(on, 'history-recorder'):.1f}%), "
+          f"{on['server']['cpu_us_per_frame']:.2f} µs/frame, CPU {on['server']['cpu_pct']:.0f}% (recorder {thread(on, 'history-record'):.1f}%), "
           f"written {h['written_points']}, dropped {h['dropped_points']}, buffered {h['buffered_points']} | {r:.2f} | {'kept up ✓' if kept else 'fell behind ✗'} |")
     k += 1
 mean = sum(ratios) / len(ratios)
@@ -120,9 +122,11 @@ print(f"| fan-out CPU per frame, on vs off | mean of {len(ratios)} pairs | {', '
 off, on, h = load("wide-off"), load("wide-on"), health("wide-on")
 extra = on["server"]["cpu_pct"] - off["server"]["cpu_pct"]
 kept = h["dropped_points"] == 0 and h["buffered_points"] == 0
-print(f"| 1,000 ch × 20 pts × 1 Hz | CPU {off['server']['cpu_pct']:.1f}% | CPU {on['server']['cpu_pct']:.1f}% (recorder {thread(on, 'history-recorder'):.1f}%), written {h['written_points']}, dropped {h['dropped_points']} | +{extra:.1f} points of a core | {'✓' if extra <= 5 and kept else '✗'} (≤ 5, kept up) |")
+print(f"| 1,000 ch × 20 pts × 1 Hz | CPU {off['server']['cpu_pct']:.1f}% | CPU {on['server']['cpu_pct']:.1f}% (recorder {thread(on, 'history-record'):.1f}%), written {h['written_points']}, dropped {h['dropped_points']} | +{extra:.1f} points of a core | {'✓' if extra <= 5 and kept else '✗'} (≤ 5, kept up) |")
 t = load("trend")
 p99 = t["latency"]["p99_ms"]
-print(f"| 1 h trend, 1 s buckets (3,600 records) | — | {t['requests_per_s']:.0f} req/s, p50 {t['latency']['p50_ms']:.1f} / p99 {p99:.1f} ms, errors {t['errors']} | — | {'✓' if p99 <= 50 and t['errors'] == 0 else '✗'} (p99 ≤ 50 ms) |")
+print(f"| 1 h trend, 1 s buckets (3,600 records), one viewer | — | {t['requests_per_s']:.0f} req/s, p50 {t['latency']['p50_ms']:.1f} / p99 {p99:.1f} ms, errors {t['errors']} | — | {'✓' if p99 <= 50 and t['errors'] == 0 else '✗'} (p99 ≤ 50 ms) |")
+t4 = load("trend-4")
+print(f"| the same, 4 viewers at once | — | {t4['requests_per_s']:.0f} req/s, p50 {t4['latency']['p50_ms']:.1f} / p99 {t4['latency']['p99_ms']:.1f} ms, errors {t4['errors']} | — | (information) |")
 PY
 echo "raw results: $OUT" >&2

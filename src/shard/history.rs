@@ -1,4 +1,4 @@
-//! History: the recorder's state (for health and metrics) and the querier — one thread that
+//! History: the recorder's state (for health and metrics) and the querier — two threads that
 //! asks InfluxDB for `GET /api/channels/{id}/history` (blocking HTTP with a timeout, so no
 //! shard waits on it). Queries queue in a bounded channel; when it is full the request is
 //! answered 503 rather than queued without end. Answers go back through the asking shard's
@@ -12,8 +12,10 @@ use crate::recorder::client::Influx;
 use crossbeam_channel::{Sender, TrySendError};
 use std::sync::{Arc, Mutex};
 
-/// Queries waiting for the querier; more are refused.
+/// Queries waiting for the querier threads; more are refused.
 const QUEUE: usize = 32;
+/// Queries asked at once (InfluxDB answers several in parallel; one thread serialized them).
+const THREADS: usize = 2;
 
 struct Job {
     query: HistoryQuery,
@@ -33,25 +35,27 @@ impl History {
         inboxes: Vec<Arc<Inbox>>,
     ) -> std::io::Result<History> {
         let (tx, rx) = crossbeam_channel::bounded::<Job>(QUEUE);
-        let influx = Influx::new(cfg);
-        std::thread::Builder::new()
-            .name("history-query".into())
-            .spawn(move || {
-                for job in rx {
-                    let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        let body = influx.query(&job.query.influxql())?;
-                        crate::history::query::parse_answer(&job.query, &body)
-                            .map_err(|e| format!("InfluxDB's answer: {}", e.0))
-                    }))
-                    .unwrap_or_else(|_| Err("the query failed".into()));
-                    if let Some(inbox) = inboxes.get(job.to.shard) {
-                        inbox.push(ShardEvent::Reply {
-                            to: job.to,
-                            reply: Reply::History(answer),
-                        });
+        for i in 0..THREADS {
+            let (rx, inboxes, influx) = (rx.clone(), inboxes.clone(), Influx::new(cfg));
+            std::thread::Builder::new()
+                .name(format!("history-query-{i}"))
+                .spawn(move || {
+                    for job in rx {
+                        let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            let body = influx.query(&job.query.influxql())?;
+                            crate::history::query::parse_answer(&job.query, &body)
+                                .map_err(|e| format!("InfluxDB's answer: {}", e.0))
+                        }))
+                        .unwrap_or_else(|_| Err("the query failed".into()));
+                        if let Some(inbox) = inboxes.get(job.to.shard) {
+                            inbox.push(ShardEvent::Reply {
+                                to: job.to,
+                                reply: Reply::History(answer),
+                            });
+                        }
                     }
-                }
-            })?;
+                })?;
+        }
         Ok(History { tx, status })
     }
 
