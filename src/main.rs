@@ -109,6 +109,9 @@ struct DemoArgs {
     /// Address the demo gateway listens on
     #[arg(long, default_value = "127.0.0.1:6005")]
     listen: SocketAddr,
+    /// Channels the simulated site has: its 37, then 1 Hz feeders (6001…) up to this many
+    #[arg(long, default_value_t = 37, value_parser = clap::value_parser!(u32).range(37..=5000))]
+    channels: u32,
     #[command(flatten)]
     runtime: RuntimeArgs,
 }
@@ -221,7 +224,8 @@ fn demo(args: DemoArgs) {
     while !server.published().redis.load().healthy && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    let sim = Simulator::start(&redis.url()).unwrap_or_else(|e| fail(&e));
+    let sim =
+        Simulator::start_sized(&redis.url(), args.channels as usize).unwrap_or_else(|e| fail(&e));
     let base = format!("http://{}", server.local_addr());
     println!(
         "\nVoltageEMS gateway demo\n\
@@ -246,7 +250,7 @@ fn demo(args: DemoArgs) {
          \x20 anonymous clients are operators here and any origin may connect: demo only.\n\
          \x20 Ctrl-C stops everything.\n",
         redis_url = redis.url(),
-        n = simulator::channel_count(),
+        n = simulator::channel_count(args.channels as usize),
         exe = std::env::current_exe()
             .map(|p| p.display().to_string())
             .unwrap_or_else(|_| "voltage-gateway".into()),

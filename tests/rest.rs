@@ -820,3 +820,47 @@ fn seed_1000_channels(con: &mut redis::Connection, addr: std::net::SocketAddr) {
         channel_ids(addr).len() == 1000
     });
 }
+
+#[test]
+fn the_operator_page_is_served_cacheable_to_everyone() {
+    let redis = redis();
+    let mut cfg = config(&redis.url(), voltage_gateway::config::DriverKind::Auto);
+    // Even with anonymous access off: the page is how one logs in.
+    cfg.auth.anonymous_role = voltage_gateway::config::AnonymousRole::None;
+    let gw = voltage_gateway::Server::start(cfg).unwrap();
+    let addr = gw.local_addr();
+    let page = get(addr, "/");
+    assert_eq!(page.status, 200);
+    assert!(page
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/html"));
+    assert!(String::from_utf8_lossy(&page.body).contains("<script src=\"/app.js\">"));
+    let csp = page.header("content-security-policy").unwrap();
+    assert!(csp.contains("default-src 'self'"), "{csp}");
+    assert_eq!(page.header("cache-control").as_deref(), Some("no-cache"));
+    let etag = page.header("etag").unwrap();
+    let again = raw(
+        addr,
+        format!("GET / HTTP/1.1\r\nHost: t\r\nIf-None-Match: {etag}\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+    );
+    assert_eq!(again.status, 304);
+    assert!(again.body.is_empty());
+    for (path, kind) in [
+        ("/app.js", "text/javascript"),
+        ("/style.css", "text/css"),
+        ("/vendor/uPlot.iife.min.js", "text/javascript"),
+        ("/index.html", "text/html"),
+    ] {
+        let r = get(addr, path);
+        assert_eq!(r.status, 200, "{path}");
+        assert!(
+            r.header("content-type").unwrap().starts_with(kind),
+            "{path}"
+        );
+    }
+    get(addr, "/nope.js").error(404, "NOT_FOUND");
+    get(addr, "/api/channels").error(401, "UNAUTHORIZED");
+    send(addr, "POST", "/", "").error(405, "METHOD_NOT_ALLOWED");
+}

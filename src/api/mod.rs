@@ -10,6 +10,7 @@ mod channels;
 pub mod control;
 pub mod definitions;
 mod health;
+pub mod web;
 
 use crate::alarm::{ActiveAlarms, Range};
 use crate::auth::{Auth, Principal, Role};
@@ -296,7 +297,7 @@ fn required_role(route: &Route, method: Method, config: &Config) -> Option<Role>
     }
     match route {
         Route::Metrics => config.http.metrics_role.role(),
-        Route::Health | Route::HealthReady | Route::OpenApi => None,
+        Route::Health | Route::HealthReady | Route::OpenApi | Route::Page(_) => None,
         Route::AuthLogin | Route::AuthRefresh | Route::AuthLogout => None,
         Route::Control | Route::AlarmAck(_) => Some(Role::Operator),
         Route::Audit => Some(Role::Admin),
@@ -328,6 +329,8 @@ fn permitted(
 /// Which resource a path names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Route {
+    /// The operator page or one of its assets (`web::ASSETS` index).
+    Page(usize),
     Channels,
     ChannelStatus(ChannelId),
     ChannelRealtime(ChannelId),
@@ -369,6 +372,9 @@ fn route(path: &str) -> Result<Option<Route>, ApiError> {
         Some(p) if !p.is_empty() => p,
         _ => path,
     };
+    if let Some(i) = web::find(path) {
+        return Ok(Some(Route::Page(i)));
+    }
     let route = match path {
         "/api/channels" => Route::Channels,
         "/health" => Route::Health,
@@ -572,6 +578,7 @@ pub fn handle(req: &Request, view: &View<'_>, now: i64) -> Response {
         Route::Config(t) => catalog::handle(view, t, req, now),
         Route::Metrics => Ok(metrics(view)),
         Route::OpenApi => Ok(Response::json(200, OPENAPI.to_vec())),
+        Route::Page(i) => Ok(web::serve(i, req.if_none_match.as_deref())),
         Route::AuthLogin => auth::login(view, &req.body, now),
         Route::AuthRefresh => auth::refresh(view, &req.body, now),
         Route::AuthLogout => auth::logout(view, &req.body, now),
@@ -622,6 +629,7 @@ pub fn route_label(path: &str) -> &'static str {
             Route::Config(catalog::Target::PointsCsv(_)) => "/api/config/channels/:id/points.csv",
             Route::Metrics => "/metrics",
             Route::OpenApi => "/api/openapi.json",
+            Route::Page(i) => web::ASSETS[i].path,
             Route::AuthLogin => "/api/auth/login",
             Route::AuthRefresh => "/api/auth/refresh",
             Route::AuthLogout => "/api/auth/logout",

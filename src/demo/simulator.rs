@@ -112,8 +112,14 @@ const DEMO_DEFINITIONS: &[(&str, &str, &str)] = &[
     ),
 ];
 
-/// The demo site: 37 channels.
-fn site(now: Instant) -> Vec<SimChannel> {
+/// The demo site's own channels (the seed's examples, PV, PCS, racks, meters).
+pub const BASE_CHANNELS: usize = 37;
+/// The largest site the demo simulates (`demo --channels`).
+pub const MAX_CHANNELS: usize = 5000;
+
+/// The demo site: 37 channels, then feeders 6001.. (1 Hz, four measurements and a breaker)
+/// up to `total`.
+fn site(now: Instant, total: usize) -> Vec<SimChannel> {
     let ch = |id: u32, hz: u64, telemetry: Vec<Analog>, signals: Vec<(u32, u8)>| SimChannel {
         id,
         period: Duration::from_millis(1000 / hz),
@@ -212,12 +218,27 @@ fn site(now: Instant) -> Vec<SimChannel> {
             vec![(10, 1)],
         ));
     }
+    let extra = total.clamp(BASE_CHANNELS, MAX_CHANNELS) - out.len();
+    for (i, id) in (6001..).take(extra).enumerate() {
+        let kw = 100.0 + (i % 50) as f64 * 4.0;
+        out.push(ch(
+            id,
+            1,
+            vec![
+                analog(1, kw, kw * 0.2, 1),
+                analog(2, 10.4, 0.2, 3),
+                analog(3, 180.0, 60.0, 1),
+                analog(4, 35.0, 5.0, 1),
+            ],
+            vec![(10, 1)],
+        ));
+    }
     out
 }
 
-/// The number of channels the demo site simulates.
-pub fn channel_count() -> usize {
-    site(Instant::now()).len()
+/// The number of channels the demo site simulates for `--channels total`.
+pub fn channel_count(total: usize) -> usize {
+    total.clamp(BASE_CHANNELS, MAX_CHANNELS)
 }
 
 fn values_json(out: &mut String, pairs: impl Iterator<Item = (u32, String)>) {
@@ -238,14 +259,20 @@ pub struct Simulator {
 }
 
 impl Simulator {
-    /// Starts writing to the Redis at `url` (which must hold the Function library).
+    /// Starts writing the 37-channel site to the Redis at `url` (which must hold the
+    /// Function library).
     pub fn start(url: &str) -> Result<Simulator, String> {
+        Self::start_sized(url, BASE_CHANNELS)
+    }
+
+    /// The same with `total` channels (feeders added beyond the 37; at most 5,000).
+    pub fn start_sized(url: &str, total: usize) -> Result<Simulator, String> {
         let client = redis::Client::open(url).map_err(|e| e.to_string())?;
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
             .name("simulator".into())
-            .spawn(move || run(client, flag))
+            .spawn(move || run(client, flag, total))
             .map_err(|e| e.to_string())?;
         Ok(Simulator {
             stop,
@@ -364,10 +391,10 @@ fn save_definitions(c: &mut redis::Connection) -> bool {
     })
 }
 
-fn run(client: redis::Client, stop: Arc<AtomicBool>) {
+fn run(client: redis::Client, stop: Arc<AtomicBool>, total: usize) {
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let started = Instant::now();
-    let mut channels = site(Instant::now());
+    let mut channels = site(Instant::now(), total);
     let mut rules_saved = false;
     let mut con: Option<redis::Connection> = None;
     let mut json = String::new();

@@ -73,6 +73,8 @@ pub struct Request {
     pub host: Option<String>,
     pub origin: Option<String>,
     pub forwarded_for: Option<String>,
+    /// `If-None-Match` (the page's assets answer 304 when it names their ETag).
+    pub if_none_match: Option<String>,
     pub body: Vec<u8>,
 }
 
@@ -158,6 +160,7 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Parsed {
     let mut authorization = None;
     let mut hosts = 0;
     let (mut host, mut origin, mut forwarded_for) = (None, None, None);
+    let mut if_none_match = None;
     for h in req.headers.iter() {
         let value = std::str::from_utf8(h.value).unwrap_or("");
         let name = h.name;
@@ -198,6 +201,8 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Parsed {
             list.push_str(value.trim());
         } else if name.eq_ignore_ascii_case("authorization") {
             authorization = Some(value.trim().to_owned());
+        } else if name.eq_ignore_ascii_case("if-none-match") {
+            if_none_match = Some(value.trim().to_owned());
         }
     }
 
@@ -247,6 +252,7 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Parsed {
         host,
         origin,
         forwarded_for,
+        if_none_match,
         body: buf[head_len..head_len + body_len].to_vec(),
     };
     Parsed::Complete(Box::new(request), head_len + body_len)
