@@ -2,9 +2,10 @@
 //! the demo's simulated site at 1,000 channels (Redis, InfluxDB for the trend, the simulated
 //! devices): it loads, lists and virtualizes the channels with values changing, follows the
 //! scroll with its subscriptions, opens a trend, shows an alarm arriving and acknowledges it,
-//! sends a control command and sees it executed, keeps main-thread long tasks in budget, and
-//! logs in and out on a gateway with anonymous access off. Screenshots of every step go to
-//! `$BROWSER_ARTIFACTS` (default `target/browser-artifacts`).
+//! sends a control command and sees it executed, says so and greys its values when the
+//! WebSocket is cut (then reconnects) or the data source is down, keeps main-thread long
+//! tasks in budget, and logs in and out on a gateway with anonymous access off. Screenshots of
+//! every step go to `$BROWSER_ARTIFACTS` (default `target/browser-artifacts`).
 
 mod common;
 
@@ -45,6 +46,10 @@ fn the_operator_page_works_in_chromium() {
         gw.published().redis.load().healthy
     });
     let gw_locked = Server::start(locked).expect("second gateway starts");
+    // A gateway whose Redis is down (nothing listens on the discard port).
+    let mut dead = config("redis://127.0.0.1:9", DriverKind::Auto);
+    dead.auth.anonymous_role = AnonymousRole::Viewer;
+    let gw_dead = Server::start(dead).expect("third gateway starts");
     let _sim = Simulator::start_sized(&redis.url(), 1000).unwrap();
     wait_until("1,000 channels", Duration::from_secs(30), || {
         gw.published().snapshot.load().channels.len() >= 1000
@@ -61,6 +66,7 @@ fn the_operator_page_works_in_chromium() {
         .arg(format!("http://{}/", gw.local_addr()))
         .arg(format!("http://{}/", gw_locked.local_addr()))
         .arg(&out)
+        .arg(format!("http://{}/", gw_dead.local_addr()))
         .output()
         .expect("bash runs tests/browser/run.sh");
     let stdout = String::from_utf8_lossy(&run.stdout);

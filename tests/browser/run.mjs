@@ -1,16 +1,16 @@
 // The operator page in a real browser (Debian's chromium, driven headless by playwright-core
 // from npm — no browser download). Run by tests/browser.rs through tests/browser/run.sh:
 //
-//   node run.mjs OPEN_URL LOCKED_URL OUT_DIR
+//   node run.mjs OPEN_URL LOCKED_URL OUT_DIR DEAD_URL
 //
 // OPEN_URL: a gateway on the demo's site (anonymous operators, demo users, 1,000 channels);
-// LOCKED_URL: one with anonymous access off. Each step writes a screenshot to OUT_DIR; the
+// LOCKED_URL: one with anonymous access off; DEAD_URL: one whose Redis is down. Each step writes a screenshot to OUT_DIR; the
 // last line on stdout is a JSON summary. Exit 0 when every step passed.
 import { chromium } from 'playwright-core';
 import fs from 'node:fs';
 import path from 'node:path';
 
-const [open, locked, out] = process.argv.slice(2);
+const [open, locked, out, dead] = process.argv.slice(2);
 fs.mkdirSync(out, { recursive: true });
 const results = [];
 let browser;
@@ -125,6 +125,30 @@ try {
     // Budget (README): no task over 200 ms, under 1 s of long tasks in 10 s.
     if (max > 200 || sum > 1000) throw new Error(`long tasks: max ${max} ms, total ${sum} ms`);
   });
+
+  // The WebSocket cut under the page: it says so, greys the values, and reconnects.
+  const cut = await ctx.newPage();
+  let route = null;
+  await cut.routeWebSocket(/\/ws/, (ws) => { route = ws; ws.connectToServer(); });
+  await step('reconnects-after-a-cut', cut, async () => {
+    await cut.goto(open);
+    await cut.waitForSelector('#conn[data-state="connected"]', { timeout: 15000 });
+    await cut.waitForFunction(() => document.body.dataset.live === 'yes', null, { timeout: 10000 });
+    await route.close();
+    await cut.waitForSelector('#conn[data-state="reconnecting"]', { timeout: 10000 });
+    if ((await cut.getAttribute('body', 'data-live')) !== 'no') throw new Error('values still shown as live');
+    await cut.waitForSelector('#conn[data-state="connected"]', { timeout: 15000 });
+    await cut.waitForFunction(() => document.body.dataset.live === 'yes', null, { timeout: 10000 });
+  });
+  await cut.close();
+
+  const down = await ctx.newPage();
+  await step('degraded-source-not-live', down, async () => {
+    await down.goto(dead);
+    await down.waitForSelector('#source.degraded', { timeout: 15000 });
+    if ((await down.getAttribute('body', 'data-live')) !== 'no') throw new Error('shown as live with Redis down');
+  });
+  await down.close();
 
   await step('no-page-errors', page, async () => {
     if (errors.length) throw new Error(errors.join('; '));

@@ -2,7 +2,7 @@
 # The operator page in Debian's chromium, headless, driven by playwright-core (npm; no browser
 # download) — tests/browser/run.mjs does the steps.
 #
-#   tests/browser/run.sh OPEN_URL LOCKED_URL OUT_DIR
+#   tests/browser/run.sh OPEN_URL LOCKED_URL OUT_DIR DEAD_URL
 #
 # Exit status: 0 every step passed, 1 a step failed, 2 the tool could not run (no node/npm
 # or chromium, install failed). Installs playwright-core (pinned) into
@@ -13,7 +13,7 @@
 set -euo pipefail
 
 die() { echo "browser: ERROR: $*" >&2; exit 2; }
-[ $# -eq 3 ] || { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+[ $# -eq 4 ] || { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 VERSION=${PLAYWRIGHT_VERSION:-1.57.0}
 HOME_DIR=${VOLTAGE_PLAYWRIGHT_HOME:-${HOME:-/root}/.cache/voltage-playwright}/$VERSION
