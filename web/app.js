@@ -209,6 +209,14 @@ function onMessage(m) {
       (d.updates || []).forEach(applyUpdate);
       break;
     case 'data_removed':
+      for (const r of d.removed || []) {
+        const ch = S.channels.get(r.channel_id);
+        const vals = ch && ch.values[r.data_type];
+        if (!vals) continue;
+        (r.points || []).forEach((p) => delete vals[p]);
+        S.dirty.add(ch.id);
+      }
+      if (!S.frame) S.frame = requestAnimationFrame(flush);
       break;
     case 'alarm':
       onAlarm(d);
