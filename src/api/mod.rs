@@ -666,7 +666,7 @@ mod tests {
         );
         assert_eq!(route("/api/channels/1001/nope").unwrap(), None);
         assert_eq!(route("/nope").unwrap(), None);
-        assert_eq!(route("/").unwrap(), None);
+        assert_eq!(route("/").unwrap(), Some(Route::Page(0)));
         let e = route("/api/channels/abc/status").unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidParameter);
         assert!(route("/api/channels/0/status").is_err());
