@@ -3,8 +3,7 @@
 //! do the integration tests. It can be stopped and started again on the same port with its
 //! data kept (tests of the InfluxDB-down path).
 
-use super::redis_process::find_on_path;
-use std::net::TcpListener;
+use super::redis_process::{find_on_path, free_port};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -16,10 +15,6 @@ pub struct InfluxProcess {
     child: Option<Child>,
     http_port: u16,
     dir: PathBuf,
-}
-
-fn free_port() -> std::io::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 /// `/ping` answers 204.

@@ -74,12 +74,7 @@ impl Influx {
             .send_empty()
             .map_err(|e| e.to_string())?;
         let status = r.status().as_u16();
-        let body = r
-            .body_mut()
-            .with_config()
-            .limit(64 * 1024)
-            .read_to_string()
-            .unwrap_or_default();
+        let body = short_text(&mut r);
         if status == 200 && !body.contains("\"error\"") {
             Ok(())
         } else {
@@ -108,12 +103,7 @@ impl Influx {
         if (200..300).contains(&status) {
             return Ok(());
         }
-        let body = r
-            .body_mut()
-            .with_config()
-            .limit(64 * 1024)
-            .read_to_string()
-            .unwrap_or_default();
+        let body = short_text(&mut r);
         let msg = format!("/write answered {status}: {}", body.trim());
         match status {
             404 if body.contains("database not found") => Err(WriteError::NoDatabase),
@@ -150,4 +140,13 @@ impl Influx {
             )),
         }
     }
+}
+
+/// A small answer's text (InfluxDB's error messages), at most 64 KiB.
+fn short_text(r: &mut ureq::http::Response<ureq::Body>) -> String {
+    r.body_mut()
+        .with_config()
+        .limit(64 * 1024)
+        .read_to_string()
+        .unwrap_or_default()
 }
