@@ -379,3 +379,49 @@ fn beyond_the_buffer_drops_are_counted_exactly() {
         "{text}"
     );
 }
+
+#[test]
+fn a_hung_influxdb_stalls_neither_the_feed_nor_the_clients() {
+    let redis = redis();
+    let influx = influx();
+    let gw = start(&redis, &influx, |c| c.history.timeout_ms = 300);
+    let addr = gw.local_addr();
+    let mut con = redis_con(&redis);
+    wait_until("history up", Duration::from_secs(10), || {
+        history_status(addr)["status"] == "healthy"
+    });
+    let t0 = now_secs();
+    influx.pause();
+    // 10 Hz writes while InfluxDB accepts connections and answers nothing: REST still shows
+    // each new value within a few collects.
+    for i in 0..30 {
+        write(&mut con, "comsrv:1001:T", &format!(r#"{{"1":{i}}}"#), None);
+        wait_until("the value served live", Duration::from_secs(1), || {
+            let r = get(addr, "/api/channels/1001/realtime?data_type=T");
+            r.status == 200 && r.json()["data"][0]["values"]["1"] == i
+        });
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    wait_until("marked down and buffering", Duration::from_secs(10), || {
+        let h = history_status(addr);
+        h["status"] == "unhealthy" && h["buffered_points"].as_u64().unwrap_or(0) > 0
+    });
+    influx.resume();
+    wait_until("caught up", Duration::from_secs(20), || {
+        let h = history_status(addr);
+        h["status"] == "healthy" && h["buffered_points"] == 0
+    });
+    let t1 = now_secs() + 1;
+    let r = get_ok(
+        addr,
+        &format!("/api/channels/1001/history?start_time={t0}&end_time={t1}&point_id=1&limit=1000"),
+    );
+    let got: Vec<i64> = r["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["values"]["1"].as_i64().unwrap())
+        .collect();
+    assert_eq!(got, (0..30).collect::<Vec<_>>(), "{r}");
+    assert_eq!(history_status(addr)["dropped_points"], 0);
+}

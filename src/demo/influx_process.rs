@@ -126,6 +126,23 @@ impl InfluxProcess {
         }
     }
 
+    /// Freezes it (SIGSTOP): connections stay open, nothing is answered. Fault tests.
+    pub fn pause(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// Lets a paused influxd run again (SIGCONT).
+    pub fn resume(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    fn signal(&self, sig: i32) {
+        if let Some(c) = &self.child {
+            // SAFETY: kill(2) on our own child's pid.
+            unsafe { libc::kill(c.id() as i32, sig) };
+        }
+    }
+
     /// Starts it again on the same port, with its data.
     pub fn restart(&mut self) -> Result<(), String> {
         self.stop();

@@ -12,6 +12,7 @@ import path from 'node:path';
 
 const [open, locked, out, dead] = process.argv.slice(2);
 fs.mkdirSync(out, { recursive: true });
+for (const f of fs.readdirSync(out)) if (f.endsWith('.png')) fs.rmSync(path.join(out, f));
 const results = [];
 let browser;
 
