@@ -42,6 +42,30 @@ fn now_secs() -> i64 {
         .as_secs() as i64
 }
 
+/// Waits until InfluxDB answers again and the buffer is written.
+fn wait_caught_up(addr: SocketAddr) {
+    wait_until("caught up", Duration::from_secs(20), || {
+        let h = history_status(addr);
+        h["status"] == "healthy" && h["buffered_points"] == 0
+    });
+}
+
+/// 1001 T point 1's recorded values from `t0` to now, in order (and the answer).
+fn point_1_of_1001_since(addr: SocketAddr, t0: i64) -> (Vec<i64>, Json) {
+    let t1 = now_secs() + 1;
+    let r = get_ok(
+        addr,
+        &format!("/api/channels/1001/history?start_time={t0}&end_time={t1}&point_id=1&limit=1000"),
+    );
+    let got = r["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["values"]["1"].as_i64().unwrap())
+        .collect();
+    (got, r)
+}
+
 /// Every record of a range, following the pages.
 fn all_pages(addr: SocketAddr, base: &str) -> (Vec<Json>, usize) {
     let mut out = Vec::new();
@@ -285,21 +309,8 @@ fn influxdb_down_loses_nothing_the_buffer_holds_and_catches_up_in_order() {
     assert!(!e["details"].as_str().unwrap().is_empty());
 
     influx.restart().unwrap();
-    wait_until("caught up", Duration::from_secs(20), || {
-        let h = history_status(addr);
-        h["status"] == "healthy" && h["buffered_points"] == 0
-    });
-    let t1 = now_secs() + 1;
-    let r = get_ok(
-        addr,
-        &format!("/api/channels/1001/history?start_time={t0}&end_time={t1}&point_id=1&limit=1000"),
-    );
-    let got: Vec<i64> = r["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["values"]["1"].as_i64().unwrap())
-        .collect();
+    wait_caught_up(addr);
+    let (got, r) = point_1_of_1001_since(addr, t0);
     assert_eq!(got, (0..=20).collect::<Vec<_>>(), "{r}");
     assert_eq!(history_status(addr)["dropped_points"], 0);
     assert_eq!(
@@ -344,10 +355,7 @@ fn beyond_the_buffer_drops_are_counted_exactly() {
     });
     let dropped = history_status(addr)["dropped_points"].as_u64().unwrap();
     influx.restart().unwrap();
-    wait_until("caught up", Duration::from_secs(20), || {
-        let h = history_status(addr);
-        h["status"] == "healthy" && h["buffered_points"] == 0
-    });
+    wait_caught_up(addr);
     let t1 = now_secs() + 1;
     let mut stored = 0u64;
     for ch in 7001..=7200 {
@@ -407,21 +415,8 @@ fn a_hung_influxdb_stalls_neither_the_feed_nor_the_clients() {
         h["status"] == "unhealthy" && h["buffered_points"].as_u64().unwrap_or(0) > 0
     });
     influx.resume();
-    wait_until("caught up", Duration::from_secs(20), || {
-        let h = history_status(addr);
-        h["status"] == "healthy" && h["buffered_points"] == 0
-    });
-    let t1 = now_secs() + 1;
-    let r = get_ok(
-        addr,
-        &format!("/api/channels/1001/history?start_time={t0}&end_time={t1}&point_id=1&limit=1000"),
-    );
-    let got: Vec<i64> = r["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["values"]["1"].as_i64().unwrap())
-        .collect();
+    wait_caught_up(addr);
+    let (got, r) = point_1_of_1001_since(addr, t0);
     assert_eq!(got, (0..30).collect::<Vec<_>>(), "{r}");
     assert_eq!(history_status(addr)["dropped_points"], 0);
 }

@@ -45,7 +45,13 @@ pub fn find(path: &str) -> Option<usize> {
     ASSETS.iter().position(|a| a.path == path)
 }
 
-/// A strong validator: FNV-1a of the bytes (the files are fixed for the binary's life).
+/// The assets' ETags, computed once (the files are fixed for the binary's life).
+fn etags() -> &'static [String] {
+    static TAGS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    TAGS.get_or_init(|| ASSETS.iter().map(|a| etag(a.body)).collect())
+}
+
+/// A strong validator: FNV-1a of the bytes.
 fn etag(body: &[u8]) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in body {
@@ -61,7 +67,7 @@ const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-
 /// The asset, or 304 when the client's copy (`If-None-Match`) is current.
 pub fn serve(index: usize, if_none_match: Option<&str>) -> Response {
     let a = &ASSETS[index];
-    let tag = etag(a.body);
+    let tag = etags()[index].clone();
     let fresh = if_none_match.is_some_and(|v| {
         v.split(',')
             .any(|t| t.trim().trim_start_matches("W/") == tag)

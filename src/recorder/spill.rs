@@ -39,6 +39,7 @@ pub struct Spill {
     dir: Option<PathBuf>,
     held: VecDeque<Held>,
     bytes: u64,
+    points: u64,
     max_bytes: u64,
     next_seq: u64,
 }
@@ -51,6 +52,7 @@ impl Spill {
             dir: dir.map(Path::to_path_buf),
             held: VecDeque::new(),
             bytes: 0,
+            points: 0,
             max_bytes,
             next_seq: 0,
         };
@@ -69,6 +71,7 @@ impl Spill {
             for (seq, points, path, len) in found {
                 spill.next_seq = seq + 1;
                 spill.bytes += len;
+                spill.points += points;
                 spill.held.push_back(Held::File(path, len, points));
             }
         }
@@ -89,7 +92,7 @@ impl Spill {
 
     /// Point values held.
     pub fn points(&self) -> u64 {
-        self.held.iter().map(Held::points).sum()
+        self.points
     }
 
     /// Keeps `batch` after the others; hands it back when it does not fit (or cannot be
@@ -123,6 +126,7 @@ impl Spill {
         };
         self.next_seq += 1;
         self.bytes += len;
+        self.points += held.points();
         self.held.push_back(held);
         Ok(())
     }
@@ -149,6 +153,7 @@ impl Spill {
     pub fn pop(&mut self) {
         if let Some(h) = self.held.pop_front() {
             self.bytes -= h.bytes();
+            self.points -= h.points();
             if let Held::File(path, ..) = h {
                 let _ = std::fs::remove_file(path);
             }
