@@ -9,7 +9,7 @@ W() { $R FCALL comsrv_write_data 1 "$@"; }
 C() { $R FCALL netsrv_collect_data 3 netsrv:seq netsrv:dirty netsrv:epoch "$@" | tr '\n' ' ' | sed 's/ $//'; }
 eq load "$($R -x FUNCTION LOAD REPLACE < "$LIB")" voltage
 $R FLUSHALL >/dev/null
-eq version "$($R --no-raw FCALL_RO voltage_version 0)" "(integer) 21"
+eq version "$($R --no-raw FCALL_RO voltage_version 0)" "(integer) 22"
 eq write1 "$($R --no-raw FCALL comsrv_write_data 1 comsrv:1001:T '{"1":25.6,"2":101.3}')" "(integer) 2"
 eq v1 "$($R HGET comsrv:1001:T 1)" 25.6; eq v2 "$($R HGET comsrv:1001:T 2)" 101.3
 now=$($R TIME | head -1); ts=$($R HGET comsrv:1001:T _timestamp); [ $((now-ts)) -le 1 ] && pass=$((pass+1)) || { fail=$((fail+1)); echo "FAIL ts default $ts vs $now"; }
@@ -239,7 +239,7 @@ SUB() { $R FCALL control_submit 1 "$1" "$2" | tr '\n' ' ' | sed 's/ $//'; }
 REP() { $R FCALL control_report 1 "cmd:$1" "$2"; }
 EXP() { $R FCALL control_expire 1 "cmd:pending:$1"; }
 RES() { $R --raw XREVRANGE control:results + - COUNT 1 | awk -v f="$1" 'prev==f {print; exit} {prev=$0}'; }
-W comsrv:2001:A '{"20":50}' >/dev/null
+W comsrv:2001:A '{"20":50}' >/dev/null; W comsrv:2001:C '{"1":0}' >/dev/null
 C1='{"point_id":20,"command_type":"set_value","value":50.0,"client_id":"ui_1","request_id":"ctrl_001","instance":"gw1","timeout_ms":10000,"operator":"user_001","reason":"Production adjustment"}'
 eq sub "$(SUB comsrv:2001:A:TODO "$C1")" "CMD_1 queued 0"
 eq sub-todo "$($R LRANGE comsrv:2001:A:TODO 0 -1)" '{"command_id":"CMD_1","point_id":20,"value":50,"command_type":"set_value","deadline_ms":'"$($R HGET cmd:CMD_1 deadline)"'}'
@@ -266,7 +266,11 @@ for j in '{"point_id":20,"command_type":"set_value","value":"5","client_id":"c",
   has "sub-bad $j" "$(SUB comsrv:2001:A:TODO "$j")" "INVALID_PARAMETER"
 done
 has sub-badkey "$(SUB comsrv:2001:T:TODO "$C1")" "ERR invalid key"
-eq sub-nothing "$($R LLEN comsrv:2001:A:TODO)/$($R EXISTS comsrv:9999:A:TODO)" "$n/0"
+# a point that does not exist: without a point table, one without a value in the channel's hash
+has no-point "$(SUB comsrv:2001:A:TODO '{"point_id":1,"command_type":"set_value","value":5,"client_id":"c","instance":"gw1","timeout_ms":1000}')" "INVALID_PARAMETER point_id: channel 2001 has no point A:1"
+has no-point-c "$(SUB comsrv:2001:C:TODO '{"point_id":2,"command_type":"control","value":1,"client_id":"c","instance":"gw1","timeout_ms":1000}')" "INVALID_PARAMETER point_id"
+eq sub-nothing "$($R LLEN comsrv:2001:A:TODO)/$($R EXISTS comsrv:9999:A:TODO)/$($R LLEN comsrv:2001:C:TODO)" "$n/0/0"
+eq no-phantom "$($R HEXISTS comsrv:2001:A 1)/$($R GET cmd:seq)" "0/3"
 eq ctl-ok "$(SUB comsrv:2001:C:TODO '{"point_id":1,"command_type":"control","value":1,"client_id":"c","instance":"gw1","timeout_ms":1000}')" "CMD_4 queued 0"
 # report: executed writes the actual value through the write path and appends one result
 seq0=$($R GET netsrv:seq)
@@ -312,6 +316,13 @@ eq limit-nothing "$($R LLEN comsrv:2001:A:TODO)" "$n"
 has limit-ok "$(SUB comsrv:2001:A:TODO '{"point_id":20,"command_type":"set_value","value":100,"client_id":"c","instance":"gwl","timeout_ms":1000}')" "queued"
 $R HSET cfg:points:2001 A:20 '{"data_type":"A","point_id":20,"name":"sp","unit":"kW","scale":1,"min":null,"max":null}' >/dev/null
 has limit-none "$(SUB comsrv:2001:A:TODO '{"point_id":20,"command_type":"set_value","value":1e6,"client_id":"c","instance":"gwl","timeout_ms":1000}')" "queued"
+# with a point table, only its points take commands: A:7 has a value but is not declared
+W comsrv:2001:A '{"7":1}' >/dev/null; n=$($R LLEN comsrv:2001:A:TODO)
+has undeclared "$(SUB comsrv:2001:A:TODO '{"point_id":7,"command_type":"set_value","value":1,"client_id":"c","instance":"gwl","timeout_ms":1000}')" "INVALID_PARAMETER point_id: point A:7 is not declared in the point table of channel 2001"
+# ... and a declared point takes them before its first value
+$R HSET cfg:points:2001 A:30 '{"data_type":"A","point_id":30,"name":"q","unit":"kvar","scale":1,"min":null,"max":null}' >/dev/null
+has declared-novalue "$(SUB comsrv:2001:A:TODO '{"point_id":30,"command_type":"set_value","value":2,"client_id":"c","instance":"gwl","timeout_ms":1000}')" "queued"
+eq undeclared-nothing "$($R LLEN comsrv:2001:A:TODO)" "$((n+1))"
 $R DEL cfg:points:2001 >/dev/null
 # instances keep their own pending sets
 SUB comsrv:2001:A:TODO '{"point_id":20,"command_type":"set_value","value":3,"client_id":"c","instance":"gw2","timeout_ms":1000}' >/dev/null
@@ -411,6 +422,11 @@ RUS ghost '{"conditions":[{"channel_id":3001,"point_id":31,"operator":">","thres
 $R DEL comsrv:4242:T >/dev/null
 W comsrv:3001:T '{"31":301}' >/dev/null
 has rule-ghost "$(LF result)" "CHANNEL_NOT_FOUND"; eq rule-ghost-nothing "$($R EXISTS comsrv:4242:A:TODO)" 0
+# ... and one on a point the channel does not have (2001 A:21): an error, nothing queued
+RUS phantom '{"conditions":[{"channel_id":3001,"point_id":31,"operator":">","threshold":400}],"action":{"type":"control","channel_id":2001,"point_id":21,"command_type":"set_value","value":1}}' >/dev/null
+n=$($R LLEN comsrv:2001:A:TODO); W comsrv:3001:T '{"31":401}' >/dev/null
+has rule-phantom "$(LF rule_id)/$(LF result)" "phantom/error: ERR INVALID_PARAMETER point_id"
+eq rule-phantom-nothing "$($R LLEN comsrv:2001:A:TODO)/$($R HEXISTS comsrv:2001:A 21)" "$n/0"
 has rule-unknown-cond "$(RUS u '{"conditions":[{"channel_id":6666,"point_id":1,"operator":">","threshold":1}],"action":{"type":"event"}}')" "conditions[1].channel_id: channel 6666 not found"
 eq rule-ids "$($R SISMEMBER rule:ids ghost)" 1
 # rulesrv_evaluate on its own (after a value changed behind the write path)

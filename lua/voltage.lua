@@ -30,7 +30,7 @@ a cluster layout must co-locate them with every comsrv:* hash (hash tags).
 -- Library version, returned by voltage_version. The gateway reloads the library
 -- when Redis reports a smaller number than the one compiled into it.
 -- BUMP THIS ON ANY CHANGE TO THIS FILE (and the matching constant on the Rust side).
-local LIBRARY_VERSION = 21
+local LIBRARY_VERSION = 22
 
 -- Site-wide keys (see the cluster note above).
 local SEQ_KEY = 'netsrv:seq'
@@ -1359,9 +1359,22 @@ local function enqueue(todo, ch_s, dtype, c, dedup)
   if ttype ~= 'list' and ttype ~= 'none' then
     return err('WRONGTYPE ' .. todo .. ' holds a ' .. ttype .. ', not a list (nothing queued)')
   end
-  -- The point table's limits (cfg:points:{ch}, kept by the gateway's configuration routes).
+  -- The point must exist: declared in the channel's point table (cfg:points:{ch}, kept by the
+  -- gateway's configuration routes) when it has one, else holding a value in the channel's
+  -- hash. A command to anything else would be "executed" onto a phantom point.
   local field = dtype .. ':' .. format_int(c.point_id)
-  local def = redis.call('HGET', 'cfg:points:' .. ch_s, field)
+  local table_key = 'cfg:points:' .. ch_s
+  local def = redis.call('HGET', table_key, field)
+  if not def then
+    if redis.call('EXISTS', table_key) == 1 then
+      return err('INVALID_PARAMETER point_id: point ' .. field .. ' is not declared in the point table of channel ' ..
+        ch_s .. ' (nothing queued)')
+    end
+    if redis.call('HEXISTS', base .. dtype, format_int(c.point_id)) == 0 then
+      return err('INVALID_PARAMETER point_id: channel ' .. ch_s .. ' has no point ' .. field ..
+        ' (no value in ' .. base .. dtype .. '; nothing queued)')
+    end
+  end
   if def then
     local ok, d = pcall(cjson.decode, def)
     if ok and type(d) == 'table' then

@@ -65,7 +65,8 @@ impl Server {
         config.max_connections = config.connection_limit(fds).map_err(StartError::Config)?;
         let driver = Driver::resolve(config.driver).map_err(StartError::Driver)?;
         let n = config.shard_count();
-        let listeners = listener::bind(config.listen, n, 4096).map_err(StartError::Bind)?;
+        let listeners = listener::bind(config.listen, n, 4096, listener::PORT_FREE_WAIT)
+            .map_err(StartError::Bind)?;
         let addr = listeners[0].local_addr().map_err(StartError::Bind)?;
         config.control.instance_id = config.control.instance(addr);
         let config = Arc::new(config);

@@ -97,6 +97,49 @@ fn taken_port_is_a_clear_startup_error() {
 }
 
 #[test]
+fn a_gateway_restarted_at_once_after_sigkill_or_exit_gets_its_port_back() {
+    let redis = redis();
+    let serve = |listen: &str, driver: &str| {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["serve", "--listen", listen])
+            .args(["--redis", &redis.url(), "--driver", driver, "--shards", "2"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        spawn_listening(cmd)
+    };
+    for driver in ["uring", "legacy"] {
+        let (mut guard, addr, _) = serve("127.0.0.1:0", driver);
+        for (round, sig) in [libc::SIGKILL, libc::SIGKILL, libc::SIGTERM, libc::SIGKILL]
+            .into_iter()
+            .enumerate()
+        {
+            wait_ready(addr);
+            // Open clients keep operations in flight on the old process's sockets.
+            let clients: Vec<_> = (0..4).map(|_| wsc::Client::connect(addr, "/ws")).collect();
+            signal(&guard.0, sig);
+            // Restarted the moment it is gone, as a supervisor does.
+            guard.0.wait().unwrap();
+            let started = Instant::now();
+            let (next, again, log) = serve(&addr.to_string(), driver);
+            drop(clients);
+            assert_eq!(
+                again,
+                addr,
+                "{driver} round {round}: {}",
+                log.lock().unwrap()
+            );
+            wait_ready(addr);
+            assert!(
+                started.elapsed() < Duration::from_secs(6),
+                "{driver} round {round}: {:?}",
+                started.elapsed()
+            );
+            guard = next;
+        }
+    }
+}
+
+#[test]
 fn logs_are_json_lines_or_text_at_the_chosen_level() {
     // JSON lines: every line an object with time, level and message.
     let mut cmd = Command::new(BIN);
@@ -442,4 +485,79 @@ fn a_head_sent_one_byte_at_a_time_costs_cpu_in_proportion_to_its_size() {
     let ratio = large.as_secs_f64() / small.as_secs_f64();
     eprintln!("2 KB head: {small:?}, 15 KB head: {large:?}, ratio {ratio:.1}");
     assert!(ratio < 15.0, "CPU grows faster than the head: {ratio:.1}×");
+}
+
+/// `setup.sh` (README's first step, `.ci/run`'s too) on a machine that has `present`: what it
+/// asks apt-get to install (`None`: apt-get not run).
+fn setup_installs(what: &str, present: &[&str]) -> (Option<String>, String) {
+    let dir = std::env::temp_dir().join(format!(
+        "voltage-setup-{}-{what}-{}",
+        std::process::id(),
+        present.len()
+    ));
+    let bin = dir.join("bin");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&bin).unwrap();
+    let script = |name: &str, body: &str| {
+        use std::os::unix::fs::PermissionsExt;
+        let p = bin.join(name);
+        std::fs::write(&p, format!("#!/bin/bash\n{body}\n")).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    // apt-get records what it was asked; the tools the script itself uses are the real ones.
+    let log = dir.join("apt.log");
+    script("apt-get", &format!("echo \"$@\" >> {}", log.display()));
+    for tool in ["id", "sed", "tail"] {
+        std::os::unix::fs::symlink(format!("/usr/bin/{tool}"), bin.join(tool)).unwrap();
+    }
+    for p in present {
+        script(p, "exit 0");
+    }
+    let out = Command::new("/bin/bash")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/setup.sh"))
+        .arg(what)
+        .env("PATH", &bin)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let asked = std::fs::read_to_string(&log).ok().and_then(|l| {
+        l.lines()
+            .find(|l| l.starts_with("install"))
+            .map(str::to_string)
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+    (asked, String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[test]
+fn setup_installs_only_what_is_missing_and_keeps_a_node_from_elsewhere() {
+    let base = ["redis-server", "redis-cli", "influxd"];
+    // Node from another source (this machine kind): Debian's nodejs/npm are not asked for.
+    let mut present = base.to_vec();
+    present.extend(["node", "npm", "python3", "nft"]);
+    let (asked, _) = setup_installs("test", &present);
+    let asked = asked.expect("chromium is missing");
+    assert!(asked.ends_with(" chromium"), "{asked}");
+    assert!(
+        !asked.contains("nodejs") && !asked.contains("npm"),
+        "{asked}"
+    );
+    // A plain Debian without Node: both.
+    let (asked, _) = setup_installs("test", &base);
+    let asked = asked.unwrap();
+    for p in ["chromium", "nodejs", "npm", "python3-venv", "nftables"] {
+        assert!(asked.split(' ').any(|w| w == p), "{p} in {asked}");
+    }
+    // The demo needs Redis and InfluxDB only; CI also a C++ compiler.
+    let (asked, _) = setup_installs("demo", &[]);
+    assert!(asked
+        .unwrap()
+        .ends_with("redis-server redis-tools influxdb"));
+    let (asked, _) = setup_installs("ci", &present);
+    assert!(asked.unwrap().ends_with("chromium g++"));
+    // Nothing missing: apt-get is not run at all.
+    present.extend(["chromium", "c++"]);
+    let (asked, said) = setup_installs("ci", &present);
+    assert_eq!(asked, None, "{said}");
+    assert!(said.contains("everything for 'ci' is installed"), "{said}");
 }

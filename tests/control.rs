@@ -412,3 +412,88 @@ fn a_restarted_gateway_resumes_its_commands_and_answers_the_sender_when_it_retur
         .collect();
     assert!(more.is_empty(), "{more:?}");
 }
+
+#[test]
+fn a_command_to_a_point_that_does_not_exist_is_refused_by_every_door() {
+    let (_redis, gw, mut con) = start_with(DriverKind::Auto, trust);
+    let addr = gw.local_addr();
+    let queued = |con: &mut redis::Connection| -> (i64, i64) {
+        let a: i64 = redis::cmd("LLEN")
+            .arg("comsrv:2001:A:TODO")
+            .query(con)
+            .unwrap();
+        let phantom: i64 = redis::cmd("HEXISTS")
+            .arg("comsrv:2001:A")
+            .arg(1)
+            .query(con)
+            .unwrap();
+        (a, phantom)
+    };
+    // No point table: 2001 has A 20 only, so A 1 has no value and takes no command.
+    let (mut c, _) = Client::connect(addr, "/ws?client_id=ui_p");
+    c.send(&control("p1", 2001, 1, "set_value", 5.0));
+    let e = c.recv_type("error");
+    assert_eq!(
+        (e["data"]["code"].as_str(), e["data"]["request_id"].as_str()),
+        (Some("INVALID_PARAMETER"), Some("p1")),
+        "{e}"
+    );
+    assert!(
+        e["data"]["details"]
+            .as_str()
+            .unwrap()
+            .contains("point_id: channel 2001 has no point A:1"),
+        "{e}"
+    );
+    let body = r#"{"channel_id":2001,"point_id":1,"command_type":"set_value","value":5}"#;
+    let e = post(addr, "/api/control", body).error(400, "INVALID_PARAMETER");
+    assert!(e["details"].as_str().unwrap().contains("point_id"), "{e}");
+    assert_eq!(queued(&mut con), (0, 0));
+    // An automation rule acting on it records the refusal and queues nothing.
+    let rule = r#"{"conditions":[{"channel_id":1001,"point_id":2,"operator":">","threshold":200}],"action":{"type":"control","channel_id":2001,"point_id":1,"command_type":"set_value","value":3}}"#;
+    assert_eq!(send(addr, "PUT", "/api/rules/phantom", rule).status, 200);
+    write(&mut con, "comsrv:1001:T", r#"{"2":250}"#, None);
+    let firings = get_ok(addr, "/api/rules/firings?limit=10")["data"]["firings"].clone();
+    let f = firings
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["rule_id"] == "phantom")
+        .expect("the rule fired")
+        .clone();
+    assert!(
+        f["result"]
+            .as_str()
+            .unwrap()
+            .contains("INVALID_PARAMETER point_id"),
+        "{f}"
+    );
+    assert_eq!(f["command_id"], "", "{f}");
+    assert_eq!(queued(&mut con), (0, 0));
+    // With a point table, only its points take commands: A 7 has a value, but is not declared.
+    write(&mut con, "comsrv:2001:A", r#"{"7":1}"#, None);
+    let table = json!([{"data_type":"A","point_id":20,"name":"Power set-point","unit":"kW"}]);
+    let r = send(
+        addr,
+        "PUT",
+        "/api/config/channels/2001/points",
+        &table.to_string(),
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    c.send(&control("p7", 2001, 7, "set_value", 2.0));
+    let e = c.recv_type("error");
+    assert!(
+        e["data"]["details"]
+            .as_str()
+            .unwrap()
+            .contains("point A:7 is not declared in the point table of channel 2001"),
+        "{e}"
+    );
+    let body = r#"{"channel_id":2001,"point_id":7,"command_type":"set_value","value":2}"#;
+    post(addr, "/api/control", body).error(400, "INVALID_PARAMETER");
+    assert_eq!(queued(&mut con).0, 0);
+    // The declared point still does.
+    c.send(&control("p20", 2001, 20, "set_value", 2.0));
+    assert_eq!(c.recv_type("control_ack")["data"]["status"], "queued");
+    assert_eq!(queued(&mut con).0, 1);
+}

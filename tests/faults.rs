@@ -418,3 +418,161 @@ fn clients_that_vanish_without_a_fin_are_reaped_by_the_idle_timeouts() {
     );
     assert_eq!(open_websockets(addr), 0);
 }
+
+/// Waits until the log holds `expect`; panics with the whole log otherwise.
+fn wait_logged(log: &std::sync::Mutex<String>, expect: &str, within: Duration) {
+    let deadline = Instant::now() + within;
+    while !log.lock().unwrap().contains(expect) {
+        assert!(
+            Instant::now() < deadline,
+            "'{expect}' not logged within {within:?}:\n{}",
+            log.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// WARN lines about Redis being unavailable.
+fn redis_warnings(log: &str) -> usize {
+    log.lines()
+        .filter(|l| {
+            l.contains(" WARN ") && l.contains("Redis") && l.contains("unavailable")
+                || l.contains("cannot connect to Redis")
+        })
+        .count()
+}
+
+/// A gateway process on `redis_url`, its log, and what `/health/detailed` says of Redis once
+/// `expect` is in the log (within 3 s of the start: the first failure is logged at once).
+fn unreachable_redis_says(redis_url: &str, expect: &str) -> (String, String, serde_json::Value) {
+    // A short Redis timeout: a server that never answers is diagnosed within it.
+    let config = std::env::temp_dir().join(format!("voltage-faults-{}.toml", std::process::id()));
+    std::fs::write(&config, "redis_timeout_ms = 500\n").unwrap();
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--redis", redis_url])
+        .arg("--config")
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let (_guard, addr, log) = spawn_listening(cmd);
+    let started = Instant::now();
+    wait_logged(&log, expect, Duration::from_secs(3));
+    let message = get_ok(addr, "/health/detailed")["data"]["dependencies"]["redis"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (c, _) = Client::connect(addr, "/ws");
+    let status = c.status["data"].clone();
+    // Retries say nothing new: one WARN line for the outage so far.
+    std::thread::sleep(Duration::from_millis(1500).saturating_sub(started.elapsed()));
+    let log = log.lock().unwrap().clone();
+    assert_eq!(redis_warnings(&log), 1, "{log}");
+    (log, message, status)
+}
+
+#[test]
+fn redis_faults_at_start_up_are_logged_at_once_in_words_an_operator_can_act_on() {
+    let free = free_port();
+    let (log, message, status) = unreachable_redis_says(
+        &format!("redis://127.0.0.1:{free}"),
+        "cannot connect to Redis",
+    );
+    assert!(
+        log.contains(&format!(
+            "nothing accepts connections at 127.0.0.1:{free} (connection refused)"
+        )),
+        "{log}"
+    );
+    // No state yet: none is claimed.
+    assert!(message.contains("no data loaded yet"), "{message}");
+    assert!(!message.contains("last known state"), "{message}");
+    assert_eq!(status["source"], "degraded", "{status}");
+    assert!(
+        status["reason"]
+            .as_str()
+            .unwrap()
+            .contains("connection refused"),
+        "{status}"
+    );
+
+    let locked =
+        voltage_gateway::demo::RedisProcess::start_with(&["--requirepass", "pw-1"]).unwrap();
+    let (log, message, _) = unreachable_redis_says(&locked.url(), "requires a password");
+    assert!(log.contains("redis://:PASSWORD@"), "{log}");
+    assert!(!log.contains("bulk length"), "{log}");
+    assert!(message.contains("requires a password"), "{message}");
+    let wrong = locked.url().replace("redis://", "redis://:wrong@");
+    let (_, message, _) = unreachable_redis_says(&wrong, "refused the URL's credentials");
+    assert!(message.contains("wrong password"), "{message}");
+
+    // A server that is not Redis: accepts, never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in silent.incoming().take(64) {
+            held.push(s);
+        }
+    });
+    let (log, _, _) =
+        unreachable_redis_says(&format!("redis://{silent_addr}"), "is it a Redis server?");
+    assert!(!log.contains("os error 11"), "{log}");
+
+    // Redis without Functions (FUNCTION renamed away, as before Redis 7).
+    let old =
+        voltage_gateway::demo::RedisProcess::start_with(&["--rename-command", "FUNCTION", ""])
+            .unwrap();
+    let (log, message, _) = unreachable_redis_says(&old.url(), "Redis ≥ 7 with Functions required");
+    assert!(!log.contains("lua name"), "{log}");
+    assert!(
+        message.contains("has no FUNCTION/FCALL command"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_redis_outage_and_its_end_are_each_logged_once() {
+    let mut redis = redis();
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--redis", &redis.url()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let (_guard, addr, log) = spawn_listening(cmd);
+    wait_ready(addr);
+    wait_logged(
+        &log,
+        "connected to Redis at 127.0.0.1",
+        Duration::from_secs(3),
+    );
+    let mut con = redis_con(&redis);
+    write(&mut con, "comsrv:1001:T", r#"{"1":1}"#, None);
+    wait_until("served", Duration::from_secs(3), || {
+        get(addr, "/api/channels/1001/status").status == 200
+    });
+    redis.kill();
+    // The connection breaks, then nothing listens: two states, a line each.
+    wait_logged(
+        &log,
+        "Redis unavailable: Redis at 127.0.0.1",
+        Duration::from_secs(3),
+    );
+    wait_logged(
+        &log,
+        "now: nothing accepts connections",
+        Duration::from_secs(3),
+    );
+    let message = get_ok(addr, "/health/detailed")["data"]["dependencies"]["redis"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        message.contains("serving the last known state"),
+        "{message}"
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    redis.restart().unwrap();
+    wait_logged(&log, "reconnected after", Duration::from_secs(5));
+    let log = log.lock().unwrap().clone();
+    assert_eq!(redis_warnings(&log), 2, "{log}");
+    assert_eq!(log.matches("reconnected after").count(), 1, "{log}");
+}

@@ -529,18 +529,26 @@ fn a_request_flood_without_reading_is_throttled_not_buffered() {
         .collect();
     let rss_before = gw.rss_kib();
     let mut sent = 0usize;
-    // Up to 300k pings (~45 MB of pong replies if they were all buffered); the server stops
-    // reading once the replies back up, so the writes soon block.
-    for _ in 0..300 {
+    // Pings for up to 15 s (tens of MB of pong replies if they were all buffered): the server
+    // stops reading once the replies back up (the writes block), or closes it for the rate
+    // and then drops its input only until the close deadline (5 s): either way the writes
+    // end, and nothing piles up.
+    let started = Instant::now();
+    let mut ended = false;
+    while started.elapsed() < Duration::from_secs(15) {
         match flood.write_all(&burst) {
             Ok(()) => sent += 1000,
-            Err(_) => break,
+            Err(_) => {
+                ended = true;
+                break;
+            }
         }
     }
     let growth = gw.rss_kib().saturating_sub(rss_before);
     assert!(
-        sent < 300_000,
-        "the server kept reading without anyone reading its replies"
+        ended,
+        "the server kept reading {sent} pings for {:?} without anyone reading its replies",
+        started.elapsed()
     );
     assert!(
         growth < 16 * 1024,
@@ -704,4 +712,60 @@ fn a_subscribe_unsubscribe_loop_is_rate_limited_then_closed() {
     let (mut other, _) = Client::connect(addr, "/ws");
     other.send(SEED_SUBSCRIBE);
     assert_eq!(other.recv_type("subscribe_ack")["data"]["total"], 2);
+}
+
+#[test]
+fn a_flooding_client_that_reads_learns_why_it_was_cut_off() {
+    for driver in [DriverKind::Uring, DriverKind::Legacy] {
+        let (_redis, gw, _con) = start(driver);
+        let addr = gw.local_addr();
+        // A reader with a small receive buffer a moment behind (a phone on a slow link): part
+        // of what the server sends waits in the server's send buffer, which a reset destroys.
+        let sock =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        sock.set_recv_buffer_size(4096).unwrap();
+        sock.connect(&addr.into()).unwrap();
+        let stream: std::net::TcpStream = sock.into();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let (ws, _) = tungstenite::client::client(format!("ws://{addr}/ws"), stream).unwrap();
+        let mut c = Client {
+            ws,
+            status: Json::Null,
+        };
+        assert_eq!(c.recv()["type"], "connected");
+        // 5,000 messages in one burst from a second handle on the socket while this one reads.
+        let mut burst = Vec::new();
+        for i in 0..2500 {
+            let sub = format!(
+                r#"{{"type":"subscribe","id":"s{i}","data":{{"channels":[1001,1002,2001]}}}}"#
+            );
+            burst.extend_from_slice(&masked_text(sub.as_bytes()));
+            burst.extend_from_slice(&masked_text(br#"{"type":"unsubscribe"}"#));
+        }
+        let mut w = c.ws.get_ref().try_clone().unwrap();
+        let writer = std::thread::spawn(move || {
+            // The server stops reading at some point and closes: the rest may not go out.
+            let _ = w.write_all(&burst);
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        let mut limited = 0;
+        let code = loop {
+            match c.read() {
+                Ok(tungstenite::Message::Text(t)) => {
+                    let m: Json = serde_json::from_str(t.as_str()).unwrap();
+                    if m["data"]["code"] == "RATE_LIMITED" {
+                        limited += 1;
+                    }
+                }
+                Ok(tungstenite::Message::Close(f)) => break f.map(|f| u16::from(f.code)),
+                Ok(_) => {}
+                Err(e) => panic!("{driver:?}: no close frame after {limited} RATE_LIMITED: {e}"),
+            }
+        };
+        writer.join().unwrap();
+        assert!(limited >= 1, "{driver:?}: {limited} RATE_LIMITED errors");
+        assert_eq!(code, Some(1008), "{driver:?}");
+    }
 }

@@ -32,9 +32,10 @@ fn ping(port: u16) -> bool {
     };
     let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
     let mut buf = [0u8; 16];
+    // A server that wants a password answers NOAUTH: it is up all the same.
     s.write_all(b"PING\r\n").is_ok()
         && s.read(&mut buf)
-            .is_ok_and(|n| buf[..n].starts_with(b"+PONG"))
+            .is_ok_and(|n| buf[..n].starts_with(b"+PONG") || buf[..n].starts_with(b"-NOAUTH"))
 }
 
 pub const INSTALL_HINT: &str =
@@ -44,12 +45,17 @@ pub const INSTALL_HINT: &str =
 impl RedisProcess {
     /// Starts `redis-server` on a free 127.0.0.1 port and waits until it answers PING.
     pub fn start() -> Result<RedisProcess, String> {
+        Self::start_with(&[])
+    }
+
+    /// [`start`](Self::start) with more `redis-server` arguments (`--requirepass x`, say).
+    pub fn start_with(extra: &[&str]) -> Result<RedisProcess, String> {
         let exe = find_on_path("redis-server").ok_or_else(|| INSTALL_HINT.to_string())?;
         let mut last_err = String::new();
         // The free port may be taken between choosing and binding: retry a few times.
         for _ in 0..5 {
             let port = free_port().map_err(|e| format!("cannot find a free port: {e}"))?;
-            match Self::start_on(&exe, port) {
+            match Self::spawn(&exe, port, extra) {
                 Ok(p) => return Ok(p),
                 Err(e) => last_err = e,
             }
@@ -59,6 +65,10 @@ impl RedisProcess {
 
     /// Starts `redis-server` on the given port.
     pub fn start_on(exe: &Path, port: u16) -> Result<RedisProcess, String> {
+        Self::spawn(exe, port, &[])
+    }
+
+    fn spawn(exe: &Path, port: u16, extra: &[&str]) -> Result<RedisProcess, String> {
         static STARTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir =
@@ -82,6 +92,7 @@ impl RedisProcess {
             .args(["--loglevel", "warning", "--protected-mode", "yes"])
             .arg("--dir")
             .arg(&dir)
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

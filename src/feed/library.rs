@@ -4,7 +4,7 @@
 pub const SOURCE: &str = include_str!("../../lua/voltage.lua");
 
 /// Must equal `LIBRARY_VERSION` in `lua/voltage.lua` (a unit test checks it).
-pub const VERSION: i64 = 21;
+pub const VERSION: i64 = 22;
 
 /// What `ensure` did.
 #[derive(Debug, PartialEq, Eq)]
@@ -62,6 +62,20 @@ pub fn load(con: &mut redis::Connection) -> redis::RedisResult<()> {
 /// True when Redis answered that a function of ours is not there (flushed or never loaded).
 pub fn is_missing_function(err: &redis::RedisError) -> bool {
     err.to_string().contains("Function not found")
+}
+
+/// True when Redis does not know the command itself (FUNCTION/FCALL before Redis 7, or
+/// renamed away).
+pub fn is_unknown_command(err: &redis::RedisError) -> bool {
+    err.to_string().contains("unknown command")
+}
+
+/// `redis_version` from `INFO server`, when Redis tells.
+pub fn server_version(con: &mut redis::Connection) -> Option<String> {
+    let info: String = redis::cmd("INFO").arg("server").query(con).ok()?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("redis_version:"))
+        .map(|v| v.trim().to_string())
 }
 
 #[cfg(test)]

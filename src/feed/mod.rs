@@ -10,6 +10,7 @@
 
 pub mod alarms;
 pub mod control;
+pub mod fault;
 pub mod inbox;
 pub mod library;
 pub mod stream;
@@ -141,6 +142,13 @@ fn read_hashes(
 #[derive(Debug)]
 pub enum FeedError {
     Redis(redis::RedisError),
+    /// Connecting, or the first command on a new connection, failed: what answered may not be
+    /// a Redis server at all.
+    Handshake(redis::RedisError),
+    /// Redis has no Functions (older than 7, or FUNCTION disabled); its version if it said.
+    NoFunctions {
+        version: Option<String>,
+    },
     /// Redis answered something the feed cannot read (names the command).
     UnexpectedReply(&'static str),
     /// The library is missing and the gateway may not load it.
@@ -156,7 +164,12 @@ impl From<redis::RedisError> for FeedError {
 impl std::fmt::Display for FeedError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            FeedError::Redis(e) => e.fmt(f),
+            FeedError::Redis(e) | FeedError::Handshake(e) => e.fmt(f),
+            FeedError::NoFunctions { version } => write!(
+                f,
+                "Redis has no Functions (version {})",
+                version.as_deref().unwrap_or("unknown")
+            ),
             FeedError::UnexpectedReply(what) => write!(f, "unexpected reply from {what}"),
             FeedError::LibraryMissing => f.write_str(
                 "netsrv_collect_data is not loaded in Redis and --no-load-functions is set",
@@ -168,7 +181,7 @@ impl std::fmt::Display for FeedError {
 impl std::error::Error for FeedError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            FeedError::Redis(e) => Some(e),
+            FeedError::Redis(e) | FeedError::Handshake(e) => Some(e),
             _ => None,
         }
     }
@@ -264,6 +277,10 @@ pub struct Feed {
     wake_warned: bool,
     /// The last `PING` round trip and when it was measured.
     last_ping: Option<(Instant, Duration)>,
+    /// Redis's `host:port` (never the credentials), for what is logged and shown.
+    redis_addr: String,
+    /// When Redis's failures and recoveries are logged.
+    outage: fault::OutageLog,
 }
 
 impl Feed {
@@ -275,6 +292,10 @@ impl Feed {
         postman: Postman,
     ) -> Feed {
         let instance = config.control.instance_id.clone();
+        let redis_addr = redis::Client::open(config.redis_url.as_str()).map_or_else(
+            |_| "the configured address".to_string(),
+            |c| c.get_connection_info().addr().to_string(),
+        );
         Feed {
             config,
             published,
@@ -300,6 +321,8 @@ impl Feed {
             wake_retry_at: Instant::now(),
             wake_warned: false,
             last_ping: None,
+            redis_addr,
+            outage: fault::OutageLog::default(),
         }
     }
 
@@ -363,11 +386,20 @@ impl Feed {
                 Ok(()) => return,
                 Err(e) => {
                     crate::metrics::bump(&self.published.feed.errors, 1);
-                    let msg = format!("Redis unavailable: {e}; serving the last known state");
-                    if self.published.redis.load().healthy {
-                        log::warn(&msg);
+                    let fault = fault::diagnose(&e, &self.redis_addr, self.config.redis_timeout_ms);
+                    log::debug(&format!("Redis attempt failed: {fault} ({e})"));
+                    if let Some(line) = self.outage.failed(&fault, Instant::now()) {
+                        log::warn(&format!(
+                            "{line}; retrying every {} s at most",
+                            max_backoff.as_secs_f32()
+                        ));
                     }
-                    self.set_health(false, msg);
+                    let held = if self.published.snapshot.load().loaded {
+                        "serving the last known state"
+                    } else {
+                        "no data loaded yet"
+                    };
+                    self.set_health(false, format!("Redis unavailable: {fault}; {held}"));
                 }
             }
             // Disconnected: requests are answered (Redis is down), wake-ups ignored.
@@ -682,7 +714,15 @@ impl Feed {
     fn connect(&self) -> Result<redis::Connection, FeedError> {
         let mut con = self.connect_plain()?;
         if self.config.load_functions {
-            if let library::LoadOutcome::Loaded { previous } = library::ensure(&mut con)? {
+            let outcome = match library::ensure(&mut con) {
+                Err(e) if library::is_unknown_command(&e) => {
+                    return Err(FeedError::NoFunctions {
+                        version: library::server_version(&mut con),
+                    })
+                }
+                other => other?,
+            };
+            if let library::LoadOutcome::Loaded { previous } = outcome {
                 log::info(&format!(
                     "loaded Function library voltage v{} into Redis (was {})",
                     library::VERSION,
@@ -766,6 +806,11 @@ impl Feed {
                     f(results);
                 }
             }
+            // Healthy once a whole round worked (a connection that fails its first collect is
+            // still the same outage).
+            if let Some(line) = self.outage.connected(&self.redis_addr, Instant::now()) {
+                log::info(&line);
+            }
             self.set_health(true, "Redis connection successful".into());
             match self.wait_until(started + tick, Some(con), true)? {
                 Waited::Stop => return Ok(()),
@@ -815,14 +860,22 @@ impl Feed {
         Ok(())
     }
 
-    /// A connection with the configured timeouts (the wake-up subscription uses it as is).
+    /// A connection with the configured timeouts (the wake-up subscription uses it as is),
+    /// checked with a `PING`: the client library ignores what its own start-up commands are
+    /// answered, so a password Redis wants, or a server that is not Redis, shows here.
     fn connect_plain(&self) -> Result<redis::Connection, FeedError> {
         let cfg = &self.config;
         let timeout = Duration::from_millis(cfg.redis_timeout_ms);
         let client = redis::Client::open(cfg.redis_url.as_str())?;
-        let con = client.get_connection_with_timeout(timeout)?;
-        con.set_read_timeout(Some(timeout))?;
-        con.set_write_timeout(Some(timeout))?;
+        let handshake = |e| FeedError::Handshake(e);
+        let mut con = client
+            .get_connection_with_timeout(timeout)
+            .map_err(handshake)?;
+        con.set_read_timeout(Some(timeout)).map_err(handshake)?;
+        con.set_write_timeout(Some(timeout)).map_err(handshake)?;
+        redis::cmd("PING")
+            .query::<()>(&mut con)
+            .map_err(handshake)?;
         Ok(con)
     }
 
@@ -919,6 +972,11 @@ impl Feed {
                 }
                 Err(e) if library::is_missing_function(&e) => {
                     return Err(FeedError::LibraryMissing)
+                }
+                Err(e) if library::is_unknown_command(&e) => {
+                    return Err(FeedError::NoFunctions {
+                        version: library::server_version(con),
+                    })
                 }
                 other => other?,
             };

@@ -131,7 +131,8 @@ impl HistoryQuery {
                 .ok_or_else(|| {
                     ApiError::invalid_parameter("after", "must be a Unix time in milliseconds")
                 })?;
-            from_ms = from_ms.max(after + 1);
+            // Past the end the page is empty; the bound stays one InfluxDB can represent.
+            from_ms = from_ms.max((after + 1).min(to_ms));
         }
         let format = match q.get("format")? {
             None | Some("json") => Format::Json,
@@ -468,6 +469,8 @@ mod tests {
             ),
             ("format=xml", "format"),
             ("after=soon", "after"),
+            ("end_time=9999999999", "end_time"),
+            ("start_time=9000000001", "start_time"),
             ("data_type=X", "data_type"),
             ("point_id=-1", "point_id"),
             ("limit=1&limit=2", "limit"),
@@ -483,6 +486,9 @@ mod tests {
     fn after_moves_the_start() {
         let q = parse("start_time=1736755200&end_time=1736841600&after=1736755300123").unwrap();
         assert_eq!(q.from_ms, 1_736_755_300_124);
+        // Past the end: an empty page, never a bound InfluxDB cannot parse.
+        let q = parse("start_time=1736755200&end_time=1736841600&after=999999999999999").unwrap();
+        assert_eq!(q.from_ms, 1_736_841_600_000);
     }
 
     const RAW: &str = r#"{"results":[{"statement_id":0,"series":[{"name":"voltage_points","columns":["time","1","10","11_text","2","channel_id","data_type"],"values":[[1700000000100,null,1,"open",null,"1001","S"],[1700000000100,25.6,null,null,101.3,"1001","T"],[1700000000200,26,null,null,null,"1001","T"],[1700000000300,null,null,"a\nb","2",null,"S"]]}]}]}"#;

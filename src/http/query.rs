@@ -53,6 +53,10 @@ pub struct Query {
     pairs: Vec<(String, String)>,
 }
 
+/// Latest Unix time (s) a query may name: InfluxDB keeps time as i64 nanoseconds (up to
+/// 2262), and a later bound overflowed its query parser (a 503 instead of a 400).
+pub const MAX_UNIX_SECS: i64 = 9_000_000_000;
+
 impl Query {
     pub fn parse(raw: &str) -> Result<Query, ApiError> {
         let mut pairs = Vec::new();
@@ -101,6 +105,10 @@ impl Query {
         };
         let ok = !v.is_empty() && v.len() <= 12 && v.bytes().all(|b| b.is_ascii_digit());
         match ok.then(|| v.parse::<i64>().ok()).flatten() {
+            Some(n) if n > MAX_UNIX_SECS => Err(ApiError::invalid_parameter(
+                name,
+                &format!("must be at most {MAX_UNIX_SECS} (the year 2255), got {n}"),
+            )),
             Some(n) => Ok(Some(n)),
             None => Err(ApiError::invalid_parameter(
                 name,

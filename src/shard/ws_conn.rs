@@ -443,7 +443,22 @@ async fn run(stream: TcpStream, leftover: Vec<u8>, conn: &Rc<WsConn>, ctx: &Rc<S
     let read = std::pin::pin!(read_owned(rd, Vec::with_capacity(256)));
     let mut read = read;
     let mut batch = Batch::default();
+    // Our close frame is out and the write side shut (FIN): the peer reads everything we sent,
+    // then our EOF; we read and drop its input until its close frame, its EOF or the sweep's
+    // deadline. Closing with unread input instead would make the kernel send RST, and the
+    // peer's kernel would discard what it had not read yet — the close frame that says why.
+    let mut half_closed = false;
     loop {
+        if half_closed {
+            // Nothing may follow the FIN (a pong the session still produced, say).
+            let dropped: usize = conn
+                .out
+                .borrow_mut()
+                .drain(..)
+                .map(|c| c.bytes().len())
+                .sum();
+            conn.queued.set(conn.queued.get().saturating_sub(dropped));
+        }
         let single = {
             let mut out = conn.out.borrow_mut();
             if out.len() == 1 {
@@ -492,6 +507,12 @@ async fn run(stream: TcpStream, leftover: Vec<u8>, conn: &Rc<WsConn>, ctx: &Rc<S
         }
         if !reading {
             break;
+        }
+        if !half_closed && conn.protocol.borrow().is_closing() {
+            half_closed = true;
+            if wr.shutdown().await.is_err() {
+                break;
+            }
         }
         monoio::select! {
             r = &mut read => {
@@ -549,9 +570,9 @@ fn on_bytes(conn: &Rc<WsConn>, ctx: &Rc<ShardCtx>, bytes: &[u8]) -> bool {
             let out = queue_controls(conn, ctx, out);
             conn.send(out);
             if conn.protocol.borrow().is_closing() && conn.closing.get().is_none() {
-                // The protocol closed it (rate limit): the sweep bounds the wait for the reply.
+                // The protocol closed it (rate limit, bad input): the sweep bounds how long its
+                // input is drained while the peer reads what it was sent and replies.
                 conn.closing.set(Some(Instant::now()));
-                conn.unresponsive.set(true);
             }
             flow == Flow::Open
         }

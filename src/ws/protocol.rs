@@ -29,10 +29,6 @@ pub enum Mode {
     Echo,
 }
 
-/// Bytes read (and dropped) after the protocol's own close frame while awaiting the reply:
-/// enough for what a client had in flight, not a flood.
-const MAX_DRAIN: usize = 64 * 1024;
-
 /// Subscription changes that may wait for the site's data to load; more are refused.
 const MAX_DEFERRED: usize = 16;
 
@@ -51,8 +47,6 @@ pub struct Protocol {
     last_refusal: i64,
     /// The protocol closed the connection (a close frame is queued).
     closed: bool,
-    /// Bytes received since.
-    drained: usize,
     alarms: AlarmFlow,
     /// Who the connection acts as, and what checks and renews its tokens.
     principal: Principal,
@@ -80,7 +74,6 @@ impl Protocol {
             refused: 0,
             last_refusal: i64::MIN,
             closed: false,
-            drained: 0,
             alarms: AlarmFlow::Off,
             principal,
             auth,
@@ -195,12 +188,6 @@ impl Protocol {
         fanout: &mut Fanout,
         out: &mut Vec<Action>,
     ) -> Flow {
-        if self.closed {
-            self.drained += bytes.len();
-            if self.drained > MAX_DRAIN {
-                return Flow::Closed;
-            }
-        }
         self.session.receive(bytes);
         loop {
             let ev = self.session.next_event();
@@ -209,8 +196,8 @@ impl Protocol {
                 (None, _) => return Flow::Open,
                 (Some(Event::Closed), _) => return Flow::Closed,
                 // Our close frame is out: what the peer sends until its close reply is read
-                // and dropped, up to MAX_DRAIN (closing with unread input would reset the
-                // connection, and the peer could lose the close frame that says why).
+                // and dropped (closing with unread input would reset the connection, and the
+                // peer could lose the close frame that says why); the shell bounds how long.
                 _ if self.closed => {}
                 (Some(Event::Text(text)), Mode::Echo) => {
                     out.push(Action::Raw(frame::text(text.as_bytes())))
