@@ -30,7 +30,7 @@ a cluster layout must co-locate them with every comsrv:* hash (hash tags).
 -- Library version, returned by voltage_version. The gateway reloads the library
 -- when Redis reports a smaller number than the one compiled into it.
 -- BUMP THIS ON ANY CHANGE TO THIS FILE (and the matching constant on the Rust side).
-local LIBRARY_VERSION = 22
+local LIBRARY_VERSION = 23
 
 -- Site-wide keys (see the cluster note above).
 local SEQ_KEY = 'netsrv:seq'
@@ -1447,7 +1447,8 @@ local function control_submit(keys, args)
   if dtype == 'C' and c.value ~= 0 and c.value ~= 1 then
     return bad_param('value', '0 or 1 for a control command')
   end
-  if not short_string(c.client_id, 64) then return bad_param('client_id', 'a string of 1-64 bytes') end
+  -- 128: a WebSocket client id (≤ 64) or an HTTP caller's `http~{user}`.
+  if not short_string(c.client_id, 128) then return bad_param('client_id', 'a string of 1-128 bytes') end
   if c.request_id ~= nil and c.request_id ~= cjson.null and not short_string(c.request_id, 128) then
     return bad_param('request_id', 'a string of 1-128 bytes')
   end

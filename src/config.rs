@@ -49,6 +49,10 @@ pub struct Config {
     pub stale_after_secs: u64,
     /// Connect/read/write timeout for Redis, in ms. Default 2000.
     pub redis_timeout_ms: u64,
+    /// The data source counts as degraded (WebSocket `status`, `/health`) while the feed's
+    /// last completed collect is older than this, in ms: live data that stopped moving is
+    /// never presented as live. Default 3000.
+    pub feed_max_lag_ms: u64,
     /// Longest wait between two reconnect attempts, in ms (backoff doubles from 100 ms).
     /// Default 5000.
     pub reconnect_max_ms: u64,
@@ -312,6 +316,12 @@ pub struct ControlConfig {
     /// Control commands one WebSocket connection may have waiting for their `queued` ack;
     /// more are refused `RATE_LIMITED`. Default 16.
     pub max_in_flight: usize,
+    /// Commands per second one user — and, separately, one client address — may send over
+    /// the WebSocket and `POST /api/control` together (anonymous clients: per address only);
+    /// more are refused `RATE_LIMITED` (HTTP 429), nothing queued. Default 10.
+    pub max_per_sec: u32,
+    /// Commands a user or address may send at once before `max_per_sec` applies. Default 20.
+    pub burst: u32,
 }
 
 impl Default for ControlConfig {
@@ -320,6 +330,8 @@ impl Default for ControlConfig {
             instance_id: String::new(),
             timeout_ms: 10_000,
             max_in_flight: 16,
+            max_per_sec: 10,
+            burst: 20,
         }
     }
 }
@@ -452,6 +464,7 @@ impl Default for Config {
             collect_batch: 1000,
             stale_after_secs: 60,
             redis_timeout_ms: 2000,
+            feed_max_lag_ms: 3000,
             reconnect_max_ms: 5000,
             service_name: "voltage-gateway".into(),
             shutdown_grace_ms: 3000,
@@ -561,6 +574,12 @@ impl Config {
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'))
         {
             return err("control.instance_id must be 1-64 of A-Za-z0-9_.:- (or empty)");
+        }
+        if self.control.max_per_sec == 0 || self.control.burst == 0 {
+            return err("control.max_per_sec and control.burst must be positive");
+        }
+        if self.feed_max_lag_ms < 100 {
+            return err("feed_max_lag_ms must be at least 100");
         }
         if !(1..=3_600_000).contains(&self.control.timeout_ms) || self.control.max_in_flight == 0 {
             return err("control.timeout_ms must be in 1..=3600000 and control.max_in_flight >= 1");

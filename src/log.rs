@@ -91,9 +91,69 @@ pub fn error(msg: &str) {
     line(Level::Error, msg);
 }
 
+/// How often one repeated message may be logged: a storm (a command flood filling the
+/// parked-ack store, accepts failing) must not write megabytes of the same line.
+const THROTTLE_LINES: u32 = 5;
+const THROTTLE_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Per message key: at most `THROTTLE_LINES` lines per `THROTTLE_WINDOW`; the first line of
+/// the next window says how many were left out. Pure: `now` comes in.
+#[derive(Debug, Default)]
+pub struct Throttle {
+    keys: std::collections::HashMap<&'static str, (std::time::Instant, u32, u64)>,
+}
+
+impl Throttle {
+    /// `Some(suppressed so far)` when a line for `key` may be logged now.
+    pub fn allow(&mut self, key: &'static str, now: std::time::Instant) -> Option<u64> {
+        let (start, lines, suppressed) = self.keys.entry(key).or_insert((now, 0, 0));
+        if now.duration_since(*start) >= THROTTLE_WINDOW {
+            *start = now;
+            *lines = 0;
+        }
+        if *lines < THROTTLE_LINES {
+            *lines += 1;
+            Some(std::mem::take(suppressed))
+        } else {
+            *suppressed += 1;
+            None
+        }
+    }
+}
+
+static THROTTLE: std::sync::Mutex<Option<Throttle>> = std::sync::Mutex::new(None);
+
+/// `warn` for a line that can repeat fast: at most 5 a minute per `key`.
+pub fn warn_limited(key: &'static str, msg: &str) {
+    if !enabled(Level::Warn) {
+        return;
+    }
+    let allowed = THROTTLE
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get_or_insert_with(Throttle::default)
+        .allow(key, std::time::Instant::now());
+    match allowed {
+        Some(0) => warn(msg),
+        Some(n) => warn(&format!("{msg} ({n} more like it were not logged)")),
+        None => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn repeated_lines_are_throttled_and_counted() {
+        let mut t = Throttle::default();
+        let t0 = std::time::Instant::now();
+        let allowed = (0..10_000).filter(|_| t.allow("k", t0).is_some()).count();
+        assert_eq!(allowed, 5);
+        assert_eq!(t.allow("other", t0), Some(0), "keys are apart");
+        assert_eq!(t.allow("k", t0 + THROTTLE_WINDOW), Some(9_995));
+        assert_eq!(t.allow("k", t0 + THROTTLE_WINDOW), Some(0));
+    }
 
     #[test]
     fn lines() {

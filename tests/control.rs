@@ -9,6 +9,7 @@ mod wsc;
 
 use common::*;
 use serde_json::{json, Value as Json};
+use std::io::Write;
 use std::time::{Duration, Instant};
 use voltage_gateway::config::DriverKind;
 use wsc::*;
@@ -496,4 +497,153 @@ fn a_command_to_a_point_that_does_not_exist_is_refused_by_every_door() {
     c.send(&control("p20", 2001, 20, "set_value", 2.0));
     assert_eq!(c.recv_type("control_ack")["data"]["status"], "queued");
     assert_eq!(queued(&mut con).0, 1);
+}
+
+/// Writes `comsrv:1001:T` point 1 = 0, 1, 2 … every 50 ms for `window` while `c` (subscribed
+/// to it at interval 100) reads; the delay from each write to the push carrying it, sorted.
+fn push_delays(
+    con: &mut redis::Connection,
+    c: &mut Client,
+    base: i64,
+    window: Duration,
+) -> Vec<Duration> {
+    let started = Instant::now();
+    let mut sent: Vec<Instant> = Vec::new();
+    let mut delays = Vec::new();
+    let mut i = 0;
+    while started.elapsed() < window {
+        write(
+            con,
+            "comsrv:1001:T",
+            &format!(r#"{{"1":{}}}"#, base + i),
+            None,
+        );
+        sent.push(Instant::now());
+        i += 1;
+        for (at, m) in c.collect_for(Duration::from_millis(50)) {
+            if let Some(v) = m["data"]["values"]["1"].as_i64() {
+                if let Some(t) = usize::try_from(v - base).ok().and_then(|k| sent.get(k)) {
+                    delays.push(at.duration_since(*t));
+                }
+            }
+        }
+    }
+    delays.sort();
+    delays
+}
+
+fn p99(d: &[Duration]) -> Duration {
+    d[(d.len() * 99 / 100).min(d.len() - 1)]
+}
+
+#[test]
+fn a_command_flood_is_refused_and_live_data_keeps_moving() {
+    let (_redis, gw, mut con) = start_with(DriverKind::Auto, trust);
+    let addr = gw.local_addr();
+    let (mut c, _) = Client::connect(addr, "/ws");
+    c.send(r#"{"type":"subscribe","id":"s","data":{"channels":[1001],"data_types":["T"],"interval":100}}"#);
+    c.recv_type("subscribe_ack");
+    let calm = push_delays(&mut con, &mut c, 0, Duration::from_secs(2));
+    // Four pipelining connections send commands as fast as they are answered, for 3 s.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flooders: Vec<_> = (0..4)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let body = r#"{"channel_id":2001,"point_id":20,"command_type":"set_value","value":1}"#;
+                let req = format!(
+                    "POST /api/control HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                let batch = req.repeat(16);
+                let mut s = connect(addr);
+                let mut buf = Vec::new();
+                let (mut queued, mut limited) = (0u32, 0u32);
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) && queued + limited < 100_000 {
+                    s.write_all(batch.as_bytes()).unwrap();
+                    for _ in 0..16 {
+                        match read_response(&mut s, &mut buf, false).status {
+                            202 => queued += 1,
+                            429 => limited += 1,
+                            other => panic!("status {other}"),
+                        }
+                    }
+                }
+                (queued, limited)
+            })
+        })
+        .collect();
+    let flooded = push_delays(&mut con, &mut c, 1_000_000, Duration::from_secs(3));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (queued, limited) = flooders
+        .into_iter()
+        .map(|f| f.join().unwrap())
+        .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+    // One address: its burst (20) and 10 a second, whatever the number of connections.
+    assert!(
+        queued <= 20 + 10 * 4 + 5,
+        "{queued} queued, {limited} refused"
+    );
+    assert!(limited > 1000, "{queued} queued, {limited} refused");
+    assert!(
+        flooded.len() >= 20,
+        "{} pushes during the flood",
+        flooded.len()
+    );
+    let (calm99, flood99) = (p99(&calm), p99(&flooded));
+    assert!(
+        flood99 <= calm99 * 2 + Duration::from_millis(150),
+        "push p99 {flood99:?} during the flood vs {calm99:?} without"
+    );
+    // The gateway says it is healthy: nothing lagged.
+    assert_eq!(
+        get_ok(addr, "/health/detailed")["data"]["dependencies"]["feed"]["status"],
+        "healthy"
+    );
+}
+
+#[test]
+fn http_commands_are_one_per_principal_and_their_acks_reach_no_websocket() {
+    let (_redis, gw, mut con) = start_with(DriverKind::Auto, trust);
+    let addr = gw.local_addr();
+    // A WebSocket claiming the id HTTP commands were queued under before gets none of them.
+    let (mut spy, _) = Client::connect(addr, "/ws?client_id=http");
+    let body = r#"{"channel_id":2001,"point_id":20,"command_type":"set_value","value":3,"request_id":"r-1"}"#;
+    let r = post(addr, "/api/control", body);
+    assert_eq!(r.status, 202);
+    let id = r.json()["data"]["command_id"].as_str().unwrap().to_string();
+    let rec = get_ok(addr, &format!("/api/commands/{id}"))["data"].clone();
+    assert_eq!(rec["client_id"], "http~anonymous", "{rec}");
+    report(&mut con, &id, &json!({"success":true,"actual_value":3}));
+    let seen: Vec<Json> = spy
+        .collect_for(Duration::from_millis(800))
+        .into_iter()
+        .map(|(_, m)| m)
+        .filter(|m| m["type"] == "control_ack")
+        .collect();
+    assert!(seen.is_empty(), "{seen:?}");
+}
+
+#[test]
+fn a_feed_that_stops_collecting_is_reported_lagging_then_healthy_again() {
+    let (redis, gw, _con) = start_with(DriverKind::Auto, |cfg| {
+        cfg.feed_max_lag_ms = 400;
+        cfg.redis_timeout_ms = 5000;
+    });
+    let addr = gw.local_addr();
+    let (mut c, _) = Client::connect(addr, "/ws");
+    // Redis frozen: no error yet (the timeout is 5 s), but nothing is collected.
+    redis.pause();
+    let down = c.recv_type("status");
+    redis.resume();
+    assert_eq!(down["data"]["source"], "degraded", "{down}");
+    assert!(
+        down["data"]["reason"].as_str().unwrap().contains("behind"),
+        "{down}"
+    );
+    let up = c.recv_type("status");
+    assert_eq!(up["data"]["source"], "healthy", "{up}");
+    let d = get_ok(addr, "/health/detailed")["data"].clone();
+    assert_eq!(d["dependencies"]["feed"]["status"], "healthy", "{d}");
+    assert_eq!(d["dependencies"]["feed"]["max_lag_ms"], 400, "{d}");
 }

@@ -14,7 +14,7 @@ const PURE: &[&str] = &[
     "src/wire",
     "src/model.rs",
     "src/alarm.rs",
-    "src/control.rs",
+    "src/control",
     "src/auth",
     "src/catalog.rs",
     "src/metrics.rs",

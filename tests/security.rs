@@ -645,3 +645,41 @@ fn hash_password_makes_a_hash_the_gateway_accepts() {
         Some(&hash)
     ));
 }
+
+#[test]
+fn one_user_refreshing_in_a_loop_logs_nobody_else_out_and_a_void_logout_says_so() {
+    let (_redis, gw, _con) = start_with(DriverKind::Auto, |cfg| {
+        users(cfg);
+        cfg.auth.max_refresh_tokens = 20;
+    });
+    let addr = gw.local_addr();
+    let (_, olga) = token(addr, "olga");
+    let (_, vic) = token(addr, "vic");
+    // Many times the store's size of refreshes of one login.
+    let mut rt = vic["refresh_token"].as_str().unwrap().to_string();
+    for _ in 0..200 {
+        let body = json!({ "refresh_token": rt }).to_string();
+        let r = http(addr, "POST", "/api/auth/refresh", None, None, &body);
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        rt = r.json()["data"]["refresh_token"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    }
+    // olga's login lives on: her refresh works, and her logout revokes it.
+    let body = json!({ "refresh_token": olga["refresh_token"] }).to_string();
+    let r = http(addr, "POST", "/api/auth/refresh", None, None, &body);
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let fresh = r.json()["data"].clone();
+    let body = json!({ "refresh_token": fresh["refresh_token"] }).to_string();
+    assert_eq!(
+        http(addr, "POST", "/api/auth/logout", None, None, &body).status,
+        200
+    );
+    let access = fresh["access_token"].as_str().unwrap();
+    http(addr, "GET", "/api/auth/me", Some(access), None, "").error(401, "UNAUTHORIZED");
+    // The same logout again revoked nothing: 401, not 200.
+    http(addr, "POST", "/api/auth/logout", None, None, &body).error(401, "UNAUTHORIZED");
+    let body = json!({ "refresh_token": "rt_0123.abcd" }).to_string();
+    http(addr, "POST", "/api/auth/logout", None, None, &body).error(401, "UNAUTHORIZED");
+}

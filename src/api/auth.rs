@@ -120,7 +120,7 @@ pub fn refresh(view: &View<'_>, body: &[u8], now: i64) -> Result<Response, ApiEr
 /// access token the request carries.
 pub fn logout(view: &View<'_>, body: &[u8], now: i64) -> Result<Response, ApiError> {
     match parse_refresh(body, view.config.ws.max_json_depth, false)? {
-        Some(token) => view.auth.logout_refresh(&token, now),
+        Some(token) => view.auth.logout_refresh(&token, now)?,
         None => match &view.principal.family {
             Some(family) => view.auth.logout_family(family, now),
             // Nothing names a login to end: unauthenticated, like any other act without one.

@@ -11,9 +11,20 @@ use crate::wire::{iso, rest};
 use crate::ws::cmd::control::Control;
 use simd_json::prelude::*;
 
-/// The client id HTTP commands are queued under: `request_id`s de-duplicate across every
-/// HTTP caller.
-pub const HTTP_CLIENT_ID: &str = "http";
+/// HTTP commands are queued under `http~{user}` (`http~anonymous` without a token): a
+/// `request_id` de-duplicates one principal's retries, never another caller's command, and
+/// no WebSocket can claim the id (`~` is not allowed there) to receive their acks.
+const HTTP_CLIENT_PREFIX: &str = "http~";
+
+/// The client id of `principal`'s HTTP commands.
+pub fn http_client_id(principal: &crate::auth::Principal) -> String {
+    format!("{HTTP_CLIENT_PREFIX}{}", principal.name())
+}
+
+/// Whether `client_id` is an HTTP caller's (its acks are read, not pushed).
+pub fn is_http_client_id(client_id: &str) -> bool {
+    client_id.starts_with(HTTP_CLIENT_PREFIX) || client_id == "http"
+}
 /// Longest `wait` of `GET /api/commands/{id}`.
 pub const MAX_WAIT_MS: u32 = 30_000;
 

@@ -5,9 +5,16 @@ use crate::error::{ApiError, ErrorCode};
 use crate::http::Response;
 use crate::json;
 
-/// `healthy`, or `degraded` while Redis is down or the site's data is not loaded yet.
+/// Whether the feed's last completed collect is older than `feed_max_lag_ms`.
+fn lagging(view: &View<'_>) -> bool {
+    view.feed_lag_ms
+        .is_some_and(|l| l > view.config.feed_max_lag_ms)
+}
+
+/// `healthy`, or `degraded` while Redis is down, the site's data is not loaded yet, or the
+/// feed lags (live data that stopped moving).
 fn status(view: &View<'_>) -> &'static str {
-    if view.redis.healthy && view.snapshot.loaded {
+    if view.redis.healthy && view.snapshot.loaded && !lagging(view) {
         "healthy"
     } else {
         "degraded"
@@ -35,10 +42,12 @@ pub fn ready(view: &View<'_>, now: i64) -> Result<Response, ApiError> {
         out.push(b'}');
         return Ok(Response::success(&out, None, now));
     }
-    let why = if view.redis.healthy {
+    let why = if !view.redis.healthy {
+        view.redis.message.clone()
+    } else if !view.snapshot.loaded {
         "the site's data is still being loaded from Redis".to_string()
     } else {
-        view.redis.message.clone()
+        crate::site::lagging(view.config.feed_max_lag_ms)
     };
     Err(ApiError::new(
         ErrorCode::ServiceUnavailable,
@@ -102,6 +111,17 @@ pub fn detailed(view: &View<'_>, now: i64) -> Response {
         Some(rtt) => out.extend_from_slice(format!("{:.3}", rtt.as_secs_f64() * 1000.0).as_bytes()),
         None => out.extend_from_slice(b"null"),
     }
+    out.push(b'}');
+    // The feed: how far behind live data is (ms since its last completed collect).
+    out.extend_from_slice(b",\"feed\":{\"status\":");
+    json::write_str(&mut out, if lagging(view) { "lagging" } else { "healthy" });
+    out.extend_from_slice(b",\"lag_ms\":");
+    match view.feed_lag_ms {
+        Some(l) => json::write_u64(&mut out, l),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"max_lag_ms\":");
+    json::write_u64(&mut out, view.config.feed_max_lag_ms);
     out.push(b'}');
     if let Some(h) = &view.history_status {
         out.extend_from_slice(b",\"history\":{\"status\":");

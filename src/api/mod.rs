@@ -71,6 +71,8 @@ pub struct View<'a> {
     pub history: Option<Result<crate::history::Page, String>>,
     /// The history recorder's state (`None`: no history store configured).
     pub history_status: Option<crate::history::Status>,
+    /// How long ago (ms) the feed last completed a collect (`None`: not yet).
+    pub feed_lag_ms: Option<u64>,
 }
 
 impl<'a> View<'a> {
@@ -109,6 +111,7 @@ impl<'a> View<'a> {
             random: [0; 32],
             history: None,
             history_status: None,
+            feed_lag_ms: None,
         }
     }
 }

@@ -297,12 +297,19 @@ impl Auth {
         Ok(self.tokens(&user, role, family, refresh, now))
     }
 
-    /// Revokes the family of `refresh_token` (its access tokens stop working too).
-    /// Unknown tokens are ignored: logging out twice is not an error.
-    pub fn logout_refresh(&self, refresh_token: &str, now: i64) {
+    /// Revokes the family of `refresh_token` (its access tokens stop working too); 401 when
+    /// it names no live login (unknown, already ended, or evicted): a logout that revoked
+    /// nothing must not answer success.
+    pub fn logout_refresh(&self, refresh_token: &str, now: i64) -> Result<(), ApiError> {
         let mut store = self.lock_refresh();
-        if let Some(family) = store.family_of(refresh_token) {
-            store.revoke(&family, now);
+        match store.family_of(refresh_token) {
+            Some(family) => {
+                store.revoke(&family, now);
+                Ok(())
+            }
+            None => Err(unauthorized(
+                "the refresh token names no live login (unknown, expired or already ended); nothing was revoked",
+            )),
         }
     }
 

@@ -165,7 +165,14 @@ fn refresh_rotates_and_reuse_revokes_the_family() {
     // Another login is unaffected.
     let t3 = a.login("alice", true, ip(), T0, random(7)).unwrap();
     assert!(a.authenticate(Some(&t3.access_token), T0 + 5000).is_ok());
-    a.logout_refresh(&t3.refresh_token, T0 + 6000);
+    a.logout_refresh(&t3.refresh_token, T0 + 6000).unwrap();
+    // A second logout with it revokes nothing and says so.
+    assert_eq!(
+        a.logout_refresh(&t3.refresh_token, T0 + 6000)
+            .unwrap_err()
+            .code,
+        ErrorCode::Unauthorized
+    );
     assert!(a.authenticate(Some(&t3.access_token), T0 + 7000).is_err());
     assert!(a.refresh(&t3.refresh_token, T0 + 7000, random(8)).is_err());
     assert!(a.refresh("rt_nope", T0, random(9)).is_err());
@@ -177,9 +184,68 @@ fn refresh_tokens_expire_and_are_bounded() {
     let t = s.issue("f1", "alice", T0, 1000, &[1; 16]);
     assert_eq!(s.redeem(&t, T0 + 1000), Err(refresh::RefreshError::Expired));
     for i in 0..10u8 {
-        s.issue(&format!("g{i}"), "alice", T0, 1000 + i64::from(i), &[i; 16]);
+        s.issue(
+            &format!("g{i}"),
+            "alice",
+            T0 + i64::from(i),
+            100_000,
+            &[i; 16],
+        );
     }
-    assert_eq!(s.len(), 3, "the soonest to expire made room");
+    assert_eq!(s.len(), 3, "the oldest logins made room");
+    assert!(s.is_revoked("g0") && !s.is_revoked("g9"));
+}
+
+#[test]
+fn refreshing_one_login_many_times_keeps_one_token_and_evicts_nobody() {
+    let a = auth(AnonymousRole::Viewer);
+    let vic = a.login("vic", true, ip(), T0, random(1)).unwrap();
+    let mut t = a.login("alice", true, ip(), T0, random(2)).unwrap();
+    // 10,100 refreshes: more than auth.max_refresh_tokens.
+    for i in 0..10_100i64 {
+        let mut r = random(3);
+        r[..8].copy_from_slice(&i.to_be_bytes());
+        t = a.refresh(&t.refresh_token, T0 + i, r).unwrap();
+    }
+    assert!(a.authenticate(Some(&vic.access_token), T0 + 20_000).is_ok());
+    let vic2 = a
+        .refresh(&vic.refresh_token, T0 + 20_000, random(4))
+        .unwrap();
+    a.logout_refresh(&vic2.refresh_token, T0 + 20_001).unwrap();
+    assert!(a
+        .authenticate(Some(&vic2.access_token), T0 + 20_002)
+        .is_err());
+}
+
+#[test]
+fn a_user_with_many_logins_ends_only_their_own_oldest() {
+    let mut s = refresh::Store::with_per_user(1000, 3);
+    let other = s.issue("o1", "bob", T0, 100_000, &[9; 16]);
+    for i in 0..5u8 {
+        s.issue(
+            &format!("a{i}"),
+            "alice",
+            T0 + i64::from(i),
+            100_000,
+            &[i; 16],
+        );
+    }
+    assert_eq!(s.len(), 4, "bob's one and alice's newest three");
+    assert!(s.is_revoked("a0") && s.is_revoked("a1") && !s.is_revoked("a4"));
+    assert!(s.redeem(&other, T0 + 10).is_ok());
+    // A full store ends the oldest login of whoever holds the most: alice, not bob.
+    let mut s = refresh::Store::with_per_user(4, 100);
+    s.issue("o1", "bob", T0, 100_000, &[9; 16]);
+    for i in 0..6u8 {
+        s.issue(
+            &format!("a{i}"),
+            "alice",
+            T0 + 1 + i64::from(i),
+            100_000,
+            &[i; 16],
+        );
+    }
+    assert!(!s.is_revoked("o1") && s.family_of("rt_o1.x").is_some());
 }
 
 #[test]

@@ -127,7 +127,10 @@ impl ResultReader {
                 match ControlResult::from_fields(&fields) {
                     Ok(r) if r.instance == self.instance => out.push(r),
                     Ok(_) => {}
-                    Err(e) => log::warn(&format!("{RESULTS_KEY} entry {id}: {e}; skipped")),
+                    Err(e) => log::warn_limited(
+                        "control-results-entry",
+                        &format!("{RESULTS_KEY} entry {id}: {e}; skipped"),
+                    ),
                 }
             }
             if n < PAGE {

@@ -420,6 +420,11 @@ impl Feed {
         wakeable: bool,
     ) -> Result<Waited, FeedError> {
         loop {
+            // A stream of requests (a command storm) must not postpone the next collect: once
+            // the tick is due, collect first and answer the rest after it.
+            if Instant::now() >= deadline {
+                return Ok(Waited::Deadline);
+            }
             let ev = match self.inbox.recv_deadline(deadline) {
                 Ok(ev) => ev,
                 Err(RecvTimeoutError::Timeout) => return Ok(Waited::Deadline),

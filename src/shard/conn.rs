@@ -212,13 +212,16 @@ async fn respond(ctx: &ShardCtx, conn: ConnId, req: &Request, peer: IpAddr) -> R
     };
     let control = match needs.control {
         Some(mut command) => {
+            if let Err(e) = shared.control_permitted(&principal, client_ip, started) {
+                return Response::error(&e, started).with_header("Retry-After", "1");
+            }
             // The audit names the token's user and the client's address, never what the
             // body claims.
             command.operator = Some(principal.name().to_string());
             command.source = Some(client_ip.to_string());
             let request = FeedRequest::ControlSubmit {
                 command: Box::new(command),
-                client_id: api::control::HTTP_CLIENT_ID.to_string(),
+                client_id: api::control::http_client_id(&principal),
             };
             match ctx.ask_feed(conn, request, CONTROL_DEADLINE).await {
                 Some(Reply::ControlSubmitted(r)) => Some(r),
@@ -329,6 +332,7 @@ async fn respond(ctx: &ShardCtx, conn: ConnId, req: &Request, peer: IpAddr) -> R
         login,
         random,
         history,
+        feed_lag_ms: shared.feed_lag_ms(started),
         history_status: (needs.stats || needs.metrics)
             .then(|| shared.history.as_ref().map(|h| h.status()))
             .flatten(),

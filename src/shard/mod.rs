@@ -88,9 +88,15 @@ struct ReplySlot {
 impl ShardCtx {
     /// Recomputes the data source's status from Redis's health and whether this shard's view
     /// of the site is loaded; on a change, every WebSocket client is told.
-    fn source_changed(&self) {
+    pub fn source_changed(&self) {
         let loaded = self.ws.borrow().fanout.is_loaded();
-        let status = SourceStatus::of(&self.redis.borrow(), loaded);
+        let lag = self.shared.feed_lag_ms(crate::time::now_millis());
+        let status = SourceStatus::of(
+            &self.redis.borrow(),
+            loaded,
+            lag,
+            self.shared.config.feed_max_lag_ms,
+        );
         if *self.source.borrow() != status {
             ws_conn::broadcast_status(self, &status);
             *self.source.borrow_mut() = status;
@@ -167,7 +173,12 @@ pub fn spawn(
                 crate::time::now_millis(),
             ));
             let ws = &shared.config.ws;
-            let source = SourceStatus::of(&redis, initial.snapshot.loaded);
+            let source = SourceStatus::of(
+                &redis,
+                initial.snapshot.loaded,
+                shared.feed_lag_ms(crate::time::now_millis()),
+                shared.config.feed_max_lag_ms,
+            );
             let fanout = Fanout::new(initial, (ws.slow_close_secs * 1000) as i64, ws.max_channels);
             let alarms = shared.published.alarms.load_full();
             let ctx = Rc::new(ShardCtx {
@@ -256,7 +267,7 @@ async fn run(
                 Err(e) if is_resource_exhaustion(&e) => {
                     // Out of fds or memory: retrying at once would spin a core at 100%.
                     if last_warn.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
-                        log::warn(&format!("shard {}: accept failed: {e}; backing off", ctx.index));
+                        log::warn_limited("accept-failed", &format!("shard {}: accept failed: {e}; backing off", ctx.index));
                         last_warn = Some(Instant::now());
                     }
                     monoio::time::sleep(Duration::from_millis(100)).await;
@@ -339,7 +350,11 @@ async fn events(ctx: Rc<ShardCtx>) {
 async fn sweeper(ctx: Rc<ShardCtx>) {
     loop {
         monoio::select! {
-            _ = monoio::time::sleep(Duration::from_secs(1)) => ws_conn::sweep(&ctx),
+            _ = monoio::time::sleep(Duration::from_secs(1)) => {
+                ws_conn::sweep(&ctx);
+                // The feed lagging (or catching up) changes the status without an event.
+                ctx.source_changed();
+            }
             _ = ctx.shutdown.wait() => return,
         }
     }

@@ -48,6 +48,8 @@ pub struct Shared {
     /// by that shard per request, and by a `/metrics` scrape).
     pub shard_counters: Vec<crate::metrics::ShardCounters>,
     pub http_stats: Vec<Mutex<crate::metrics::HttpStats>>,
+    /// Control commands per user and per address, over both doors.
+    pub control_rate: Mutex<crate::control::rate::ControlRate>,
 }
 
 /// How long a final control ack waits for its sender to reconnect, and how many may wait.
@@ -117,13 +119,36 @@ impl Shared {
             next_conn: AtomicU64::new(1),
             registry: Registry::default(),
             inboxes,
-            config,
             published,
             feed,
             started: Instant::now(),
             connections: AtomicUsize::new(0),
             parked: Parked::default(),
+            control_rate: Mutex::new(crate::control::rate::ControlRate::new(
+                config.control.max_per_sec,
+                config.control.burst,
+            )),
+            config,
         })
+    }
+
+    /// Takes one control command's worth of `principal`'s and `ip`'s rate, or the refusal.
+    pub fn control_permitted(
+        &self,
+        principal: &crate::auth::Principal,
+        ip: IpAddr,
+        now: i64,
+    ) -> Result<(), crate::error::ApiError> {
+        self.control_rate
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take(principal.user.as_deref(), ip, now)
+    }
+
+    /// How long ago (ms) the feed last completed a collect; `None` before the first.
+    pub fn feed_lag_ms(&self, now_ms: i64) -> Option<u64> {
+        let last = self.published.feed.last_collect_ms.load(Ordering::Relaxed);
+        (last > 0).then(|| (now_ms.max(0) as u64).saturating_sub(last))
     }
 
     /// Sends a command's final ack to the connection holding `client_id` now, on whatever
@@ -139,12 +164,19 @@ impl Shared {
                 });
             }
         };
+        // HTTP callers ask GET /api/commands/{id}: no connection to route to, no parked slot.
+        if crate::api::control::is_http_client_id(client_id) {
+            return;
+        }
         if let Some(owner) = self.registry.owner(client_id) {
             return send(owner, json);
         }
         let now = Instant::now();
         if !self.parked.park(client_id, json, now) {
-            crate::log::warn("too many final control acks wait for their senders; one dropped");
+            crate::log::warn_limited(
+                "parked-acks-full",
+                "too many final control acks wait for their senders; one dropped",
+            );
         }
         if let Some(owner) = self.registry.owner(client_id) {
             for json in self.parked.take(client_id, now) {

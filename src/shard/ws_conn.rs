@@ -604,13 +604,26 @@ fn queue_controls(conn: &Rc<WsConn>, ctx: &Rc<ShardCtx>, out: Vec<Action>) -> Ve
             rest.push(a);
             continue;
         };
+        let now = crate::time::now_millis();
+        let ip = conn
+            .source
+            .parse()
+            .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
+        let principal = conn.protocol.borrow().principal().clone();
+        if let Err(e) = ctx.shared.control_permitted(&principal, ip, now) {
+            rest.push(Action::Reply(wire::ws::error(
+                &e,
+                command.request_id.as_deref(),
+                now,
+            )));
+            continue;
+        }
         if conn.controls.get() >= max {
             let e = crate::error::ApiError::new(
                 crate::error::ErrorCode::RateLimited,
                 "Too many commands in flight",
                 format!("at most {max} control commands may wait for their queued ack at once; nothing was queued"),
             );
-            let now = crate::time::now_millis();
             rest.push(Action::Reply(wire::ws::error(
                 &e,
                 command.request_id.as_deref(),

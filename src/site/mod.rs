@@ -98,11 +98,21 @@ pub struct SourceStatus {
 }
 
 impl SourceStatus {
-    pub fn of(redis: &DependencyHealth, loaded: bool) -> SourceStatus {
+    /// From Redis's health, whether the site is loaded, and how long ago (ms) the feed last
+    /// completed a collect (`lag_ms`; degraded past `max_lag_ms`: live data that stopped
+    /// moving is not live).
+    pub fn of(
+        redis: &DependencyHealth,
+        loaded: bool,
+        lag_ms: Option<u64>,
+        max_lag_ms: u64,
+    ) -> SourceStatus {
         let reason = if !redis.healthy {
             Some(redis.message.clone())
         } else if !loaded {
             Some("loading the site's data from Redis".to_string())
+        } else if lag_ms.is_some_and(|l| l > max_lag_ms) {
+            Some(lagging(max_lag_ms))
         } else {
             None
         };
@@ -111,6 +121,15 @@ impl SourceStatus {
             reason,
         }
     }
+}
+
+/// The reason given while the feed lags (worded with the bound, not the live figure, so it
+/// does not change — and is not broadcast again — every second).
+pub fn lagging(max_lag_ms: u64) -> String {
+    format!(
+        "live data is more than {} s behind: the feed has not completed a collect from Redis since (Redis slow or overloaded)",
+        max_lag_ms as f64 / 1000.0
+    )
 }
 
 #[cfg(test)]

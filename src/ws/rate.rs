@@ -24,13 +24,34 @@ impl RateLimit {
         }
     }
 
-    /// Takes `cost` messages' worth if available.
-    pub fn take(&mut self, cost: u32, now: i64) -> bool {
+    fn refill(&mut self, now: i64) {
         let elapsed = u64::try_from(now.saturating_sub(self.last)).unwrap_or(0);
         // per_sec messages per 1000 ms = per_sec thousandths per ms.
         let refill = elapsed.saturating_mul(self.per_sec);
         self.tokens = self.tokens.saturating_add(refill).min(self.burst * MILLI);
         self.last = self.last.max(now);
+    }
+
+    /// Whether `cost` messages' worth is available at `now` (nothing taken).
+    pub fn available(&mut self, cost: u32, now: i64) -> bool {
+        self.refill(now);
+        self.tokens >= u64::from(cost) * MILLI
+    }
+
+    /// Back to a full burst by `now`: as good as a new bucket.
+    pub fn is_full(&mut self, now: i64) -> bool {
+        self.refill(now);
+        self.tokens >= self.burst * MILLI
+    }
+
+    /// When it was last refilled (or taken from).
+    pub fn last(&self) -> i64 {
+        self.last
+    }
+
+    /// Takes `cost` messages' worth if available.
+    pub fn take(&mut self, cost: u32, now: i64) -> bool {
+        self.refill(now);
         let cost = u64::from(cost) * MILLI;
         if self.tokens >= cost {
             self.tokens -= cost;

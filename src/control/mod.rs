@@ -3,6 +3,8 @@
 //! the device side reports through `control_report` (lua/README.md) as the gateway reads them
 //! from `control:results`.
 
+pub mod rate;
+
 use crate::error::{ApiError, ErrorCode};
 use crate::json;
 use crate::model::{hash_field, ChannelId, DataType, PointId, Value};
