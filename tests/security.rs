@@ -683,3 +683,57 @@ fn one_user_refreshing_in_a_loop_logs_nobody_else_out_and_a_void_logout_says_so(
     let body = json!({ "refresh_token": "rt_0123.abcd" }).to_string();
     http(addr, "POST", "/api/auth/logout", None, None, &body).error(401, "UNAUTHORIZED");
 }
+
+#[test]
+fn a_logout_ends_the_login_on_its_open_websockets_at_once() {
+    let (_redis, gw, mut con) = start_with(DriverKind::Auto, users);
+    let addr = gw.local_addr();
+    let (t, d) = token(addr, "olga");
+    let (mut c, _) = Client::connect(addr, &format!("/ws?token={t}"));
+    let (mut other, _) = Client::connect(addr, &format!("/ws?token={}", token(addr, "olga").0));
+    let started = Instant::now();
+    let body = json!({"refresh_token": d["refresh_token"]}).to_string();
+    assert_eq!(
+        http(addr, "POST", "/api/auth/logout", None, None, &body).status,
+        200
+    );
+    let m = c.recv_type("auth_expired");
+    assert!(
+        started.elapsed() < Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(m["data"]["role"], "viewer");
+    assert!(
+        m["data"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("login was ended"),
+        "{m}"
+    );
+    // It sends no more commands as olga; her other login is untouched.
+    c.send(SEED_CONTROL);
+    assert_eq!(c.recv_type("error")["data"]["code"], "UNAUTHORIZED");
+    let queued: i64 = redis::cmd("LLEN")
+        .arg("comsrv:2001:A:TODO")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(queued, 0);
+    other.send(SEED_CONTROL);
+    assert_eq!(other.recv_type("control_ack")["data"]["status"], "queued");
+    drop(gw);
+
+    // With anonymous access off, the connection is closed (4401 "login revoked").
+    let (_redis, gw, _con) = start_with(DriverKind::Auto, |cfg| {
+        users(cfg);
+        cfg.auth.anonymous_role = AnonymousRole::None;
+    });
+    let addr = gw.local_addr();
+    let (t, _) = token(addr, "vic");
+    let (mut c, _) = Client::connect(addr, &format!("/ws?token={t}"));
+    assert_eq!(
+        http(addr, "POST", "/api/auth/logout", Some(&t), None, "").status,
+        200
+    );
+    assert_eq!(c.expect_close(), (4401, "login revoked".into()));
+}

@@ -134,6 +134,8 @@ pub struct Auth {
     refresh_ttl_ms: i64,
     refresh: Mutex<refresh::Store>,
     failures: Mutex<limiter::Failures>,
+    /// Revocations so far: open connections re-check their login when it moves.
+    revocations: AtomicU64,
     /// Refused logins and refused tokens, for `/metrics`.
     login_failures: AtomicU64,
     token_refusals: AtomicU64,
@@ -167,6 +169,7 @@ impl Auth {
                 cfg.max_login_failures,
                 (cfg.login_failure_window_secs * 1000) as i64,
             )),
+            revocations: AtomicU64::new(0),
             login_failures: AtomicU64::new(0),
             token_refusals: AtomicU64::new(0),
         }
@@ -335,12 +338,52 @@ impl Auth {
         }
     }
 
-    fn lock_refresh(&self) -> std::sync::MutexGuard<'_, refresh::Store> {
-        self.refresh.lock().unwrap_or_else(|e| e.into_inner())
+    /// Whether the login `family` was ended.
+    pub fn is_revoked(&self, family: &str) -> bool {
+        self.lock_refresh().is_revoked(family)
+    }
+
+    /// How many logins were ended so far (moves on every revocation).
+    pub fn revocations(&self) -> u64 {
+        self.revocations.load(Ordering::Relaxed)
+    }
+
+    fn lock_refresh(&self) -> RefreshGuard<'_> {
+        RefreshGuard {
+            store: self.refresh.lock().unwrap_or_else(|e| e.into_inner()),
+            revocations: &self.revocations,
+        }
     }
 
     fn lock_failures(&self) -> std::sync::MutexGuard<'_, limiter::Failures> {
         self.failures.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The locked refresh store; on release, publishes how many logins it has ended (every path
+/// that revokes — logout, reuse, eviction — goes through it).
+struct RefreshGuard<'a> {
+    store: std::sync::MutexGuard<'a, refresh::Store>,
+    revocations: &'a AtomicU64,
+}
+
+impl std::ops::Deref for RefreshGuard<'_> {
+    type Target = refresh::Store;
+    fn deref(&self) -> &refresh::Store {
+        &self.store
+    }
+}
+
+impl std::ops::DerefMut for RefreshGuard<'_> {
+    fn deref_mut(&mut self) -> &mut refresh::Store {
+        &mut self.store
+    }
+}
+
+impl Drop for RefreshGuard<'_> {
+    fn drop(&mut self) {
+        self.revocations
+            .store(self.store.revoked_total(), Ordering::Relaxed);
     }
 }
 

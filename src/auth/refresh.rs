@@ -27,6 +27,8 @@ pub struct Store {
     families: HashMap<String, Family>,
     /// Revoked families, until their last token would have expired.
     revoked: HashMap<String, i64>,
+    /// Revocations ever made.
+    revoked_total: u64,
 }
 
 /// Why a refresh token was refused.
@@ -73,6 +75,7 @@ impl Store {
             max_per_user: max_per_user.max(1),
             families: HashMap::new(),
             revoked: HashMap::new(),
+            revoked_total: 0,
         }
     }
 
@@ -187,10 +190,16 @@ impl Store {
             .map_or(now, |f| f.expires_ms)
             .max(now + 24 * 3600 * 1000);
         self.revoked.insert(family.to_string(), until);
+        self.revoked_total += 1;
         if self.revoked.len() > self.max.saturating_mul(2) {
             self.prune(now);
         }
         live.is_some()
+    }
+
+    /// Revocations ever made (moves on each).
+    pub fn revoked_total(&self) -> u64 {
+        self.revoked_total
     }
 
     pub fn is_revoked(&self, family: &str) -> bool {

@@ -338,11 +338,19 @@ async fn respond(ctx: &ShardCtx, conn: ConnId, req: &Request, peer: IpAddr) -> R
             .flatten(),
     };
     let now = crate::time::now_millis();
+    let revocations = shared.auth.revocations();
     // A handler that panics answers 500 instead of unwinding through the shard.
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+    let response = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         api::handle(req, &view, now)
-    }))
-    .unwrap_or_else(|_| {
+    }));
+    // This request ended a login (logout, a reused refresh token): every shard's
+    // connections acting for it end it now, not at their next sweep.
+    if shared.auth.revocations() != revocations {
+        for inbox in &shared.inboxes {
+            inbox.push(crate::shard::inbox::ShardEvent::LoginsRevoked);
+        }
+    }
+    response.unwrap_or_else(|_| {
         crate::log::error(&format!("handler for {} panicked; answered 500", req.path));
         Response::error(
             &ApiError::new(

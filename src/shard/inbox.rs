@@ -39,6 +39,9 @@ pub enum ShardEvent {
     Reply { to: ReplyTo, reply: Reply },
     /// The configured channels changed.
     Catalog(Arc<crate::catalog::Catalog>),
+    /// Logins were ended (logout, refresh-token reuse): connections acting for them end
+    /// their login now.
+    LoginsRevoked,
 }
 
 #[derive(Default)]

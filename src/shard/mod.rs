@@ -76,6 +76,8 @@ pub struct ShardCtx {
     redis: RefCell<Arc<DependencyHealth>>,
     /// What this shard's WebSocket clients were last told about the data source.
     pub source: RefCell<SourceStatus>,
+    /// `Auth::revocations` when this shard's connections were last checked against it.
+    pub revocations_seen: Cell<u64>,
 }
 
 /// Where the feed's answer to one request lands.
@@ -195,6 +197,7 @@ pub fn spawn(
                 next_request: Cell::new(0),
                 redis: RefCell::new(redis),
                 source: RefCell::new(source),
+                revocations_seen: Cell::new(0),
             });
             let started = match driver {
                 Driver::Uring => uring_runtime(true)
@@ -336,6 +339,7 @@ async fn events(ctx: Rc<ShardCtx>) {
                     json,
                 } => ws_conn::control_ack(&ctx, conn, &client_id, json),
                 ShardEvent::Kick { conn, why } => ws_conn::kick_local(&ctx, conn, why),
+                ShardEvent::LoginsRevoked => ws_conn::end_revoked_logins(&ctx),
                 ShardEvent::Reply { to, reply } => ctx.deliver(to, reply),
             }
         }

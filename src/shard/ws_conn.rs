@@ -710,8 +710,35 @@ pub fn resume_deferred(ctx: &ShardCtx) {
     }
 }
 
+/// Ends the login of every connection of this shard whose login was revoked (at once on a
+/// `LoginsRevoked`, and by the sweep whenever the revocation count moved).
+pub fn end_revoked_logins(ctx: &ShardCtx) {
+    let revocations = ctx.shared.auth.revocations();
+    if ctx.revocations_seen.replace(revocations) == revocations {
+        return;
+    }
+    let now = Instant::now();
+    let conns: Vec<Rc<WsConn>> = ctx.ws.borrow().conns.values().cloned().collect();
+    for c in conns {
+        if c.closing.get().is_some() || c.protocol.borrow().principal().family.is_none() {
+            continue;
+        }
+        let mut out = Vec::new();
+        c.protocol
+            .borrow_mut()
+            .check_expiry(crate::time::now_millis(), true, &mut out);
+        if !out.is_empty() {
+            c.send(out);
+            if c.protocol.borrow().is_closing() {
+                c.closing.set(Some(now));
+            }
+        }
+    }
+}
+
 /// Periodic liveness work for one shard: pings, idle timeouts, stuck close handshakes.
 pub fn sweep(ctx: &ShardCtx) {
+    end_revoked_logins(ctx);
     let cfg = &ctx.shared.config.ws;
     let ping_every = Duration::from_secs(cfg.ping_interval_secs);
     let idle = Duration::from_secs(cfg.idle_timeout_secs);
@@ -734,7 +761,7 @@ pub fn sweep(ctx: &ShardCtx) {
         let mut out = Vec::new();
         c.protocol
             .borrow_mut()
-            .check_expiry(crate::time::now_millis(), &mut out);
+            .check_expiry(crate::time::now_millis(), false, &mut out);
         if !out.is_empty() {
             c.send(out);
             if c.protocol.borrow().is_closing() {

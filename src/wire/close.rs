@@ -21,6 +21,9 @@ pub enum Disconnect {
     /// The access token expired and anonymous clients may do nothing (4401: like HTTP 401,
     /// log in again and reconnect).
     TokenExpired,
+    /// The connection's login was ended (logout, refresh-token reuse) and anonymous clients
+    /// may do nothing (4401).
+    LoginRevoked,
     /// Another user's connection took its `client_id` first (1008): takeover is only for
     /// the same user.
     ClientIdTaken,
@@ -34,7 +37,7 @@ impl Disconnect {
             Disconnect::TooSlow | Disconnect::RateLimited | Disconnect::ClientIdTaken => {
                 CloseCode::Policy
             }
-            Disconnect::TokenExpired => CloseCode::Library(4401),
+            Disconnect::TokenExpired | Disconnect::LoginRevoked => CloseCode::Library(4401),
             Disconnect::InternalError => CloseCode::Error,
         }
     }
@@ -55,6 +58,7 @@ impl Disconnect {
             Disconnect::InternalError => "internal error",
             Disconnect::RateLimited => "message rate limit exceeded",
             Disconnect::TokenExpired => "token expired",
+            Disconnect::LoginRevoked => "login revoked",
             Disconnect::ClientIdTaken => "client_id belongs to another user",
         }
     }

@@ -313,13 +313,15 @@ pub fn auth_ack(request_id: Option<&str>, principal: &[u8], now: i64) -> Vec<u8>
 
 /// `auth_expired {role, message}`: the connection's token expired; it goes on with the
 /// anonymous role (`role`) until it renews with an `auth` message.
-pub fn auth_expired(role: &str, now: i64) -> Vec<u8> {
+pub fn auth_expired(role: &str, revoked: bool, now: i64) -> Vec<u8> {
     let mut d = Vec::with_capacity(160);
     d.extend_from_slice(b"{\"role\":");
     json::write_str(&mut d, role);
-    d.extend_from_slice(
-        b",\"message\":\"the access token expired; send an auth message with a fresh token to act as the user again\"}",
-    );
+    d.extend_from_slice(if revoked {
+        b",\"message\":\"the login was ended (logged out or revoked); log in again to act as a user\"}".as_slice()
+    } else {
+        b",\"message\":\"the access token expired; send an auth message with a fresh token to act as the user again\"}".as_slice()
+    });
     envelope("auth_expired", &format!("auth_expired_{now}"), now, &d)
 }
 

@@ -88,8 +88,19 @@ impl Protocol {
     /// Checks the connection's token at `now`: once it has expired, the connection goes on
     /// with the anonymous role and is told (`auth_expired`) — or, when anonymous clients may
     /// do nothing, is closed with 4401.
-    pub fn check_expiry(&mut self, now: i64, out: &mut Vec<Action>) {
-        if self.closed || self.principal.expires_ms.is_none_or(|t| t > now) {
+    /// With `revocations`, also whether its login was ended meanwhile (logout, a reused
+    /// refresh token): that ends here too, at once.
+    pub fn check_expiry(&mut self, now: i64, revocations: bool, out: &mut Vec<Action>) {
+        if self.closed {
+            return;
+        }
+        let revoked = revocations
+            && self
+                .principal
+                .family
+                .as_deref()
+                .is_some_and(|f| self.auth.is_revoked(f));
+        if !revoked && self.principal.expires_ms.is_none_or(|t| t > now) {
             return;
         }
         let anonymous = self.auth.anonymous_role();
@@ -97,10 +108,16 @@ impl Protocol {
         match anonymous {
             Some(role) => out.push(Action::Reply(crate::wire::ws::auth_expired(
                 role.as_str(),
+                revoked,
                 now,
             ))),
             None => {
-                self.close(Disconnect::TokenExpired, out);
+                let why = if revoked {
+                    Disconnect::LoginRevoked
+                } else {
+                    Disconnect::TokenExpired
+                };
+                self.close(why, out);
                 self.closed = true;
             }
         }
@@ -226,7 +243,8 @@ impl Protocol {
 
     /// Handles one client text message.
     pub fn on_text(&mut self, text: &str, now: i64, fanout: &mut Fanout, out: &mut Vec<Action>) {
-        self.check_expiry(now, out);
+        // Revocation too: a logged-out login never sends another command.
+        self.check_expiry(now, true, out);
         if self.closed {
             return;
         }

@@ -556,7 +556,7 @@ fn tokens_renew_and_expire() {
     // Past the renewed expiry: anonymous viewer, told once; control refused.
     let later = NOW + 60_000 + 900_000;
     let mut out = Vec::new();
-    c.proto.check_expiry(later, &mut out);
+    c.proto.check_expiry(later, false, &mut out);
     let [Action::Reply(m)] = &out[..] else {
         panic!("{out:?}")
     };
@@ -566,7 +566,7 @@ fn tokens_renew_and_expire() {
         (Some("auth_expired"), Some("viewer"))
     );
     let mut out = Vec::new();
-    c.proto.check_expiry(later + 1000, &mut out);
+    c.proto.check_expiry(later + 1000, false, &mut out);
     assert!(out.is_empty(), "told once");
     assert!(c.proto.principal().is_anonymous());
 
@@ -578,7 +578,7 @@ fn tokens_renew_and_expire() {
     let (mut c, _) = client_as(p, AnonymousRole::None);
     c.proto.auth = a;
     let mut out = Vec::new();
-    c.proto.check_expiry(NOW + 900_000, &mut out);
+    c.proto.check_expiry(NOW + 900_000, false, &mut out);
     let [Action::Raw(f)] = &out[..] else {
         panic!("{out:?}")
     };
