@@ -323,10 +323,12 @@ pub const CSV_HEADER: &str = "data_type,point_id,name,unit,scale,min,max";
 
 /// One CSV field, quoted when it needs to be.
 fn csv_field(out: &mut String, s: &str) {
-    if s.contains([',', '"', '\r', '\n']) || s.starts_with([' ', '=', '+', '-', '@']) {
-        // Quoting also keeps spreadsheet formulas (=, +, -, @) from being evaluated on open.
+    // A spreadsheet takes a cell led by =, +, -, @, a tab or a CR for a formula (OWASP CSV
+    // injection): such text is quoted with a leading ' (stripped again on import).
+    const FORMULA: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
+    if s.contains([',', '"', '\r', '\n']) || s.starts_with(' ') || s.starts_with(FORMULA) {
         out.push('"');
-        if s.starts_with(['=', '+', '-', '@']) {
+        if s.starts_with(FORMULA) {
             out.push('\'');
         }
         out.push_str(&s.replace('"', "\"\""));
@@ -608,5 +610,12 @@ mod tests {
         let csv = to_csv(std::slice::from_ref(&f));
         assert!(csv.contains("\"'=SUM(A1)\""), "{csv}");
         assert_eq!(from_csv(&csv).unwrap()[0].name, "=SUM(A1)");
+        let f = PointDef {
+            name: "\t=1+1".into(),
+            ..t[0].clone()
+        };
+        let csv = to_csv(std::slice::from_ref(&f));
+        assert!(csv.contains("\"'\t=1+1\""), "{csv}");
+        assert_eq!(from_csv(&csv).unwrap()[0].name, "\t=1+1");
     }
 }

@@ -737,3 +737,60 @@ fn a_logout_ends_the_login_on_its_open_websockets_at_once() {
     );
     assert_eq!(c.expect_close(), (4401, "login revoked".into()));
 }
+
+/// A login of `user` as if from `from` (the test is a trusted proxy).
+fn login_from(addr: SocketAddr, user: &str, password: &str, from: &str) -> HttpResponse {
+    let body = json!({"username": user, "password": password}).to_string();
+    raw(
+        addr,
+        format!(
+            "POST /api/auth/login HTTP/1.1\r\nHost: {addr}\r\nX-Forwarded-For: {from}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+}
+
+#[test]
+fn a_remote_guesser_cannot_lock_the_real_user_out() {
+    let (_redis, gw, _con) = start_with(DriverKind::Auto, |cfg| {
+        users(cfg);
+        cfg.http.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    });
+    let addr = gw.local_addr();
+    // Ada works from her console.
+    assert_eq!(login_from(addr, "ada", "ada-pw", "192.0.2.10").status, 200);
+    // Someone guesses her password from many addresses.
+    for i in 1..=5 {
+        login_from(addr, "ada", "guess", &format!("198.51.100.{i}")).error(401, "UNAUTHORIZED");
+    }
+    // The guesser, from yet another address, is refused without a password check...
+    login_from(addr, "ada", "ada-pw", "198.51.100.99").error(429, "RATE_LIMITED");
+    // ...while Ada, from where she logged in before, gets in.
+    assert_eq!(login_from(addr, "ada", "ada-pw", "192.0.2.10").status, 200);
+}
+
+#[test]
+fn who_sent_a_command_is_for_operators_not_viewers() {
+    let (_redis, gw, _con) = start_with(DriverKind::Auto, users);
+    let addr = gw.local_addr();
+    let (olga, _) = token(addr, "olga");
+    let (vic, _) = token(addr, "vic");
+    let body = r#"{"channel_id":2001,"point_id":20,"command_type":"set_value","value":4,"reason":"night shift"}"#;
+    let r = http(addr, "POST", "/api/control", Some(&olga), None, body);
+    assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+    let id = r.json()["data"]["command_id"].as_str().unwrap().to_string();
+    let path = format!("/api/commands/{id}");
+    let as_olga = http(addr, "GET", &path, Some(&olga), None, "").json()["data"].clone();
+    assert_eq!(
+        (as_olga["operator"].as_str(), as_olga["reason"].as_str()),
+        (Some("olga"), Some("night shift"))
+    );
+    for token in [Some(vic.as_str()), None] {
+        let d = http(addr, "GET", &path, token, None, "").json()["data"].clone();
+        assert_eq!(d["status"], "queued", "{d}");
+        for k in ["operator", "reason", "client_id", "request_id", "origin"] {
+            assert!(d[k].is_null(), "{k} shown to a viewer: {d}");
+        }
+    }
+}

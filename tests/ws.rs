@@ -769,3 +769,20 @@ fn a_flooding_client_that_reads_learns_why_it_was_cut_off() {
         assert_eq!(code, Some(1008), "{driver:?}");
     }
 }
+
+#[test]
+fn one_subscribe_of_the_most_channels_allowed_is_answered_not_rate_limited() {
+    let (_redis, gw, _con) = start(DriverKind::Auto);
+    let (mut c, _) = Client::connect(gw.local_addr(), "/ws");
+    let channels: Vec<u32> = (1001..2001).collect();
+    assert_eq!(channels.len(), 1000);
+    c.send_json(&json!({"type":"subscribe","id":"big","data":{"channels":channels}}));
+    let ack = loop {
+        let m = c.recv();
+        assert_ne!(m["data"]["code"], "RATE_LIMITED", "{m}");
+        if m["type"] == "subscribe_ack" {
+            break m;
+        }
+    };
+    assert_eq!(ack["data"]["total"], 2, "{ack}");
+}

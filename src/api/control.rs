@@ -122,19 +122,19 @@ pub fn command(view: &View<'_>, id: &str, now: i64) -> Result<Response, ApiError
         first = false;
         json::write_key(d, k);
     };
-    for k in [
-        "command_id",
-        "data_type",
-        "command_type",
-        "status",
-        "client_id",
-    ] {
+    for k in ["command_id", "data_type", "command_type", "status"] {
         key(&mut d, k);
         json::write_str(&mut d, get(k).unwrap_or(""));
     }
-    for k in ["request_id", "operator", "reason", "origin"] {
+    // Who sent it, from which client and why: for operators and admins, null for viewers
+    // (anonymous dashboards among them).
+    let personal = view
+        .principal
+        .role
+        .is_some_and(|r| r >= crate::auth::Role::Operator);
+    for k in ["client_id", "request_id", "operator", "reason", "origin"] {
         key(&mut d, k);
-        match get(k) {
+        match get(k).filter(|_| personal) {
             Some(v) => json::write_str(&mut d, v),
             None => d.extend_from_slice(b"null"),
         }

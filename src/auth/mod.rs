@@ -134,12 +134,18 @@ pub struct Auth {
     refresh_ttl_ms: i64,
     refresh: Mutex<refresh::Store>,
     failures: Mutex<limiter::Failures>,
+    /// Per user, the addresses it last logged in from: a user blocked by failures from
+    /// elsewhere still logs in from these, so a remote guesser cannot lock the real one out.
+    known_addresses: Mutex<HashMap<String, std::collections::VecDeque<IpAddr>>>,
     /// Revocations so far: open connections re-check their login when it moves.
     revocations: AtomicU64,
     /// Refused logins and refused tokens, for `/metrics`.
     login_failures: AtomicU64,
     token_refusals: AtomicU64,
 }
+
+/// Addresses remembered per user (its last successful logins).
+const KNOWN_ADDRESSES: usize = 8;
 
 fn unauthorized(details: impl Into<String>) -> ApiError {
     ApiError::new(ErrorCode::Unauthorized, "Unauthorized", details)
@@ -170,6 +176,7 @@ impl Auth {
                 (cfg.login_failure_window_secs * 1000) as i64,
             )),
             revocations: AtomicU64::new(0),
+            known_addresses: Mutex::new(HashMap::new()),
             login_failures: AtomicU64::new(0),
             token_refusals: AtomicU64::new(0),
         }
@@ -241,7 +248,16 @@ impl Auth {
     /// (checked before the password is hashed: a refused attempt costs no CPU).
     pub fn login_permitted(&self, ip: IpAddr, user: &str, now: i64) -> Result<(), ApiError> {
         let keys = Auth::limiter_keys(ip, user);
-        let wait = self.lock_failures().blocked(&keys, now);
+        // From an address the user logged in from before, only the address's own failures
+        // count: failures for the user from elsewhere cannot lock them out here.
+        let known = self
+            .known_addresses
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(user)
+            .is_some_and(|a| a.contains(&ip));
+        let keys = if known { &keys[..1] } else { &keys[..] };
+        let wait = self.lock_failures().blocked(keys, now);
         match wait {
             None => Ok(()),
             Some(ms) => Err(ApiError::new(
@@ -272,6 +288,19 @@ impl Auth {
             return Err(unauthorized("wrong user name or password"));
         };
         self.lock_failures().clear(&format!("user:{user}"));
+        {
+            let mut known = self
+                .known_addresses
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            // Only configured users get here: the map is bounded by the configuration.
+            let a = known.entry(user.to_string()).or_default();
+            a.retain(|x| *x != ip);
+            a.push_back(ip);
+            if a.len() > KNOWN_ADDRESSES {
+                a.pop_front();
+            }
+        }
         let family = hex(&random[..12]);
         let refresh =
             self.lock_refresh()

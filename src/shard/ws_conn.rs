@@ -723,17 +723,26 @@ pub fn end_revoked_logins(ctx: &ShardCtx) {
         if c.closing.get().is_some() || c.protocol.borrow().principal().family.is_none() {
             continue;
         }
-        let mut out = Vec::new();
-        c.protocol
-            .borrow_mut()
-            .check_expiry(crate::time::now_millis(), true, &mut out);
-        if !out.is_empty() {
-            c.send(out);
-            if c.protocol.borrow().is_closing() {
-                c.closing.set(Some(now));
-            }
-        }
+        check_login(&c, true, now);
     }
+}
+
+/// Ends `c`'s login if its token expired (or, with `revocations`, its login was revoked);
+/// true when that closed the connection.
+fn check_login(c: &WsConn, revocations: bool, now: Instant) -> bool {
+    let mut out = Vec::new();
+    c.protocol
+        .borrow_mut()
+        .check_expiry(crate::time::now_millis(), revocations, &mut out);
+    if out.is_empty() {
+        return false;
+    }
+    c.send(out);
+    let closing = c.protocol.borrow().is_closing();
+    if closing {
+        c.closing.set(Some(now));
+    }
+    closing
 }
 
 /// Periodic liveness work for one shard: pings, idle timeouts, stuck close handshakes.
@@ -758,16 +767,8 @@ pub fn sweep(ctx: &ShardCtx) {
             }
             continue;
         }
-        let mut out = Vec::new();
-        c.protocol
-            .borrow_mut()
-            .check_expiry(crate::time::now_millis(), false, &mut out);
-        if !out.is_empty() {
-            c.send(out);
-            if c.protocol.borrow().is_closing() {
-                c.closing.set(Some(now));
-                continue;
-            }
+        if check_login(&c, false, now) {
+            continue;
         }
         if now.duration_since(c.last_read.get()) > idle {
             c.close(Disconnect::IdleTimeout);

@@ -249,7 +249,12 @@ impl Protocol {
             return;
         }
         let msg = cmd::parse(text, &self.limits);
-        let cost = msg.command.as_ref().map_or(1, Command::cost);
+        // Never more than a full burst: one subscribe of ws.max_channels must be possible.
+        let cost = msg
+            .command
+            .as_ref()
+            .map_or(1, Command::cost)
+            .min(self.limits.message_burst.max(1));
         if !self.rate.take(cost, now) {
             return self.refuse(msg.id.as_deref(), now, out);
         }
