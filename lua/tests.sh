@@ -9,7 +9,7 @@ W() { $R FCALL comsrv_write_data 1 "$@"; }
 C() { $R FCALL netsrv_collect_data 3 netsrv:seq netsrv:dirty netsrv:epoch "$@" | tr '\n' ' ' | sed 's/ $//'; }
 eq load "$($R -x FUNCTION LOAD REPLACE < "$LIB")" voltage
 $R FLUSHALL >/dev/null
-eq version "$($R --no-raw FCALL_RO voltage_version 0)" "(integer) 23"
+eq version "$($R --no-raw FCALL_RO voltage_version 0)" "(integer) 24"
 eq write1 "$($R --no-raw FCALL comsrv_write_data 1 comsrv:1001:T '{"1":25.6,"2":101.3}')" "(integer) 2"
 eq v1 "$($R HGET comsrv:1001:T 1)" 25.6; eq v2 "$($R HGET comsrv:1001:T 2)" 101.3
 now=$($R TIME | head -1); ts=$($R HGET comsrv:1001:T _timestamp); [ $((now-ts)) -le 1 ] && pass=$((pass+1)) || { fail=$((fail+1)); echo "FAIL ts default $ts vs $now"; }
@@ -235,6 +235,17 @@ eq norule "$(EV)/$($R EXISTS alarm:seq)/$($R EXISTS alarm:index:5000:T)" "$n/0/0
 has events-capped "$($R XINFO STREAM alarm:events | tr '\n' ' ')" "length"
 # ---- control commands: submit (validate, dedupe, queue, record), report, expire ----
 $R FLUSHALL >/dev/null
+# ids after a reset start at the clock (thousandths of a ms), above every earlier one
+W comsrv:2001:A '{"20":50}' >/dev/null
+first=$($R FCALL control_submit 1 comsrv:2001:A:TODO '{"point_id":20,"command_type":"set_value","value":1,"client_id":"c","instance":"gw0","timeout_ms":1000}' | head -1)
+now=$($R TIME | head -1)
+n=${first#CMD_}; [ "${#n}" -ge 16 ] && [ $((n / 1000000)) -ge $((now - 5)) ] && pass=$((pass+1)) || { fail=$((fail+1)); echo "FAIL seq-from-clock $first at $now"; }
+$R FLUSHALL >/dev/null
+W comsrv:2001:A '{"20":50}' >/dev/null
+again=$($R FCALL control_submit 1 comsrv:2001:A:TODO '{"point_id":20,"command_type":"set_value","value":1,"client_id":"c","instance":"gw0","timeout_ms":1000}' | head -1)
+[ "${again#CMD_}" -gt "$n" ] && pass=$((pass+1)) || { fail=$((fail+1)); echo "FAIL seq-after-reset $again after $first"; }
+# the rest of this section counts from CMD_1
+$R FLUSHALL >/dev/null; $R SET cmd:seq 0 >/dev/null
 SUB() { $R FCALL control_submit 1 "$1" "$2" | tr '\n' ' ' | sed 's/ $//'; }
 REP() { $R FCALL control_report 1 "cmd:$1" "$2"; }
 EXP() { $R FCALL control_expire 1 "cmd:pending:$1"; }

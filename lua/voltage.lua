@@ -30,7 +30,7 @@ a cluster layout must co-locate them with every comsrv:* hash (hash tags).
 -- Library version, returned by voltage_version. The gateway reloads the library
 -- when Redis reports a smaller number than the one compiled into it.
 -- BUMP THIS ON ANY CHANGE TO THIS FILE (and the matching constant on the Rust side).
-local LIBRARY_VERSION = 23
+local LIBRARY_VERSION = 24
 
 -- Site-wide keys (see the cluster note above).
 local SEQ_KEY = 'netsrv:seq'
@@ -1388,8 +1388,14 @@ local function enqueue(todo, ch_s, dtype, c, dedup)
     end
   end
 
-  local id = 'CMD_' .. redis.call('INCR', CMD_SEQ)
   local now = now_ms()
+  -- Ids never repeat across a reset (FLUSHALL, an empty restart, a failover to a replica
+  -- that lost the counter): a missing counter starts at the clock, in thousandths of a
+  -- millisecond, above every id handed out before it (up to 1000 commands a ms).
+  if redis.call('EXISTS', CMD_SEQ) == 0 then
+    redis.call('SET', CMD_SEQ, format_int(tonumber(now) * 1000))
+  end
+  local id = 'CMD_' .. format_int(redis.call('INCR', CMD_SEQ))
   local deadline = format_int(tonumber(now) + c.timeout_ms)
   local pid, value = format_int(c.point_id), format_number(c.value)
   local key = 'cmd:' .. id

@@ -647,3 +647,58 @@ fn a_feed_that_stops_collecting_is_reported_lagging_then_healthy_again() {
     assert_eq!(d["dependencies"]["feed"]["status"], "healthy", "{d}");
     assert_eq!(d["dependencies"]["feed"]["max_lag_ms"], 400, "{d}");
 }
+
+#[test]
+fn commands_in_flight_across_a_redis_reset_end_once_and_ids_never_repeat() {
+    let (mut redis, gw, mut con) = start_with(DriverKind::Auto, trust);
+    let addr = gw.local_addr();
+    let (mut c, _) = Client::connect(addr, "/ws?client_id=ui_reset");
+    let id_of = |m: &Json| {
+        m["data"]["command_id"].as_str().unwrap()[4..]
+            .parse::<u64>()
+            .unwrap()
+    };
+    for (round, reset) in ["flushall", "restart"].into_iter().enumerate() {
+        c.send(&control(&format!("r{round}"), 2001, 20, "set_value", 5.0));
+        let queued = c.recv_type("control_ack");
+        assert_eq!(queued["data"]["status"], "queued", "{queued}");
+        let before = id_of(&queued);
+        match reset {
+            "flushall" => redis::cmd("FLUSHALL").query::<()>(&mut con).unwrap(),
+            _ => {
+                // kill -9 and an empty restart on the same port.
+                redis.restart().unwrap();
+                con = redis_con(&redis);
+            }
+        }
+        let done = c.recv_type("control_ack");
+        assert_eq!(done["data"]["command_id"], queued["data"]["command_id"]);
+        assert_eq!(done["data"]["status"], "failed", "{done}");
+        assert!(
+            done["data"]["result"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("Redis was reset"),
+            "{done}"
+        );
+        // Exactly once, and the next command's id is above every earlier one.
+        wait_until("the site is back", Duration::from_secs(10), || {
+            write(&mut con, "comsrv:2001:A", r#"{"20":1}"#, None);
+            get(addr, "/api/channels/2001/status").status == 200
+        });
+        c.send(&control(&format!("n{round}"), 2001, 20, "set_value", 6.0));
+        let msgs: Vec<Json> = c
+            .collect_for(Duration::from_millis(1500))
+            .into_iter()
+            .map(|(_, m)| m)
+            .filter(|m| m["type"] == "control_ack" || m["type"] == "error")
+            .collect();
+        assert_eq!(msgs.len(), 1, "{msgs:?}");
+        assert_eq!(msgs[0]["data"]["status"], "queued", "{msgs:?}");
+        assert!(id_of(&msgs[0]) > before, "{before} then {}", msgs[0]);
+        // The device takes it, so only the next round's command is in flight at its reset.
+        let id = msgs[0]["data"]["command_id"].as_str().unwrap().to_string();
+        report(&mut con, &id, &json!({"success":true,"actual_value":6}));
+        assert_eq!(c.recv_type("control_ack")["data"]["status"], "executed");
+    }
+}

@@ -58,12 +58,27 @@ pub fn submit(
     }
 }
 
+/// A command this instance queued and has not seen end yet: what its final ack needs if
+/// Redis loses it.
+struct InFlight {
+    client_id: String,
+    request_id: Option<String>,
+    /// Past this (its deadline and a margin) the library's own timeout has answered it.
+    forget_at: Instant,
+}
+
+/// Commands tracked at most; beyond, a reset answers only these (the rest keep their
+/// records in Redis until it is reset).
+const MAX_TRACKED: usize = 100_000;
+
 /// This instance's reading of `control:results`.
 pub struct ResultReader {
     instance: String,
     /// The last entry read; `None` until loaded from Redis.
     cursor: Option<EventId>,
     next_expire: Instant,
+    /// This instance's queued commands without a final result yet, by command id.
+    in_flight: std::collections::HashMap<String, InFlight>,
 }
 
 impl ResultReader {
@@ -72,7 +87,55 @@ impl ResultReader {
             instance,
             cursor: None,
             next_expire: Instant::now(),
+            in_flight: std::collections::HashMap::new(),
         }
+    }
+
+    /// `command_id` was queued for `client_id` with `timeout_ms`: until its result is read, a
+    /// Redis reset must still end it.
+    pub fn track(
+        &mut self,
+        command_id: &str,
+        client_id: &str,
+        request_id: Option<&str>,
+        timeout_ms: u64,
+    ) {
+        let now = Instant::now();
+        if self.in_flight.len() >= MAX_TRACKED {
+            self.in_flight.retain(|_, c| c.forget_at > now);
+            if self.in_flight.len() >= MAX_TRACKED {
+                return;
+            }
+        }
+        self.in_flight.insert(
+            command_id.to_string(),
+            InFlight {
+                client_id: client_id.to_string(),
+                request_id: request_id.map(str::to_string),
+                forget_at: now + Duration::from_millis(timeout_ms) + Duration::from_secs(60),
+            },
+        );
+    }
+
+    /// Redis was reset: the commands it held will never report. Each gets its one final
+    /// state here, `failed` with the reason (the device may or may not have acted on it).
+    pub fn lost_in_reset(&mut self) -> Vec<ControlResult> {
+        self.in_flight
+            .drain()
+            .map(|(command_id, c)| ControlResult {
+                command_id,
+                instance: self.instance.clone(),
+                client_id: c.client_id,
+                request_id: c.request_id,
+                status: crate::control::FinalStatus::Failed,
+                success: false,
+                actual_value: None,
+                message: Some(
+                    "Redis was reset before the device reported: the command's state is lost and it may or may not have been executed; check the device, then send it again if needed"
+                        .to_string(),
+                ),
+            })
+            .collect()
     }
 
     pub fn instance(&self) -> &str {
@@ -125,7 +188,10 @@ impl ResultReader {
             for (id, fields) in entries {
                 after = id;
                 match ControlResult::from_fields(&fields) {
-                    Ok(r) if r.instance == self.instance => out.push(r),
+                    Ok(r) if r.instance == self.instance => {
+                        self.in_flight.remove(&r.command_id);
+                        out.push(r)
+                    }
                     Ok(_) => {}
                     Err(e) => log::warn_limited(
                         "control-results-entry",

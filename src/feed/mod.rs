@@ -630,8 +630,14 @@ impl Feed {
                 let instance = self.results.instance().to_string();
                 match control::submit(con, &command, &client_id, &instance, cfg.timeout_ms) {
                     Ok(r) => {
-                        if r.as_ref().is_ok_and(|s| !s.duplicate) {
+                        if let Some(s) = r.as_ref().ok().filter(|s| !s.duplicate) {
                             crate::metrics::bump(&self.published.feed.control_queued, 1);
+                            self.results.track(
+                                &s.command_id,
+                                &client_id,
+                                command.request_id.as_deref(),
+                                cfg.timeout_ms,
+                            );
                         }
                         (self.postman)(reply_to, Reply::ControlSubmitted(r));
                         Ok(())
@@ -996,6 +1002,18 @@ impl Feed {
                 changes.clear();
                 self.alarms.reset();
                 self.results.reset();
+                // Commands Redis lost with the reset end now, once each, with the reason.
+                let lost = self.results.lost_in_reset();
+                if !lost.is_empty() {
+                    log::warn(&format!(
+                        "{} control commands in flight were lost with the reset; their senders are told they failed",
+                        lost.len()
+                    ));
+                    crate::metrics::bump(&self.published.feed.control_failed, lost.len() as u64);
+                    if let Some(f) = self.on_control.as_mut() {
+                        f(lost);
+                    }
+                }
             }
             let hashes = read_hashes(con, &c.members)?;
             for (m, h) in c.members.iter().zip(hashes) {
