@@ -30,7 +30,7 @@ a cluster layout must co-locate them with every comsrv:* hash (hash tags).
 -- Library version, returned by voltage_version. The gateway reloads the library
 -- when Redis reports a smaller number than the one compiled into it.
 -- BUMP THIS ON ANY CHANGE TO THIS FILE (and the matching constant on the Rust side).
-local LIBRARY_VERSION = 24
+local LIBRARY_VERSION = 25
 
 -- Site-wide keys (see the cluster note above).
 local SEQ_KEY = 'netsrv:seq'
@@ -1322,7 +1322,8 @@ local function append_result(rec, status, success, actual, message, now)
   redis.call('XADD', CONTROL_RESULTS, 'MAXLEN', '~', CONTROL_RESULTS_MAX, '*',
     'command_id', rec.command_id, 'instance', rec.instance, 'client_id', rec.client_id,
     'request_id', rec.request_id or '', 'status', status, 'success', success and '1' or '0',
-    'actual_value', actual or '', 'message', message or '', 'time', now)
+    'actual_value', actual or '', 'message', message or '', 'time', now,
+    'operator', rec.operator or '')
   redis.call('XADD', AUDIT, 'MAXLEN', '~', AUDIT_MAX, '*',
     'event', status, 'command_id', rec.command_id, 'operator', rec.operator or '',
     'channel_id', rec.channel_id, 'data_type', rec.data_type, 'point_id', rec.point_id,

@@ -158,7 +158,7 @@ impl Server {
             let now = crate::time::now_millis();
             for r in results {
                 let json = crate::wire::ws::control_ack_final(&r, now);
-                control_shared.route_control_ack(&r.client_id, json);
+                control_shared.route_control_ack(&r.client_id, r.operator.as_deref(), json);
             }
         })
         .on_changes({

@@ -40,6 +40,8 @@ fn the_operator_page_works_in_chromium() {
     }
     let mut locked = open.clone();
     locked.auth.anonymous_role = AnonymousRole::None;
+    // Short access tokens: the page must renew them, also after a reload.
+    locked.auth.access_ttl_secs = 6;
     locked.history.url = String::new();
     let gw = Server::start(open).expect("gateway starts");
     wait_until("redis healthy", Duration::from_secs(5), || {

@@ -794,3 +794,44 @@ fn who_sent_a_command_is_for_operators_not_viewers() {
         }
     }
 }
+
+#[test]
+fn a_parked_ack_goes_only_to_its_senders_user() {
+    let (_redis, gw, mut con) = start_with(DriverKind::Auto, users);
+    let addr = gw.local_addr();
+    let (t, _) = token(addr, "olga");
+    let (mut c, _) = Client::connect(addr, &format!("/ws?client_id=ui_x&token={t}"));
+    c.send(SEED_CONTROL);
+    let id = c.recv_type("control_ack")["data"]["command_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    drop(c);
+    wait_until("olga's connection gone", Duration::from_secs(3), || {
+        open_websockets(addr) == 0
+    });
+    let _: String = redis::cmd("FCALL")
+        .arg("control_report")
+        .arg(1)
+        .arg(format!("cmd:{id}"))
+        .arg(r#"{"success":true,"actual_value":50}"#)
+        .query(&mut con)
+        .unwrap();
+    // An anonymous client claiming the free id does not get olga's ack...
+    let (mut anon, _) = Client::connect(addr, "/ws?client_id=ui_x");
+    let acks: Vec<_> = anon
+        .collect_for(Duration::from_millis(800))
+        .into_iter()
+        .filter(|(_, m)| m["type"] == "control_ack")
+        .collect();
+    assert!(acks.is_empty(), "{acks:?}");
+    drop(anon);
+    wait_until("anonymous gone", Duration::from_secs(3), || {
+        open_websockets(addr) == 0
+    });
+    // ...olga does, when she is back.
+    let (mut c, _) = Client::connect(addr, &format!("/ws?client_id=ui_x&token={t}"));
+    let done = c.recv_type("control_ack");
+    assert_eq!(done["data"]["command_id"], id.as_str());
+    assert_eq!(done["data"]["status"], "executed");
+}

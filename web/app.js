@@ -81,7 +81,14 @@ async function renew() {
 async function start() {
   let me = await api('/api/auth/me');
   if (me.status === 401 && S.token) {
-    clearTokens();
+    // The access token expired while the page was closed: the refresh token may still
+    // renew the login; only if it cannot is the page anonymous.
+    const refreshed = S.refresh && await api('/api/auth/refresh', { method: 'POST', body: JSON.stringify({ refresh_token: S.refresh }) });
+    if (refreshed && refreshed.status === 200 && refreshed.body && refreshed.body.success) {
+      saveTokens(refreshed.body.data);
+    } else {
+      clearTokens();
+    }
     me = await api('/api/auth/me');
   }
   const who = me.body && me.body.success ? me.body.data : null;
@@ -95,7 +102,11 @@ async function start() {
   $('login').hidden = true;
   $('app').hidden = false;
   $('control-form').hidden = rank() < ROLE_RANK.operator;
-  if (S.token && S.refresh && !S.refreshTimer) S.refreshTimer = setTimeout(renew, 60_000);
+  if (S.token && S.refresh && !S.refreshTimer) {
+    // After a reload: renew at 80% of what is left of the token's life (as saveTokens does).
+    const left = who.expires_at ? Date.parse(who.expires_at) - Date.now() : 60_000;
+    S.refreshTimer = setTimeout(renew, Math.max(5_000, left * 0.8));
+  }
   await Promise.all([loadChannels(), loadAlarms()]);
   connect();
   setInterval(loadChannels, 10_000);

@@ -202,6 +202,9 @@ pub struct ControlResult {
     pub success: bool,
     pub actual_value: Option<Value>,
     pub message: Option<String>,
+    /// Who sent it (the user name, `anonymous`, `rule:{id}`): its final ack goes only to a
+    /// connection acting for them.
+    pub operator: Option<String>,
 }
 
 /// Why a `control:results` entry could not be read.
@@ -227,6 +230,7 @@ impl ControlResult {
             success: get("success")? == "1",
             actual_value: opt("actual_value").map(Value::from_redis),
             message: opt("message").map(str::to_string),
+            operator: opt("operator").map(str::to_string),
         })
     }
 }

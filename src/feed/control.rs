@@ -63,6 +63,7 @@ pub fn submit(
 struct InFlight {
     client_id: String,
     request_id: Option<String>,
+    operator: Option<String>,
     /// Past this (its deadline and a margin) the library's own timeout has answered it.
     forget_at: Instant,
 }
@@ -98,6 +99,7 @@ impl ResultReader {
         command_id: &str,
         client_id: &str,
         request_id: Option<&str>,
+        operator: Option<&str>,
         timeout_ms: u64,
     ) {
         let now = Instant::now();
@@ -112,6 +114,7 @@ impl ResultReader {
             InFlight {
                 client_id: client_id.to_string(),
                 request_id: request_id.map(str::to_string),
+                operator: operator.map(str::to_string),
                 forget_at: now + Duration::from_millis(timeout_ms) + Duration::from_secs(60),
             },
         );
@@ -134,6 +137,7 @@ impl ResultReader {
                     "Redis was reset before the device reported: the command's state is lost and it may or may not have been executed; check the device, then send it again if needed"
                         .to_string(),
                 ),
+                operator: c.operator,
             })
             .collect()
     }

@@ -636,6 +636,7 @@ impl Feed {
                                 &s.command_id,
                                 &client_id,
                                 command.request_id.as_deref(),
+                                command.operator.as_deref(),
                                 cfg.timeout_ms,
                             );
                         }

@@ -33,6 +33,8 @@ pub enum ShardEvent {
     ControlAck {
         conn: ConnId,
         client_id: String,
+        /// Who sent the command: only a connection acting for them gets the ack.
+        operator: Option<String>,
         json: Vec<u8>,
     },
     /// The feed's answer to a request a connection of this shard made.

@@ -336,8 +336,9 @@ async fn events(ctx: Rc<ShardCtx>) {
                 ShardEvent::ControlAck {
                     conn,
                     client_id,
+                    operator,
                     json,
-                } => ws_conn::control_ack(&ctx, conn, &client_id, json),
+                } => ws_conn::control_ack(&ctx, conn, &client_id, operator, json),
                 ShardEvent::Kick { conn, why } => ws_conn::kick_local(&ctx, conn, why),
                 ShardEvent::LoginsRevoked => ws_conn::end_revoked_logins(&ctx),
                 ShardEvent::Reply { to, reply } => ctx.deliver(to, reply),

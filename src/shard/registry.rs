@@ -81,6 +81,15 @@ impl Registry {
     }
 
     /// Who holds `id` now.
+    /// The connection holding `id`, and the name it acts as (`anonymous` without a user).
+    pub fn holder(&self, id: &str) -> Option<(Owner, String)> {
+        self.ids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .map(|(o, u)| (*o, u.clone().unwrap_or_else(|| "anonymous".to_string())))
+    }
+
     pub fn owner(&self, id: &str) -> Option<Owner> {
         self.ids
             .lock()

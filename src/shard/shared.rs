@@ -64,16 +64,28 @@ pub struct Parked {
     by_client: Mutex<HashMap<String, Vec<ParkedAck>>>,
 }
 
-/// When it was parked, and the message.
-type ParkedAck = (Instant, Vec<u8>);
+/// When it was parked, who sent the command, and the message.
+type ParkedAck = (Instant, Option<String>, Vec<u8>);
+
+/// Whether a connection acting as `principal_name` may receive the final ack of a command
+/// `operator` sent (no operator recorded: an older library, anyone holding the id).
+pub fn ack_for(operator: Option<&str>, principal_name: &str) -> bool {
+    operator.is_none_or(|o| o == principal_name)
+}
 
 impl Parked {
-    /// Keeps `json` for `client_id`; false when full (it is dropped: the record in Redis still
-    /// says how the command ended).
-    pub fn park(&self, client_id: &str, json: Vec<u8>, now: Instant) -> bool {
+    /// Keeps `json` (the ack of `operator`'s command) for `client_id`; false when full (it is
+    /// dropped: the record in Redis still says how the command ended).
+    pub fn park(
+        &self,
+        client_id: &str,
+        operator: Option<&str>,
+        json: Vec<u8>,
+        now: Instant,
+    ) -> bool {
         let mut m = self.by_client.lock().unwrap_or_else(|e| e.into_inner());
         m.retain(|_, v| {
-            v.retain(|(at, _)| now.duration_since(*at) < PARKED_FOR);
+            v.retain(|(at, _, _)| now.duration_since(*at) < PARKED_FOR);
             !v.is_empty()
         });
         if m.values().map(Vec::len).sum::<usize>() >= PARKED_MAX {
@@ -81,19 +93,32 @@ impl Parked {
         }
         m.entry(client_id.to_string())
             .or_default()
-            .push((now, json));
+            .push((now, operator.map(str::to_string), json));
         true
     }
 
-    /// What waits for `client_id`, oldest first.
-    pub fn take(&self, client_id: &str, now: Instant) -> Vec<Vec<u8>> {
+    /// What waits for `client_id` from commands `principal_name` sent, oldest first; acks of
+    /// another user's commands stay parked for them.
+    pub fn take(&self, client_id: &str, principal_name: &str, now: Instant) -> Vec<Vec<u8>> {
         let mut m = self.by_client.lock().unwrap_or_else(|e| e.into_inner());
-        m.remove(client_id)
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|(at, _)| now.duration_since(*at) < PARKED_FOR)
-            .map(|(_, j)| j)
-            .collect()
+        let Some(v) = m.get_mut(client_id) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        v.retain_mut(|(at, operator, json)| {
+            if now.duration_since(*at) >= PARKED_FOR {
+                return false;
+            }
+            if ack_for(operator.as_deref(), principal_name) {
+                out.push(std::mem::take(json));
+                return false;
+            }
+            true
+        });
+        if v.is_empty() {
+            m.remove(client_id);
+        }
+        out
     }
 }
 
@@ -154,12 +179,15 @@ impl Shared {
     /// Sends a command's final ack to the connection holding `client_id` now, on whatever
     /// shard; when none does, parks it for the next one (checking again after parking, so a
     /// sender connecting meanwhile is not missed).
-    pub fn route_control_ack(&self, client_id: &str, json: Vec<u8>) {
-        let send = |owner: super::registry::Owner, json: Vec<u8>| {
+    /// Only a connection acting for `operator` (who sent the command) gets it: a client
+    /// that claims a free client id never receives another user's acks.
+    pub fn route_control_ack(&self, client_id: &str, operator: Option<&str>, json: Vec<u8>) {
+        let send = |owner: super::registry::Owner, operator: Option<&str>, json: Vec<u8>| {
             if let Some(inbox) = self.inboxes.get(owner.shard) {
                 inbox.push(super::inbox::ShardEvent::ControlAck {
                     conn: owner.conn,
                     client_id: client_id.to_string(),
+                    operator: operator.map(str::to_string),
                     json,
                 });
             }
@@ -168,19 +196,20 @@ impl Shared {
         if crate::api::control::is_http_client_id(client_id) {
             return;
         }
-        if let Some(owner) = self.registry.owner(client_id) {
-            return send(owner, json);
+        match self.registry.holder(client_id) {
+            Some((owner, name)) if ack_for(operator, &name) => return send(owner, operator, json),
+            _ => {}
         }
         let now = Instant::now();
-        if !self.parked.park(client_id, json, now) {
+        if !self.parked.park(client_id, operator, json, now) {
             crate::log::warn_limited(
                 "parked-acks-full",
                 "too many final control acks wait for their senders; one dropped",
             );
         }
-        if let Some(owner) = self.registry.owner(client_id) {
-            for json in self.parked.take(client_id, now) {
-                send(owner, json);
+        if let Some((owner, name)) = self.registry.holder(client_id) {
+            for json in self.parked.take(client_id, &name, now) {
+                send(owner, operator, json);
             }
         }
     }

@@ -356,8 +356,10 @@ pub async fn serve<G>(
             if let Some(ask) = ask {
                 monoio::spawn(replay_alarms(ctx.clone(), conn.clone(), ask));
             }
-            // Final acks of this client's commands that came while it was away.
-            let parked = shared.parked.take(&client_id, Instant::now());
+            // Final acks of this client's commands that came while it was away (of commands
+            // this connection's user sent: another user's stay parked for them).
+            let name = conn.protocol.borrow().principal().name().to_string();
+            let parked = shared.parked.take(&client_id, &name, Instant::now());
             conn.send(parked.into_iter().map(Action::Reply).collect());
         }
     }
@@ -673,11 +675,30 @@ async fn submit_control(
 }
 
 /// A command's final ack for `conn`; if it left meanwhile, routed again by client id.
-pub fn control_ack(ctx: &ShardCtx, conn: ConnId, client_id: &str, json: Vec<u8>) {
+/// Only to a connection still acting for the command's sender; one that no longer does (its
+/// login ended) leaves it parked for them.
+pub fn control_ack(
+    ctx: &ShardCtx,
+    conn: ConnId,
+    client_id: &str,
+    operator: Option<String>,
+    json: Vec<u8>,
+) {
     let c = ctx.ws.borrow().conns.get(&conn).cloned();
     match c {
-        Some(c) if c.closing.get().is_none() => c.send(vec![Action::Reply(json)]),
-        _ => ctx.shared.route_control_ack(client_id, json),
+        Some(c) if c.closing.get().is_none() => {
+            let name = c.protocol.borrow().principal().name().to_string();
+            if super::shared::ack_for(operator.as_deref(), &name) {
+                c.send(vec![Action::Reply(json)]);
+            } else {
+                ctx.shared
+                    .parked
+                    .park(client_id, operator.as_deref(), json, Instant::now());
+            }
+        }
+        _ => ctx
+            .shared
+            .route_control_ack(client_id, operator.as_deref(), json),
     }
 }
 

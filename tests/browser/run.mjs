@@ -171,6 +171,18 @@ try {
     if (await locked_page.isVisible('#login-form')) throw new Error('the login form still shows');
     await locked_page.waitForSelector('#channels .row', { timeout: 10000 });
   });
+  await step('renews-after-reload', locked_page, async () => {
+    // The locked gateway's access tokens live 6 s: after a reload the page must renew from
+    // the token's own expiry (it used to wait a fixed 60 s and loop with a dead token).
+    await locked_page.reload();
+    await locked_page.waitForSelector('#conn[data-state="connected"]', { timeout: 15000 });
+    await locked_page.waitForTimeout(8000);
+    if (await locked_page.isVisible('#login-form')) throw new Error('logged out after a reload');
+    const state = await locked_page.getAttribute('#conn', 'data-state');
+    if (state !== 'connected') throw new Error(`connection ${state} 8 s after a reload (access tokens live 6 s)`);
+    const who = await locked_page.textContent('#who');
+    if (!who.includes('operator (operator)')) throw new Error(`shown as ${who} after a reload`);
+  });
   await step('logout', locked_page, async () => {
     await locked_page.click('#logout');
     await locked_page.waitForSelector('#login-form', { state: 'visible', timeout: 10000 });
