@@ -107,7 +107,7 @@ impl Server {
             published.clone(),
             feed_handle.clone(),
             inboxes.clone(),
-            auth,
+            auth.clone(),
             verifier,
             history,
         );
@@ -133,6 +133,7 @@ impl Server {
             (feed_handle.clone(), feed_inbox),
             postman,
         )
+        .with_auth(auth)
         .on_health(move |health| {
             for inbox in &health_inboxes {
                 inbox.push(ShardEvent::Source(health.clone()));

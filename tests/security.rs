@@ -835,3 +835,60 @@ fn a_parked_ack_goes_only_to_its_senders_user() {
     assert_eq!(done["data"]["command_id"], id.as_str());
     assert_eq!(done["data"]["status"], "executed");
 }
+
+#[test]
+fn a_logout_holds_on_every_gateway_of_the_site_and_across_a_restart() {
+    let (redis, a, _con) = start_with(DriverKind::Auto, users);
+    let start_b = || {
+        let mut cfg = config(&redis.url(), DriverKind::Auto);
+        users(&mut cfg);
+        cfg.control.instance_id = "gw_b".into();
+        let gw = voltage_gateway::Server::start(cfg).expect("gateway b starts");
+        wait_until("b loaded", Duration::from_secs(5), || {
+            gw.published().snapshot.load().loaded
+        });
+        gw
+    };
+    let b = start_b();
+    let (t, d) = token(a.local_addr(), "olga");
+    // The same secret: the login works on b, and b's WebSocket acts as olga.
+    assert_eq!(
+        http(b.local_addr(), "GET", "/api/auth/me", Some(&t), None, "").status,
+        200
+    );
+    let (mut on_b, _) = Client::connect(b.local_addr(), &format!("/ws?token={t}"));
+    // Logged out on a: b refuses the token and ends the login on its WebSocket.
+    let body = json!({"refresh_token": d["refresh_token"]}).to_string();
+    assert_eq!(
+        http(
+            a.local_addr(),
+            "POST",
+            "/api/auth/logout",
+            None,
+            None,
+            &body
+        )
+        .status,
+        200
+    );
+    let started = Instant::now();
+    let m = on_b.recv_type("auth_expired");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        m["data"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("login was ended"),
+        "{m}"
+    );
+    http(b.local_addr(), "GET", "/api/auth/me", Some(&t), None, "").error(401, "UNAUTHORIZED");
+    // A gateway started afterwards (a restart) refuses it from its first request on.
+    drop(on_b);
+    drop(b);
+    let c = start_b();
+    http(c.local_addr(), "GET", "/api/auth/me", Some(&t), None, "").error(401, "UNAUTHORIZED");
+}

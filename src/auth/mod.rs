@@ -367,6 +367,25 @@ impl Auth {
         }
     }
 
+    /// Revocations made here since the last call: (family, until ms), for the shared log.
+    pub fn take_revocations(&self) -> Vec<(String, i64)> {
+        self.lock_refresh().take_outbox()
+    }
+
+    /// Revocations `take_revocations` gave that could not be written: kept for the next try.
+    pub fn requeue_revocations(&self, revoked: Vec<(String, i64)>) {
+        self.lock_refresh().requeue(revoked);
+    }
+
+    /// Revocations read from the shared log (other gateways', or this one's before a
+    /// restart): open connections of those logins end at the next sweep.
+    pub fn import_revocations(&self, revoked: &[(String, i64)], now: i64) {
+        let mut store = self.lock_refresh();
+        for (family, until) in revoked {
+            store.import(family, *until, now);
+        }
+    }
+
     /// Whether the login `family` was ended.
     pub fn is_revoked(&self, family: &str) -> bool {
         self.lock_refresh().is_revoked(family)

@@ -29,7 +29,13 @@ pub struct Store {
     revoked: HashMap<String, i64>,
     /// Revocations ever made.
     revoked_total: u64,
+    /// Revocations made here and not yet written to the shared log (family, until).
+    outbox: Vec<(String, i64)>,
 }
+
+/// Revocations waiting for Redis at most (Redis down for long): the oldest are dropped, the
+/// local revocation stands either way.
+const MAX_OUTBOX: usize = 10_000;
 
 /// Why a refresh token was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,6 +82,7 @@ impl Store {
             families: HashMap::new(),
             revoked: HashMap::new(),
             revoked_total: 0,
+            outbox: Vec::new(),
         }
     }
 
@@ -191,10 +198,41 @@ impl Store {
             .max(now + 24 * 3600 * 1000);
         self.revoked.insert(family.to_string(), until);
         self.revoked_total += 1;
+        if self.outbox.len() >= MAX_OUTBOX {
+            self.outbox.remove(0);
+        }
+        self.outbox.push((family.to_string(), until));
         if self.revoked.len() > self.max.saturating_mul(2) {
             self.prune(now);
         }
         live.is_some()
+    }
+
+    /// The revocations made here since the last call, for the shared log.
+    pub fn take_outbox(&mut self) -> Vec<(String, i64)> {
+        std::mem::take(&mut self.outbox)
+    }
+
+    /// Puts back revocations the shared log did not take (bounded like the outbox).
+    pub fn requeue(&mut self, mut revoked: Vec<(String, i64)>) {
+        revoked.append(&mut self.outbox);
+        let excess = revoked.len().saturating_sub(MAX_OUTBOX);
+        revoked.drain(..excess);
+        self.outbox = revoked;
+    }
+
+    /// A revocation read from the shared log (another gateway's, or this one's before a
+    /// restart): the login ends here too; nothing is written back.
+    pub fn import(&mut self, family: &str, until: i64, now: i64) {
+        if until <= now || self.revoked.contains_key(family) {
+            return;
+        }
+        self.families.remove(family);
+        self.revoked.insert(family.to_string(), until);
+        self.revoked_total += 1;
+        if self.revoked.len() > self.max.saturating_mul(2) {
+            self.prune(now);
+        }
     }
 
     /// Revocations ever made (moves on each).

@@ -13,6 +13,7 @@ pub mod control;
 pub mod fault;
 pub mod inbox;
 pub mod library;
+pub mod revocations;
 pub mod stream;
 mod wake;
 
@@ -281,6 +282,9 @@ pub struct Feed {
     redis_addr: String,
     /// When Redis's failures and recoveries are logged.
     outage: fault::OutageLog,
+    /// The logins ended on any gateway (`None`: no `Auth` attached, as in unit tests).
+    auth: Option<Arc<crate::auth::Auth>>,
+    revocations: revocations::RevocationLog,
 }
 
 impl Feed {
@@ -323,6 +327,8 @@ impl Feed {
             last_ping: None,
             redis_addr,
             outage: fault::OutageLog::default(),
+            auth: None,
+            revocations: revocations::RevocationLog::default(),
         }
     }
 
@@ -344,6 +350,13 @@ impl Feed {
         f: impl FnMut(Vec<crate::control::ControlResult>) + Send + 'static,
     ) -> Self {
         self.on_control = Some(Box::new(f));
+        self
+    }
+
+    /// Shares `auth`'s ended logins with every gateway on this Redis (and keeps them across
+    /// restarts) through `auth:revocations`.
+    pub fn with_auth(mut self, auth: Arc<crate::auth::Auth>) -> Self {
+        self.auth = Some(auth);
         self
     }
 
@@ -788,6 +801,12 @@ impl Feed {
     fn session(&mut self, con: &mut redis::Connection) -> Result<(), FeedError> {
         let tick = self.config.tick();
         self.start_subscriber(con);
+        // Every ended login still in the log holds again on this connection — read before
+        // the first collect, so a gateway is never ready (loaded) before it knows them.
+        self.revocations.reset();
+        if let Some(auth) = &self.auth {
+            self.revocations.sync(con, auth)?;
+        }
         loop {
             let started = Instant::now();
             self.collect_until_current(con)?;
@@ -803,6 +822,9 @@ impl Feed {
             );
             self.poll_alarms(con)?;
             self.poll_catalog(con)?;
+            if let Some(auth) = &self.auth {
+                self.revocations.sync(con, auth)?;
+            }
             let results = self.results.poll(con)?;
             for r in &results {
                 let f = &self.published.feed;
@@ -1003,6 +1025,7 @@ impl Feed {
                 changes.clear();
                 self.alarms.reset();
                 self.results.reset();
+                self.revocations.reset();
                 // Commands Redis lost with the reset end now, once each, with the reason.
                 let lost = self.results.lost_in_reset();
                 if !lost.is_empty() {
