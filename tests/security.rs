@@ -892,3 +892,21 @@ fn a_logout_holds_on_every_gateway_of_the_site_and_across_a_restart() {
     let c = start_b();
     http(c.local_addr(), "GET", "/api/auth/me", Some(&t), None, "").error(401, "UNAUTHORIZED");
 }
+
+#[test]
+fn a_rebound_dns_name_is_not_the_gateways_own_origin() {
+    let (_redis, gw, _con) = start(DriverKind::Auto);
+    let addr = gw.local_addr();
+    let port = addr.port();
+    let upgrade_as = |host: &str| {
+        let mut s = connect(addr);
+        std::io::Write::write_all(&mut s, format!("GET /ws HTTP/1.1\r\nHost: {host}:{port}\r\nOrigin: http://{host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").as_bytes()).unwrap();
+        read_response(&mut s, &mut Vec::new(), true).status
+    };
+    // A page of an attacker's name that now resolves to the gateway: Origin and Host agree,
+    // and it is refused (no http.allowed_hosts lists that name).
+    assert_eq!(upgrade_as("rebind.example"), 403);
+    // The gateway's own page under its address or localhost works as before.
+    assert_eq!(upgrade_as("127.0.0.1"), 101);
+    assert_eq!(upgrade_as("localhost"), 101);
+}

@@ -284,7 +284,7 @@ pub fn gate(req: &Request, origins: &OriginPolicy, hosts: &[String]) -> Result<(
             ErrorCode::Forbidden,
             "Origin not allowed",
             format!(
-                "pages from {} may not use this gateway (http.allowed_origins)",
+                "pages from {} may not use this gateway (http.allowed_origins; its own pages under a DNS name need that name in http.allowed_hosts)",
                 req.origin.as_deref().unwrap_or("")
             ),
         ));

@@ -28,15 +28,51 @@ fn authority(origin: &str) -> &str {
 pub struct OriginPolicy {
     any: bool,
     allowed: Vec<String>,
+    /// `http.allowed_hosts` is set: every Host that got this far is one of the site's names.
+    hosts_listed: bool,
+    /// The machine's own names (its hostname), trusted as a same origin without a list.
+    own_names: Vec<String>,
+}
+
+/// Whether a page at the gateway's own origin reached as host `name` (port stripped) is
+/// really the gateway's: an IP literal, a localhost name, or one of `own` — not a DNS name an
+/// attacker controls and pointed at this address (DNS rebinding: Origin and Host then name
+/// the same foreign host).
+fn own_origin_name(name: &str, own: &[String]) -> bool {
+    let name = name.trim_start_matches('[').trim_end_matches(']');
+    name.parse::<IpAddr>().is_ok()
+        || name.eq_ignore_ascii_case("localhost")
+        || name.to_ascii_lowercase().ends_with(".localhost")
+        || own.iter().any(|o| o.eq_ignore_ascii_case(name))
+}
+
+/// `host[:port]` → host.
+fn host_name(h: &str) -> &str {
+    match h.rsplit_once(':') {
+        Some((n, port)) if port.bytes().all(|b| b.is_ascii_digit()) && !n.ends_with(':') => n,
+        _ => h,
+    }
 }
 
 impl OriginPolicy {
-    /// From `http.allowed_origins` (validated: origins or `*`).
+    /// From `http.allowed_origins` (validated: origins or `*`); with no `allowed_hosts`, the
+    /// gateway's own origin counts only under an IP or a localhost name (see
+    /// [`with_hosts`](Self::with_hosts)).
     pub fn new(list: &[String]) -> OriginPolicy {
         OriginPolicy {
             any: list.iter().any(|o| o == "*"),
             allowed: list.iter().filter_map(|o| normalize(o)).collect(),
+            hosts_listed: false,
+            own_names: Vec::new(),
         }
+    }
+
+    /// `hosts_listed`: `http.allowed_hosts` is set (any Host that passed it is the site's);
+    /// `own_names`: the machine's names, trusted for its own origin without a list.
+    pub fn with_hosts(mut self, hosts_listed: bool, own_names: Vec<String>) -> OriginPolicy {
+        self.hosts_listed = hosts_listed;
+        self.own_names = own_names;
+        self
     }
 
     /// Whether a page at `origin` may use the gateway reached as `host`: listed, `*`, or
@@ -48,7 +84,10 @@ impl OriginPolicy {
         let Some(o) = normalize(origin) else {
             return false;
         };
-        if host.is_some_and(|h| h.eq_ignore_ascii_case(authority(&o))) {
+        if host.is_some_and(|h| {
+            h.eq_ignore_ascii_case(authority(&o))
+                && (self.hosts_listed || own_origin_name(host_name(h), &self.own_names))
+        }) {
             return true;
         }
         self.allowed.contains(&o)
@@ -126,9 +165,18 @@ mod tests {
         assert_eq!(normalize("null"), None);
         assert_eq!(normalize("https://a.b/path"), None);
         assert_eq!(normalize("ftp://a.b"), None);
-        let p = OriginPolicy::new(&["https://scada.example.com".into()]);
+        let p = OriginPolicy::new(&["https://scada.example.com".into()])
+            .with_hosts(false, vec!["gw".into()]);
         assert!(p.allows("https://scada.example.com", Some("gw:6005")));
         assert!(p.allows("http://gw:6005", Some("gw:6005")), "same origin");
+        assert!(p.allows("http://127.0.0.1:6005", Some("127.0.0.1:6005")));
+        assert!(p.allows("http://[::1]:6005", Some("[::1]:6005")));
+        assert!(p.allows("http://localhost:6005", Some("localhost:6005")));
+        // DNS rebinding: a foreign name pointed at this address is not the gateway's origin…
+        assert!(!p.allows("http://rebind.example:6005", Some("rebind.example:6005")));
+        // …unless the site listed its names (http.allowed_hosts), which Host then passed.
+        let listed = OriginPolicy::new(&[]).with_hosts(true, Vec::new());
+        assert!(listed.allows("http://gw.site:6005", Some("gw.site:6005")));
         assert!(!p.allows("http://evil.example", Some("gw:6005")));
         assert!(!p.allows("null", Some("gw:6005")));
         assert!(

@@ -122,6 +122,17 @@ impl Parked {
     }
 }
 
+/// The machine's names a browser may use for the gateway's own origin without
+/// `http.allowed_hosts`: its hostname, and that name under `.local` (mDNS).
+fn own_hostnames() -> Vec<String> {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let name = name.trim();
+    if name.is_empty() {
+        return Vec::new();
+    }
+    vec![name.to_string(), format!("{name}.local")]
+}
+
 impl Shared {
     pub fn new(
         config: Arc<Config>,
@@ -135,7 +146,8 @@ impl Shared {
         Arc::new(Shared {
             shard_counters: inboxes.iter().map(|_| Default::default()).collect(),
             http_stats: inboxes.iter().map(|_| Default::default()).collect(),
-            origins: OriginPolicy::new(&config.http.allowed_origins),
+            origins: OriginPolicy::new(&config.http.allowed_origins)
+                .with_hosts(!config.http.allowed_hosts.is_empty(), own_hostnames()),
             auth,
             verifier,
             history,
