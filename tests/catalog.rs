@@ -186,6 +186,24 @@ fn point_tables_round_trip_as_json_and_csv_and_limit_control_values() {
         3,
         "refusals change nothing"
     );
+    // Text a spreadsheet would run as a formula — a tab-led one too — is exported neutralised
+    // and imported back as it was.
+    let table = json!([{"data_type":"S","point_id":5,"name":"\t=1+1","unit":"@x"}]);
+    let r = send(
+        addr,
+        "PUT",
+        "/api/config/channels/2001/points",
+        &table.to_string(),
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let csv = String::from_utf8(get(addr, "/api/config/channels/2001/points.csv").body).unwrap();
+    assert!(csv.contains("S,5,\"'\t=1+1\",\"'@x\","), "{csv:?}");
+    send(addr, "PUT", "/api/config/channels/2001/points.csv", &csv);
+    let back = get_ok(addr, "/api/config/channels/2001/points")["data"][0].clone();
+    assert_eq!(
+        (back["name"].as_str(), back["unit"].as_str()),
+        (Some("\t=1+1"), Some("@x"))
+    );
     // An empty table removes the limits.
     send(addr, "PUT", "/api/config/channels/2001/points", "[]");
     assert_eq!(control(1000.0).status, 202);
