@@ -7,8 +7,7 @@ use crate::json;
 
 /// Whether the feed's last completed collect is older than `feed_max_lag_ms`.
 fn lagging(view: &View<'_>) -> bool {
-    view.feed_lag_ms
-        .is_some_and(|l| l > view.config.feed_max_lag_ms)
+    crate::site::lags(view.feed_lag_ms, view.config.feed_max_lag_ms)
 }
 
 /// `healthy`, or `degraded` while Redis is down, the site's data is not loaded yet, or the

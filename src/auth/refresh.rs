@@ -191,21 +191,28 @@ impl Store {
     /// Revokes `family`: its token is dropped, and its access tokens refused until the
     /// longest of them could have lived. False when there was no such live login.
     pub fn revoke(&mut self, family: &str, now: i64) -> bool {
-        let live = self.families.remove(family);
-        let until = live
-            .as_ref()
+        let until = self
+            .families
+            .get(family)
             .map_or(now, |f| f.expires_ms)
             .max(now + 24 * 3600 * 1000);
-        self.revoked.insert(family.to_string(), until);
-        self.revoked_total += 1;
         if self.outbox.len() >= MAX_OUTBOX {
             self.outbox.remove(0);
         }
         self.outbox.push((family.to_string(), until));
+        self.end(family, until, now)
+    }
+
+    /// Ends `family` until `until`: its token goes, its access tokens are refused. Whether it
+    /// was a live login.
+    fn end(&mut self, family: &str, until: i64, now: i64) -> bool {
+        let live = self.families.remove(family).is_some();
+        self.revoked.insert(family.to_string(), until);
+        self.revoked_total += 1;
         if self.revoked.len() > self.max.saturating_mul(2) {
             self.prune(now);
         }
-        live.is_some()
+        live
     }
 
     /// The revocations made here since the last call, for the shared log.
@@ -227,12 +234,7 @@ impl Store {
         if until <= now || self.revoked.contains_key(family) {
             return;
         }
-        self.families.remove(family);
-        self.revoked.insert(family.to_string(), until);
-        self.revoked_total += 1;
-        if self.revoked.len() > self.max.saturating_mul(2) {
-            self.prune(now);
-        }
+        self.end(family, until, now);
     }
 
     /// Revocations ever made (moves on each).

@@ -100,6 +100,13 @@ pub fn parse_collect_reply(v: &redis::Value) -> Option<Collected> {
 
 pub use crate::model::hash_fields;
 
+/// Redis does not know FUNCTION/FCALL: the error, with the version it reports.
+fn no_functions(con: &mut redis::Connection) -> FeedError {
+    FeedError::NoFunctions {
+        version: library::server_version(con),
+    }
+}
+
 fn is_connection_error(e: &redis::RedisError) -> bool {
     e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal()
 }
@@ -740,11 +747,7 @@ impl Feed {
         let mut con = self.connect_plain()?;
         if self.config.load_functions {
             let outcome = match library::ensure(&mut con) {
-                Err(e) if library::is_unknown_command(&e) => {
-                    return Err(FeedError::NoFunctions {
-                        version: library::server_version(&mut con),
-                    })
-                }
+                Err(e) if library::is_unknown_command(&e) => return Err(no_functions(&mut con)),
                 other => other?,
             };
             if let library::LoadOutcome::Loaded { previous } = outcome {
@@ -1007,11 +1010,7 @@ impl Feed {
                 Err(e) if library::is_missing_function(&e) => {
                     return Err(FeedError::LibraryMissing)
                 }
-                Err(e) if library::is_unknown_command(&e) => {
-                    return Err(FeedError::NoFunctions {
-                        version: library::server_version(con),
-                    })
-                }
+                Err(e) if library::is_unknown_command(&e) => return Err(no_functions(con)),
                 other => other?,
             };
             let c = parse_collect_reply(&reply)

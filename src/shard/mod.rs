@@ -92,13 +92,7 @@ impl ShardCtx {
     /// of the site is loaded; on a change, every WebSocket client is told.
     pub fn source_changed(&self) {
         let loaded = self.ws.borrow().fanout.is_loaded();
-        let lag = self.shared.feed_lag_ms(crate::time::now_millis());
-        let status = SourceStatus::of(
-            &self.redis.borrow(),
-            loaded,
-            lag,
-            self.shared.config.feed_max_lag_ms,
-        );
+        let status = self.shared.source_status(&self.redis.borrow(), loaded);
         if *self.source.borrow() != status {
             ws_conn::broadcast_status(self, &status);
             *self.source.borrow_mut() = status;
@@ -175,12 +169,7 @@ pub fn spawn(
                 crate::time::now_millis(),
             ));
             let ws = &shared.config.ws;
-            let source = SourceStatus::of(
-                &redis,
-                initial.snapshot.loaded,
-                shared.feed_lag_ms(crate::time::now_millis()),
-                shared.config.feed_max_lag_ms,
-            );
+            let source = shared.source_status(&redis, initial.snapshot.loaded);
             let fanout = Fanout::new(initial, (ws.slow_close_secs * 1000) as i64, ws.max_channels);
             let alarms = shared.published.alarms.load_full();
             let ctx = Rc::new(ShardCtx {

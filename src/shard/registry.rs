@@ -90,14 +90,6 @@ impl Registry {
             .map(|(o, u)| (*o, u.clone().unwrap_or_else(|| "anonymous".to_string())))
     }
 
-    pub fn owner(&self, id: &str) -> Option<Owner> {
-        self.ids
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(id)
-            .map(|(o, _)| *o)
-    }
-
     pub fn len(&self) -> usize {
         self.ids.lock().unwrap_or_else(|e| e.into_inner()).len()
     }

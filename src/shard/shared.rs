@@ -9,6 +9,7 @@ use crate::auth::Auth;
 use crate::config::Config;
 use crate::feed::{FeedHandle, Published};
 use crate::http::origin::OriginPolicy;
+use crate::site::{DependencyHealth, SourceStatus};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -180,6 +181,17 @@ impl Shared {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take(principal.user.as_deref(), ip, now)
+    }
+
+    /// What WebSocket clients are told of the data source: Redis's `health`, whether the
+    /// site is `loaded`, and the feed's lag now.
+    pub fn source_status(&self, health: &DependencyHealth, loaded: bool) -> SourceStatus {
+        SourceStatus::of(
+            health,
+            loaded,
+            self.feed_lag_ms(crate::time::now_millis()),
+            self.config.feed_max_lag_ms,
+        )
     }
 
     /// How long ago (ms) the feed last completed a collect; `None` before the first.

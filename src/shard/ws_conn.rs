@@ -112,7 +112,7 @@ pub struct WsConn {
     pub client_id: String,
     /// The client's address (behind trusted proxies, the forwarded one): the audit's "from
     /// where".
-    source: String,
+    source: std::net::IpAddr,
     protocol: RefCell<Protocol>,
     out: RefCell<VecDeque<Chunk>>,
     /// Bytes queued or being written.
@@ -312,7 +312,7 @@ pub async fn serve<G>(
     let conn = Rc::new(WsConn {
         id,
         client_id: client_id.clone(),
-        source: source.to_string(),
+        source,
         protocol: RefCell::new(protocol),
         out: RefCell::new(VecDeque::new()),
         queued: Cell::new(0),
@@ -607,12 +607,8 @@ fn queue_controls(conn: &Rc<WsConn>, ctx: &Rc<ShardCtx>, out: Vec<Action>) -> Ve
             continue;
         };
         let now = crate::time::now_millis();
-        let ip = conn
-            .source
-            .parse()
-            .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
         let principal = conn.protocol.borrow().principal().clone();
-        if let Err(e) = ctx.shared.control_permitted(&principal, ip, now) {
+        if let Err(e) = ctx.shared.control_permitted(&principal, conn.source, now) {
             rest.push(Action::Reply(wire::ws::error(
                 &e,
                 command.request_id.as_deref(),
@@ -645,7 +641,7 @@ async fn submit_control(
     conn: Rc<WsConn>,
     mut command: Box<crate::control::ControlRequest>,
 ) {
-    command.source = Some(conn.source.clone());
+    command.source = Some(conn.source.to_string());
     let request_id = command.request_id.clone();
     let request = Request::ControlSubmit {
         command,

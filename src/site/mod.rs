@@ -111,7 +111,7 @@ impl SourceStatus {
             Some(redis.message.clone())
         } else if !loaded {
             Some("loading the site's data from Redis".to_string())
-        } else if lag_ms.is_some_and(|l| l > max_lag_ms) {
+        } else if lags(lag_ms, max_lag_ms) {
             Some(lagging(max_lag_ms))
         } else {
             None
@@ -121,6 +121,12 @@ impl SourceStatus {
             reason,
         }
     }
+}
+
+/// Whether a feed last completed a collect `lag_ms` ago is past `max_lag_ms` (`None`: no
+/// collect yet — not loaded, which is said on its own).
+pub fn lags(lag_ms: Option<u64>, max_lag_ms: u64) -> bool {
+    lag_ms.is_some_and(|l| l > max_lag_ms)
 }
 
 /// The reason given while the feed lags (worded with the bound, not the live figure, so it
