@@ -140,3 +140,42 @@ impl std::fmt::Display for ApiError {
 }
 
 impl std::error::Error for ApiError {}
+
+/// Why work asked of a dependency (a Redis job, the password verifier, the history store)
+/// produced no result — sorted once, where the work ran, so every handler maps the same
+/// failure the same way.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Upstream {
+    /// No connection: the dependency is down (nothing was done).
+    Unavailable,
+    /// Its queue was full or it has stopped (nothing was done).
+    Busy,
+    /// No answer before the asker's deadline (it may still be done).
+    TimedOut,
+    /// It answered with a refusal: Redis's (or the library's) error reply, `CODE detail`.
+    Refused(String),
+    /// It failed otherwise (an unreadable reply, a broken query), in words.
+    Failed(String),
+}
+
+impl Upstream {
+    /// The 503 a client gets: `what` could not be done, and why.
+    pub fn unavailable(&self, what: &str) -> ApiError {
+        ApiError::new(
+            ErrorCode::ServiceUnavailable,
+            "Service unavailable",
+            format!("{what} ({self})"),
+        )
+    }
+}
+
+impl std::fmt::Display for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Upstream::Unavailable => f.write_str("Redis unavailable"),
+            Upstream::Busy => f.write_str("the gateway is busy"),
+            Upstream::TimedOut => f.write_str("no answer in time"),
+            Upstream::Refused(why) | Upstream::Failed(why) => f.write_str(why),
+        }
+    }
+}

@@ -188,7 +188,7 @@ fn demo(args: DemoArgs) {
             ("operator", voltage_gateway::auth::Role::Operator),
             ("admin", voltage_gateway::auth::Role::Admin),
         ] {
-            let hash = voltage_gateway::auth::password::hash(name)
+            let hash = voltage_gateway::auth::password::hash(name, &salt())
                 .unwrap_or_else(|e| fail(&format!("cannot hash a demo password: {e}")));
             cfg.auth.users.push(voltage_gateway::config::UserConfig {
                 username: name.into(),
@@ -289,8 +289,15 @@ fn hash_password() {
     if password.is_empty() {
         fail("empty password (give it on standard input: echo -n 'secret' | voltage-gateway hash-password)");
     }
-    match voltage_gateway::auth::password::hash(password) {
+    match voltage_gateway::auth::password::hash(password, &salt()) {
         Ok(h) => println!("{h}"),
         Err(e) => fail(&format!("cannot hash: {e}")),
     }
+}
+
+/// 16 fresh random bytes for a password hash's salt.
+fn salt() -> [u8; 16] {
+    let mut salt = [0u8; 16];
+    getrandom::fill(&mut salt).unwrap_or_else(|e| fail(&format!("no randomness for a salt: {e}")));
+    salt
 }

@@ -235,31 +235,6 @@ pub fn is_json_number(s: &str) -> bool {
     i == b.len()
 }
 
-/// The (field, value) pairs of an `HGETALL` reply (RESP2 array or RESP3 map).
-pub fn hash_fields(v: redis::Value) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let bytes = |v: redis::Value| match v {
-        redis::Value::BulkString(b) => b,
-        redis::Value::SimpleString(s) => s.into_bytes(),
-        redis::Value::Int(n) => n.to_string().into_bytes(),
-        _ => Vec::new(),
-    };
-    match v {
-        redis::Value::Array(items) => {
-            let mut it = items.into_iter();
-            let mut out = Vec::new();
-            while let (Some(k), Some(val)) = (it.next(), it.next()) {
-                out.push((bytes(k), bytes(val)));
-            }
-            out
-        }
-        redis::Value::Map(pairs) => pairs
-            .into_iter()
-            .map(|(k, v)| (bytes(k), bytes(v)))
-            .collect(),
-        _ => Vec::new(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

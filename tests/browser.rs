@@ -21,7 +21,7 @@ fn users(cfg: &mut Config) {
     for (name, role) in [("operator", Role::Operator), ("admin", Role::Admin)] {
         cfg.auth.users.push(UserConfig {
             username: name.into(),
-            password_hash: password::hash(name).unwrap(),
+            password_hash: password::hash(name, &[9; 16]).unwrap(),
             role,
         });
     }

@@ -26,7 +26,7 @@ fn hash_of(password: &'static str) -> String {
     let m = H.get_or_init(Default::default);
     let mut m = m.lock().unwrap();
     m.entry(password)
-        .or_insert_with(|| voltage_gateway::auth::password::hash(password).unwrap())
+        .or_insert_with(|| voltage_gateway::auth::password::hash(password, &[9; 16]).unwrap())
         .clone()
 }
 

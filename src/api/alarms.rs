@@ -1,12 +1,14 @@
 //! `/api/alarms…`: the active alarms (from the feed's set, no Redis round trip) and the event
 //! log (a page of `alarm:events`, read by the feed for the request).
 
-use super::View;
+use super::{Call, Step};
+use crate::alarm::jobs::{Ack, Events};
 use crate::alarm::{EventId, Range};
-use crate::error::{ApiError, ErrorCode};
+use crate::error::{ApiError, ErrorCode, Upstream};
 use crate::http::{Query, Response};
 use crate::json;
 use crate::wire::alarm::{write_active, write_event};
+use std::time::Duration;
 
 /// An alarm id as the library assigns them: `ALM_{n}`.
 pub fn valid_alarm_id(id: &str) -> bool {
@@ -14,63 +16,55 @@ pub fn valid_alarm_id(id: &str) -> bool {
         .is_some_and(|n| !n.is_empty() && n.len() <= 20 && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
+/// How long a read of the alarm log or an acknowledgement waits for Redis.
+const DEADLINE: Duration = Duration::from_secs(2);
+
 /// `POST /api/alarms/{alarm_id}/ack`: `{alarm_id, acknowledged_by, acknowledged_at, already}`
 /// (`already`: it had been acknowledged before — by whom and when is the first one's).
-pub fn acknowledged(view: &View<'_>, alarm_id: &str, now: i64) -> Result<Response, ApiError> {
-    let unavailable = || {
-        ApiError::new(
-            ErrorCode::ServiceUnavailable,
-            "Redis unavailable",
-            "the acknowledgement could not be recorded (Redis unavailable or not answering)",
-        )
+pub fn ack(c: &Call<'_>) -> Result<Step, ApiError> {
+    let alarm_id = c.params.get("alarm_id").to_string();
+    let job = Ack {
+        alarm_id: alarm_id.clone(),
+        by: c.view.principal.name().to_string(),
     };
-    let reply = match view.library.as_ref().ok_or_else(unavailable)? {
-        Ok(v) => v,
-        Err(e) if e.contains("ALARM_NOT_FOUND") => {
-            return Err(ApiError::new(
-                ErrorCode::NotFound,
-                "Alarm not found",
-                format!("no active alarm {alarm_id} (recovered, or never raised)"),
-            ))
+    Ok(Step::redis(job, DEADLINE, move |acked, _, now| {
+        let acked = match acked {
+            Ok(a) => a,
+            Err(Upstream::Refused(e)) if e.contains("ALARM_NOT_FOUND") => {
+                return Err(ApiError::new(
+                    ErrorCode::NotFound,
+                    "Alarm not found",
+                    format!("no active alarm {alarm_id} (recovered, or never raised)"),
+                ))
+            }
+            Err(Upstream::Refused(e)) => {
+                return Err(ApiError::new(
+                    ErrorCode::InternalError,
+                    "Library error",
+                    e.trim_start_matches("ERR ").to_string(),
+                ))
+            }
+            Err(e) => return Err(e.unavailable("the acknowledgement could not be recorded")),
+        };
+        let mut d = Vec::with_capacity(160);
+        d.extend_from_slice(b"{\"alarm_id\":");
+        json::write_str(&mut d, &alarm_id);
+        d.extend_from_slice(b",\"acknowledged_by\":");
+        json::write_str(&mut d, &acked.by);
+        d.extend_from_slice(b",\"acknowledged_at\":");
+        match acked.at {
+            Some(ms) => {
+                d.push(b'"');
+                d.extend_from_slice(crate::wire::iso(ms).as_bytes());
+                d.push(b'"');
+            }
+            None => d.extend_from_slice(b"null"),
         }
-        Err(e) => {
-            return Err(ApiError::new(
-                ErrorCode::InternalError,
-                "Library error",
-                e.trim_start_matches("ERR ").to_string(),
-            ))
-        }
-    };
-    let text = |v: &redis::Value| match v {
-        redis::Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
-        redis::Value::Int(n) => n.to_string(),
-        _ => String::new(),
-    };
-    let redis::Value::Array(parts) = reply else {
-        return Err(unavailable());
-    };
-    let (by, at, new) = match parts.as_slice() {
-        [by, at, new] => (text(by), text(at), text(new)),
-        _ => return Err(unavailable()),
-    };
-    let mut d = Vec::with_capacity(160);
-    d.extend_from_slice(b"{\"alarm_id\":");
-    json::write_str(&mut d, alarm_id);
-    d.extend_from_slice(b",\"acknowledged_by\":");
-    json::write_str(&mut d, &by);
-    d.extend_from_slice(b",\"acknowledged_at\":");
-    match at.parse::<i64>() {
-        Ok(ms) => {
-            d.push(b'"');
-            d.extend_from_slice(crate::wire::iso(ms).as_bytes());
-            d.push(b'"');
-        }
-        Err(_) => d.extend_from_slice(b"null"),
-    }
-    d.extend_from_slice(b",\"already\":");
-    d.extend_from_slice(if new == "0" { b"true" } else { b"false" });
-    d.push(b'}');
-    Ok(Response::success(&d, Some("Acknowledged"), now))
+        d.extend_from_slice(b",\"already\":");
+        d.extend_from_slice(if acked.already { b"true" } else { b"false" });
+        d.push(b'}');
+        Ok(Response::success(&d, Some("Acknowledged"), now).into())
+    }))
 }
 
 /// Events per page unless `limit` says otherwise, and the most it may say.
@@ -115,7 +109,8 @@ fn not_loaded() -> ApiError {
 }
 
 /// `GET /api/alarms/active`: the active alarms, oldest trigger first.
-pub fn active(view: &View<'_>, now: i64) -> Result<Response, ApiError> {
+pub fn active(c: &Call<'_>) -> Result<Step, ApiError> {
+    let (view, now) = (c.view, c.now);
     if !view.alarms.loaded {
         return Err(not_loaded());
     }
@@ -130,21 +125,31 @@ pub fn active(view: &View<'_>, now: i64) -> Result<Response, ApiError> {
     }
     out.push(b']');
     let msg = format!("Found {} active alarms", list.len());
-    Ok(Response::success(&out, Some(&msg), now))
+    Ok(Response::success(&out, Some(&msg), now).into())
 }
 
 /// `GET /api/alarms/events?since=&limit=`: `{events, more, next_since, gap, oldest_event_id}`;
 /// page on with `since=next_since` while `more`.
-pub fn events(view: &View<'_>, q: &Query, now: i64) -> Result<Response, ApiError> {
-    let query = EventsQuery::parse(q)?;
-    let Some(page) = view.alarm_events.as_ref() else {
-        return Err(ApiError::new(
-            ErrorCode::ServiceUnavailable,
-            "Alarm log unavailable",
-            format!("the alarm log could not be read ({})", view.redis.message),
-        ));
+pub fn events(c: &Call<'_>) -> Result<Step, ApiError> {
+    let q = EventsQuery::parse(c.query)?;
+    let job = Events {
+        after: q.after,
+        limit: q.limit,
+        check_gap: q.check_gap,
     };
-    Ok(Response::success(&page_json(page, query.after), None, now))
+    Ok(Step::redis(job, DEADLINE, move |page, view, now| {
+        let page = page.map_err(|e| {
+            ApiError::new(
+                ErrorCode::ServiceUnavailable,
+                "Alarm log unavailable",
+                format!(
+                    "the alarm log could not be read ({e}; {})",
+                    view.redis.message
+                ),
+            )
+        })?;
+        Ok(Response::success(&page_json(&page, q.after), None, now).into())
+    }))
 }
 
 fn page_json(page: &Range, after: EventId) -> Vec<u8> {

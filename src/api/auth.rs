@@ -1,9 +1,9 @@
 //! `/api/auth/*`: login (`{username, password}` → an access token and a refresh token),
 //! refresh (a refresh token → a new pair; the old one is used up), logout (revokes the
 //! login's tokens) and me (who the request acts as). The password check itself runs on the
-//! verifier thread before the handler; the handler issues or refuses.
+//! verifier thread; the handler's continuation issues or refuses.
 
-use super::View;
+use super::{Call, Step};
 use crate::auth::{Principal, Tokens};
 use crate::error::{ApiError, ErrorCode};
 use crate::http::Response;
@@ -11,6 +11,7 @@ use crate::json;
 use crate::wire::iso;
 use simd_json::prelude::*;
 use simd_json::OwnedValue;
+use std::time::Duration;
 
 /// Longest password (or token) accepted: argon2 hashes whatever it gets, so an unbounded
 /// one would be a CPU lever.
@@ -89,37 +90,50 @@ fn tokens_json(t: &Tokens) -> Vec<u8> {
     d
 }
 
-/// `POST /api/auth/login`: the tokens when the verifier accepted the password.
-pub fn login(view: &View<'_>, body: &[u8], now: i64) -> Result<Response, ApiError> {
-    let (user, _) = parse_login(body, view.config.ws.max_json_depth)?;
-    let ok = match &view.login {
-        Some(Ok(ok)) => *ok,
-        Some(Err(e)) => return Err(e.clone()),
-        None => {
-            return Err(ApiError::new(
-                ErrorCode::ServiceUnavailable,
-                "Login unavailable",
-                "the password could not be checked in time (the gateway is busy); retry",
-            ))
-        }
-    };
-    let t = view
-        .auth
-        .login(&user, ok, view.client_ip, now, view.random)?;
-    Ok(Response::success(&tokens_json(&t), Some("Logged in"), now))
+/// How long a login waits for the verifier (a queue of logins ahead of it included).
+const LOGIN_DEADLINE: Duration = Duration::from_secs(5);
+
+/// `POST /api/auth/login`: the password is checked on the verifier thread (after the
+/// failed-login limit allowed the attempt), then the tokens issued or refused.
+pub fn login(c: &Call<'_>) -> Result<Step, ApiError> {
+    let (user, password) = parse_login(&c.req.body, c.view.max_depth())?;
+    let auth = c.view.auth;
+    auth.login_permitted(c.view.client_ip, &user, c.now)?;
+    let hash = auth.password_hash(&user).map(str::to_string);
+    Ok(Step::verify(
+        password,
+        hash,
+        LOGIN_DEADLINE,
+        move |ok, view, now| {
+            let ok = ok.map_err(|_| {
+                ApiError::new(
+                    ErrorCode::ServiceUnavailable,
+                    "Login unavailable",
+                    "the password could not be checked in time (the gateway is busy); retry",
+                )
+            })?;
+            let random = view.gateway.random()?;
+            let t = view.auth.login(&user, ok, view.client_ip, now, random)?;
+            Ok(Response::success(&tokens_json(&t), Some("Logged in"), now).into())
+        },
+    ))
 }
 
 /// `POST /api/auth/refresh`.
-pub fn refresh(view: &View<'_>, body: &[u8], now: i64) -> Result<Response, ApiError> {
-    let token = parse_refresh(body, view.config.ws.max_json_depth, true)?.unwrap_or_default();
-    let t = view.auth.refresh(&token, now, view.random)?;
-    Ok(Response::success(&tokens_json(&t), Some("Refreshed"), now))
+pub fn refresh(c: &Call<'_>) -> Result<Step, ApiError> {
+    let token = parse_refresh(&c.req.body, c.view.max_depth(), true)?.unwrap_or_default();
+    let t = c
+        .view
+        .auth
+        .refresh(&token, c.now, c.view.gateway.random()?)?;
+    Ok(Response::success(&tokens_json(&t), Some("Refreshed"), c.now).into())
 }
 
 /// `POST /api/auth/logout`: revokes the login of the refresh token in the body, or of the
 /// access token the request carries.
-pub fn logout(view: &View<'_>, body: &[u8], now: i64) -> Result<Response, ApiError> {
-    match parse_refresh(body, view.config.ws.max_json_depth, false)? {
+pub fn logout(c: &Call<'_>) -> Result<Step, ApiError> {
+    let (view, now) = (c.view, c.now);
+    match parse_refresh(&c.req.body, view.max_depth(), false)? {
         Some(token) => view.auth.logout_refresh(&token, now)?,
         None => match &view.principal.family {
             Some(family) => view.auth.logout_family(family, now),
@@ -133,7 +147,7 @@ pub fn logout(view: &View<'_>, body: &[u8], now: i64) -> Result<Response, ApiErr
             }
         },
     }
-    Ok(Response::success(b"null", Some("Logged out"), now))
+    Ok(Response::success(b"null", Some("Logged out"), now).into())
 }
 
 /// `{username, role, anonymous, expires_at}` of a principal (also the WebSocket's
@@ -166,12 +180,8 @@ pub fn principal_json(p: &Principal) -> Vec<u8> {
 }
 
 /// `GET /api/auth/me`.
-pub fn me(view: &View<'_>, now: i64) -> Result<Response, ApiError> {
-    Ok(Response::success(
-        &principal_json(view.principal),
-        None,
-        now,
-    ))
+pub fn me(c: &Call<'_>) -> Result<Step, ApiError> {
+    Ok(Response::success(&principal_json(c.view.principal), None, c.now).into())
 }
 
 #[cfg(test)]

@@ -1,8 +1,8 @@
 //! `/api/channels…`: list, status, realtime values, history.
 
-use super::View;
-use crate::error::{ApiError, ErrorCode};
-use crate::http::{Query, Response};
+use super::{Call, Step, View};
+use crate::error::{ApiError, ErrorCode, Upstream};
+use crate::http::Response;
 use crate::model::{ChannelId, DataType};
 use crate::site::ChannelState;
 use crate::wire::values::{values, write_channel, write_record, ChannelSummary};
@@ -39,7 +39,9 @@ fn known<'v>(view: &'v View<'_>, id: ChannelId) -> Option<&'v ChannelState> {
 }
 
 /// `GET /api/channels`: every known channel (with data, or configured), sorted by id.
-pub fn list(view: &View<'_>, now: i64) -> Response {
+pub fn list(c: &Call<'_>) -> Result<Step, ApiError> {
+    let (view, now) = (c.view, c.now);
+    view.loaded()?;
     let snap = view.snapshot;
     let mut out = Vec::with_capacity(16 + snap.channels.len() * 72);
     out.push(b'[');
@@ -65,20 +67,24 @@ pub fn list(view: &View<'_>, now: i64) -> Response {
     }
     out.push(b']');
     let msg = format!("Found {n} channels");
-    Response::success(&out, Some(&msg), now)
+    Ok(Response::success(&out, Some(&msg), now).into())
 }
 
 /// `GET /api/channels/{id}/status`.
-pub fn status(view: &View<'_>, id: ChannelId, now: i64) -> Result<Response, ApiError> {
+pub fn status(c: &Call<'_>) -> Result<Step, ApiError> {
+    let (view, id, now) = (c.view, c.params.channel(), c.now);
+    view.loaded()?;
     let ch = known(view, id).ok_or_else(|| ApiError::channel_not_found(id))?;
     let mut out = Vec::with_capacity(96);
     write_channel(&mut out, &summary(view, id, ch, now));
-    Ok(Response::success(&out, None, now))
+    Ok(Response::success(&out, None, now).into())
 }
 
 /// `GET /api/channels/{id}/realtime?data_type&point_id&limit`: one record per data type that
 /// has values (after the filters); `limit` caps the points in each record.
-pub fn realtime(view: &View<'_>, id: ChannelId, q: &Query, now: i64) -> Result<Response, ApiError> {
+pub fn realtime(c: &Call<'_>) -> Result<Step, ApiError> {
+    let (view, id, q, now) = (c.view, c.params.channel(), c.query, c.now);
+    view.loaded()?;
     let data_type = q.data_type("data_type")?;
     let point_id = q.u32_in("point_id", 0, u32::MAX)?;
     let limit = q.u32_in("limit", 1, 1000)?.unwrap_or(100) as usize;
@@ -122,7 +128,7 @@ pub fn realtime(view: &View<'_>, id: ChannelId, q: &Query, now: i64) -> Result<R
     }
     out.push(b']');
     let msg = format!("Retrieved {records} data records");
-    Ok(Response::success(&out, Some(&msg), now))
+    Ok(Response::success(&out, Some(&msg), now).into())
 }
 
 /// `GET /api/channels/{id}/history`: recorded values from InfluxDB as realtime-shaped
@@ -130,9 +136,10 @@ pub fn realtime(view: &View<'_>, id: ChannelId, q: &Query, now: i64) -> Result<R
 /// 400 names its parameter); 503 `HISTORY_UNAVAILABLE` when no store is configured or it did
 /// not answer. A page of raw records that is not the last says so in `X-History-More: true`
 /// and `X-History-Next-After` (ask again with `after=` that value).
-pub fn history(view: &View<'_>, id: ChannelId, q: &Query, now: i64) -> Result<Response, ApiError> {
-    let cfg = &view.config.history;
-    let query = crate::history::HistoryQuery::parse(id, q, now, &cfg.limits())?;
+pub fn history(c: &Call<'_>) -> Result<Step, ApiError> {
+    let id = c.params.channel();
+    let cfg = &c.view.config.history;
+    let query = crate::history::HistoryQuery::parse(id, c.query, c.now, &cfg.limits())?;
     let unavailable = |why: &str| {
         ApiError::new(
             ErrorCode::HistoryUnavailable,
@@ -145,12 +152,26 @@ pub fn history(view: &View<'_>, id: ChannelId, q: &Query, now: i64) -> Result<Re
             "No history store (InfluxDB) is configured for this gateway (history.url)",
         ));
     }
-    let page = match &view.history {
-        Some(Ok(page)) => page,
-        Some(Err(e)) => return Err(unavailable(e)),
-        None => return Err(unavailable("InfluxDB did not answer in time")),
-    };
-    let mut resp = match query.format {
+    let format = query.format;
+    // The querier's own timeout answers first; this only covers a stuck thread.
+    let deadline = std::time::Duration::from_millis(cfg.timeout_ms + 500);
+    Ok(Step::history(query, deadline, move |page, _, now| {
+        let page = match page {
+            Ok(page) => page,
+            Err(Upstream::Failed(e)) => return Err(unavailable(&e)),
+            Err(_) => return Err(unavailable("InfluxDB did not answer in time")),
+        };
+        Ok(history_page(id, format, &page, now).into())
+    }))
+}
+
+fn history_page(
+    id: ChannelId,
+    format: crate::history::Format,
+    page: &crate::history::Page,
+    now: i64,
+) -> Response {
+    let mut resp = match format {
         crate::history::Format::Json => {
             let mut out = Vec::with_capacity(64 + 96 * page.records.len());
             crate::history::write_json(&mut out, id, &page.records);
@@ -175,5 +196,5 @@ pub fn history(view: &View<'_>, id: ChannelId, q: &Query, now: i64) -> Result<Re
                 .with_header("X-History-Next-After", last.time_ms.to_string());
         }
     }
-    Ok(resp)
+    resp
 }

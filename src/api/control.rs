@@ -1,15 +1,17 @@
 //! `POST /api/control` (the WebSocket `control`, for scripts and reporting tools) and
 //! `GET /api/commands/{id}?wait=` (a command's record, optionally waiting for its final state).
 
-use super::View;
+use super::{Call, Step, View};
+use crate::control::jobs::{Record, Submit};
 use crate::control::ControlRequest;
-use crate::error::{ApiError, ErrorCode};
+use crate::error::{ApiError, ErrorCode, Upstream};
 use crate::http::{Query, Response};
 use crate::json;
 use crate::model::{hash_field, Value};
 use crate::wire::{iso, rest};
 use crate::ws::cmd::control::Control;
 use simd_json::prelude::*;
+use std::time::Duration;
 
 /// HTTP commands are queued under `http~{user}` (`http~anonymous` without a token): a
 /// `request_id` de-duplicates one principal's retries, never another caller's command, and
@@ -69,41 +71,83 @@ pub fn valid_command_id(id: &str) -> bool {
         .is_some_and(|n| !n.is_empty() && n.len() <= 20 && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
-fn unavailable(what: &str) -> ApiError {
+/// How long `POST /api/control` waits for Redis to queue the command.
+const CONTROL_DEADLINE: Duration = Duration::from_secs(5);
+/// How long one read of a command's record waits, and how often a waiting read asks again.
+const RECORD_DEADLINE: Duration = Duration::from_secs(2);
+const RECORD_POLL: Duration = Duration::from_millis(100);
+
+fn unavailable(what: &str, why: &Upstream) -> ApiError {
     ApiError::new(
         ErrorCode::ServiceUnavailable,
         "Control unavailable",
-        format!("{what} (Redis unavailable or not answering); retry with the same request_id"),
+        format!("{what} ({why}); retry with the same request_id"),
     )
 }
 
-/// 202 `{command_id, status, duplicate}` once queued, or the refusal.
-pub fn submitted(view: &View<'_>, now: i64) -> Result<Response, ApiError> {
-    let s = match &view.control {
-        Some(Ok(s)) => s,
-        Some(Err(e)) => return Err(e.clone()),
-        None => return Err(unavailable("the command could not be queued")),
-    };
-    let mut d = Vec::with_capacity(96);
-    d.extend_from_slice(b"{\"command_id\":");
-    json::write_str(&mut d, &s.command_id);
-    d.extend_from_slice(b",\"status\":");
-    json::write_str(&mut d, &s.status);
-    d.extend_from_slice(b",\"duplicate\":");
-    d.extend_from_slice(if s.duplicate { b"true" } else { b"false" });
-    d.push(b'}');
-    Ok(Response::json(
-        202,
-        rest::success(&d, Some("Command queued"), now),
-    ))
+/// `POST /api/control`: 202 `{command_id, status, duplicate}` once queued, or the refusal
+/// (429 with `Retry-After` past the rate limit).
+pub fn submit(c: &Call<'_>) -> Result<Step, ApiError> {
+    let command = parse_body(&c.req.body, c.view.max_depth())?;
+    let principal = c.view.principal;
+    let job = Submit::new(
+        command,
+        principal,
+        c.view.client_ip,
+        http_client_id(principal),
+    );
+    Ok(Step::redis(job, CONTROL_DEADLINE, |queued, _, now| {
+        let s = match queued {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) if e.code == ErrorCode::RateLimited => {
+                return Ok(Response::error(&e, now)
+                    .with_header("Retry-After", "1")
+                    .into())
+            }
+            Ok(Err(e)) => return Err(e),
+            Err(e) => return Err(crate::control::not_queued(&e)),
+        };
+        let mut d = Vec::with_capacity(96);
+        d.extend_from_slice(b"{\"command_id\":");
+        json::write_str(&mut d, &s.command_id);
+        d.extend_from_slice(b",\"status\":");
+        json::write_str(&mut d, &s.status);
+        d.extend_from_slice(b",\"duplicate\":");
+        d.extend_from_slice(if s.duplicate { b"true" } else { b"false" });
+        d.push(b'}');
+        Ok(Response::json(202, rest::success(&d, Some("Command queued"), now)).into())
+    }))
 }
 
-/// `GET /api/commands/{id}`: the record as the library keeps it.
-pub fn command(view: &View<'_>, id: &str, now: i64) -> Result<Response, ApiError> {
-    let fields = match &view.command {
-        Some(f) => f,
-        None => return Err(unavailable("the command could not be read")),
+/// `GET /api/commands/{id}?wait=`: the record as the library keeps it; with `wait`, read
+/// again every 100 ms while the command is still queued (at most `wait` ms), so a script can
+/// wait for the final state in one request.
+pub fn command(c: &Call<'_>) -> Result<Step, ApiError> {
+    let until = c.now + i64::from(wait_ms(c.query)?);
+    Ok(read_record(c.params.get("command_id").to_string(), until))
+}
+
+fn read_record(id: String, until: i64) -> Step {
+    let job = Record {
+        command_id: id.clone(),
     };
+    Step::redis(job, RECORD_DEADLINE, move |fields, view, now| {
+        let fields = fields.map_err(|e| unavailable("the command could not be read", &e))?;
+        let queued = fields.iter().any(|(k, v)| k == b"status" && v == b"queued");
+        if queued && now < until {
+            return Ok(read_record(id, until).after(RECORD_POLL));
+        }
+        record(view, &id, &fields, now).map(Step::from)
+    })
+}
+
+/// The record's fields as JSON (personal fields for operators and admins only).
+fn record(
+    view: &View<'_>,
+    id: &str,
+    fields: &[(Vec<u8>, Vec<u8>)],
+    now: i64,
+) -> Result<Response, ApiError> {
     if fields.is_empty() {
         return Err(ApiError::new(
             ErrorCode::NotFound,

@@ -3,133 +3,40 @@
 //! refusal names the field: 400 `INVALID_PARAMETER`), effective at once; and
 //! `/api/rules/firings` (the automation rules' firing log).
 
-use super::View;
+use super::{Call, Step};
 use crate::alarm::EventId;
-use crate::error::{ApiError, ErrorCode};
+use crate::definitions::jobs::{Delete, Page, Read, Save};
+use crate::error::{ApiError, ErrorCode, Upstream};
 use crate::http::{Query, Response};
 use crate::json;
 use crate::model::Value;
 use crate::wire::iso;
 use simd_json::prelude::*;
+use std::time::Duration;
 
-/// Field/value pairs as Redis holds them.
-pub type Fields = Vec<(Vec<u8>, Vec<u8>)>;
+pub use crate::definitions::{valid_id, Fields, Kind, Record};
 
-/// A definition: its id and its fields.
-pub type Record = (String, Fields);
+/// How long a definitions route waits for Redis.
+const DEADLINE: Duration = Duration::from_secs(2);
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    Models,
-    Rules,
-    Forwarding,
-    AlarmRules,
-}
-
-impl Kind {
-    /// Key prefix of one definition (`model:{id}`).
-    pub fn prefix(self) -> &'static str {
-        match self {
-            Kind::Models => "model:",
-            Kind::Rules => "rule:",
-            Kind::Forwarding => "forward:",
-            Kind::AlarmRules => "alarm:rule:",
-        }
-    }
-
-    /// The set of every defined id.
-    pub fn ids_key(self) -> &'static str {
-        match self {
-            Kind::Models => "model:ids",
-            Kind::Rules => "rule:ids",
-            Kind::Forwarding => "forward:names",
-            Kind::AlarmRules => "alarm:rules",
-        }
-    }
-
-    pub fn save_function(self) -> &'static str {
-        match self {
-            Kind::Models => "modsrv_model_save",
-            Kind::Rules => "rulesrv_rule_save",
-            Kind::Forwarding => "netsrv_forward_save",
-            Kind::AlarmRules => "alarmsrv_rule_save",
-        }
-    }
-
-    pub fn delete_function(self) -> &'static str {
-        match self {
-            Kind::Models => "modsrv_model_delete",
-            Kind::Rules => "rulesrv_rule_delete",
-            Kind::Forwarding => "netsrv_forward_delete",
-            Kind::AlarmRules => "alarmsrv_rule_delete",
-        }
-    }
-
-    /// The list route (for metrics labels and the API description).
-    pub fn collection_path(self) -> &'static str {
-        match self {
-            Kind::Models => "/api/models",
-            Kind::Rules => "/api/rules",
-            Kind::Forwarding => "/api/forwarding",
-            Kind::AlarmRules => "/api/alarms/rules",
-        }
-    }
-
-    /// One definition's route template.
-    pub fn item_path(self) -> &'static str {
-        match self {
-            Kind::Models => "/api/models/:id",
-            Kind::Rules => "/api/rules/:id",
-            Kind::Forwarding => "/api/forwarding/:name",
-            Kind::AlarmRules => "/api/alarms/rules/:id",
-        }
-    }
-
-    /// Destinations also report their counters (`forward:{name}:stats`).
-    pub fn has_stats(self) -> bool {
-        self == Kind::Forwarding
-    }
-
-    /// Fields that must be JSON arrays: the library's JSON decoder reads `{}` as `[]`, so the
-    /// gateway tells them apart.
-    fn array_fields(self) -> &'static [&'static str] {
-        match self {
-            Kind::Models => &["inputs"],
-            Kind::Rules => &["conditions"],
-            Kind::Forwarding => &["channels", "data_types"],
-            Kind::AlarmRules => &[],
-        }
-    }
-
-    fn noun(self) -> &'static str {
-        match self {
-            Kind::Models => "model",
-            Kind::Rules => "rule",
-            Kind::Forwarding => "destination",
-            Kind::AlarmRules => "alarm rule",
-        }
+fn unavailable(why: Upstream) -> ApiError {
+    match why {
+        Upstream::Refused(msg) => refused(&msg),
+        why => why.unavailable("the definitions could not be read or written"),
     }
 }
 
-/// An id as the library accepts them: 1–64 of `A-Za-z0-9_.-`.
-pub fn valid_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 64
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
-        && !matches!(id, "ids" | "index" | "firings" | "names" | "destinations")
-}
-
-/// A library call's outcome: its reply, or the library's error text.
-pub type Called = Result<redis::Value, String>;
-
-fn unavailable() -> ApiError {
-    ApiError::new(
-        ErrorCode::ServiceUnavailable,
-        "Redis unavailable",
-        "the definitions could not be read or written (Redis unavailable or not answering)",
-    )
+/// The kind a route's pattern names.
+fn kind(c: &Call<'_>) -> Kind {
+    [
+        Kind::Models,
+        Kind::Rules,
+        Kind::Forwarding,
+        Kind::AlarmRules,
+    ]
+    .into_iter()
+    .find(|k| c.route == k.collection_path() || c.route == k.item_path())
+    .unwrap_or(Kind::Models)
 }
 
 fn write_fields(out: &mut Vec<u8>, id: &str, fields: &Fields) {
@@ -150,29 +57,40 @@ fn write_fields(out: &mut Vec<u8>, id: &str, fields: &Fields) {
 }
 
 /// `GET /api/{kind}`: every definition.
-pub fn list(view: &View<'_>, kind: Kind, now: i64) -> Result<Response, ApiError> {
-    let defs = view.definitions.as_ref().ok_or_else(unavailable)?;
-    let mut out = vec![b'['];
-    for (i, (id, fields)) in defs.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
+pub fn list(c: &Call<'_>) -> Result<Step, ApiError> {
+    let kind = kind(c);
+    let job = Read { kind, id: None };
+    Ok(Step::redis(job, DEADLINE, move |defs, _, now| {
+        let defs = defs.map_err(unavailable)?;
+        let mut out = vec![b'['];
+        for (i, (id, fields)) in defs.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            write_fields(&mut out, id, fields);
         }
-        write_fields(&mut out, id, fields);
-    }
-    out.push(b']');
-    let msg = format!("Found {} {}s", defs.len(), kind.noun());
-    Ok(Response::success(&out, Some(&msg), now))
+        out.push(b']');
+        let msg = format!("Found {} {}s", defs.len(), kind.noun());
+        Ok(Response::success(&out, Some(&msg), now).into())
+    }))
 }
 
 /// `GET /api/{kind}/{id}`.
-pub fn get(view: &View<'_>, kind: Kind, id: &str, now: i64) -> Result<Response, ApiError> {
-    let defs = view.definitions.as_ref().ok_or_else(unavailable)?;
-    let Some((id, fields)) = defs.iter().find(|(i, f)| i == id && !f.is_empty()) else {
-        return Err(not_found(kind, id));
+pub fn get(c: &Call<'_>) -> Result<Step, ApiError> {
+    let (kind, id) = (kind(c), c.params.id().to_string());
+    let job = Read {
+        kind,
+        id: Some(id.clone()),
     };
-    let mut out = Vec::new();
-    write_fields(&mut out, id, fields);
-    Ok(Response::success(&out, None, now))
+    Ok(Step::redis(job, DEADLINE, move |defs, _, now| {
+        let defs = defs.map_err(unavailable)?;
+        let Some((id, fields)) = defs.iter().find(|(i, f)| *i == id && !f.is_empty()) else {
+            return Err(not_found(kind, &id));
+        };
+        let mut out = Vec::new();
+        write_fields(&mut out, id, fields);
+        Ok(Response::success(&out, None, now).into())
+    }))
 }
 
 fn not_found(kind: Kind, id: &str) -> ApiError {
@@ -221,43 +139,48 @@ pub fn body(body: &[u8], max_depth: usize, kind: Kind) -> Result<&str, ApiError>
 }
 
 /// `PUT /api/{kind}/{id}`: created or replaced; the model's computed value when there is one.
-pub fn saved(view: &View<'_>, kind: Kind, id: &str, now: i64) -> Result<Response, ApiError> {
-    let reply = match view.library.as_ref().ok_or_else(unavailable)? {
-        Ok(v) => v,
-        Err(e) => return Err(refused(e)),
+pub fn put(c: &Call<'_>) -> Result<Step, ApiError> {
+    let (kind, id) = (kind(c), c.params.id().to_string());
+    let body = body(&c.req.body, c.view.max_depth(), kind)?.to_string();
+    let job = Save {
+        kind,
+        id: id.clone(),
+        body,
     };
-    let mut out = Vec::new();
-    out.extend_from_slice(b"{\"id\":");
-    json::write_str(&mut out, id);
-    if kind == Kind::Models {
-        out.extend_from_slice(b",\"value\":");
-        let v = match reply {
-            redis::Value::BulkString(b) => Value::from_redis(&String::from_utf8_lossy(b)),
-            _ => Value::from_redis(""),
-        };
-        out.extend_from_slice(if matches!(reply, redis::Value::Nil) {
-            b"null"
-        } else {
-            v.json().as_bytes()
-        });
-    }
-    out.push(b'}');
-    Ok(Response::success(&out, Some("Saved"), now))
+    Ok(Step::redis(job, DEADLINE, move |value, _, now| {
+        let value = value.map_err(unavailable)?;
+        let mut out = Vec::new();
+        out.extend_from_slice(b"{\"id\":");
+        json::write_str(&mut out, &id);
+        if kind == Kind::Models {
+            out.extend_from_slice(b",\"value\":");
+            match value {
+                Some(v) => out.extend_from_slice(Value::from_redis(&v).json().as_bytes()),
+                None => out.extend_from_slice(b"null"),
+            }
+        }
+        out.push(b'}');
+        Ok(Response::success(&out, Some("Saved"), now).into())
+    }))
 }
 
 /// `DELETE /api/{kind}/{id}`.
-pub fn deleted(view: &View<'_>, kind: Kind, id: &str, now: i64) -> Result<Response, ApiError> {
-    match view.library.as_ref().ok_or_else(unavailable)? {
-        Ok(redis::Value::Int(1)) => {
-            let mut out = Vec::new();
-            out.extend_from_slice(b"{\"id\":");
-            json::write_str(&mut out, id);
-            out.extend_from_slice(b",\"deleted\":true}");
-            Ok(Response::success(&out, Some("Deleted"), now))
+pub fn delete(c: &Call<'_>) -> Result<Step, ApiError> {
+    let (kind, id) = (kind(c), c.params.id().to_string());
+    let job = Delete {
+        kind,
+        id: id.clone(),
+    };
+    Ok(Step::redis(job, DEADLINE, move |deleted, _, now| {
+        if !deleted.map_err(unavailable)? {
+            return Err(not_found(kind, &id));
         }
-        Ok(_) => Err(not_found(kind, id)),
-        Err(e) => Err(refused(e)),
-    }
+        let mut out = Vec::new();
+        out.extend_from_slice(b"{\"id\":");
+        json::write_str(&mut out, &id);
+        out.extend_from_slice(b",\"deleted\":true}");
+        Ok(Response::success(&out, Some("Deleted"), now).into())
+    }))
 }
 
 /// `since` / `limit` of a log page (`GET /api/rules/firings`, `GET /api/audit`).
@@ -266,11 +189,41 @@ pub fn page_query(q: &Query) -> Result<(EventId, usize), ApiError> {
     Ok((q.after, q.limit))
 }
 
-/// A page of a log, oldest first: `{<field>:[{id, …fields, time as ISO}], more, next_since}`
-/// (`GET /api/rules/firings?since&limit` as `firings`, `GET /api/audit` as `entries`).
-pub fn page(view: &View<'_>, q: &Query, field: &str, now: i64) -> Result<Response, ApiError> {
-    let (after, limit) = page_query(q)?;
-    let page = view.stream.as_ref().ok_or_else(unavailable)?;
+/// `GET /api/rules/firings?since&limit`: the automation rules' firing log.
+pub fn firings(c: &Call<'_>) -> Result<Step, ApiError> {
+    page(c, "rule:firings", "firings")
+}
+
+/// `GET /api/audit?since&limit`: the control audit log.
+pub fn audit(c: &Call<'_>) -> Result<Step, ApiError> {
+    page(c, "audit:control", "entries")
+}
+
+/// A page of a log, oldest first: `{<field>:[{id, …fields, time as ISO}], more, next_since}`.
+fn page(c: &Call<'_>, stream: &'static str, field: &'static str) -> Result<Step, ApiError> {
+    let (after, limit) = page_query(c.query)?;
+    let job = Page {
+        stream,
+        after,
+        count: limit + 1,
+    };
+    Ok(Step::redis(job, DEADLINE, move |page, _, now| {
+        let page = page.map_err(|e| match e {
+            Upstream::Refused(_) => Upstream::Unavailable,
+            e => e,
+        });
+        let page = page.map_err(unavailable)?;
+        Ok(page_json(&page, after, limit, field, now).into())
+    }))
+}
+
+fn page_json(
+    page: &[crate::alarm::StreamEntry],
+    after: EventId,
+    limit: usize,
+    field: &str,
+    now: i64,
+) -> Response {
     let more = page.len() > limit;
     let page = &page[..page.len().min(limit)];
     let mut out = Vec::with_capacity(64 + 256 * page.len());
@@ -297,5 +250,5 @@ pub fn page(view: &View<'_>, q: &Query, field: &str, now: i64) -> Result<Respons
     out.extend_from_slice(b",\"next_since\":");
     json::write_str(&mut out, &next.to_string());
     out.push(b'}');
-    Ok(Response::success(&out, None, now))
+    Response::success(&out, None, now)
 }

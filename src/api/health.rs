@@ -1,19 +1,24 @@
-//! `/health` and `/health/detailed`.
+//! `/health`, `/health/ready`, `/health/detailed` and `/metrics`.
 
-use super::View;
+use super::{Call, Step, View};
 use crate::error::{ApiError, ErrorCode};
 use crate::http::Response;
 use crate::json;
+use std::time::Duration;
+
+/// How long `/health/detailed` waits for the feed's live Redis round trip before reporting
+/// it as null (a busy feed or a hung Redis must not hang the health check).
+const RTT_DEADLINE: Duration = Duration::from_millis(250);
 
 /// Whether the feed's last completed collect is older than `feed_max_lag_ms`.
-fn lagging(view: &View<'_>) -> bool {
-    crate::site::lags(view.feed_lag_ms, view.config.feed_max_lag_ms)
+fn lagging(view: &View<'_>, now: i64) -> bool {
+    crate::site::lags(view.gateway.feed_lag_ms(now), view.config.feed_max_lag_ms)
 }
 
 /// `healthy`, or `degraded` while Redis is down, the site's data is not loaded yet, or the
 /// feed lags (live data that stopped moving).
-fn status(view: &View<'_>) -> &'static str {
-    if view.redis.healthy && view.snapshot.loaded && !lagging(view) {
+fn status(view: &View<'_>, now: i64) -> &'static str {
+    if view.redis.healthy && view.snapshot.loaded && !lagging(view, now) {
         "healthy"
     } else {
         "degraded"
@@ -21,25 +26,27 @@ fn status(view: &View<'_>) -> &'static str {
 }
 
 /// Liveness: 200 while the process serves; the status says whether its data source is.
-pub fn basic(view: &View<'_>, now: i64) -> Response {
+pub fn basic(c: &Call<'_>) -> Result<Step, ApiError> {
+    let (view, now) = (c.view, c.now);
     let mut out = Vec::with_capacity(64);
     out.extend_from_slice(b"{\"status\":");
-    json::write_str(&mut out, status(view));
+    json::write_str(&mut out, status(view, now));
     out.extend_from_slice(b",\"service\":");
     json::write_str(&mut out, &view.config.service_name);
     out.push(b'}');
-    Response::success(&out, None, now)
+    Ok(Response::success(&out, None, now).into())
 }
 
 /// Readiness for load balancers: 200 once the site's data is loaded and Redis reachable,
 /// else 503 `SERVICE_UNAVAILABLE` with the reason.
-pub fn ready(view: &View<'_>, now: i64) -> Result<Response, ApiError> {
-    if status(view) == "healthy" {
+pub fn ready(c: &Call<'_>) -> Result<Step, ApiError> {
+    let (view, now) = (c.view, c.now);
+    if status(view, now) == "healthy" {
         let mut out = Vec::with_capacity(64);
         out.extend_from_slice(b"{\"status\":\"ready\",\"service\":");
         json::write_str(&mut out, &view.config.service_name);
         out.push(b'}');
-        return Ok(Response::success(&out, None, now));
+        return Ok(Response::success(&out, None, now).into());
     }
     let why = if !view.redis.healthy {
         view.redis.message.clone()
@@ -59,19 +66,29 @@ pub fn ready(view: &View<'_>, now: i64) -> Result<Response, ApiError> {
 /// the last state it has, and the body says why that state may be old. `rtt_ms` is a live
 /// `PING` through the feed's connection, or null when Redis is down or the feed did not
 /// answer within the health check's deadline.
-pub fn detailed(view: &View<'_>, now: i64) -> Response {
-    let (redis, snap, stats) = (view.redis, view.snapshot, &view.stats);
+pub fn detailed(_: &Call<'_>) -> Result<Step, ApiError> {
+    Ok(Step::redis(
+        crate::job::Ping,
+        RTT_DEADLINE,
+        |rtt, view, now| Ok(report(view, rtt.ok(), now).into()),
+    ))
+}
+
+fn report(view: &View<'_>, rtt: Option<Duration>, now: i64) -> Response {
+    let (redis, snap, stats) = (view.redis, view.snapshot, &view.gateway.stats());
+    let history = view.gateway.history_status();
+    let lag = view.gateway.feed_lag_ms(now);
     let mut out = Vec::with_capacity(320);
     out.extend_from_slice(b"{\"status\":");
     // A history store that is down degrades the gateway too (history is being buffered or
     // lost), though readiness — serving live data — does not depend on it.
-    let history_down = view.history_status.as_ref().is_some_and(|h| !h.up);
+    let history_down = history.as_ref().is_some_and(|h| !h.up);
     json::write_str(
         &mut out,
         if history_down {
             "degraded"
         } else {
-            status(view)
+            status(view, now)
         },
     );
     out.extend_from_slice(b",\"service\":");
@@ -105,7 +122,7 @@ pub fn detailed(view: &View<'_>, now: i64) -> Response {
     out.extend_from_slice(b",\"message\":");
     json::write_str(&mut out, &redis.message);
     out.extend_from_slice(b",\"rtt_ms\":");
-    match view.redis_rtt {
+    match rtt {
         // Milliseconds with microsecond resolution: a loopback PING takes ~0.05 ms.
         Some(rtt) => out.extend_from_slice(format!("{:.3}", rtt.as_secs_f64() * 1000.0).as_bytes()),
         None => out.extend_from_slice(b"null"),
@@ -113,16 +130,23 @@ pub fn detailed(view: &View<'_>, now: i64) -> Response {
     out.push(b'}');
     // The feed: how far behind live data is (ms since its last completed collect).
     out.extend_from_slice(b",\"feed\":{\"status\":");
-    json::write_str(&mut out, if lagging(view) { "lagging" } else { "healthy" });
+    json::write_str(
+        &mut out,
+        if lagging(view, now) {
+            "lagging"
+        } else {
+            "healthy"
+        },
+    );
     out.extend_from_slice(b",\"lag_ms\":");
-    match view.feed_lag_ms {
+    match lag {
         Some(l) => json::write_u64(&mut out, l),
         None => out.extend_from_slice(b"null"),
     }
     out.extend_from_slice(b",\"max_lag_ms\":");
     json::write_u64(&mut out, view.config.feed_max_lag_ms);
     out.push(b'}');
-    if let Some(h) = &view.history_status {
+    if let Some(h) = &history {
         out.extend_from_slice(b",\"history\":{\"status\":");
         json::write_str(&mut out, if h.up { "healthy" } else { "unhealthy" });
         out.extend_from_slice(b",\"message\":");
@@ -144,12 +168,19 @@ pub fn detailed(view: &View<'_>, now: i64) -> Response {
     Response::success(&out, None, now)
 }
 
+/// `GET /metrics`: the Prometheus text format.
+pub fn metrics(c: &Call<'_>) -> Result<Step, ApiError> {
+    let text = crate::metrics::render(&c.view.gateway.metrics(c.now));
+    let mut r = Response::json(200, text.into_bytes());
+    r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+    Ok(r.into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::Config;
     use crate::site::{DependencyHealth, Snapshot};
-    use std::time::Duration;
 
     #[test]
     fn detailed_reports_the_round_trip_or_null() {
@@ -166,17 +197,15 @@ mod tests {
         let catalog = Default::default();
         let principal = crate::auth::Principal::anonymous(Some(crate::auth::Role::Viewer));
         let auth = crate::auth::Auth::new(&config.auth, &[7; 32]);
-        let mut view = View::new(
+        let view = View::new(
             &snapshot, &redis, &config, &alarms, &catalog, &principal, &auth,
         );
-        view.redis_rtt = Some(Duration::from_micros(153));
-        let body = |v: &View<'_>| String::from_utf8(detailed(v, 0).body).unwrap();
-        let b = body(&view);
+        let body = |rtt| String::from_utf8(report(&view, rtt, 0).body).unwrap();
+        let b = body(Some(Duration::from_micros(153)));
         assert!(
             b.contains(r#""redis":{"status":"healthy","message":"Redis connection successful","rtt_ms":0.153}"#),
             "{b}"
         );
-        view.redis_rtt = None;
-        assert!(body(&view).contains(r#""rtt_ms":null}"#));
+        assert!(body(None).contains(r#""rtt_ms":null}"#));
     }
 }

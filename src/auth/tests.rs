@@ -8,7 +8,7 @@ const T0: i64 = 1_760_000_000_000;
 /// Hashing is slow by design: one hash for all tests.
 fn hash() -> &'static str {
     static H: OnceLock<String> = OnceLock::new();
-    H.get_or_init(|| password::hash("pw-alice").unwrap())
+    H.get_or_init(|| password::hash("pw-alice", &[1; 16]).unwrap())
 }
 
 fn auth(anonymous: AnonymousRole) -> Auth {

@@ -3,9 +3,10 @@
 //! the device side reports through `control_report` (lua/README.md) as the gateway reads them
 //! from `control:results`.
 
+pub mod jobs;
 pub mod rate;
 
-use crate::error::{ApiError, ErrorCode};
+use crate::error::{ApiError, ErrorCode, Upstream};
 use crate::json;
 use crate::model::{hash_field, ChannelId, DataType, PointId, Value};
 use std::fmt;
@@ -233,6 +234,23 @@ impl ControlResult {
             operator: opt("operator").map(str::to_string),
         })
     }
+}
+
+/// A command that could not be queued, for either door: whether it may have been queued
+/// after all decides what the client should do.
+pub fn not_queued(why: &Upstream) -> ApiError {
+    let then = match why {
+        Upstream::TimedOut => {
+            "it may still be queued: send it again with the same request id to learn its state \
+             (a repeated id is never queued twice)"
+        }
+        _ => "nothing was queued",
+    };
+    ApiError::new(
+        ErrorCode::ServiceUnavailable,
+        "Control unavailable",
+        format!("the command could not be queued ({why}); {then}"),
+    )
 }
 
 #[cfg(test)]

@@ -1,12 +1,11 @@
-//! The feed's side of control commands: queueing one (`control_submit`), reading the final
-//! states in `control:results` from where this instance left off (its cursor is kept in
-//! Redis, so a restarted gateway with the same instance id routes what arrived meanwhile),
-//! and the timeout sweep (`control_expire`) over this instance's pending commands.
+//! The feed's side of control commands (queueing one is a job: `control/jobs.rs`): reading
+//! the final states in `control:results` from where this instance left off (its cursor is
+//! kept in Redis, so a restarted gateway with the same instance id routes what arrived
+//! meanwhile), and the timeout sweep (`control_expire`) over this instance's pending commands.
 
-use super::{as_string, FeedError};
+use super::FeedError;
 use crate::alarm::EventId;
-use crate::control::{submit_error, ControlRequest, ControlResult, Submitted};
-use crate::error::{ApiError, ErrorCode};
+use crate::control::ControlResult;
 use crate::log;
 use std::time::{Duration, Instant};
 
@@ -17,46 +16,6 @@ pub const RULES_INSTANCE: &str = "rules";
 const PAGE: usize = 1000;
 /// How often the pending commands are checked for timeouts.
 const EXPIRE_EVERY: Duration = Duration::from_millis(100);
-
-/// Queues `command` for `client_id`; a refusal by the library keeps its stable code.
-pub fn submit(
-    con: &mut redis::Connection,
-    command: &ControlRequest,
-    client_id: &str,
-    instance: &str,
-    timeout_ms: u64,
-) -> Result<Result<Submitted, ApiError>, FeedError> {
-    let reply = redis::cmd("FCALL")
-        .arg("control_submit")
-        .arg(1)
-        .arg(command.queue_key())
-        .arg(command.submit_json(client_id, instance, timeout_ms))
-        .query::<redis::Value>(con);
-    let reply = match reply {
-        Ok(v) => v,
-        Err(e) if super::is_connection_error(&e) => return Err(e.into()),
-        Err(e) => {
-            let msg = e.detail().map_or_else(|| e.to_string(), str::to_string);
-            let code = e.code().unwrap_or("");
-            return Ok(Err(submit_error(&format!("{code} {msg}"))));
-        }
-    };
-    let redis::Value::Array(items) = reply else {
-        return Err(FeedError::UnexpectedReply("control_submit"));
-    };
-    match (
-        items.first().and_then(as_string),
-        items.get(1).and_then(as_string),
-        items.get(2).and_then(super::as_u64),
-    ) {
-        (Some(command_id), Some(status), Some(dup)) => Ok(Ok(Submitted {
-            command_id,
-            status,
-            duplicate: dup == 1,
-        })),
-        _ => Err(FeedError::UnexpectedReply("control_submit")),
-    }
-}
 
 /// A command this instance queued and has not seen end yet: what its final ack needs if
 /// Redis loses it.
@@ -235,13 +194,4 @@ impl ResultReader {
             .query::<()>(con)?;
         Ok(end)
     }
-}
-
-/// The answer when Redis cannot be asked.
-pub fn unavailable(why: &str) -> ApiError {
-    ApiError::new(
-        ErrorCode::ServiceUnavailable,
-        "Control unavailable",
-        format!("the command could not be queued ({why}); nothing was queued"),
-    )
 }

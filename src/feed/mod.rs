@@ -10,6 +10,7 @@
 
 pub mod alarms;
 pub mod control;
+mod desk;
 pub mod fault;
 pub mod inbox;
 pub mod library;
@@ -26,7 +27,7 @@ use crate::site::{DependencyHealth, Snapshot};
 use arc_swap::ArcSwap;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use inbox::Event;
-pub use inbox::{FeedHandle, Postman, Reply, ReplyTo, Request};
+pub use inbox::{FeedHandle, Postman, ReplyTo};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wake::Subscriber;
@@ -37,10 +38,6 @@ pub const WAKE_CHANNEL: &str = "netsrv:wake";
 /// Least time between two collects that wake-ups start: a site writing continuously would
 /// otherwise have the feed collect (and every shard take a tick) after nearly every write.
 const WAKE_MIN_GAP: Duration = Duration::from_millis(2);
-
-/// A `PING` measured this recently answers further requests: however often health checks
-/// come, the feed spends at most ten round trips a second on them, not its collect time.
-const PING_REUSE: Duration = Duration::from_millis(100);
 
 /// How often a missing wake-up subscription is attempted again (the tick covers meanwhile).
 const WAKE_RETRY: Duration = Duration::from_secs(5);
@@ -58,23 +55,6 @@ pub struct Collected {
     pub more: bool,
     /// Dirty members (`1001:T`) in seq order.
     pub members: Vec<String>,
-}
-
-fn as_u64(v: &redis::Value) -> Option<u64> {
-    match v {
-        redis::Value::Int(n) => u64::try_from(*n).ok(),
-        redis::Value::BulkString(b) => std::str::from_utf8(b).ok()?.parse().ok(),
-        _ => None,
-    }
-}
-
-fn as_string(v: &redis::Value) -> Option<String> {
-    match v {
-        redis::Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
-        redis::Value::SimpleString(s) => Some(s.clone()),
-        redis::Value::Int(n) => Some(n.to_string()),
-        _ => None,
-    }
 }
 
 /// Decodes the flat reply `{epoch, head, next, reset, more, member, score, …}`.
@@ -98,17 +78,13 @@ pub fn parse_collect_reply(v: &redis::Value) -> Option<Collected> {
     })
 }
 
-pub use crate::model::hash_fields;
+pub use crate::job::{as_string, as_u64, hash_fields, is_connection_error};
 
 /// Redis does not know FUNCTION/FCALL: the error, with the version it reports.
 fn no_functions(con: &mut redis::Connection) -> FeedError {
     FeedError::NoFunctions {
         version: library::server_version(con),
     }
-}
-
-fn is_connection_error(e: &redis::RedisError) -> bool {
-    e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal()
 }
 
 /// `HGETALL comsrv:{member}` for every member in one pipelined round trip. If Redis refuses
@@ -161,6 +137,19 @@ pub enum FeedError {
     UnexpectedReply(&'static str),
     /// The library is missing and the gateway may not load it.
     LibraryMissing,
+}
+
+/// The feed's readers (streams, the alarm log) serve jobs too.
+impl From<FeedError> for crate::job::JobError {
+    fn from(e: FeedError) -> Self {
+        match e {
+            FeedError::Redis(e) | FeedError::Handshake(e) => crate::job::JobError::Redis(e),
+            FeedError::UnexpectedReply(what) => crate::job::JobError::Unexpected(what),
+            FeedError::NoFunctions { .. } | FeedError::LibraryMissing => {
+                crate::job::JobError::Unexpected("the Function library")
+            }
+        }
+    }
 }
 
 impl From<redis::RedisError> for FeedError {
@@ -271,7 +260,8 @@ pub struct Feed {
     alarms: alarms::AlarmReader,
     /// Receives this instance's command results (routed to their senders).
     on_control: Option<ControlSink>,
-    results: control::ResultReader,
+    /// What jobs use of the feed (the command tracker among it).
+    desk: desk::Desk,
     /// A resync was cut short: the next collect rebuilds the site from cursor 0.
     force_resync: bool,
     /// The running `WAKE_CHANNEL` subscriber, if any.
@@ -283,8 +273,6 @@ pub struct Feed {
     wake_retry_at: Instant,
     /// A subscription failure was logged and has not been followed by a success yet.
     wake_warned: bool,
-    /// The last `PING` round trip and when it was measured.
-    last_ping: Option<(Instant, Duration)>,
     /// Redis's `host:port` (never the credentials), for what is logged and shown.
     redis_addr: String,
     /// When Redis's failures and recoveries are logged.
@@ -307,6 +295,17 @@ impl Feed {
             |_| "the configured address".to_string(),
             |c| c.get_connection_info().addr().to_string(),
         );
+        let desk = desk::Desk {
+            catalog_changed: false,
+            last_ping: None,
+            results: control::ResultReader::new(instance),
+            control_rate: crate::control::rate::ControlRate::new(
+                config.control.max_per_sec,
+                config.control.burst,
+            ),
+            control_timeout_ms: config.control.timeout_ms,
+            published: published.clone(),
+        };
         Feed {
             config,
             published,
@@ -324,14 +323,13 @@ impl Feed {
             on_alarms: None,
             alarms: alarms::AlarmReader::default(),
             on_control: None,
-            results: control::ResultReader::new(instance),
+            desk,
             force_resync: false,
             subscriber: None,
             generation: 0,
             wake_active: false,
             wake_retry_at: Instant::now(),
             wake_warned: false,
-            last_ping: None,
             redis_addr,
             outage: fault::OutageLog::default(),
             auth: None,
@@ -401,7 +399,7 @@ impl Feed {
                 self.session(&mut con)
             });
             self.stop_subscriber();
-            self.last_ping = None;
+            self.desk.last_ping = None;
             match result {
                 Ok(()) => return,
                 Err(e) => {
@@ -474,272 +472,36 @@ impl Feed {
                     self.wake_failed(&why);
                 }
                 Event::Subscribed { .. } | Event::WakeLost { .. } => {}
-                Event::Ask { request, reply_to } => {
-                    self.answer(request, reply_to, con.as_deref_mut())?
-                }
+                Event::Run { job, reply_to } => self.run_job(job, reply_to, con.as_deref_mut())?,
             }
         }
     }
 
-    /// Answers a shard's request and posts the reply to its address.
-    fn answer(
+    /// Runs a shard's job and posts its answer to the asker; a job that changed the
+    /// configured channels has them read again first. An error is one that broke the
+    /// connection (the job's asker was answered `Unavailable`).
+    fn run_job(
         &mut self,
-        request: Request,
+        job: Box<dyn crate::job::Erased>,
         reply_to: ReplyTo,
         con: Option<&mut redis::Connection>,
     ) -> Result<(), FeedError> {
-        match request {
-            Request::RedisPing => {
-                let fresh = self
-                    .last_ping
-                    .filter(|(at, _)| at.elapsed() < PING_REUSE)
-                    .map(|(_, rtt)| rtt);
-                let (rtt, failed) = match (con, fresh) {
-                    (None, _) => (None, None),
-                    (Some(_), Some(rtt)) => (Some(rtt), None),
-                    (Some(con), None) => {
-                        let t = Instant::now();
-                        match redis::cmd("PING").query::<redis::Value>(con) {
-                            Ok(_) => {
-                                let rtt = t.elapsed();
-                                self.last_ping = Some((Instant::now(), rtt));
-                                (Some(rtt), None)
-                            }
-                            Err(e) if is_connection_error(&e) => (None, Some(e)),
-                            Err(_) => (None, None),
-                        }
-                    }
-                };
-                (self.postman)(reply_to, Reply::RedisRtt(rtt));
-                failed.map_or(Ok(()), |e| Err(e.into()))
-            }
-            Request::Definitions {
-                prefix,
-                ids_key,
-                id,
-                stats,
-            } => {
-                let Some(con) = con else {
-                    (self.postman)(reply_to, Reply::Definitions(None));
-                    return Ok(());
-                };
-                let r = Self::read_definitions(con, prefix, ids_key, id, stats);
-                let failed = r
-                    .as_ref()
-                    .err()
-                    .filter(|e| is_connection_error(e))
-                    .is_some();
-                (self.postman)(reply_to, Reply::Definitions(r.as_ref().ok().cloned()));
-                match r {
-                    Err(e) if failed => Err(e.into()),
-                    _ => Ok(()),
+        let (answer, broke) = match con {
+            None => job.run_erased(None),
+            Some(con) => {
+                let (answer, broke) = job.run_erased(Some(&mut crate::job::Redis {
+                    con,
+                    desk: &mut self.desk,
+                }));
+                if std::mem::take(&mut self.desk.catalog_changed) && broke.is_none() {
+                    self.catalog_checked = None;
+                    let _ = self.poll_catalog(con);
                 }
+                (answer, broke)
             }
-            Request::Exec { commands, atomic } => {
-                let Some(con) = con else {
-                    (self.postman)(reply_to, Reply::Exec(None));
-                    return Ok(());
-                };
-                let mut pipe = redis::pipe();
-                if atomic {
-                    pipe.atomic();
-                }
-                for c in &commands {
-                    let mut cmd = redis::cmd(c.first().map_or("PING", String::as_str));
-                    for a in c.iter().skip(1) {
-                        cmd.arg(a);
-                    }
-                    pipe.add_command(cmd);
-                }
-                let changes = commands
-                    .iter()
-                    .any(|c| c.iter().any(|a| a == crate::catalog::VERSION_KEY));
-                match pipe.query::<Vec<redis::Value>>(con) {
-                    Ok(v) => {
-                        if changes {
-                            // Effective before the answer: the shards hear of the new catalog
-                            // before the client can act on the reply.
-                            self.catalog_checked = None;
-                            let _ = self.poll_catalog(con);
-                        }
-                        (self.postman)(reply_to, Reply::Exec(Some(Ok(v))));
-                        Ok(())
-                    }
-                    Err(e) if is_connection_error(&e) => {
-                        (self.postman)(reply_to, Reply::Exec(None));
-                        Err(e.into())
-                    }
-                    Err(e) => {
-                        (self.postman)(reply_to, Reply::Exec(Some(Err(e.to_string()))));
-                        Ok(())
-                    }
-                }
-            }
-            Request::Library {
-                function,
-                key,
-                args,
-            } => {
-                let Some(con) = con else {
-                    (self.postman)(reply_to, Reply::Library(None));
-                    return Ok(());
-                };
-                let mut cmd = redis::cmd("FCALL");
-                cmd.arg(function).arg(1).arg(&key);
-                for a in &args {
-                    cmd.arg(a);
-                }
-                match cmd.query::<redis::Value>(con) {
-                    Ok(v) => {
-                        (self.postman)(reply_to, Reply::Library(Some(Ok(v))));
-                        Ok(())
-                    }
-                    Err(e) if is_connection_error(&e) => {
-                        (self.postman)(reply_to, Reply::Library(None));
-                        Err(e.into())
-                    }
-                    Err(e) => {
-                        let msg = format!(
-                            "{} {}",
-                            e.code().unwrap_or(""),
-                            e.detail().unwrap_or_default()
-                        );
-                        (self.postman)(reply_to, Reply::Library(Some(Err(msg.trim().into()))));
-                        Ok(())
-                    }
-                }
-            }
-            Request::Stream {
-                stream,
-                after,
-                count,
-            } => {
-                let (page, failed) = match con {
-                    None => (None, None),
-                    Some(con) => match stream::after(con, stream, after, count) {
-                        Ok(p) => (Some(p), None),
-                        Err(FeedError::Redis(e)) if is_connection_error(&e) => (None, Some(e)),
-                        Err(_) => (None, None),
-                    },
-                };
-                (self.postman)(reply_to, Reply::Stream(page));
-                failed.map_or(Ok(()), |e| Err(e.into()))
-            }
-            Request::CommandRecord { command_id } => {
-                let (fields, failed) = match con {
-                    None => (None, None),
-                    Some(con) => match redis::cmd("HGETALL")
-                        .arg(format!("cmd:{command_id}"))
-                        .query::<redis::Value>(con)
-                    {
-                        Ok(v) => (Some(hash_fields(v)), None),
-                        Err(e) if is_connection_error(&e) => (None, Some(e)),
-                        Err(_) => (None, None),
-                    },
-                };
-                (self.postman)(reply_to, Reply::CommandRecord(fields));
-                failed.map_or(Ok(()), |e| Err(e.into()))
-            }
-            Request::ControlSubmit { command, client_id } => {
-                let Some(con) = con else {
-                    let why = control::unavailable("Redis unavailable");
-                    (self.postman)(reply_to, Reply::ControlSubmitted(Err(why)));
-                    return Ok(());
-                };
-                let cfg = &self.config.control;
-                let instance = self.results.instance().to_string();
-                match control::submit(con, &command, &client_id, &instance, cfg.timeout_ms) {
-                    Ok(r) => {
-                        if let Some(s) = r.as_ref().ok().filter(|s| !s.duplicate) {
-                            crate::metrics::bump(&self.published.feed.control_queued, 1);
-                            self.results.track(
-                                &s.command_id,
-                                &client_id,
-                                command.request_id.as_deref(),
-                                command.operator.as_deref(),
-                                cfg.timeout_ms,
-                            );
-                        }
-                        (self.postman)(reply_to, Reply::ControlSubmitted(r));
-                        Ok(())
-                    }
-                    Err(e) => {
-                        let why = control::unavailable(&e.to_string());
-                        (self.postman)(reply_to, Reply::ControlSubmitted(Err(why)));
-                        match e {
-                            FeedError::Redis(e) if is_connection_error(&e) => Err(e.into()),
-                            _ => Ok(()),
-                        }
-                    }
-                }
-            }
-            Request::AlarmRange {
-                after,
-                limit,
-                check_gap,
-            } => {
-                let (range, failed) = match con {
-                    None => (None, None),
-                    Some(con) => match alarms::range(con, after, limit, check_gap) {
-                        Ok(r) => (Some(r), None),
-                        Err(FeedError::Redis(e)) if is_connection_error(&e) => (None, Some(e)),
-                        Err(e) => {
-                            log::warn(&format!("reading {}: {e}", alarms::EVENTS_KEY));
-                            (None, None)
-                        }
-                    },
-                };
-                (self.postman)(reply_to, Reply::AlarmRange(range));
-                failed.map_or(Ok(()), |e| Err(e.into()))
-            }
-        }
-    }
-
-    /// `HGETALL` of one definition or of every member of `ids_key` (plus its `:stats` hash,
-    /// fields prefixed `stats_`), in one pipelined round trip after the id lookup.
-    fn read_definitions(
-        con: &mut redis::Connection,
-        prefix: &str,
-        ids_key: &str,
-        id: Option<String>,
-        stats: bool,
-    ) -> redis::RedisResult<Vec<inbox::Record>> {
-        let mut ids: Vec<String> = match id {
-            Some(id) => vec![id],
-            None => redis::cmd("SMEMBERS").arg(ids_key).query(con)?,
         };
-        ids.sort();
-        let mut pipe = redis::pipe();
-        for id in &ids {
-            pipe.cmd("HGETALL").arg(format!("{prefix}{id}"));
-            if stats {
-                pipe.cmd("HGETALL").arg(format!("{prefix}{id}:stats"));
-            }
-        }
-        let replies: Vec<redis::Value> = if ids.is_empty() {
-            Vec::new()
-        } else {
-            pipe.query(con)?
-        };
-        let per = if stats { 2 } else { 1 };
-        Ok(ids
-            .into_iter()
-            .zip(replies.chunks(per))
-            .map(|(id, r)| {
-                let mut fields = hash_fields(r[0].clone());
-                if stats {
-                    if let Some(s) = r.get(1) {
-                        fields.extend(hash_fields(s.clone()).into_iter().map(|(k, v)| {
-                            let mut name = b"stats_".to_vec();
-                            name.extend_from_slice(&k);
-                            (name, v)
-                        }));
-                    }
-                }
-                (id, fields)
-            })
-            .filter(|(_, f)| !f.is_empty())
-            .collect())
+        (self.postman)(reply_to, answer);
+        broke.map_or(Ok(()), |e| Err(e.into()))
     }
 
     /// The data connection: a plain one, with the Function library made current.
@@ -828,7 +590,7 @@ impl Feed {
             if let Some(auth) = &self.auth {
                 self.revocations.sync(con, auth)?;
             }
-            let results = self.results.poll(con)?;
+            let results = self.desk.results.poll(con)?;
             for r in &results {
                 let f = &self.published.feed;
                 let c = match r.status.as_str() {
@@ -1023,10 +785,10 @@ impl Feed {
                 *fresh = Some(Store::default());
                 changes.clear();
                 self.alarms.reset();
-                self.results.reset();
+                self.desk.results.reset();
                 self.revocations.reset();
                 // Commands Redis lost with the reset end now, once each, with the reason.
-                let lost = self.results.lost_in_reset();
+                let lost = self.desk.results.lost_in_reset();
                 if !lost.is_empty() {
                     log::warn(&format!(
                         "{} control commands in flight were lost with the reset; their senders are told they failed",

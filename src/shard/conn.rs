@@ -1,11 +1,11 @@
 //! One client connection: a thin loop that moves bytes between the socket and the sans-IO
 //! HTTP core. Requests are answered in order (pipelining), responses coalesced into one write.
 
+use super::Shared;
 use super::{ws_conn, ShardCtx};
 use crate::api;
-use crate::error::{ApiError, ErrorCode};
+use crate::error::{ApiError, ErrorCode, Upstream};
 use crate::fanout::ConnId;
-use crate::feed::{Reply, Request as FeedRequest};
 use crate::http::{
     head_end, parse_request, write_response, Limits, Method, Parsed, Request, Response,
 };
@@ -17,6 +17,7 @@ use std::net::IpAddr;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Counts the connection (in total and per source IP) for its whole life.
@@ -83,266 +84,127 @@ impl Drop for Counted {
 
 const READ_CHUNK: usize = 4096;
 
-/// How long `/health/detailed` waits for the feed's live Redis round trip before reporting
-/// it as null (a busy feed or a hung Redis must not hang the health check).
-const HEALTH_RTT_DEADLINE: Duration = Duration::from_millis(250);
+/// What one request's view is read from, held while its handler runs.
+struct Loaded {
+    snapshot: arc_swap::Guard<Arc<crate::site::Snapshot>>,
+    redis: arc_swap::Guard<Arc<crate::site::DependencyHealth>>,
+    alarms: arc_swap::Guard<Arc<crate::alarm::ActiveAlarms>>,
+    catalog: arc_swap::Guard<Arc<crate::catalog::Catalog>>,
+}
 
-/// How long `POST /api/control` waits for Redis to queue the command.
-const CONTROL_DEADLINE: Duration = Duration::from_secs(5);
-
-/// A command's record; with `wait_ms`, asked again every 100 ms while it is still queued
-/// (bounded by `wait_ms`), so a script can wait for the final state in one request.
-async fn command_record(
-    ctx: &ShardCtx,
-    conn: ConnId,
-    id: String,
-    wait_ms: u32,
-) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
-    let until = std::time::Instant::now() + Duration::from_millis(u64::from(wait_ms));
-    loop {
-        let request = FeedRequest::CommandRecord {
-            command_id: id.clone(),
-        };
-        let fields = match ctx.ask_feed(conn, request, ALARM_LOG_DEADLINE).await {
-            Some(Reply::CommandRecord(f)) => f,
-            _ => None,
-        }?;
-        let queued = fields.iter().any(|(k, v)| k == b"status" && v == b"queued");
-        if !queued || std::time::Instant::now() >= until {
-            return Some(fields);
+impl Loaded {
+    fn now(shared: &Shared) -> Loaded {
+        let p = &shared.published;
+        Loaded {
+            snapshot: p.snapshot.load(),
+            redis: p.redis.load(),
+            alarms: p.alarms.load(),
+            catalog: p.catalog.load(),
         }
-        monoio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
-/// How long `/api/alarms/events` waits for the feed to read the page.
-const ALARM_LOG_DEADLINE: Duration = Duration::from_secs(2);
+/// Who a request acts as, settled before its handler runs.
+struct Caller {
+    principal: crate::auth::Principal,
+    auth_error: Option<ApiError>,
+    client_ip: IpAddr,
+}
 
-/// How long a login waits for the verifier (a queue of logins ahead of it included).
-const LOGIN_DEADLINE: Duration = Duration::from_secs(5);
+impl Caller {
+    fn view<'a>(&'a self, shared: &'a Shared, l: &'a Loaded) -> api::View<'a> {
+        api::View {
+            snapshot: &l.snapshot,
+            redis: &l.redis,
+            config: &shared.config,
+            alarms: &l.alarms,
+            catalog: &l.catalog,
+            principal: &self.principal,
+            auth_error: self.auth_error.as_ref(),
+            auth: &shared.auth,
+            client_ip: self.client_ip,
+            gateway: shared,
+        }
+    }
+}
 
-/// Whether a password matches, checked by the verifier thread after the failed-login limit
-/// allowed the attempt (`None`: the verifier was busy past the deadline).
-async fn check_password(
+/// Runs the work a handler asked for (the feed, the verifier or the history querier),
+/// waiting at most its deadline.
+async fn run_work(
     ctx: &ShardCtx,
     conn: ConnId,
-    user: &str,
-    password: String,
-    client_ip: IpAddr,
-    now: i64,
-) -> Option<Result<bool, ApiError>> {
-    let auth = &ctx.shared.auth;
-    if let Err(e) = auth.login_permitted(client_ip, user, now) {
-        return Some(Err(e));
-    }
-    let hash = auth.password_hash(user).map(str::to_string);
-    match ctx
-        .ask(conn, LOGIN_DEADLINE, |to| {
-            ctx.shared.verifier.ask(password, hash, to)
-        })
-        .await
-    {
-        Some(Reply::Verified(ok)) => Some(Ok(ok)),
-        _ => None,
+    work: api::Work,
+    deadline: Duration,
+) -> Result<crate::job::Answer, Upstream> {
+    let shared = &ctx.shared;
+    match work {
+        api::Work::Redis(job) => ctx.ask(conn, deadline, |to| shared.feed.run(job, to)).await,
+        api::Work::Verify { password, hash } => {
+            ctx.ask(conn, deadline, |to| shared.verifier.ask(password, hash, to))
+                .await
+        }
+        api::Work::History(query) => match &shared.history {
+            Some(h) => ctx.ask(conn, deadline, |to| h.ask(query, to)).await,
+            None => Err(Upstream::Unavailable),
+        },
     }
 }
 
-/// Answers one REST request from the feed's latest state, first gathering what the route
-/// needs (the live Redis round trip for `/health/detailed`). Who asks is settled first: a
-/// request that will be refused gathers (queues, saves, checks) nothing.
-async fn respond(ctx: &ShardCtx, conn: ConnId, req: &Request, peer: IpAddr) -> Response {
+/// Answers one REST request: the route resolved once, who asks settled first (a request
+/// that will be refused runs nothing), then the handler's steps — each piece of work it asks
+/// for run with its deadline, and the handler going on with a fresh view. Returns the
+/// response and the route's metrics label.
+async fn respond(
+    ctx: &ShardCtx,
+    conn: ConnId,
+    req: &Request,
+    peer: IpAddr,
+) -> (Response, &'static str) {
     let shared = &ctx.shared;
     let cfg = &shared.config;
     let started = crate::time::now_millis();
+    let resolved = api::resolve(&req.path);
+    let label = resolved.label();
     if let Err(e) = api::gate(req, &shared.origins, &cfg.http.allowed_hosts) {
-        return Response::error(&e, started);
+        return (Response::error(&e, started), label);
     }
     let token = crate::auth::Auth::bearer(req.authorization.as_deref());
     let (principal, auth_error) = match shared.auth.authenticate(token, started) {
         Ok(p) => (p, None),
         Err(e) => (crate::auth::Principal::anonymous(None), Some(e)),
     };
-    let client_ip = crate::http::origin::client_ip(
-        peer,
-        req.forwarded_for.as_deref(),
-        &cfg.http.trusted_proxies,
-    );
-    let needs = api::needs(req, &principal, auth_error.as_ref(), cfg, started);
-    let login = match needs.login {
-        Some((user, password)) => {
-            check_password(ctx, conn, &user, password, client_ip, started).await
-        }
-        None => None,
+    let caller = Caller {
+        principal,
+        auth_error,
+        client_ip: crate::http::origin::client_ip(
+            peer,
+            req.forwarded_for.as_deref(),
+            &cfg.http.trusted_proxies,
+        ),
     };
-    let mut random = [0u8; 32];
-    if needs.random && getrandom::fill(&mut random).is_err() {
-        return Response::error(
-            &ApiError::new(
-                ErrorCode::InternalError,
-                "Internal error",
-                "no randomness for a token",
-            ),
-            started,
-        );
-    }
-    let redis_rtt = if needs.redis_rtt {
-        match ctx
-            .ask_feed(conn, FeedRequest::RedisPing, HEALTH_RTT_DEADLINE)
-            .await
-        {
-            Some(Reply::RedisRtt(rtt)) => rtt,
-            _ => None,
-        }
-    } else {
-        None
-    };
-    let alarm_events = match needs.alarm_events {
-        Some(q) => {
-            let request = FeedRequest::AlarmRange {
-                after: q.after,
-                limit: q.limit,
-                check_gap: q.check_gap,
-            };
-            match ctx.ask_feed(conn, request, ALARM_LOG_DEADLINE).await {
-                Some(Reply::AlarmRange(range)) => range,
-                _ => None,
-            }
-        }
-        None => None,
-    };
-    let control = match needs.control {
-        Some(mut command) => {
-            if let Err(e) = shared.control_permitted(&principal, client_ip, started) {
-                return Response::error(&e, started).with_header("Retry-After", "1");
-            }
-            // The audit names the token's user and the client's address, never what the
-            // body claims.
-            command.operator = Some(principal.name().to_string());
-            command.source = Some(client_ip.to_string());
-            let request = FeedRequest::ControlSubmit {
-                command: Box::new(command),
-                client_id: api::control::http_client_id(&principal),
-            };
-            match ctx.ask_feed(conn, request, CONTROL_DEADLINE).await {
-                Some(Reply::ControlSubmitted(r)) => Some(r),
-                _ => None,
-            }
-        }
-        None => None,
-    };
-    let command = match needs.command {
-        Some((id, wait)) => command_record(ctx, conn, id, wait).await,
-        None => None,
-    };
-    let definitions = match needs.definitions {
-        Some((kind, id)) => {
-            let request = FeedRequest::Definitions {
-                prefix: kind.prefix(),
-                ids_key: kind.ids_key(),
-                id,
-                stats: kind.has_stats(),
-            };
-            match ctx.ask_feed(conn, request, ALARM_LOG_DEADLINE).await {
-                Some(Reply::Definitions(d)) => d,
-                _ => None,
-            }
-        }
-        None => None,
-    };
-    let library = match needs.library {
-        Some((function, key, args)) => {
-            let request = FeedRequest::Library {
-                function,
-                key,
-                args,
-            };
-            match ctx.ask_feed(conn, request, ALARM_LOG_DEADLINE).await {
-                Some(Reply::Library(r)) => r,
-                _ => None,
-            }
-        }
-        None => None,
-    };
-    let stream = match needs.stream {
-        Some((stream, after, limit)) => {
-            let request = FeedRequest::Stream {
-                stream,
-                after,
-                count: limit + 1,
-            };
-            match ctx.ask_feed(conn, request, ALARM_LOG_DEADLINE).await {
-                Some(Reply::Stream(p)) => p,
-                _ => None,
-            }
-        }
-        None => None,
-    };
-    let history = match (needs.history, &shared.history) {
-        (Some(query), Some(h)) => {
-            // The querier's own timeout answers first; this only covers a stuck thread.
-            let deadline = std::time::Duration::from_millis(cfg.history.timeout_ms + 500);
-            match ctx.ask(conn, deadline, |to| h.ask(query, to)).await {
-                Some(Reply::History(r)) => Some(r),
-                _ => None,
-            }
-        }
-        _ => None,
-    };
-    let exec = match needs.exec {
-        Some((commands, atomic)) => {
-            let request = FeedRequest::Exec { commands, atomic };
-            match ctx.ask_feed(conn, request, ALARM_LOG_DEADLINE).await {
-                Some(Reply::Exec(r)) => r,
-                _ => None,
-            }
-        }
-        None => None,
-    };
-    let snapshot = shared.published.snapshot.load();
-    let redis = shared.published.redis.load();
-    let alarms = shared.published.alarms.load();
-    let catalog = shared.published.catalog.load();
-    let view = api::View {
-        snapshot: &snapshot,
-        redis: &redis,
-        config: &shared.config,
-        // Only /health/detailed reports them: other requests skip the clock read.
-        stats: if needs.stats {
-            shared.stats()
-        } else {
-            api::Stats::default()
-        },
-        redis_rtt,
-        alarms: &alarms,
-        alarm_events,
-        control,
-        command,
-        definitions,
-        library,
-        stream,
-        metrics: needs
-            .metrics
-            .then(|| shared.metrics_sample(crate::time::now_millis())),
-        exec,
-        catalog: &catalog,
-        principal: &principal,
-        auth_error: auth_error.as_ref(),
-        auth: &shared.auth,
-        client_ip,
-        login,
-        random,
-        history,
-        feed_lag_ms: shared.feed_lag_ms(started),
-        history_status: (needs.stats || needs.metrics)
-            .then(|| shared.history.as_ref().map(|h| h.status()))
-            .flatten(),
-    };
-    let now = crate::time::now_millis();
     let revocations = shared.auth.revocations();
-    // A handler that panics answers 500 instead of unwinding through the shard.
-    let response = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        api::handle(req, &view, now)
-    }));
+    let loaded = Loaded::now(shared);
+    let mut step = guarded(req, || {
+        api::start(req, &resolved, &caller.view(shared, &loaded), started)
+    });
+    drop(loaded);
+    let response = loop {
+        let ask = match step {
+            api::Step::Done(r) => break r,
+            api::Step::Ask(ask) => ask,
+        };
+        if !ask.delay.is_zero() {
+            monoio::time::sleep(ask.delay).await;
+        }
+        let deadline = ask.deadline;
+        let (work, then) = ask.split();
+        let answer = run_work(ctx, conn, work, deadline).await;
+        let loaded = Loaded::now(shared);
+        let now = crate::time::now_millis();
+        step = guarded(req, || {
+            then.finish(answer, &caller.view(shared, &loaded), now)
+        });
+    };
     // This request ended a login (logout, a reused refresh token): every shard's
     // connections acting for it end it now, not at their next sweep.
     if shared.auth.revocations() != revocations {
@@ -350,17 +212,24 @@ async fn respond(ctx: &ShardCtx, conn: ConnId, req: &Request, peer: IpAddr) -> R
             inbox.push(crate::shard::inbox::ShardEvent::LoginsRevoked);
         }
     }
-    response.unwrap_or_else(|_| {
+    (response, label)
+}
+
+/// A handler that panics answers 500 instead of unwinding through the shard.
+fn guarded(req: &Request, f: impl FnOnce() -> api::Step) -> api::Step {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|_| {
         crate::log::error(&format!("handler for {} panicked; answered 500", req.path));
-        Response::error(
-            &ApiError::new(
-                ErrorCode::InternalError,
-                "Internal error",
-                "the request could not be handled",
-            ),
-            now,
+        api::Step::Done(
+            Response::error(
+                &ApiError::new(
+                    ErrorCode::InternalError,
+                    "Internal error",
+                    "the request could not be handled",
+                ),
+                crate::time::now_millis(),
+            )
+            .closing(),
         )
-        .closing()
     })
 }
 
@@ -461,10 +330,10 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, ctx: Rc<ShardCtx>) {
                         }
                     }
                     let started = Instant::now();
-                    let resp = respond(&ctx, id, &req, peer.ip()).await;
+                    let (resp, label) = respond(&ctx, id, &req, peer.ip()).await;
                     if let Some(stats) = ctx.shared.http_stats.get(ctx.index) {
                         stats.lock().unwrap_or_else(|e| e.into_inner()).record(
-                            api::route_label(&req.path),
+                            label,
                             resp.status,
                             started.elapsed().as_secs_f64(),
                         );

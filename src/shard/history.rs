@@ -6,7 +6,8 @@
 
 use super::inbox::{Inbox, ShardEvent};
 use crate::config::HistoryConfig;
-use crate::feed::{Reply, ReplyTo};
+use crate::error::Upstream;
+use crate::feed::ReplyTo;
 use crate::history::{HistoryQuery, Status};
 use crate::recorder::client::Influx;
 use crossbeam_channel::{Sender, TrySendError};
@@ -50,7 +51,7 @@ impl History {
                         if let Some(inbox) = inboxes.get(job.to.shard) {
                             inbox.push(ShardEvent::Reply {
                                 to: job.to,
-                                reply: Reply::History(answer),
+                                reply: Box::new(answer.map_err(Upstream::Failed)),
                             });
                         }
                     }

@@ -3,7 +3,8 @@
 
 use crate::alarm::{ActiveAlarms, Alarm};
 use crate::fanout::ConnId;
-use crate::feed::{Reply, ReplyTo};
+use crate::feed::ReplyTo;
+use crate::job::Answer;
 use crate::site::tick::Tick;
 use crate::site::DependencyHealth;
 use crate::wire::close::Disconnect;
@@ -37,8 +38,9 @@ pub enum ShardEvent {
         operator: Option<String>,
         json: Vec<u8>,
     },
-    /// The feed's answer to a request a connection of this shard made.
-    Reply { to: ReplyTo, reply: Reply },
+    /// The answer to work a connection of this shard asked for (the feed's, the verifier's,
+    /// the history querier's).
+    Reply { to: ReplyTo, reply: Answer },
     /// The configured channels changed.
     Catalog(Arc<crate::catalog::Catalog>),
     /// Logins were ended (logout, refresh-token reuse): connections acting for them end

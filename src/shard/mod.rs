@@ -13,8 +13,10 @@ pub mod verifier;
 pub mod ws_conn;
 
 use crate::config::DriverKind;
+use crate::error::Upstream;
 use crate::fanout::{ConnId, Fanout};
-use crate::feed::{Reply, ReplyTo, Request};
+use crate::feed::ReplyTo;
+use crate::job::{Answer, Job};
 use crate::log;
 use crate::shutdown::Shutdown;
 use crate::site::tick::Tick;
@@ -69,7 +71,8 @@ pub struct ShardCtx {
     /// Responses being written right now; shutdown waits for them.
     pub in_flight: Cell<usize>,
     pub ws: RefCell<ws_conn::WsShard>,
-    /// Requests waiting for the feed's answer, by (connection, request number).
+    /// Work waiting for its answer (the feed's, the verifier's, the querier's), by
+    /// (connection, request number).
     replies: RefCell<HashMap<(ConnId, u64), Rc<ReplySlot>>>,
     next_request: Cell<u64>,
     /// Redis's health as last heard from the feed.
@@ -83,7 +86,7 @@ pub struct ShardCtx {
 /// Where the feed's answer to one request lands.
 #[derive(Default)]
 struct ReplySlot {
-    reply: Cell<Option<Reply>>,
+    reply: Cell<Option<Answer>>,
     ready: Notify,
 }
 
@@ -99,26 +102,27 @@ impl ShardCtx {
         }
     }
 
-    /// Asks the feed on behalf of `conn` and waits at most `deadline` for the answer; `None`
-    /// when the feed is busy past the deadline, its inbox is full, or it has stopped.
-    pub async fn ask_feed(
+    /// Runs `job` in the feed on behalf of `conn`, waiting at most `deadline` for its output.
+    pub async fn run<J: Job>(
         &self,
         conn: ConnId,
-        request: Request,
+        job: J,
         deadline: Duration,
-    ) -> Option<Reply> {
-        self.ask(conn, deadline, |to| self.shared.feed.ask(request, to))
-            .await
+    ) -> Result<J::Output, Upstream> {
+        let answer = self
+            .ask(conn, deadline, |to| self.shared.feed.run(Box::new(job), to))
+            .await;
+        crate::job::take(answer)
     }
 
-    /// Sends a request with `send` (false: not accepted) on behalf of `conn` and waits at
-    /// most `deadline` for the answer through this shard's inbox.
+    /// Sends work with `send` (false: not accepted) on behalf of `conn` and waits at most
+    /// `deadline` for the answer through this shard's inbox.
     pub async fn ask(
         &self,
         conn: ConnId,
         deadline: Duration,
         send: impl FnOnce(ReplyTo) -> bool,
-    ) -> Option<Reply> {
+    ) -> Result<Answer, Upstream> {
         let seq = self.next_request.get() + 1;
         self.next_request.set(seq);
         let slot = Rc::new(ReplySlot::default());
@@ -130,18 +134,18 @@ impl ShardCtx {
         };
         let reply = if send(to) {
             monoio::select! {
-                _ = slot.ready.wait() => slot.reply.take(),
-                _ = monoio::time::sleep(deadline) => None,
+                _ = slot.ready.wait() => slot.reply.take().ok_or(Upstream::TimedOut),
+                _ = monoio::time::sleep(deadline) => Err(Upstream::TimedOut),
             }
         } else {
-            None
+            Err(Upstream::Busy)
         };
         self.replies.borrow_mut().remove(&(conn, seq));
         reply
     }
 
     /// Hands an answer to the connection waiting for it (a late one finds nobody).
-    fn deliver(&self, to: ReplyTo, reply: Reply) {
+    fn deliver(&self, to: ReplyTo, reply: Answer) {
         let slot = self.replies.borrow().get(&(to.conn, to.seq)).cloned();
         if let Some(slot) = slot {
             slot.reply.set(Some(reply));

@@ -49,8 +49,6 @@ pub struct Shared {
     /// by that shard per request, and by a `/metrics` scrape).
     pub shard_counters: Vec<crate::metrics::ShardCounters>,
     pub http_stats: Vec<Mutex<crate::metrics::HttpStats>>,
-    /// Control commands per user and per address, over both doors.
-    pub control_rate: Mutex<crate::control::rate::ControlRate>,
 }
 
 /// How long a final control ack waits for its sender to reconnect, and how many may wait.
@@ -162,25 +160,8 @@ impl Shared {
             started: Instant::now(),
             connections: AtomicUsize::new(0),
             parked: Parked::default(),
-            control_rate: Mutex::new(crate::control::rate::ControlRate::new(
-                config.control.max_per_sec,
-                config.control.burst,
-            )),
             config,
         })
-    }
-
-    /// Takes one control command's worth of `principal`'s and `ip`'s rate, or the refusal.
-    pub fn control_permitted(
-        &self,
-        principal: &crate::auth::Principal,
-        ip: IpAddr,
-        now: i64,
-    ) -> Result<(), crate::error::ApiError> {
-        self.control_rate
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take(principal.user.as_deref(), ip, now)
     }
 
     /// What WebSocket clients are told of the data source: Redis's `health`, whether the
@@ -281,5 +262,36 @@ impl Shared {
                 .map(|n| n.load(Ordering::Relaxed))
                 .collect(),
         }
+    }
+}
+
+/// What REST handlers read of the running gateway.
+impl crate::api::Gateway for Shared {
+    fn stats(&self) -> crate::api::Stats {
+        Shared::stats(self)
+    }
+
+    fn metrics(&self, now: i64) -> crate::metrics::Sample {
+        self.metrics_sample(now)
+    }
+
+    fn history_status(&self) -> Option<crate::history::Status> {
+        self.history.as_ref().map(|h| h.status())
+    }
+
+    fn feed_lag_ms(&self, now: i64) -> Option<u64> {
+        Shared::feed_lag_ms(self, now)
+    }
+
+    fn random(&self) -> Result<[u8; 32], crate::error::ApiError> {
+        let mut random = [0u8; 32];
+        getrandom::fill(&mut random).map_err(|_| {
+            crate::error::ApiError::new(
+                crate::error::ErrorCode::InternalError,
+                "Internal error",
+                "no randomness for a token",
+            )
+        })?;
+        Ok(random)
     }
 }

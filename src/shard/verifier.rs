@@ -4,7 +4,8 @@
 //! through the asking shard's inbox, like the feed's.
 
 use super::inbox::{Inbox, ShardEvent};
-use crate::feed::{Reply, ReplyTo};
+use crate::error::Upstream;
+use crate::feed::ReplyTo;
 use crossbeam_channel::{Sender, TrySendError};
 use std::sync::Arc;
 
@@ -37,7 +38,7 @@ impl Verifier {
                     if let Some(inbox) = inboxes.get(job.to.shard) {
                         inbox.push(ShardEvent::Reply {
                             to: job.to,
-                            reply: Reply::Verified(ok),
+                            reply: Box::new(Ok::<bool, Upstream>(ok)),
                         });
                     }
                 }

@@ -10,7 +10,6 @@ use super::registry::Owner;
 use super::ShardCtx;
 use crate::alarm::ActiveAlarms;
 use crate::fanout::{ConnId, Fanout, Sink};
-use crate::feed::{Reply, Request};
 use crate::site::SourceStatus;
 use crate::wire::close::Disconnect;
 use crate::wire::{self, Frame};
@@ -384,15 +383,12 @@ const REPLAY_DEADLINE: Duration = Duration::from_secs(5);
 /// Asks the feed for the alarm events a reconnecting client missed and sends them (then the
 /// live ones held meanwhile).
 async fn replay_alarms(ctx: Rc<ShardCtx>, conn: Rc<WsConn>, ask: crate::ws::alarms::ReplayRequest) {
-    let request = Request::AlarmRange {
+    let job = crate::alarm::jobs::Events {
         after: ask.after,
         limit: crate::ws::alarms::MAX_REPLAY,
         check_gap: true,
     };
-    let range = match ctx.ask_feed(conn.id, request, REPLAY_DEADLINE).await {
-        Some(Reply::AlarmRange(range)) => range,
-        _ => None,
-    };
+    let range = ctx.run(conn.id, job, REPLAY_DEADLINE).await.ok();
     let mut out = Vec::new();
     let active = ctx.ws.borrow().alarms.clone();
     conn.protocol
@@ -607,15 +603,6 @@ fn queue_controls(conn: &Rc<WsConn>, ctx: &Rc<ShardCtx>, out: Vec<Action>) -> Ve
             continue;
         };
         let now = crate::time::now_millis();
-        let principal = conn.protocol.borrow().principal().clone();
-        if let Err(e) = ctx.shared.control_permitted(&principal, conn.source, now) {
-            rest.push(Action::Reply(wire::ws::error(
-                &e,
-                command.request_id.as_deref(),
-                now,
-            )));
-            continue;
-        }
         if conn.controls.get() >= max {
             let e = crate::error::ApiError::new(
                 crate::error::ErrorCode::RateLimited,
@@ -639,33 +626,24 @@ fn queue_controls(conn: &Rc<WsConn>, ctx: &Rc<ShardCtx>, out: Vec<Action>) -> Ve
 async fn submit_control(
     ctx: Rc<ShardCtx>,
     conn: Rc<WsConn>,
-    mut command: Box<crate::control::ControlRequest>,
+    command: Box<crate::control::ControlRequest>,
 ) {
-    command.source = Some(conn.source.to_string());
-    let request_id = command.request_id.clone();
-    let request = Request::ControlSubmit {
-        command,
-        client_id: conn.client_id.clone(),
-    };
-    let reply = ctx.ask_feed(conn.id, request, CONTROL_DEADLINE).await;
+    let principal = conn.protocol.borrow().principal().clone();
+    let job = crate::control::jobs::Submit::new(
+        *command,
+        &principal,
+        conn.source,
+        conn.client_id.clone(),
+    );
+    let request_id = job.request_id().map(str::to_string);
+    let queued = ctx.run(conn.id, job, CONTROL_DEADLINE).await;
     conn.controls.set(conn.controls.get().saturating_sub(1));
     let now = crate::time::now_millis();
     let rid = request_id.as_deref();
-    let json = match reply {
-        Some(Reply::ControlSubmitted(Ok(s))) => {
-            wire::ws::control_ack_queued(rid, &s.command_id, &s.status, now)
-        }
-        Some(Reply::ControlSubmitted(Err(e))) => wire::ws::error(&e, rid, now),
-        _ => wire::ws::error(
-            &crate::error::ApiError::new(
-                crate::error::ErrorCode::ServiceUnavailable,
-                "Control unavailable",
-                "Redis did not answer in time; the command may still be queued: send it again \
-                 with the same id to learn its state (a repeated id is never queued twice)",
-            ),
-            rid,
-            now,
-        ),
+    let json = match queued {
+        Ok(Ok(s)) => wire::ws::control_ack_queued(rid, &s.command_id, &s.status, now),
+        Ok(Err(e)) => wire::ws::error(&e, rid, now),
+        Err(why) => wire::ws::error(&crate::control::not_queued(&why), rid, now),
     };
     conn.send(vec![Action::Reply(json)]);
 }

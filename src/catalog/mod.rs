@@ -1,11 +1,14 @@
 //! The site's static configuration (PROTOCOL.md §4, the seed's "点表定义"): channel
 //! definitions (name, description, device kind, enabled) and point definitions per channel
 //! (name, unit, scale, limits for control values), as stored in Redis and as clients send
-//! them — JSON and CSV. Pure: parse, validate (each refusal names the field), render.
+//! them — JSON and CSV. Pure: parse, validate (each refusal names the field), render; the
+//! Redis work is in `jobs.rs`.
 //!
 //! Redis layout (written by the gateway, read by the library's `control_submit` for limits):
 //! `cfg:channels` hash `{id}` → channel JSON; `cfg:points:{id}` hash `{T|S|C|A}:{point_id}` →
 //! point JSON; `cfg:version` counter, bumped by every change.
+
+pub mod jobs;
 
 use crate::error::ApiError;
 use crate::json;

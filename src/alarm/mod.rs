@@ -1,6 +1,9 @@
 //! Alarms, pure: the events `alarmsrv_check` appends to `alarm:events` (lua/README.md) as the
 //! gateway reads them, and the set of active alarms they imply. No IO, no clock: the feed
-//! reads the stream, shards and handlers read these.
+//! reads the stream, shards and handlers read these; the Redis work asked for clients is in
+//! `jobs.rs`.
+
+pub mod jobs;
 
 use crate::model::{hash_field, parse_canonical_u32, ChannelId, DataType, PointId, Value};
 use crate::wire::Frame;
