@@ -208,3 +208,46 @@ fn point_tables_round_trip_as_json_and_csv_and_limit_control_values() {
     send(addr, "PUT", "/api/config/channels/2001/points", "[]");
     assert_eq!(control(1000.0).status, 202);
 }
+
+#[test]
+fn a_channels_points_carry_their_configured_names_units_and_current_values() {
+    let (_redis, gw, mut con) = start_with(DriverKind::Auto, trust);
+    let addr = gw.local_addr();
+    get(addr, "/api/channels/4400/points").error(404, "CHANNEL_NOT_FOUND");
+    get(addr, "/api/channels/abc/points").error(400, "INVALID_PARAMETER");
+    write(&mut con, "comsrv:4400:T", r#"{"1":230.5,"2":49.98}"#, None);
+    wait_until("4400 known", std::time::Duration::from_secs(3), || {
+        channel_ids(addr).contains(&4400)
+    });
+    // Written but not configured: values, no names.
+    assert_eq!(
+        get_ok(addr, "/api/channels/4400/points")["data"],
+        json!([
+            {"data_type":"T","point_id":1,"name":null,"unit":null,"value":230.5},
+            {"data_type":"T","point_id":2,"name":null,"unit":null,"value":49.98}
+        ])
+    );
+    let r = send(
+        addr,
+        "PUT",
+        "/api/config/channels/4400/points",
+        r#"[{"data_type":"T","point_id":1,"name":"电压 A","unit":"V"},
+            {"data_type":"A","point_id":5,"name":"Set-point","unit":"kW","min":0,"max":100}]"#,
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    // Configured and written, written only, configured only (no value yet).
+    let p = get_ok(addr, "/api/channels/4400/points");
+    assert_eq!(p["message"], "Found 3 points");
+    assert_eq!(
+        p["data"],
+        json!([
+            {"data_type":"T","point_id":1,"name":"电压 A","unit":"V","value":230.5},
+            {"data_type":"T","point_id":2,"name":null,"unit":null,"value":49.98},
+            {"data_type":"A","point_id":5,"name":"Set-point","unit":"kW","value":null}
+        ])
+    );
+    assert_eq!(
+        request(addr, "POST", "/api/channels/4400/points").status,
+        405
+    );
+}

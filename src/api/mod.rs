@@ -11,6 +11,7 @@ mod channels;
 pub mod control;
 pub mod definitions;
 mod health;
+mod points;
 pub mod routes;
 pub mod step;
 pub mod web;

@@ -87,6 +87,12 @@ pub static ROUTES: &[Row] = &[
         VIEWER,
         channels::history,
     ),
+    row(
+        Get,
+        "/api/channels/:channel_id/points",
+        VIEWER,
+        super::points::list,
+    ),
     row(Get, "/api/alarms/active", VIEWER, alarms::active),
     row(Get, "/api/alarms/events", VIEWER, alarms::events),
     row(Get, "/api/alarms/rules", VIEWER, definitions::list),
