@@ -185,11 +185,6 @@ impl Resolved<'_> {
     }
 }
 
-/// The metrics label of `path` (see [`Resolved::label`]).
-pub fn route_label(path: &str) -> &'static str {
-    resolve(path).label()
-}
-
 /// Answers `req` at `now` (Unix ms): the method and role checks of its row, then its handler.
 pub fn start(req: &Request, resolved: &Resolved<'_>, view: &View<'_>, now: i64) -> Step {
     let fail = |e: &ApiError| Step::Done(Response::error(e, now));

@@ -117,14 +117,6 @@ impl Step {
             done => done,
         }
     }
-
-    /// The response, when there is one already (a pure route).
-    pub fn done(self) -> Option<Response> {
-        match self {
-            Step::Done(r) => Some(r),
-            Step::Ask(_) => None,
-        }
-    }
 }
 
 impl From<Response> for Step {
