@@ -103,6 +103,7 @@ fn ws_message_parse(c: &mut Criterion) {
         max_depth: 32,
         messages_per_sec: 100,
         message_burst: 100,
+        max_in_flight: 16,
     };
     let mut g = c.benchmark_group("ws");
     g.throughput(Throughput::Bytes(msg.len() as u64));

@@ -122,6 +122,9 @@ pub trait Erased: Send {
         self: Box<Self>,
         redis: Option<&mut Redis<'_>>,
     ) -> (Answer, Option<redis::RedisError>);
+
+    /// The job itself, for a look at it before it runs (tests).
+    fn as_any(&self) -> &dyn Any;
 }
 
 impl<J: Job> Erased for J {
@@ -140,6 +143,10 @@ impl<J: Job> Erased for J {
             }
         };
         (answer::<J>(result), broke)
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
     }
 }
 

@@ -18,6 +18,7 @@ const LIMITS: Limits = Limits {
     max_depth: 32,
     messages_per_sec: 100,
     message_burst: 100,
+    max_in_flight: 16,
 };
 
 fn fanout() -> Fanout {
@@ -52,7 +53,11 @@ fuzz_target!(|data: &[u8]| {
     };
     let auth = Arc::new(voltage_gateway::auth::Auth::new(&cfg, &[7; 32]));
     let principal = voltage_gateway::auth::Principal::anonymous(auth.anonymous_role());
-    let mut p = Protocol::new(1, Mode::Gateway, 4096, LIMITS, principal, auth);
+    let peer = cmd::Peer {
+        client_id: "fuzz".into(),
+        source: std::net::IpAddr::from([127, 0, 0, 1]),
+    };
+    let mut p = Protocol::new(1, Mode::Gateway, 4096, LIMITS, principal, auth, peer);
     let mut out = Vec::new();
     let split = data.first().map_or(0, |b| usize::from(*b)).min(data.len());
     p.receive(&data[..split], 1_754_994_600_000, &mut fan, &mut out);

@@ -9,7 +9,6 @@ use crate::http::{Query, Response};
 use crate::json;
 use crate::model::{hash_field, Value};
 use crate::wire::{iso, rest};
-use crate::ws::cmd::control::Control;
 use simd_json::prelude::*;
 use std::time::Duration;
 
@@ -47,7 +46,7 @@ pub fn parse_body(body: &[u8], max_depth: usize) -> Result<ControlRequest, ApiEr
     let mut buf = body.to_vec();
     let v = simd_json::to_borrowed_value(&mut buf)
         .map_err(|e| invalid_json(&format!("the body is not valid JSON: {e}")))?;
-    let Control(mut req) = Control::parse(Some(&v))?;
+    let mut req = ControlRequest::parse(Some(&v))?;
     req.request_id = match v.get("request_id") {
         None => None,
         Some(r) if r.is_null() => None,

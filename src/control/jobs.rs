@@ -38,6 +38,15 @@ impl Submit {
     pub fn request_id(&self) -> Option<&str> {
         self.command.request_id.as_deref()
     }
+
+    /// The command as it will be queued (stamped).
+    pub fn command(&self) -> &ControlRequest {
+        &self.command
+    }
+
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
 }
 
 impl Job for Submit {

@@ -9,6 +9,8 @@ pub mod rate;
 use crate::error::{ApiError, ErrorCode, Upstream};
 use crate::json;
 use crate::model::{hash_field, ChannelId, DataType, PointId, Value};
+use simd_json::prelude::*;
+use simd_json::BorrowedValue;
 use std::fmt;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,7 +65,64 @@ pub const MAX_TEXT: usize = 256;
 /// Longest request id that de-duplicates (longer ones are refused).
 pub const MAX_REQUEST_ID: usize = 128;
 
+fn text(data: &BorrowedValue, name: &str) -> Result<Option<String>, ApiError> {
+    match data.get(name) {
+        None => Ok(None),
+        Some(v) if v.is_null() => Ok(None),
+        Some(v) => v
+            .as_str()
+            .map(|s| Some(s.to_string()))
+            .ok_or_else(|| ApiError::invalid_parameter(name, "must be a string")),
+    }
+}
+
 impl ControlRequest {
+    /// `{channel_id, point_id, command_type, value, operator?, reason?}` — the WebSocket
+    /// `control`'s `data` and the body of `POST /api/control` alike — checked field by field
+    /// (each refusal names its field), then together ([`ControlRequest::validate`]).
+    pub fn parse(data: Option<&BorrowedValue>) -> Result<ControlRequest, ApiError> {
+        let invalid = ApiError::invalid_parameter;
+        let data = data.filter(|d| d.is_object()).ok_or_else(|| {
+            invalid(
+                "data",
+                "must be an object with channel_id, point_id, command_type, value",
+            )
+        })?;
+        let channel = data
+            .get("channel_id")
+            .and_then(|v| v.as_u64())
+            .and_then(|n| u32::try_from(n).ok())
+            .filter(|n| *n > 0)
+            .map(ChannelId)
+            .ok_or_else(|| invalid("channel_id", "must be an integer in 1..=4294967295"))?;
+        let point = data
+            .get("point_id")
+            .and_then(|v| v.as_u64())
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(|| invalid("point_id", "must be an integer in 0..=4294967295"))?;
+        let command_type = data
+            .get("command_type")
+            .and_then(|v| v.as_str())
+            .and_then(CommandType::parse)
+            .ok_or_else(|| invalid("command_type", "must be \"set_value\" or \"control\""))?;
+        let value = data
+            .get("value")
+            .filter(|v| v.is_number())
+            .and_then(|v| v.cast_f64())
+            .ok_or_else(|| invalid("value", "must be a number"))?;
+        ControlRequest {
+            channel,
+            point,
+            command_type,
+            value,
+            operator: text(data, "operator")?,
+            reason: text(data, "reason")?,
+            request_id: None,
+            source: None,
+        }
+        .validate()
+    }
+
     /// Checks what the fields say together: the value is finite, a `control` is 0 or 1, the
     /// texts are bounded.
     pub fn validate(self) -> Result<ControlRequest, ApiError> {

@@ -109,9 +109,6 @@ unsafe impl monoio::buf::IoVecBuf for Batch {
 pub struct WsConn {
     pub id: ConnId,
     pub client_id: String,
-    /// The client's address (behind trusted proxies, the forwarded one): the audit's "from
-    /// where".
-    source: std::net::IpAddr,
     protocol: RefCell<Protocol>,
     out: RefCell<VecDeque<Chunk>>,
     /// Bytes queued or being written.
@@ -121,8 +118,6 @@ pub struct WsConn {
     killed: Notify,
     /// A close frame is queued: no more data frames; the writer ends once the queue is empty.
     closing: Cell<Option<Instant>>,
-    /// Control commands waiting for their `queued` ack.
-    controls: Cell<usize>,
     /// Closed because the peer stopped answering: the sweep waits only briefly for its reply.
     unresponsive: Cell<bool>,
     last_read: Cell<Instant>,
@@ -145,8 +140,8 @@ impl WsConn {
                 _ if self.closing.get().is_some() => {}
                 Action::Reply(json) => self.push(Chunk::Owned(wire::frame::text(&json))),
                 Action::Frame(f) => self.push(Chunk::Shared(f)),
-                // Taken out by `on_bytes` (queueing needs the shard); none reach here.
-                Action::Control(_) => {}
+                // Taken out by `on_bytes` (running needs the shard); none reach here.
+                Action::Ask(_) => {}
             }
         }
     }
@@ -298,6 +293,11 @@ pub async fn serve<G>(
         max_depth: cfg.max_json_depth,
         messages_per_sec: cfg.max_messages_per_sec,
         message_burst: cfg.message_burst,
+        max_in_flight: shared.config.control.max_in_flight,
+    };
+    let peer = crate::ws::cmd::Peer {
+        client_id: client_id.clone(),
+        source,
     };
     let protocol = Protocol::new(
         id,
@@ -306,12 +306,12 @@ pub async fn serve<G>(
         limits,
         principal,
         shared.auth.clone(),
+        peer,
     );
     let now = Instant::now();
     let conn = Rc::new(WsConn {
         id,
         client_id: client_id.clone(),
-        source,
         protocol: RefCell::new(protocol),
         out: RefCell::new(VecDeque::new()),
         queued: Cell::new(0),
@@ -319,7 +319,6 @@ pub async fn serve<G>(
         writable: Notify::default(),
         killed: Notify::default(),
         closing: Cell::new(None),
-        controls: Cell::new(0),
         unresponsive: Cell::new(false),
         last_read: Cell::new(now),
         last_ping: Cell::new(now),
@@ -383,12 +382,7 @@ const REPLAY_DEADLINE: Duration = Duration::from_secs(5);
 /// Asks the feed for the alarm events a reconnecting client missed and sends them (then the
 /// live ones held meanwhile).
 async fn replay_alarms(ctx: Rc<ShardCtx>, conn: Rc<WsConn>, ask: crate::ws::alarms::ReplayRequest) {
-    let job = crate::alarm::jobs::Events {
-        after: ask.after,
-        limit: crate::ws::alarms::MAX_REPLAY,
-        check_gap: true,
-    };
-    let range = ctx.run(conn.id, job, REPLAY_DEADLINE).await.ok();
+    let range = ctx.run(conn.id, ask.job(), REPLAY_DEADLINE).await.ok();
     let mut out = Vec::new();
     let active = ctx.ws.borrow().alarms.clone();
     conn.protocol
@@ -565,7 +559,7 @@ fn on_bytes(conn: &Rc<WsConn>, ctx: &Rc<ShardCtx>, bytes: &[u8]) -> bool {
     }));
     match handled {
         Ok(flow) => {
-            let out = queue_controls(conn, ctx, out);
+            let out = run_asks(conn, ctx, out);
             conn.send(out);
             if conn.protocol.borrow().is_closing() && conn.closing.get().is_none() {
                 // The protocol closed it (rate limit, bad input): the sweep bounds how long its
@@ -585,67 +579,36 @@ fn on_bytes(conn: &Rc<WsConn>, ctx: &Rc<ShardCtx>, bytes: &[u8]) -> bool {
     }
 }
 
-/// How long a control command may wait for Redis to queue it.
-const CONTROL_DEADLINE: Duration = Duration::from_secs(5);
-
-/// Starts queueing each control command the protocol accepted (at most
-/// `control.max_in_flight` per connection at once; more are refused `RATE_LIMITED`); the other
-/// actions are returned in order.
-fn queue_controls(conn: &Rc<WsConn>, ctx: &Rc<ShardCtx>, out: Vec<Action>) -> Vec<Action> {
-    if !out.iter().any(|a| matches!(a, Action::Control(_))) {
+/// Runs the jobs the protocol asked for, each in its own task: the protocol turns each
+/// answer (or the timeout) into its replies; the other actions are returned in order.
+fn run_asks(conn: &Rc<WsConn>, ctx: &Rc<ShardCtx>, out: Vec<Action>) -> Vec<Action> {
+    if !out.iter().any(|a| matches!(a, Action::Ask(_))) {
         return out;
     }
-    let max = ctx.shared.config.control.max_in_flight;
     let mut rest = Vec::with_capacity(out.len());
     for a in out {
-        let Action::Control(command) = a else {
-            rest.push(a);
-            continue;
-        };
-        let now = crate::time::now_millis();
-        if conn.controls.get() >= max {
-            let e = crate::error::ApiError::new(
-                crate::error::ErrorCode::RateLimited,
-                "Too many commands in flight",
-                format!("at most {max} control commands may wait for their queued ack at once; nothing was queued"),
-            );
-            rest.push(Action::Reply(wire::ws::error(
-                &e,
-                command.request_id.as_deref(),
-                now,
-            )));
-            continue;
+        match a {
+            Action::Ask(ask) => {
+                monoio::spawn(run_ask(ctx.clone(), conn.clone(), ask));
+            }
+            a => rest.push(a),
         }
-        conn.controls.set(conn.controls.get() + 1);
-        monoio::spawn(submit_control(ctx.clone(), conn.clone(), command));
     }
     rest
 }
 
-/// Queues one command through the feed and answers `control_ack queued` (or the error).
-async fn submit_control(
-    ctx: Rc<ShardCtx>,
-    conn: Rc<WsConn>,
-    command: Box<crate::control::ControlRequest>,
-) {
-    let principal = conn.protocol.borrow().principal().clone();
-    let job = crate::control::jobs::Submit::new(
-        *command,
-        &principal,
-        conn.source,
-        conn.client_id.clone(),
-    );
-    let request_id = job.request_id().map(str::to_string);
-    let queued = ctx.run(conn.id, job, CONTROL_DEADLINE).await;
-    conn.controls.set(conn.controls.get().saturating_sub(1));
-    let now = crate::time::now_millis();
-    let rid = request_id.as_deref();
-    let json = match queued {
-        Ok(Ok(s)) => wire::ws::control_ack_queued(rid, &s.command_id, &s.status, now),
-        Ok(Err(e)) => wire::ws::error(&e, rid, now),
-        Err(why) => wire::ws::error(&crate::control::not_queued(&why), rid, now),
-    };
-    conn.send(vec![Action::Reply(json)]);
+async fn run_ask(ctx: Rc<ShardCtx>, conn: Rc<WsConn>, ask: crate::ws::action::Ask) {
+    let deadline = ask.deadline;
+    let (job, then) = ask.split();
+    let shared = &ctx.shared;
+    let answer = ctx
+        .ask(conn.id, deadline, |to| shared.feed.run(job, to))
+        .await;
+    let mut out = Vec::new();
+    conn.protocol
+        .borrow_mut()
+        .answered(then, answer, crate::time::now_millis(), &mut out);
+    conn.send(out);
 }
 
 /// A command's final ack for `conn`; if it left meanwhile, routed again by client id.

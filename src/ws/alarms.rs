@@ -39,6 +39,18 @@ pub struct ReplayRequest {
     pub after: EventId,
 }
 
+impl ReplayRequest {
+    /// The feed's job: the events after `after`, at most what one replay carries, and whether
+    /// some were trimmed meanwhile. Its answer goes to [`AlarmFlow::on_replay`].
+    pub fn job(self) -> crate::alarm::jobs::Events {
+        crate::alarm::jobs::Events {
+            after: self.after,
+            limit: MAX_REPLAY,
+            check_gap: true,
+        }
+    }
+}
+
 impl AlarmFlow {
     /// Starts a connection's alarms: the active set now, or a replay to ask for.
     pub fn start(

@@ -4,9 +4,10 @@
 //! only moves bytes: it feeds what it reads to [`Protocol::receive`] and writes the
 //! [`Action`]s in order.
 
+use super::action::Then;
 pub use super::action::{Action, Flow};
 use super::alarms::{AlarmFlow, ReplayRequest};
-use super::cmd::{self, Command, Ctx};
+use super::cmd::{self, Command, Ctx, Peer};
 use super::handshake::Audience;
 use super::rate::RateLimit;
 use super::session::{Event, Session};
@@ -51,6 +52,9 @@ pub struct Protocol {
     /// Who the connection acts as, and what checks and renews its tokens.
     principal: Principal,
     auth: Arc<Auth>,
+    peer: Peer,
+    /// Commands whose job is out (at most `limits.max_in_flight`).
+    in_flight: usize,
 }
 
 impl Protocol {
@@ -63,6 +67,7 @@ impl Protocol {
         limits: cmd::Limits,
         principal: Principal,
         auth: Arc<Auth>,
+        peer: Peer,
     ) -> Protocol {
         Protocol {
             conn,
@@ -77,6 +82,24 @@ impl Protocol {
             alarms: AlarmFlow::Off,
             principal,
             auth,
+            peer,
+            in_flight: 0,
+        }
+    }
+
+    /// A command's job was answered (or timed out): its reply, unless the connection is
+    /// closing.
+    pub fn answered(
+        &mut self,
+        then: Then,
+        answer: Result<crate::job::Answer, crate::error::Upstream>,
+        now: i64,
+        out: &mut Vec<Action>,
+    ) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        let reply = then.reply(answer, now);
+        if !self.closed {
+            out.push(Action::Reply(reply));
         }
     }
 
@@ -181,6 +204,9 @@ impl Protocol {
                 out,
                 principal: &mut self.principal,
                 auth: &self.auth,
+                peer: &self.peer,
+                in_flight: &mut self.in_flight,
+                max_in_flight: self.limits.max_in_flight,
             };
             command.apply(&mut ctx);
         }
@@ -269,6 +295,9 @@ impl Protocol {
             out,
             principal: &mut self.principal,
             auth: &self.auth,
+            peer: &self.peer,
+            in_flight: &mut self.in_flight,
+            max_in_flight: self.limits.max_in_flight,
         };
         match msg.command {
             Ok(_) if wait && full => ctx.error(&ApiError::new(

@@ -1,73 +1,28 @@
-//! `control {channel_id, point_id, command_type, value, operator?, reason?}`: validated here
-//! (the channel exists; `set_value` targets `A`, `control` targets `C` with 0/1; the value is a
-//! finite number) — a refused command is answered with the error and queues nothing. An
-//! accepted one is handed to the shell ([`Action::Control`]), which queues it through the
-//! feed and answers `control_ack queued`; the final `control_ack` follows when the device
-//! side reports (or the timeout passes).
+//! `control {channel_id, point_id, command_type, value, operator?, reason?}`: parsed as
+//! `POST /api/control` is ([`ControlRequest::parse`]), then checked against the connection
+//! (its role, the site loaded, the channel known, at most `control.max_in_flight` commands
+//! waiting at once) — a refused command is answered with the error and queues nothing. An
+//! accepted one asks the feed to queue it ([`Submit`]) and answers `control_ack queued` (or
+//! the error) when Redis has; the final `control_ack` follows when the device side reports
+//! (or the timeout passes).
 
-use super::{invalid, Ctx};
-use crate::control::{CommandType, ControlRequest};
+use super::Ctx;
+use crate::control::jobs::Submit;
+use crate::control::ControlRequest;
 use crate::error::{ApiError, ErrorCode};
-use crate::model::ChannelId;
-use crate::ws::action::Action;
-use simd_json::prelude::*;
+use crate::ws::action::{Action, Ask};
 use simd_json::BorrowedValue;
+use std::time::Duration;
+
+/// How long a control command may wait for Redis to queue it.
+const DEADLINE: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Control(pub ControlRequest);
 
-fn text(data: &BorrowedValue, name: &str) -> Result<Option<String>, ApiError> {
-    match data.get(name) {
-        None => Ok(None),
-        Some(v) if v.is_null() => Ok(None),
-        Some(v) => v
-            .as_str()
-            .map(|s| Some(s.to_string()))
-            .ok_or_else(|| invalid(name, "must be a string")),
-    }
-}
-
 impl Control {
     pub fn parse(data: Option<&BorrowedValue>) -> Result<Control, ApiError> {
-        let data = data.filter(|d| d.is_object()).ok_or_else(|| {
-            invalid(
-                "data",
-                "must be an object with channel_id, point_id, command_type, value",
-            )
-        })?;
-        let channel = data
-            .get("channel_id")
-            .and_then(|v| v.as_u64())
-            .and_then(|n| u32::try_from(n).ok())
-            .filter(|n| *n > 0)
-            .map(ChannelId)
-            .ok_or_else(|| invalid("channel_id", "must be an integer in 1..=4294967295"))?;
-        let point = data
-            .get("point_id")
-            .and_then(|v| v.as_u64())
-            .and_then(|n| u32::try_from(n).ok())
-            .ok_or_else(|| invalid("point_id", "must be an integer in 0..=4294967295"))?;
-        let command_type = data
-            .get("command_type")
-            .and_then(|v| v.as_str())
-            .and_then(CommandType::parse)
-            .ok_or_else(|| invalid("command_type", "must be \"set_value\" or \"control\""))?;
-        let value = data
-            .get("value")
-            .filter(|v| v.is_number())
-            .and_then(|v| v.cast_f64())
-            .ok_or_else(|| invalid("value", "must be a number"))?;
-        let req = ControlRequest {
-            channel,
-            point,
-            command_type,
-            value,
-            operator: text(data, "operator")?,
-            reason: text(data, "reason")?,
-            request_id: None,
-            source: None,
-        };
-        Ok(Control(req.validate()?))
+        ControlRequest::parse(data).map(Control)
     }
 
     pub fn apply(self, ctx: &mut Ctx<'_>) {
@@ -75,8 +30,6 @@ impl Control {
         if let Err(e) = ctx.principal.require(crate::auth::Role::Operator) {
             return ctx.error(&e);
         }
-        // The audit names who the connection is, never what the message claims.
-        req.operator = Some(ctx.principal.name().to_string());
         if !ctx.fanout.is_loaded() {
             return ctx.error(&ApiError::new(
                 ErrorCode::ServiceUnavailable,
@@ -87,11 +40,40 @@ impl Control {
         if !ctx.fanout.snapshot().channels.contains_key(&req.channel) {
             return ctx.error(&ApiError::channel_not_found(req.channel));
         }
-        req.request_id = ctx.request_id.map(str::to_string);
-        match req.validate() {
-            Ok(req) => ctx.out.push(Action::Control(Box::new(req))),
-            Err(e) => ctx.error(&e),
+        if *ctx.in_flight >= ctx.max_in_flight {
+            return ctx.error(&ApiError::new(
+                ErrorCode::RateLimited,
+                "Too many commands in flight",
+                format!(
+                    "at most {} control commands may wait for their queued ack at once; nothing was queued",
+                    ctx.max_in_flight
+                ),
+            ));
         }
+        req.request_id = ctx.request_id.map(str::to_string);
+        let req = match req.validate() {
+            Ok(req) => req,
+            Err(e) => return ctx.error(&e),
+        };
+        let rid = req.request_id.clone();
+        let job = Submit::new(
+            req,
+            ctx.principal,
+            ctx.peer.source,
+            ctx.peer.client_id.clone(),
+        );
+        *ctx.in_flight += 1;
+        let ask = Ask::new(job, DEADLINE, move |queued, now| {
+            let rid = rid.as_deref();
+            match queued {
+                Ok(Ok(s)) => {
+                    crate::wire::ws::control_ack_queued(rid, &s.command_id, &s.status, now)
+                }
+                Ok(Err(e)) => crate::wire::ws::error(&e, rid, now),
+                Err(why) => crate::wire::ws::error(&crate::control::not_queued(&why), rid, now),
+            }
+        });
+        ctx.out.push(Action::Ask(ask));
     }
 }
 
@@ -110,9 +92,9 @@ mod tests {
         let Command::Control(Control(r)) = m.command.unwrap() else {
             panic!()
         };
-        assert_eq!(r.channel, ChannelId(2001));
+        assert_eq!(r.channel, crate::model::ChannelId(2001));
         assert_eq!(r.point, 20);
-        assert_eq!(r.command_type, CommandType::SetValue);
+        assert_eq!(r.command_type, crate::control::CommandType::SetValue);
         assert_eq!(r.value, 50.0);
         assert_eq!(r.operator.as_deref(), Some("user_001"));
     }

@@ -50,6 +50,19 @@ pub struct Ctx<'a> {
     /// Who the connection acts as (an `auth` message renews it).
     pub principal: &'a mut crate::auth::Principal,
     pub auth: &'a crate::auth::Auth,
+    /// Who is on the other end of the connection (what its commands are queued for).
+    pub peer: &'a Peer,
+    /// Commands waiting for their job's answer, and how many may.
+    pub in_flight: &'a mut usize,
+    pub max_in_flight: usize,
+}
+
+/// The connection's client: its id and address (behind trusted proxies, the forwarded one)
+/// — what a command is queued for and audited as coming from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Peer {
+    pub client_id: String,
+    pub source: std::net::IpAddr,
 }
 
 impl Ctx<'_> {
@@ -102,6 +115,8 @@ pub struct Limits {
     /// channels), and how many may come at once.
     pub messages_per_sec: u32,
     pub message_burst: u32,
+    /// Commands (control) that may wait for Redis at once.
+    pub max_in_flight: usize,
 }
 
 /// True when no array/object nests deeper than `max` (strings are skipped, escapes honoured).
@@ -260,6 +275,7 @@ mod tests {
         max_depth: 32,
         messages_per_sec: 100,
         message_burst: 100,
+        max_in_flight: 16,
     };
 
     fn cmd(text: &str) -> Result<Command, ApiError> {

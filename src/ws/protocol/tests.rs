@@ -32,6 +32,7 @@ const LIMITS: cmd::Limits = cmd::Limits {
     max_depth: 32,
     messages_per_sec: 100,
     message_burst: 100,
+    max_in_flight: 16,
 };
 
 /// 2025-08-12T10:30:00.123Z
@@ -60,6 +61,21 @@ fn site() -> Fanout {
     Fanout::new(Arc::new(Tick::new(Arc::new(snap), &[], NOW)), 30_000, 100)
 }
 
+fn peer() -> cmd::Peer {
+    cmd::Peer {
+        client_id: "mobile_app_001".into(),
+        source: "192.0.2.7".parse().unwrap(),
+    }
+}
+
+/// The command a control action asks the feed to queue.
+fn submitted(a: &Action) -> &crate::control::ControlRequest {
+    let Action::Ask(ask) = a else { panic!("{a:?}") };
+    ask.job::<crate::control::jobs::Submit>()
+        .expect("a control submit")
+        .command()
+}
+
 struct Client {
     proto: Protocol,
     fan: Fanout,
@@ -77,6 +93,7 @@ impl Client {
                 LIMITS,
                 Principal::anonymous(Some(crate::auth::Role::Operator)),
                 auth(crate::config::AnonymousRole::Operator),
+                peer(),
             ),
             fan,
         }
@@ -252,10 +269,17 @@ fn bad_messages_are_errors_with_the_request_id_when_readable() {
     assert!(e.ends_with(r#""request_id":null}}"#), "{e}");
     // A valid control on a known channel is handed to the shell, with its request id.
     let out = c.send(r#"{"type":"control","id":"c1","data":{"channel_id":2001,"point_id":20,"command_type":"set_value","value":50}}"#);
-    let [Action::Control(cmd)] = &out[..] else {
-        panic!("{out:?}")
-    };
+    let [a] = &out[..] else { panic!("{out:?}") };
+    let cmd = submitted(a);
     assert_eq!((cmd.value, cmd.request_id.as_deref()), (50.0, Some("c1")));
+    let Action::Ask(ask) = a else { panic!() };
+    let job = ask.job::<crate::control::jobs::Submit>().unwrap();
+    assert_eq!(job.client_id(), "mobile_app_001", "queued for this client");
+    assert_eq!(
+        cmd.source.as_deref(),
+        Some("192.0.2.7"),
+        "audited from its address"
+    );
     // An unknown channel is refused here: nothing is queued.
     assert_eq!(
         c.send(r#"{"type":"control","id":"c2","data":{"channel_id":9999,"point_id":20,"command_type":"set_value","value":50}}"#),
@@ -437,7 +461,15 @@ fn server_closes_carry_the_named_reason() {
 fn echo_mode_returns_messages_as_sent() {
     let mut fan = site();
     let a = auth(crate::config::AnonymousRole::None);
-    let mut p = Protocol::new(1, Mode::Echo, 1024, LIMITS, Principal::anonymous(None), a);
+    let mut p = Protocol::new(
+        1,
+        Mode::Echo,
+        1024,
+        LIMITS,
+        Principal::anonymous(None),
+        a,
+        peer(),
+    );
     assert_eq!(p.connected("x", Audience::General, NOW), None);
     let mut out = Vec::new();
     p.receive(&client_frame(1, b"hi"), NOW, &mut fan, &mut out);
@@ -456,7 +488,15 @@ fn client_as(principal: Principal, anonymous: crate::config::AnonymousRole) -> (
     let a = auth(anonymous);
     let mut fan = site();
     fan.add_member(7, true);
-    let proto = Protocol::new(7, Mode::Gateway, 64 * 1024, LIMITS, principal, a.clone());
+    let proto = Protocol::new(
+        7,
+        Mode::Gateway,
+        64 * 1024,
+        LIMITS,
+        principal,
+        a.clone(),
+        peer(),
+    );
     (Client { proto, fan }, a)
 }
 
@@ -494,20 +534,17 @@ fn control_needs_the_operator_role_and_audits_the_token_user() {
         .unwrap();
     c.proto.principal = a.authenticate(Some(&alice.access_token), NOW).unwrap();
     let out = c.send(CONTROL);
-    let [Action::Control(cmd)] = &out[..] else {
-        panic!("{out:?}")
-    };
+    let [a] = &out[..] else { panic!("{out:?}") };
     assert_eq!(
-        cmd.operator.as_deref(),
+        submitted(a).operator.as_deref(),
         Some("alice"),
         "never the message's operator"
     );
     // Anonymous operators (the demo) are audited as anonymous.
     let mut demo = Client::new();
-    let [Action::Control(cmd)] = &demo.send(CONTROL)[..] else {
-        panic!()
-    };
-    assert_eq!(cmd.operator.as_deref(), Some("anonymous"));
+    let out = demo.send(CONTROL);
+    let [a] = &out[..] else { panic!("{out:?}") };
+    assert_eq!(submitted(a).operator.as_deref(), Some("anonymous"));
 }
 
 #[test]
@@ -584,4 +621,59 @@ fn tokens_renew_and_expire() {
     };
     assert_eq!(&f[2..4], &4401u16.to_be_bytes());
     assert!(c.proto.is_closing());
+}
+
+/// At most `max_in_flight` commands wait for Redis at once; the next is refused here, and an
+/// answer (or a timeout) frees its place and becomes the command's reply.
+#[test]
+fn commands_in_flight_are_bounded_and_answered_by_their_own_continuation() {
+    let mut c = Client::new();
+    let ctl = |i: usize| {
+        format!(
+            r#"{{"type":"control","id":"c{i}","data":{{"channel_id":2001,"point_id":20,"command_type":"set_value","value":{i}}}}}"#
+        )
+    };
+    let mut asks = Vec::new();
+    for i in 0..LIMITS.max_in_flight {
+        let mut out = c.send(&ctl(i));
+        let Some(Action::Ask(ask)) = out.pop() else {
+            panic!("{out:?}")
+        };
+        asks.push(ask);
+    }
+    assert_eq!(error_code(&c.send(&ctl(99))), "RATE_LIMITED");
+    // Queued: `control_ack queued` with the library's command id.
+    let (_, then) = asks.pop().unwrap().split();
+    let queued: Result<crate::control::Submitted, crate::error::ApiError> =
+        Ok(crate::control::Submitted {
+            command_id: "CMD_7".into(),
+            status: "queued".into(),
+            duplicate: false,
+        });
+    let answer: crate::job::Answer = Box::new(Ok::<_, crate::error::Upstream>(queued));
+    let mut out = Vec::new();
+    c.proto.answered(then, Ok(answer), NOW, &mut out);
+    let [Action::Reply(r)] = &out[..] else {
+        panic!("{out:?}")
+    };
+    let r = String::from_utf8_lossy(r);
+    assert!(
+        r.contains(r#""type":"control_ack""#) && r.contains("CMD_7"),
+        "{r}"
+    );
+    assert!(r.contains(r#""request_id":"c15""#), "{r}");
+    // Redis did not answer in time: the client learns it may be queued after all.
+    let (_, then) = asks.pop().unwrap().split();
+    let mut out = Vec::new();
+    c.proto
+        .answered(then, Err(crate::error::Upstream::TimedOut), NOW, &mut out);
+    assert_eq!(error_code(&out), "SERVICE_UNAVAILABLE");
+    let [Action::Reply(r)] = &out[..] else {
+        panic!()
+    };
+    assert!(String::from_utf8_lossy(r).contains("same request id"));
+    // Two places are free again.
+    assert!(matches!(c.send(&ctl(100)).pop(), Some(Action::Ask(_))));
+    assert!(matches!(c.send(&ctl(101)).pop(), Some(Action::Ask(_))));
+    assert_eq!(error_code(&c.send(&ctl(102))), "RATE_LIMITED");
 }
