@@ -4,11 +4,15 @@
 //! polls every tick and starts a new subscriber later.
 
 use super::inbox::{Event, FeedHandle};
-use super::WAKE_CHANNEL;
+use super::{library, Feed, WAKE_CHANNEL};
+use crate::log;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// How often a missing wake-up subscription is attempted again (the tick covers meanwhile).
+const WAKE_RETRY: Duration = Duration::from_secs(5);
 
 /// How long a read blocks before the thread checks whether it should stop.
 const STOP_CHECK: Duration = Duration::from_millis(50);
@@ -84,6 +88,43 @@ fn listen(generation: u64, mut con: redis::Connection, inbox: &FeedHandle, stop:
                 return lost("interrupted repeatedly".into())
             }
             Err(e) => return lost(e.to_string()),
+        }
+    }
+}
+
+impl Feed {
+    pub(super) fn start_subscriber(&mut self, con: &mut redis::Connection) {
+        self.wake_retry_at = Instant::now() + WAKE_RETRY;
+        if !self.config.wake || library::version(con).is_none_or(|v| v < library::WAKE_SINCE) {
+            return;
+        }
+        self.generation += 1;
+        let spawned = self
+            .connect_plain()
+            .map_err(|e| e.to_string())
+            .and_then(|c| {
+                Subscriber::spawn(self.generation, c, self.handle.clone())
+                    .map_err(|e| e.to_string())
+            });
+        match spawned {
+            Ok(s) => self.subscriber = Some(s),
+            Err(why) => self.wake_failed(&why),
+        }
+    }
+
+    pub(super) fn stop_subscriber(&mut self) {
+        self.subscriber = None;
+        self.wake_active = false;
+    }
+
+    pub(super) fn wake_failed(&mut self, why: &str) {
+        self.wake_retry_at = Instant::now() + WAKE_RETRY;
+        if !std::mem::replace(&mut self.wake_warned, true) {
+            log::warn(&format!(
+                "{WAKE_CHANNEL} subscription failed ({why}); polling every {} ms, retrying every {} s",
+                self.config.tick_ms,
+                WAKE_RETRY.as_secs()
+            ));
         }
     }
 }
