@@ -2,7 +2,9 @@
 //! validated here and nowhere else. Every field documents its default and its trade-off;
 //! `voltage-gateway.example.toml` mirrors this file.
 
-use crate::auth::Role;
+pub use crate::auth::config::{AnonymousRole, AuthConfig, UserConfig};
+pub use crate::error::ConfigError;
+pub use crate::history::config::HistoryConfig;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -76,229 +78,6 @@ pub struct Config {
     pub control: ControlConfig,
     pub auth: AuthConfig,
     pub history: HistoryConfig,
-}
-
-/// History on InfluxDB 1.x: the recorder writes every collected change, `/history` reads it
-/// back. Off unless `url` is set.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct HistoryConfig {
-    /// InfluxDB's HTTP API, e.g. `http://127.0.0.1:8086`. Default "" = no history (the
-    /// route answers 503 `HISTORY_UNAVAILABLE`).
-    pub url: String,
-    /// Database. Default `voltage`.
-    pub database: String,
-    /// Retention policy to write to and read from. Default "" = the database's default.
-    pub retention_policy: String,
-    /// `CREATE DATABASE` at start-up and whenever InfluxDB reports it missing. Default true.
-    pub create_database: bool,
-    /// A batch is written when it holds this many lines (one line per changed channel and
-    /// data type)… Default 5000.
-    pub batch_max_lines: usize,
-    /// …or when its oldest line is this old, in ms. Default 1000.
-    pub batch_max_ms: u64,
-    /// Collected changes waiting for the recorder thread; when full, changes are dropped and
-    /// counted (the feed never waits). Default 1024.
-    pub queue: usize,
-    /// Where batches InfluxDB could not take wait, oldest first, to be written in order when
-    /// it returns. Default "" = in memory (lost on restart).
-    pub buffer_dir: String,
-    /// Most bytes the buffer holds; a batch that does not fit is dropped and counted.
-    /// Default 268435456 (256 MiB).
-    pub buffer_max_bytes: u64,
-    /// Timeout of one write, query or probe, in ms. Default 5000.
-    pub timeout_ms: u64,
-    /// Longest `end_time - start_time` of a query, seconds. Default 31622400 (366 days).
-    pub max_range_secs: i64,
-    /// Most buckets of a downsampled query (`interval` + `agg`). Default 50000.
-    pub max_buckets: i64,
-    /// Most records one CSV export holds. Default 100000.
-    pub csv_max_records: u32,
-    /// Most bytes of one InfluxDB answer. Default 67108864 (64 MiB).
-    pub max_answer_bytes: u64,
-}
-
-impl Default for HistoryConfig {
-    fn default() -> Self {
-        let limits = crate::history::Limits::default();
-        HistoryConfig {
-            url: String::new(),
-            database: "voltage".into(),
-            retention_policy: String::new(),
-            create_database: true,
-            batch_max_lines: 5000,
-            batch_max_ms: 1000,
-            queue: 1024,
-            buffer_dir: String::new(),
-            buffer_max_bytes: 256 * 1024 * 1024,
-            timeout_ms: 5000,
-            max_range_secs: limits.max_range_secs,
-            max_buckets: limits.max_buckets,
-            csv_max_records: limits.csv_max_records,
-            max_answer_bytes: 64 * 1024 * 1024,
-        }
-    }
-}
-
-impl HistoryConfig {
-    pub fn enabled(&self) -> bool {
-        !self.url.is_empty()
-    }
-
-    pub fn limits(&self) -> crate::history::Limits {
-        crate::history::Limits {
-            max_range_secs: self.max_range_secs,
-            max_buckets: self.max_buckets,
-            csv_max_records: self.csv_max_records,
-        }
-    }
-
-    fn validate(&self) -> Result<(), ConfigError> {
-        let err = |m: &str| Err(ConfigError(format!("history.{m}")));
-        if self.enabled() {
-            let Some(rest) = self.url.strip_prefix("http://") else {
-                return err("url must be http://host:port (InfluxDB 1.x HTTP API)");
-            };
-            if rest.is_empty() || rest.contains(['?', '#', ' ']) {
-                return err("url must be http://host:port (InfluxDB 1.x HTTP API)");
-            }
-        }
-        let name_ok = |s: &str| {
-            s.len() <= 64
-                && s.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
-        };
-        if self.database.is_empty() || !name_ok(&self.database) {
-            return err("database must be 1-64 of A-Za-z0-9_.-");
-        }
-        if !name_ok(&self.retention_policy) {
-            return err("retention_policy must be at most 64 of A-Za-z0-9_.-");
-        }
-        if !(1..=100_000).contains(&self.batch_max_lines)
-            || !(1..=60_000).contains(&self.batch_max_ms)
-        {
-            return err("batch_max_lines must be in 1..=100000 and batch_max_ms in 1..=60000");
-        }
-        if !(1..=1_000_000).contains(&self.queue) {
-            return err("queue must be in 1..=1000000");
-        }
-        if self.buffer_max_bytes < 64 * 1024 {
-            return err("buffer_max_bytes must be at least 65536");
-        }
-        if !(100..=600_000).contains(&self.timeout_ms) {
-            return err("timeout_ms must be in 100..=600000");
-        }
-        if self.max_range_secs < 60 || self.max_buckets < 3600 || self.csv_max_records < 1000 {
-            return err(
-                "max_range_secs must be >= 60, max_buckets >= 3600, csv_max_records >= 1000",
-            );
-        }
-        if self.max_answer_bytes < 1024 * 1024 {
-            return err("max_answer_bytes must be at least 1048576");
-        }
-        Ok(())
-    }
-}
-
-/// What anonymous clients (no token) may do.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AnonymousRole {
-    None,
-    Viewer,
-    Operator,
-    Admin,
-}
-
-impl AnonymousRole {
-    pub fn role(self) -> Option<Role> {
-        match self {
-            AnonymousRole::None => None,
-            AnonymousRole::Viewer => Some(Role::Viewer),
-            AnonymousRole::Operator => Some(Role::Operator),
-            AnonymousRole::Admin => Some(Role::Admin),
-        }
-    }
-}
-
-/// One user: `[[auth.users]]` with a name, an argon2id hash (`voltage-gateway hash-password`)
-/// and a role.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UserConfig {
-    pub username: String,
-    pub password_hash: String,
-    pub role: Role,
-}
-
-/// Login, tokens and what anonymous clients may do (PROTOCOL.md §5).
-#[derive(Clone, Debug, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct AuthConfig {
-    /// Role of clients without a token: `viewer` (default: the seed's examples work
-    /// unchanged), `operator`, `admin`, or `none` (REST answers 401 and WebSocket upgrades are
-    /// refused, except `/health`, `/health/ready`, the page, login and refresh).
-    pub anonymous_role: AnonymousRole,
-    /// The key that signs access tokens (HS256), at least 32 bytes. Or `secret_file` (the
-    /// key is the file's content, trimmed), or the environment variable `VOLTAGE_AUTH_SECRET`
-    /// (which wins). None of them: a random key per start (logged loudly: tokens do not
-    /// survive a restart, and several gateways cannot share logins).
-    pub secret: String,
-    pub secret_file: String,
-    /// Access tokens live this long (s). Default 900 (a stolen one is worth 15 minutes).
-    pub access_ttl_secs: u64,
-    /// Refresh tokens live this long (s). Default 604800 (7 days).
-    pub refresh_ttl_secs: u64,
-    /// Refresh tokens kept (each used or live one of each login); the soonest to expire
-    /// make room. Default 10000.
-    pub max_refresh_tokens: usize,
-    /// Failed logins from one address, or for one user name, within the window before
-    /// further attempts are refused with 429 until the window passes. Default 5 per 60 s.
-    pub max_login_failures: u32,
-    pub login_failure_window_secs: u64,
-    pub users: Vec<UserConfig>,
-}
-
-impl Default for AuthConfig {
-    fn default() -> Self {
-        AuthConfig {
-            anonymous_role: AnonymousRole::Viewer,
-            secret: String::new(),
-            secret_file: String::new(),
-            access_ttl_secs: 900,
-            refresh_ttl_secs: 7 * 24 * 3600,
-            max_refresh_tokens: 10_000,
-            max_login_failures: 5,
-            login_failure_window_secs: 60,
-            users: Vec::new(),
-        }
-    }
-}
-
-impl AuthConfig {
-    /// The signing key: `VOLTAGE_AUTH_SECRET`, then `secret_file`, then `secret`; `None`
-    /// when none is set.
-    pub fn signing_secret(&self) -> Result<Option<Vec<u8>>, ConfigError> {
-        let key = if let Ok(v) = std::env::var("VOLTAGE_AUTH_SECRET") {
-            v
-        } else if !self.secret_file.is_empty() {
-            std::fs::read_to_string(&self.secret_file)
-                .map_err(|e| ConfigError(format!("auth.secret_file {}: {e}", self.secret_file)))?
-                .trim()
-                .to_string()
-        } else {
-            self.secret.clone()
-        };
-        if key.is_empty() {
-            return Ok(None);
-        }
-        if key.len() < 32 {
-            return Err(ConfigError(
-                "the token signing secret must be at least 32 bytes (generate one: head -c 32 /dev/urandom | base64)".into(),
-            ));
-        }
-        Ok(Some(key.into_bytes()))
-    }
 }
 
 /// Control commands.
@@ -509,16 +288,29 @@ pub struct Overrides {
     pub no_load_functions: bool,
 }
 
-#[derive(Debug)]
-pub struct ConfigError(pub String);
-
-impl std::fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "configuration error: {}", self.0)
+/// The token signing key: `VOLTAGE_AUTH_SECRET`, then `secret_file`, then `secret`;
+/// `None` when none is set. (Here, not in `auth`: reading it is loading.)
+pub fn signing_secret(auth: &AuthConfig) -> Result<Option<Vec<u8>>, ConfigError> {
+    let key = if let Ok(v) = std::env::var("VOLTAGE_AUTH_SECRET") {
+        v
+    } else if !auth.secret_file.is_empty() {
+        std::fs::read_to_string(&auth.secret_file)
+            .map_err(|e| ConfigError(format!("auth.secret_file {}: {e}", auth.secret_file)))?
+            .trim()
+            .to_string()
+    } else {
+        auth.secret.clone()
+    };
+    if key.is_empty() {
+        return Ok(None);
     }
+    if key.len() < 32 {
+        return Err(ConfigError(
+            "the token signing secret must be at least 32 bytes (generate one: head -c 32 /dev/urandom | base64)".into(),
+        ));
+    }
+    Ok(Some(key.into_bytes()))
 }
-
-impl std::error::Error for ConfigError {}
 
 impl Config {
     /// File (if any) → overrides → validation: the one place configuration is assembled.
@@ -641,45 +433,8 @@ impl Config {
             }
         }
         self.history.validate()?;
-        self.validate_auth()
-    }
-
-    fn validate_auth(&self) -> Result<(), ConfigError> {
-        let a = &self.auth;
-        let err = |m: String| Err(ConfigError(m));
-        if !(1..=86_400).contains(&a.access_ttl_secs) {
-            return err("auth.access_ttl_secs must be in 1..=86400".into());
-        }
-        if a.refresh_ttl_secs < a.access_ttl_secs || a.refresh_ttl_secs > 90 * 86_400 {
-            return err(
-                "auth.refresh_ttl_secs must be >= access_ttl_secs and at most 90 days".into(),
-            );
-        }
-        if a.max_refresh_tokens == 0
-            || a.max_login_failures == 0
-            || a.login_failure_window_secs == 0
-        {
-            return err("auth.max_refresh_tokens, auth.max_login_failures and auth.login_failure_window_secs must be positive".into());
-        }
-        let mut seen = std::collections::HashSet::new();
-        for u in &a.users {
-            if !crate::auth::valid_username(&u.username) {
-                return err(format!(
-                    "auth.users: user name '{}' must be 1-64 of A-Za-z0-9_.@-",
-                    u.username
-                ));
-            }
-            if !seen.insert(u.username.as_str()) {
-                return err(format!("auth.users: user '{}' is listed twice", u.username));
-            }
-            if !crate::auth::password::is_argon2id(&u.password_hash) {
-                return err(format!(
-                    "auth.users: the password_hash of '{}' is not an argon2id hash (make one with: voltage-gateway hash-password)",
-                    u.username
-                ));
-            }
-        }
-        a.signing_secret().map(|_| ())
+        self.auth.validate()?;
+        signing_secret(&self.auth).map(|_| ())
     }
 
     /// Shards to start: the configured number, or one per CPU.

@@ -179,3 +179,15 @@ impl std::fmt::Display for Upstream {
         }
     }
 }
+
+/// A configuration that cannot run, and why (names the setting).
+#[derive(Debug)]
+pub struct ConfigError(pub String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "configuration error: {}", self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}

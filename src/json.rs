@@ -1,5 +1,6 @@
 //! Minimal JSON writing. Responses and frames are assembled from pre-rendered fragments,
-//! so a general serializer would only add copies; these helpers cover what is left.
+//! so a general serializer would only add copies; these helpers cover what is left — and the
+//! one check every parser runs before parsing (nesting depth).
 
 /// Appends `s` as a JSON string literal (quoted, escaped).
 pub fn write_str(out: &mut Vec<u8>, s: &str) {
@@ -46,29 +47,33 @@ pub fn write_key(out: &mut Vec<u8>, key: &str) {
     out.extend_from_slice(b"\":");
 }
 
-/// A request body as JSON, within `max_depth` nesting (checked first, with one linear scan:
-/// the parser recurses per level). `shape` says what the body must be, for the error.
-pub fn parse_body(
-    body: &[u8],
-    max_depth: usize,
-    shape: &str,
-) -> Result<simd_json::OwnedValue, crate::error::ApiError> {
-    use crate::error::{ApiError, ErrorCode};
-    if !crate::ws::cmd::nesting_within(body, max_depth) {
-        return Err(ApiError::new(
-            ErrorCode::InvalidJson,
-            "Invalid JSON",
-            format!("the body nests arrays/objects deeper than {max_depth} levels"),
-        ));
+/// True when no array/object nests deeper than `max` (strings are skipped, escapes honoured).
+/// A linear scan before parsing, so a hostile message costs one pass and no recursion.
+pub fn nesting_within(bytes: &[u8], max: usize) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in bytes {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return false;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
     }
-    let mut buf = body.to_vec();
-    simd_json::to_owned_value(&mut buf).map_err(|_| {
-        ApiError::new(
-            ErrorCode::InvalidJson,
-            "Invalid JSON",
-            format!("the body must be {shape}"),
-        )
-    })
+    true
 }
 
 #[cfg(test)]

@@ -73,7 +73,9 @@ impl Server {
         let published = Published::new();
         let inboxes: Vec<Arc<Inbox>> = (0..n).map(|_| Arc::default()).collect();
         let (feed_handle, feed_inbox) = feed::inbox::channel();
-        let secret = match config.auth.signing_secret().map_err(StartError::Config)? {
+        let secret = match crate::config::signing_secret(&config.auth)
+            .map_err(StartError::Config)?
+        {
             Some(s) => s,
             None => {
                 log::warn(

@@ -9,7 +9,7 @@ use voltage_gateway::feed::hash_fields;
 
 fuzz_target!(|data: &[u8]| {
     let rendered = |e: &AlarmEvent| {
-        let msg = voltage_gateway::wire::alarm::message(e);
+        let msg = voltage_gateway::alarm::wire::message(e);
         serde_json::from_slice::<serde_json::Value>(&msg).expect("an alarm message is JSON");
     };
     if let Ok(s) = std::str::from_utf8(data) {

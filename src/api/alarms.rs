@@ -3,11 +3,11 @@
 
 use super::{Call, Step};
 use crate::alarm::jobs::{Ack, Events};
+use crate::alarm::wire::{write_active, write_event};
 use crate::alarm::{EventId, Range};
 use crate::error::{ApiError, ErrorCode, Upstream};
 use crate::http::{Query, Response};
 use crate::json;
-use crate::wire::alarm::{write_active, write_event};
 use std::time::Duration;
 
 /// An alarm id as the library assigns them: `ALM_{n}`.

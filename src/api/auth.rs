@@ -20,7 +20,7 @@ const MAX_SECRET: usize = 1024;
 /// The body as a JSON object (small: the HTTP body limit applies first).
 fn object(body: &[u8], max_depth: usize, shape: &str) -> Result<OwnedValue, ApiError> {
     let shape = format!("a JSON object {shape}");
-    let v = json::parse_body(body, max_depth, &shape)?;
+    let v = crate::http::body::parse_body(body, max_depth, &shape)?;
     if !v.is_object() {
         return Err(ApiError::new(
             ErrorCode::InvalidJson,

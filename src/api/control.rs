@@ -38,7 +38,7 @@ pub fn parse_body(body: &[u8], max_depth: usize) -> Result<ControlRequest, ApiEr
             "the body must be a JSON object {channel_id, point_id, command_type, value, ...}",
         ));
     }
-    if !crate::ws::cmd::nesting_within(body, max_depth) {
+    if !crate::json::nesting_within(body, max_depth) {
         return Err(invalid_json(&format!(
             "the body nests arrays/objects deeper than {max_depth} levels"
         )));

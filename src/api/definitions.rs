@@ -127,7 +127,8 @@ pub fn body(body: &[u8], max_depth: usize, kind: Kind) -> Result<&str, ApiError>
         )
     };
     let text = std::str::from_utf8(body).map_err(|_| bad())?;
-    let simd_json::OwnedValue::Object(o) = json::parse_body(body, max_depth, &shape)? else {
+    let simd_json::OwnedValue::Object(o) = crate::http::body::parse_body(body, max_depth, &shape)?
+    else {
         return Err(bad());
     };
     for f in kind.array_fields() {

@@ -131,7 +131,7 @@ fn number(v: &OwnedValue, field: &str, path: &str) -> Result<Option<f64>, ApiErr
 impl ChannelDef {
     /// `{name, description?, device_kind?, enabled?}` for channel `id`.
     pub fn parse(id: ChannelId, body: &[u8], max_depth: usize) -> Result<ChannelDef, ApiError> {
-        let v = json::parse_body(
+        let v = crate::http::body::parse_body(
             body,
             max_depth,
             "an object {name, description?, device_kind?, enabled?}",
@@ -238,7 +238,7 @@ impl PointDef {
     /// A point table: a JSON array of `{data_type, point_id, name, unit?, scale?, min?, max?}`
     /// (each point once).
     pub fn parse_table(body: &[u8], max_depth: usize) -> Result<Vec<PointDef>, ApiError> {
-        let v = json::parse_body(body, max_depth, "an array of points")?;
+        let v = crate::http::body::parse_body(body, max_depth, "an array of points")?;
         let arr = v.as_array().ok_or_else(|| {
             invalid(
                 "body",

@@ -108,26 +108,3 @@ pub(crate) fn read_after(
     }
     Ok(out)
 }
-
-impl super::Feed {
-    /// Reads new alarm events and hands them on with the active set after them.
-    pub(super) fn poll_alarms(&mut self, con: &mut redis::Connection) -> Result<(), FeedError> {
-        if let Some(new) = self.alarms.poll(con)? {
-            let f = &self.published.feed;
-            for a in &new {
-                let c = match a.event.status {
-                    crate::alarm::AlarmStatus::Triggered => &f.alarm_triggers,
-                    crate::alarm::AlarmStatus::Recovered => &f.alarm_recoveries,
-                    crate::alarm::AlarmStatus::Acknowledged => &f.alarm_acks,
-                };
-                crate::metrics::bump(c, 1);
-            }
-            let active = self.alarms.active().clone();
-            self.published.alarms.store(active.clone());
-            if let Some(f) = self.on_alarms.as_mut() {
-                f(&new, &active);
-            }
-        }
-        Ok(())
-    }
-}

@@ -1,6 +1,7 @@
-//! Collecting: `netsrv_collect_data` from the cursor, the dirty hashes read in one pipelined
+//! What one collect round reads: `netsrv_collect_data` from the cursor, the dirty hashes read in one pipelined
 //! round trip, applied to the store and published once the cursor reaches Redis's head (a
-//! reset rebuilds the site from scratch and is published only when complete).
+//! reset rebuilds the site from scratch and is published only when complete), then new alarm
+//! events, command results and a changed catalog, each handed to its sink.
 
 use super::{hash_fields, library, no_functions, Feed, FeedError};
 use crate::job::{as_string, as_u64, is_connection_error};
@@ -92,7 +93,7 @@ impl Feed {
             .arg(self.cursor)
             .arg(&self.epoch)
             .arg(self.config.collect_batch)
-            .arg(if self.wake_active {
+            .arg(if self.wake.active {
                 &["1"][..]
             } else {
                 &[][..]
@@ -229,6 +230,47 @@ impl Feed {
         self.published.catalog.store(catalog.clone());
         if let Some(f) = self.on_catalog.as_mut() {
             f(&catalog);
+        }
+        Ok(())
+    }
+
+    /// Reads new alarm events and hands them on with the active set after them.
+    pub(super) fn poll_alarms(&mut self, con: &mut redis::Connection) -> Result<(), FeedError> {
+        if let Some(new) = self.alarms.poll(con)? {
+            let f = &self.published.feed;
+            for a in &new {
+                let c = match a.event.status {
+                    crate::alarm::AlarmStatus::Triggered => &f.alarm_triggers,
+                    crate::alarm::AlarmStatus::Recovered => &f.alarm_recoveries,
+                    crate::alarm::AlarmStatus::Acknowledged => &f.alarm_acks,
+                };
+                crate::metrics::bump(c, 1);
+            }
+            let active = self.alarms.active().clone();
+            self.published.alarms.store(active.clone());
+            if let Some(f) = self.on_alarms.as_mut() {
+                f(&new, &active);
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the final states of this instance's commands, counts them and hands them on.
+    pub(super) fn poll_results(&mut self, con: &mut redis::Connection) -> Result<(), FeedError> {
+        let results = self.desk.results.poll(con)?;
+        for r in &results {
+            let f = &self.published.feed;
+            let c = match r.status.as_str() {
+                "executed" => &f.control_executed,
+                "failed" => &f.control_failed,
+                _ => &f.control_timeout,
+            };
+            crate::metrics::bump(c, 1);
+        }
+        if !results.is_empty() {
+            if let Some(f) = self.on_control.as_mut() {
+                f(results);
+            }
         }
         Ok(())
     }

@@ -195,25 +195,3 @@ impl ResultReader {
         Ok(end)
     }
 }
-
-impl super::Feed {
-    /// Reads the final states of this instance's commands, counts them and hands them on.
-    pub(super) fn poll_results(&mut self, con: &mut redis::Connection) -> Result<(), FeedError> {
-        let results = self.desk.results.poll(con)?;
-        for r in &results {
-            let f = &self.published.feed;
-            let c = match r.status.as_str() {
-                "executed" => &f.control_executed,
-                "failed" => &f.control_failed,
-                _ => &f.control_timeout,
-            };
-            crate::metrics::bump(c, 1);
-        }
-        if !results.is_empty() {
-            if let Some(f) = self.on_control.as_mut() {
-                f(results);
-            }
-        }
-        Ok(())
-    }
-}

@@ -43,10 +43,7 @@ pub use inbox::{FeedHandle, Postman, ReplyTo};
 pub use published::{AlarmSink, CatalogSink, ChangeSink, ControlSink, HealthSink, Published};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use wake::Subscriber;
-
-/// The pub/sub channel the library publishes on when a write follows a caught-up collect.
-pub const WAKE_CHANNEL: &str = "netsrv:wake";
+pub use wake::WAKE_CHANNEL;
 
 /// Least time between two collects that wake-ups start: a site writing continuously would
 /// otherwise have the feed collect (and every shard take a tick) after nearly every write.
@@ -90,15 +87,8 @@ pub struct Feed {
     desk: desk::Desk,
     /// A resync was cut short: the next collect rebuilds the site from cursor 0.
     force_resync: bool,
-    /// The running `WAKE_CHANNEL` subscriber, if any.
-    subscriber: Option<Subscriber>,
-    generation: u64,
-    /// It confirmed its subscription: collects ask the library to publish the next write.
-    wake_active: bool,
-    /// When to try subscribing again after a failure.
-    wake_retry_at: Instant,
-    /// A subscription failure was logged and has not been followed by a success yet.
-    wake_warned: bool,
+    /// The `WAKE_CHANNEL` subscription.
+    wake: wake::Waking,
     /// Redis's `host:port` (never the credentials), for what is logged and shown.
     redis_addr: String,
     /// When Redis's failures and recoveries are logged.
@@ -151,11 +141,7 @@ impl Feed {
             on_control: None,
             desk,
             force_resync: false,
-            subscriber: None,
-            generation: 0,
-            wake_active: false,
-            wake_retry_at: Instant::now(),
-            wake_warned: false,
+            wake: wake::Waking::new(),
             redis_addr,
             outage: fault::OutageLog::default(),
             auth: None,
@@ -224,7 +210,7 @@ impl Feed {
                 backoff = Duration::from_millis(100).min(max_backoff);
                 self.session(&mut con)
             });
-            self.stop_subscriber();
+            self.wake.stop();
             self.desk.last_ping = None;
             match result {
                 Ok(()) => return,
@@ -274,28 +260,23 @@ impl Feed {
                 Err(RecvTimeoutError::Timeout) => return Ok(Waited::Deadline),
                 Err(RecvTimeoutError::Disconnected) => return Ok(Waited::Stop),
             };
-            let current = |g: u64| self.subscriber.as_ref().is_some_and(|s| s.generation == g);
             match ev {
                 Event::Stop => return Ok(Waited::Stop),
-                Event::Woken { generation } if wakeable && current(generation) => {
+                Event::Woken { generation } if wakeable && self.wake.current(generation) => {
                     return Ok(Waited::Woken)
                 }
                 Event::Woken { .. } => {}
-                Event::Subscribed { generation } if current(generation) => {
-                    self.wake_active = true;
-                    if std::mem::take(&mut self.wake_warned) {
-                        log::info(&format!("{WAKE_CHANNEL} subscription restored"));
-                    }
+                Event::Subscribed { generation } if self.wake.current(generation) => {
+                    self.wake.subscribed();
                     // Collect at once: only a collect made while subscribed arms the
                     // library's hint, and until then writes would wait for the tick.
                     if wakeable {
                         return Ok(Waited::Woken);
                     }
                 }
-                Event::WakeLost { generation, why } if current(generation) => {
+                Event::WakeLost { generation, why } if self.wake.current(generation) => {
                     // The data connection is unaffected: poll, and subscribe again later.
-                    self.stop_subscriber();
-                    self.wake_failed(&why);
+                    self.wake.lost(&why, self.config.tick_ms);
                 }
                 Event::Subscribed { .. } | Event::WakeLost { .. } => {}
                 Event::Run { job, reply_to } => self.run_job(job, reply_to, con.as_deref_mut())?,
@@ -332,7 +313,7 @@ impl Feed {
 
     /// The data connection: a plain one, with the Function library made current.
     fn connect(&self) -> Result<redis::Connection, FeedError> {
-        let mut con = self.connect_plain()?;
+        let mut con = connect_plain(&self.config)?;
         if self.config.load_functions {
             let outcome = match library::ensure(&mut con) {
                 Err(e) if library::is_unknown_command(&e) => return Err(no_functions(&mut con)),
@@ -350,8 +331,16 @@ impl Feed {
     }
 
     /// Starts a `WAKE_CHANNEL` subscriber when configured and the library in Redis publishes
-    /// there; a failure is logged once per outage and retried after `WAKE_RETRY`.
-    /// Logged once per outage (the retry every `WAKE_RETRY` stays quiet until it succeeds).
+    /// there.
+    fn start_subscriber(&mut self, con: &mut redis::Connection) {
+        let enabled =
+            self.config.wake && library::version(con).is_some_and(|v| v >= library::WAKE_SINCE);
+        let config = &self.config;
+        let connect = || connect_plain(config).map_err(|e| e.to_string());
+        self.wake
+            .start(enabled, connect, &self.handle, self.config.tick_ms);
+    }
+
     /// One connected period: collect every tick — or at once when a write wakes us — until
     /// stopped (Ok) or Redis fails (Err). Between collects the feed waits on its inbox.
     fn session(&mut self, con: &mut redis::Connection) -> Result<(), FeedError> {
@@ -398,29 +387,27 @@ impl Feed {
                 }
                 Waited::Deadline => {}
             }
-            if self.subscriber.is_none() && self.config.wake && Instant::now() >= self.wake_retry_at
-            {
+            if self.config.wake && self.wake.due(Instant::now()) {
                 self.start_subscriber(con);
             }
         }
     }
+}
 
-    /// A connection with the configured timeouts (the wake-up subscription uses it as is),
-    /// checked with a `PING`: the client library ignores what its own start-up commands are
-    /// answered, so a password Redis wants, or a server that is not Redis, shows here.
-    fn connect_plain(&self) -> Result<redis::Connection, FeedError> {
-        let cfg = &self.config;
-        let timeout = Duration::from_millis(cfg.redis_timeout_ms);
-        let client = redis::Client::open(cfg.redis_url.as_str())?;
-        let handshake = |e| FeedError::Handshake(e);
-        let mut con = client
-            .get_connection_with_timeout(timeout)
-            .map_err(handshake)?;
-        con.set_read_timeout(Some(timeout)).map_err(handshake)?;
-        con.set_write_timeout(Some(timeout)).map_err(handshake)?;
-        redis::cmd("PING")
-            .query::<()>(&mut con)
-            .map_err(handshake)?;
-        Ok(con)
-    }
+/// A connection with the configured timeouts (the wake-up subscription uses it as is),
+/// checked with a `PING`: the client library ignores what its own start-up commands are
+/// answered, so a password Redis wants, or a server that is not Redis, shows here.
+fn connect_plain(cfg: &Config) -> Result<redis::Connection, FeedError> {
+    let timeout = Duration::from_millis(cfg.redis_timeout_ms);
+    let client = redis::Client::open(cfg.redis_url.as_str())?;
+    let handshake = |e| FeedError::Handshake(e);
+    let mut con = client
+        .get_connection_with_timeout(timeout)
+        .map_err(handshake)?;
+    con.set_read_timeout(Some(timeout)).map_err(handshake)?;
+    con.set_write_timeout(Some(timeout)).map_err(handshake)?;
+    redis::cmd("PING")
+        .query::<()>(&mut con)
+        .map_err(handshake)?;
+    Ok(con)
 }

@@ -4,7 +4,6 @@
 //! polls every tick and starts a new subscriber later.
 
 use super::inbox::{Event, FeedHandle};
-use super::{library, Feed, WAKE_CHANNEL};
 use crate::log;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -13,6 +12,9 @@ use std::time::{Duration, Instant};
 
 /// How often a missing wake-up subscription is attempted again (the tick covers meanwhile).
 const WAKE_RETRY: Duration = Duration::from_secs(5);
+
+/// The pub/sub channel the library publishes on when a write follows a caught-up collect.
+pub const WAKE_CHANNEL: &str = "netsrv:wake";
 
 /// How long a read blocks before the thread checks whether it should stop.
 const STOP_CHECK: Duration = Duration::from_millis(50);
@@ -92,37 +94,89 @@ fn listen(generation: u64, mut con: redis::Connection, inbox: &FeedHandle, stop:
     }
 }
 
-impl Feed {
-    pub(super) fn start_subscriber(&mut self, con: &mut redis::Connection) {
-        self.wake_retry_at = Instant::now() + WAKE_RETRY;
-        if !self.config.wake || library::version(con).is_none_or(|v| v < library::WAKE_SINCE) {
+/// The wake-up subscription as the feed keeps it: the running subscriber (if any), whether it
+/// confirmed, and when to try again after a failure (logged once per outage).
+pub struct Waking {
+    subscriber: Option<Subscriber>,
+    generation: u64,
+    /// It confirmed its subscription: collects ask the library to publish the next write.
+    pub active: bool,
+    retry_at: Instant,
+    /// A failure was logged and has not been followed by a success yet.
+    warned: bool,
+}
+
+impl Waking {
+    pub fn new() -> Waking {
+        Waking {
+            subscriber: None,
+            generation: 0,
+            active: false,
+            retry_at: Instant::now(),
+            warned: false,
+        }
+    }
+
+    /// Starts a subscriber over the connection `connect` opens (`enabled`: configured, and
+    /// the library in Redis publishes there); a failure is retried after `WAKE_RETRY`.
+    pub fn start(
+        &mut self,
+        enabled: bool,
+        connect: impl FnOnce() -> Result<redis::Connection, String>,
+        inbox: &FeedHandle,
+        tick_ms: u64,
+    ) {
+        self.retry_at = Instant::now() + WAKE_RETRY;
+        if !enabled {
             return;
         }
         self.generation += 1;
-        let spawned = self
-            .connect_plain()
-            .map_err(|e| e.to_string())
-            .and_then(|c| {
-                Subscriber::spawn(self.generation, c, self.handle.clone())
-                    .map_err(|e| e.to_string())
-            });
+        let spawned = connect().and_then(|c| {
+            Subscriber::spawn(self.generation, c, inbox.clone()).map_err(|e| e.to_string())
+        });
         match spawned {
             Ok(s) => self.subscriber = Some(s),
-            Err(why) => self.wake_failed(&why),
+            Err(why) => self.failed(&why, tick_ms),
         }
     }
 
-    pub(super) fn stop_subscriber(&mut self) {
+    pub fn stop(&mut self) {
         self.subscriber = None;
-        self.wake_active = false;
+        self.active = false;
     }
 
-    pub(super) fn wake_failed(&mut self, why: &str) {
-        self.wake_retry_at = Instant::now() + WAKE_RETRY;
-        if !std::mem::replace(&mut self.wake_warned, true) {
+    /// Whether news from subscriber `generation` is about the running one.
+    pub fn current(&self, generation: u64) -> bool {
+        self.subscriber
+            .as_ref()
+            .is_some_and(|s| s.generation == generation)
+    }
+
+    /// The running subscriber confirmed.
+    pub fn subscribed(&mut self) {
+        self.active = true;
+        if std::mem::take(&mut self.warned) {
+            log::info(&format!("{WAKE_CHANNEL} subscription restored"));
+        }
+    }
+
+    /// The running subscriber lost its subscription (the data connection is unaffected).
+    pub fn lost(&mut self, why: &str, tick_ms: u64) {
+        self.stop();
+        self.failed(why, tick_ms);
+    }
+
+    /// No subscriber runs and it is time to try again.
+    pub fn due(&self, now: Instant) -> bool {
+        self.subscriber.is_none() && now >= self.retry_at
+    }
+
+    /// Logged once per outage (the retry every `WAKE_RETRY` stays quiet until it succeeds).
+    fn failed(&mut self, why: &str, tick_ms: u64) {
+        self.retry_at = Instant::now() + WAKE_RETRY;
+        if !std::mem::replace(&mut self.warned, true) {
             log::warn(&format!(
-                "{WAKE_CHANNEL} subscription failed ({why}); polling every {} ms, retrying every {} s",
-                self.config.tick_ms,
+                "{WAKE_CHANNEL} subscription failed ({why}); polling every {tick_ms} ms, retrying every {} s",
                 WAKE_RETRY.as_secs()
             ));
         }

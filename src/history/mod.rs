@@ -3,6 +3,7 @@
 //! records are rendered as JSON or CSV (here). The thread that writes and the one that asks
 //! are the shell's (`src/recorder/`).
 
+pub mod config;
 pub mod line;
 pub mod query;
 

@@ -3,6 +3,7 @@
 //! The parser is httparse's push model: a partial request is "need more bytes", never an
 //! error; limits turn into the protocol's 413/431 so a client learns what it did wrong.
 
+pub mod body;
 pub mod origin;
 pub mod query;
 pub mod request;

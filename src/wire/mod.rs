@@ -7,7 +7,6 @@
 //! once at ingest and spliced into every response and frame, so a general serializer would
 //! only add copies.
 
-pub mod alarm;
 pub mod close;
 pub mod frame;
 pub mod rest;

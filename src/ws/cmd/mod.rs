@@ -119,40 +119,11 @@ pub struct Limits {
     pub max_in_flight: usize,
 }
 
-/// True when no array/object nests deeper than `max` (strings are skipped, escapes honoured).
-/// A linear scan before parsing, so a hostile message costs one pass and no recursion.
-pub fn nesting_within(bytes: &[u8], max: usize) -> bool {
-    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
-    for &b in bytes {
-        if in_string {
-            match b {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
-            b'[' | b'{' => {
-                depth += 1;
-                if depth > max {
-                    return false;
-                }
-            }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    true
-}
-
 /// Parses one text message: the envelope `{type, id, timestamp, data}`, then the command's
 /// own `data`, within `limits`.
 pub fn parse(text: &str, limits: &Limits) -> Incoming {
     let max_channels = limits.max_channels;
-    if !nesting_within(text.as_bytes(), limits.max_depth) {
+    if !crate::json::nesting_within(text.as_bytes(), limits.max_depth) {
         return Incoming {
             id: None,
             command: Err(ApiError::new(
@@ -284,10 +255,13 @@ mod tests {
 
     #[test]
     fn nesting_is_bounded_before_parsing() {
-        assert!(nesting_within(br#"{"a":[[1]],"b":"[[[[[[[["}"#, 3));
-        assert!(!nesting_within(br#"{"a":[[[1]]]}"#, 3));
+        assert!(crate::json::nesting_within(
+            br#"{"a":[[1]],"b":"[[[[[[[["}"#,
+            3
+        ));
+        assert!(!crate::json::nesting_within(br#"{"a":[[[1]]]}"#, 3));
         assert!(
-            nesting_within(br#"{"a":"\"[[[[\\"}"#, 1),
+            crate::json::nesting_within(br#"{"a":"\"[[[[\\"}"#, 1),
             "escaped quotes stay in the string"
         );
         let deep = "[".repeat(12_000);

@@ -1,7 +1,7 @@
 //! Alarm messages: the seed's `alarm` push (plus `event_id`, `data_type`, `rule_id`,
 //! `operator`, `threshold`) and the REST records of active alarms and of the event log.
 
-use crate::alarm::AlarmEvent;
+use super::event::AlarmEvent;
 use crate::json;
 
 /// The alarm's fields as an object; `time_key` adds the event's time (ISO) under that name.
@@ -37,7 +37,7 @@ fn write_object(out: &mut Vec<u8>, e: &AlarmEvent, time_key: Option<&str>) {
         out.extend_from_slice(b",");
         json::write_key(out, k);
         out.push(b'"');
-        out.extend_from_slice(super::iso(e.time_ms).as_bytes());
+        out.extend_from_slice(crate::wire::iso(e.time_ms).as_bytes());
         out.push(b'"');
     }
     out.push(b'}');
@@ -48,7 +48,7 @@ fn write_ack(out: &mut Vec<u8>, ack: &crate::alarm::Ack) {
     out.extend_from_slice(b",\"acknowledged_by\":");
     json::write_str(out, &ack.by);
     out.extend_from_slice(b",\"acknowledged_at\":\"");
-    out.extend_from_slice(super::iso(ack.at_ms).as_bytes());
+    out.extend_from_slice(crate::wire::iso(ack.at_ms).as_bytes());
     out.push(b'"');
 }
 
@@ -66,7 +66,7 @@ pub fn ack_message(e: &AlarmEvent) -> Vec<u8> {
     data.extend_from_slice(b",\"event_id\":\"");
     data.extend_from_slice(e.event_id.to_string().as_bytes());
     data.extend_from_slice(b"\"}");
-    super::ws::envelope(
+    crate::wire::ws::envelope(
         "alarm_ack",
         &format!("alarm_ack_{}", e.event_id),
         e.time_ms,
@@ -78,7 +78,7 @@ pub fn ack_message(e: &AlarmEvent) -> Vec<u8> {
 pub fn message(e: &AlarmEvent) -> Vec<u8> {
     let mut data = Vec::with_capacity(256);
     write_object(&mut data, e, None);
-    super::ws::envelope("alarm", &format!("alarm_{}", e.event_id), e.time_ms, &data)
+    crate::wire::ws::envelope("alarm", &format!("alarm_{}", e.event_id), e.time_ms, &data)
 }
 
 /// An active alarm for `GET /api/alarms/active`: its trigger, with `triggered_at` and its
