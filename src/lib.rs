@@ -22,7 +22,11 @@
 //! - Features, each with its Redis work in a `jobs.rs` the feed runs: [`alarm`], [`control`],
 //!   [`catalog`] (channel and point definitions), [`definitions`] (the library's models,
 //!   rules, destinations); and [`auth`] (users, tokens, logins), [`history`] (line protocol,
-//!   queries), [`metrics`].
+//!   queries), [`metrics`]. A feature's section of the configuration lives beside it
+//!   (`auth::config`, `history::config`) and validates itself.
+//! - Features that cross into the shell keep their IO parts in their folder, named as such
+//!   (`tests/layering.rs` lists them): [`history::recorder`] (history to InfluxDB) and
+//!   [`history::querier`] (its query threads), [`auth::verifier`] (the password thread).
 //!
 //! Seam: [`job`] — the `Job` trait, what of the feed a job may use, the type-erased job the
 //! inbox carries, Redis reply readers.
@@ -32,7 +36,7 @@
 //!   (or every tick), publishes snapshots and ticks, and runs shards' jobs from its inbox.
 //! - [`shard`]: thread-per-core monoio runtimes with SO_REUSEPORT listeners, HTTP and
 //!   WebSocket connection tasks, the shards' inboxes and the wiring they share.
-//! - [`recorder`] (history to InfluxDB), [`server`] (start/stop), [`config`], [`demo`]
+//! - [`server`] (start/stop), [`config`] (loading and merging), [`demo`]
 //!   (private Redis + simulated site), [`watch`] (a small client), [`log`], [`shutdown`],
 //!   [`time`] (the clock the shell reads).
 
@@ -54,7 +58,6 @@ pub mod json;
 pub mod log;
 pub mod metrics;
 pub mod model;
-pub mod recorder;
 pub mod server;
 pub mod shard;
 pub mod shutdown;

@@ -89,12 +89,12 @@ impl Server {
             }
         };
         let auth = Arc::new(crate::auth::Auth::new(&config.auth, &secret));
-        let verifier = shard::verifier::Verifier::start(inboxes.clone())
+        let verifier = crate::auth::verifier::Verifier::start(inboxes.clone())
             .map_err(|e| StartError::Thread("auth verifier", e))?;
         let (recorder, history) = if config.history.enabled() {
-            let recorder = crate::recorder::Recorder::start(&config.history)
+            let recorder = crate::history::recorder::Recorder::start(&config.history)
                 .map_err(|e| StartError::Thread("history recorder", e))?;
-            let history = shard::history::History::start(
+            let history = crate::history::querier::History::start(
                 &config.history,
                 recorder.status_handle(),
                 inboxes.clone(),

@@ -9,6 +9,7 @@ pub mod password;
 pub mod principal;
 pub mod refresh;
 pub mod token;
+pub mod verifier;
 
 use crate::error::{ApiError, ErrorCode};
 pub use config::valid_username;

@@ -5,7 +5,9 @@
 
 pub mod config;
 pub mod line;
+pub mod querier;
 pub mod query;
+pub mod recorder;
 
 use crate::model::ChannelId;
 use crate::wire::values::{values, write_record};

@@ -3,13 +3,10 @@
 //! feed publishes, so a connection's whole life runs on one core without locks.
 
 mod conn;
-pub mod history;
 pub mod inbox;
 pub mod listener;
 mod notify;
-pub mod registry;
 pub mod shared;
-pub mod verifier;
 pub mod ws_conn;
 
 use crate::config::DriverKind;

@@ -3,13 +3,13 @@
 //! inbox. Data lives in `site`; this is only how the threads reach each other.
 
 use super::inbox::Inbox;
-use super::registry::Registry;
-use super::verifier::Verifier;
+use crate::auth::verifier::Verifier;
 use crate::auth::Auth;
 use crate::config::Config;
 use crate::feed::{FeedHandle, Published};
 use crate::http::origin::OriginPolicy;
 use crate::site::{DependencyHealth, SourceStatus};
+use crate::ws::registry::Registry;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -44,7 +44,7 @@ pub struct Shared {
     /// Checks passwords off the shard threads.
     pub verifier: Verifier,
     /// The history querier and the recorder's state (`None`: no `history.url`).
-    pub history: Option<super::history::History>,
+    pub history: Option<crate::history::querier::History>,
     /// Per shard: WebSocket counters (written by that shard only) and HTTP statistics (locked
     /// by that shard per request, and by a `/metrics` scrape).
     pub shard_counters: Vec<crate::metrics::ShardCounters>,
@@ -140,7 +140,7 @@ impl Shared {
         inboxes: Vec<Arc<Inbox>>,
         auth: Arc<Auth>,
         verifier: Verifier,
-        history: Option<super::history::History>,
+        history: Option<crate::history::querier::History>,
     ) -> Arc<Shared> {
         Arc::new(Shared {
             shard_counters: inboxes.iter().map(|_| Default::default()).collect(),
@@ -187,7 +187,7 @@ impl Shared {
     /// Only a connection acting for `operator` (who sent the command) gets it: a client
     /// that claims a free client id never receives another user's acks.
     pub fn route_control_ack(&self, client_id: &str, operator: Option<&str>, json: Vec<u8>) {
-        let send = |owner: super::registry::Owner, operator: Option<&str>, json: Vec<u8>| {
+        let send = |owner: crate::ws::registry::Owner, operator: Option<&str>, json: Vec<u8>| {
             if let Some(inbox) = self.inboxes.get(owner.shard) {
                 inbox.push(super::inbox::ShardEvent::ControlAck {
                     conn: owner.conn,

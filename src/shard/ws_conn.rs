@@ -6,7 +6,6 @@
 
 use super::inbox::{AlarmBatch, ShardEvent};
 use super::notify::Notify;
-use super::registry::Owner;
 use super::ShardCtx;
 use crate::alarm::ActiveAlarms;
 use crate::fanout::{ConnId, Fanout, Sink};
@@ -15,6 +14,7 @@ use crate::wire::close::Disconnect;
 use crate::wire::{self, Frame};
 use crate::ws::handshake::Upgrade;
 use crate::ws::protocol::{Action, Flow, Mode, Protocol};
+use crate::ws::registry::Owner;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, Splitable};
 use monoio::net::TcpStream;
 use std::cell::{Cell, RefCell};
@@ -224,7 +224,7 @@ fn claim_client_id(
     requested: Option<String>,
     conn: ConnId,
     user: Option<&str>,
-) -> Result<String, super::registry::HeldByAnother> {
+) -> Result<String, crate::ws::registry::HeldByAnother> {
     let owner = Owner {
         shard: ctx.index,
         conn,

@@ -7,4 +7,5 @@ pub mod cmd;
 pub mod handshake;
 pub mod protocol;
 pub mod rate;
+pub mod registry;
 pub mod session;

@@ -3,9 +3,9 @@
 //! when it is full the login is answered 503 rather than queued without end. Answers go back
 //! through the asking shard's inbox, like the feed's.
 
-use super::inbox::{Inbox, ShardEvent};
 use crate::error::Upstream;
 use crate::feed::ReplyTo;
+use crate::shard::inbox::{Inbox, ShardEvent};
 use crossbeam_channel::{Sender, TrySendError};
 use std::sync::Arc;
 

@@ -4,12 +4,12 @@
 //! answered 503 rather than queued without end. Answers go back through the asking shard's
 //! inbox, like the feed's.
 
-use super::inbox::{Inbox, ShardEvent};
+use super::recorder::client::Influx;
 use crate::config::HistoryConfig;
 use crate::error::Upstream;
 use crate::feed::ReplyTo;
 use crate::history::{HistoryQuery, Status};
-use crate::recorder::client::Influx;
+use crate::shard::inbox::{Inbox, ShardEvent};
 use crossbeam_channel::{Sender, TrySendError};
 use std::sync::{Arc, Mutex};
 
