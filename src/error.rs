@@ -54,6 +54,37 @@ impl ErrorCode {
         }
     }
 
+    /// The message a client sees with this code (its details say what exactly).
+    pub fn title(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidJson => "Invalid JSON",
+            ErrorCode::InvalidMessage => "Invalid message",
+            ErrorCode::UnknownType => "Unknown message type",
+            ErrorCode::InvalidParameter => "Invalid parameter",
+            ErrorCode::ChannelNotFound => "Channel not found",
+            ErrorCode::Unauthorized => "Authentication required",
+            ErrorCode::Forbidden => "Forbidden",
+            ErrorCode::RateLimited => "Rate limited",
+            ErrorCode::ControlFailed => "Control failed",
+            ErrorCode::ServiceUnavailable => "Service unavailable",
+            ErrorCode::HistoryUnavailable => "History unavailable",
+            ErrorCode::NotFound => "Not found",
+            ErrorCode::MethodNotAllowed => "Method not allowed",
+            ErrorCode::PayloadTooLarge => "Payload too large",
+            ErrorCode::HeadersTooLarge => "Headers too large",
+            ErrorCode::BadRequest => "Bad request",
+            ErrorCode::TooManyConnections => "Too many connections",
+            ErrorCode::RequestTimeout => "Request timeout",
+            ErrorCode::InternalError => "Internal error",
+        }
+    }
+
+    /// This error with `details` naming what was wrong (pingora's `ErrorType` + context):
+    /// the title comes from the code.
+    pub fn context(self, details: impl Into<String>) -> ApiError {
+        ApiError::new(self, self.title(), details)
+    }
+
     /// The HTTP status a REST response with this code carries.
     pub fn http_status(self) -> u16 {
         match self {
@@ -161,11 +192,7 @@ pub enum Upstream {
 impl Upstream {
     /// The 503 a client gets: `what` could not be done, and why.
     pub fn unavailable(&self, what: &str) -> ApiError {
-        ApiError::new(
-            ErrorCode::ServiceUnavailable,
-            "Service unavailable",
-            format!("{what} ({self})"),
-        )
+        ErrorCode::ServiceUnavailable.context(format!("{what} ({self})"))
     }
 }
 

@@ -139,14 +139,10 @@ pub fn events(c: &Call<'_>) -> Result<Step, ApiError> {
     };
     Ok(Step::redis(job, DEADLINE, move |page, view, now| {
         let page = page.map_err(|e| {
-            ApiError::new(
-                ErrorCode::ServiceUnavailable,
-                "Alarm log unavailable",
-                format!(
-                    "the alarm log could not be read ({e}; {})",
-                    view.redis.message
-                ),
-            )
+            e.unavailable(&format!(
+                "the alarm log could not be read ({})",
+                view.redis.message
+            ))
         })?;
         Ok(Response::success(&page_json(&page, q.after), None, now).into())
     }))

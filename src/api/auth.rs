@@ -22,11 +22,7 @@ fn object(body: &[u8], max_depth: usize, shape: &str) -> Result<OwnedValue, ApiE
     let shape = format!("a JSON object {shape}");
     let v = crate::http::body::parse_body(body, max_depth, &shape)?;
     if !v.is_object() {
-        return Err(ApiError::new(
-            ErrorCode::InvalidJson,
-            "Invalid JSON",
-            format!("the body must be {shape}"),
-        ));
+        return Err(ErrorCode::InvalidJson.context(format!("the body must be {shape}")));
     }
     Ok(v)
 }
@@ -105,13 +101,7 @@ pub fn login(c: &Call<'_>) -> Result<Step, ApiError> {
         hash,
         LOGIN_DEADLINE,
         move |ok, view, now| {
-            let ok = ok.map_err(|_| {
-                ApiError::new(
-                    ErrorCode::ServiceUnavailable,
-                    "Login unavailable",
-                    "the password could not be checked in time (the gateway is busy); retry",
-                )
-            })?;
+            let ok = ok.map_err(|e| e.unavailable("the password could not be checked; retry"))?;
             let random = view.gateway.random()?;
             let t = view.auth.login(&user, ok, view.client_ip, now, random)?;
             Ok(Response::success(&tokens_json(&t), Some("Logged in"), now).into())

@@ -156,9 +156,5 @@ fn channel_json(id: ChannelId, rest: &str) -> Vec<u8> {
 }
 
 fn not_configured(id: ChannelId) -> ApiError {
-    ApiError::new(
-        ErrorCode::NotFound,
-        "Not found",
-        format!("channel {id} is not configured"),
-    )
+    ErrorCode::NotFound.context(format!("channel {id} is not configured"))
 }

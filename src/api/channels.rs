@@ -140,13 +140,7 @@ pub fn history(c: &Call<'_>) -> Result<Step, ApiError> {
     let id = c.params.channel();
     let cfg = &c.view.config.history;
     let query = crate::history::HistoryQuery::parse(id, c.query, c.now, &cfg.limits())?;
-    let unavailable = |why: &str| {
-        ApiError::new(
-            ErrorCode::HistoryUnavailable,
-            "History store unavailable",
-            why.to_string(),
-        )
-    };
+    let unavailable = |why: &str| ErrorCode::HistoryUnavailable.context(why);
     if !cfg.enabled() {
         return Err(unavailable(
             "No history store (InfluxDB) is configured for this gateway (history.url)",

@@ -4,7 +4,7 @@
 use super::{Call, Step, View};
 use crate::control::jobs::{Record, Submit};
 use crate::control::ControlRequest;
-use crate::error::{ApiError, ErrorCode, Upstream};
+use crate::error::{ApiError, ErrorCode};
 use crate::http::{Query, Response};
 use crate::json;
 use crate::model::{hash_field, Value};
@@ -32,7 +32,7 @@ pub const MAX_WAIT_MS: u32 = 30_000;
 /// The body of `POST /api/control`: the WebSocket `control`'s `data` plus an optional
 /// `request_id` that makes retries idempotent.
 pub fn parse_body(body: &[u8], max_depth: usize) -> Result<ControlRequest, ApiError> {
-    let invalid_json = |why: &str| ApiError::new(ErrorCode::InvalidJson, "Invalid JSON", why);
+    let invalid_json = |why: &str| ErrorCode::InvalidJson.context(why);
     if body.is_empty() {
         return Err(invalid_json(
             "the body must be a JSON object {channel_id, point_id, command_type, value, ...}",
@@ -75,14 +75,6 @@ const CONTROL_DEADLINE: Duration = Duration::from_secs(5);
 /// How long one read of a command's record waits, and how often a waiting read asks again.
 const RECORD_DEADLINE: Duration = Duration::from_secs(2);
 const RECORD_POLL: Duration = Duration::from_millis(100);
-
-fn unavailable(what: &str, why: &Upstream) -> ApiError {
-    ApiError::new(
-        ErrorCode::ServiceUnavailable,
-        "Control unavailable",
-        format!("{what} ({why}); retry with the same request_id"),
-    )
-}
 
 /// `POST /api/control`: 202 `{command_id, status, duplicate}` once queued, or the refusal
 /// (429 with `Retry-After` past the rate limit).
@@ -131,7 +123,7 @@ fn read_record(id: String, until: i64) -> Step {
         command_id: id.clone(),
     };
     Step::redis(job, RECORD_DEADLINE, move |fields, view, now| {
-        let fields = fields.map_err(|e| unavailable("the command could not be read", &e))?;
+        let fields = fields.map_err(|e| e.unavailable("the command could not be read"))?;
         let queued = fields.iter().any(|(k, v)| k == b"status" && v == b"queued");
         if queued && now < until {
             return Ok(read_record(id, until).after(RECORD_POLL));

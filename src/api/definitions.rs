@@ -94,11 +94,7 @@ pub fn get(c: &Call<'_>) -> Result<Step, ApiError> {
 }
 
 fn not_found(kind: Kind, id: &str) -> ApiError {
-    ApiError::new(
-        ErrorCode::NotFound,
-        "Not found",
-        format!("no {} '{id}'", kind.noun()),
-    )
+    ErrorCode::NotFound.context(format!("no {} '{id}'", kind.noun()))
 }
 
 /// The library's refusal → the stable code it names.
@@ -109,7 +105,7 @@ fn refused(msg: &str) -> ApiError {
         || msg.starts_with("invalid key")
         || msg.starts_with("invalid rule")
     {
-        ApiError::new(ErrorCode::InvalidParameter, "Invalid parameter", msg)
+        ErrorCode::InvalidParameter.context(msg)
     } else {
         ApiError::new(ErrorCode::InternalError, "Library error", msg)
     }
@@ -119,13 +115,7 @@ fn refused(msg: &str) -> ApiError {
 /// with 400 rather than handed to Redis), as the text the save function takes.
 pub fn body(body: &[u8], max_depth: usize, kind: Kind) -> Result<&str, ApiError> {
     let shape = format!("a JSON object of the {}'s fields", kind.noun());
-    let bad = || {
-        ApiError::new(
-            ErrorCode::InvalidJson,
-            "Invalid JSON",
-            format!("the body must be {shape}"),
-        )
-    };
+    let bad = || ErrorCode::InvalidJson.context(format!("the body must be {shape}"));
     let text = std::str::from_utf8(body).map_err(|_| bad())?;
     let simd_json::OwnedValue::Object(o) = crate::http::body::parse_body(body, max_depth, &shape)?
     else {

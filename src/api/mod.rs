@@ -68,11 +68,7 @@ pub trait Gateway {
     }
     /// 32 fresh random bytes for a token.
     fn random(&self) -> Result<[u8; 32], ApiError> {
-        Err(ApiError::new(
-            ErrorCode::InternalError,
-            "Internal error",
-            "no randomness for a token",
-        ))
+        Err(ErrorCode::InternalError.context("no randomness for a token"))
     }
 }
 
@@ -198,11 +194,7 @@ pub fn start(req: &Request, resolved: &Resolved<'_>, view: &View<'_>, now: i64) 
         }
         Resolved::Route(pattern, params) => (*pattern, params),
         Resolved::NotFound => {
-            return fail(&ApiError::new(
-                ErrorCode::NotFound,
-                "Not found",
-                format!("No route for {}", req.path),
-            ))
+            return fail(&ErrorCode::NotFound.context(format!("No route for {}", req.path)))
         }
         Resolved::Invalid(e) => return fail(e),
     };
@@ -244,15 +236,11 @@ pub fn handle(req: &Request, view: &View<'_>, now: i64) -> Step {
 
 fn not_allowed(req: &Request, allow: &str, now: i64) -> Response {
     Response::error(
-        &ApiError::new(
-            ErrorCode::MethodNotAllowed,
-            "Method not allowed",
-            format!(
-                "{} accepts {}",
-                req.path,
-                allow.trim_end_matches(", OPTIONS")
-            ),
-        ),
+        &ErrorCode::MethodNotAllowed.context(format!(
+            "{} accepts {}",
+            req.path,
+            allow.trim_end_matches(", OPTIONS")
+        )),
         now,
     )
     .with_header("Allow", allow.to_string())

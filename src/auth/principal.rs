@@ -71,25 +71,17 @@ impl Principal {
             return Ok(());
         }
         Err(if self.is_anonymous() {
-            ApiError::new(
-                ErrorCode::Unauthorized,
-                "Authentication required",
-                format!(
-                    "this needs the {} role; log in (POST /api/auth/login) and send the access token",
-                    needed.as_str()
-                ),
-            )
+            ErrorCode::Unauthorized.context(format!(
+                "this needs the {} role; log in (POST /api/auth/login) and send the access token",
+                needed.as_str()
+            ))
         } else {
-            ApiError::new(
-                ErrorCode::Forbidden,
-                "Forbidden",
-                format!(
-                    "this needs the {} role; user '{}' has {}",
-                    needed.as_str(),
-                    self.name(),
-                    self.role.map_or("no role", Role::as_str)
-                ),
-            )
+            ErrorCode::Forbidden.context(format!(
+                "this needs the {} role; user '{}' has {}",
+                needed.as_str(),
+                self.name(),
+                self.role.map_or("no role", Role::as_str)
+            ))
         })
     }
 }

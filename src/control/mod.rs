@@ -305,11 +305,8 @@ pub fn not_queued(why: &Upstream) -> ApiError {
         }
         _ => "nothing was queued",
     };
-    ApiError::new(
-        ErrorCode::ServiceUnavailable,
-        "Control unavailable",
-        format!("the command could not be queued ({why}); {then}"),
-    )
+    ErrorCode::ServiceUnavailable
+        .context(format!("the command could not be queued ({why}); {then}"))
 }
 
 #[cfg(test)]

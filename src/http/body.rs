@@ -11,18 +11,11 @@ pub fn parse_body(
     shape: &str,
 ) -> Result<simd_json::OwnedValue, ApiError> {
     if !crate::json::nesting_within(body, max_depth) {
-        return Err(ApiError::new(
-            ErrorCode::InvalidJson,
-            "Invalid JSON",
-            format!("the body nests arrays/objects deeper than {max_depth} levels"),
-        ));
+        return Err(ErrorCode::InvalidJson.context(format!(
+            "the body nests arrays/objects deeper than {max_depth} levels"
+        )));
     }
     let mut buf = body.to_vec();
-    simd_json::to_owned_value(&mut buf).map_err(|_| {
-        ApiError::new(
-            ErrorCode::InvalidJson,
-            "Invalid JSON",
-            format!("the body must be {shape}"),
-        )
-    })
+    simd_json::to_owned_value(&mut buf)
+        .map_err(|_| ErrorCode::InvalidJson.context(format!("the body must be {shape}")))
 }

@@ -121,7 +121,7 @@ fn head_too_large(limits: &Limits) -> Parsed {
 }
 
 fn bad_request(details: impl Into<String>) -> Parsed {
-    Parsed::Error(ApiError::new(ErrorCode::BadRequest, "Bad request", details))
+    Parsed::Error(ErrorCode::BadRequest.context(details))
 }
 
 fn has_token(value: &str, token: &str) -> bool {
@@ -208,14 +208,10 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Parsed {
 
     let body_len = content_length.unwrap_or(0);
     if body_len > limits.max_body_bytes {
-        return Parsed::Error(ApiError::new(
-            ErrorCode::PayloadTooLarge,
-            "Payload too large",
-            format!(
-                "request body must be at most {} bytes",
-                limits.max_body_bytes
-            ),
-        ));
+        return Parsed::Error(ErrorCode::PayloadTooLarge.context(format!(
+            "request body must be at most {} bytes",
+            limits.max_body_bytes
+        )));
     }
     if buf.len() < head_len + body_len {
         return Parsed::Partial;

@@ -56,11 +56,9 @@ impl Counted {
         } else {
             return None;
         };
-        Some(ApiError::new(
-            ErrorCode::TooManyConnections,
-            "Too many connections",
-            format!("the gateway accepts at most {limit} connections {what}"),
-        ))
+        Some(ErrorCode::TooManyConnections.context(format!(
+            "the gateway accepts at most {limit} connections {what}"
+        )))
     }
 }
 
@@ -221,11 +219,7 @@ fn guarded(req: &Request, f: impl FnOnce() -> api::Step) -> api::Step {
         crate::log::error(&format!("handler for {} panicked; answered 500", req.path));
         api::Step::Done(
             Response::error(
-                &ApiError::new(
-                    ErrorCode::InternalError,
-                    "Internal error",
-                    "the request could not be handled",
-                ),
+                &ErrorCode::InternalError.context("the request could not be handled"),
                 crate::time::now_millis(),
             )
             .closing(),
@@ -439,11 +433,8 @@ fn admit_upgrade(
 
 /// 408 for a request whose head or body did not arrive within `request_timeout_secs`.
 async fn request_timed_out(stream: TcpStream) {
-    let err = ApiError::new(
-        ErrorCode::RequestTimeout,
-        "Request timeout",
-        "the request's head and body must arrive within the request timeout",
-    );
+    let err = ErrorCode::RequestTimeout
+        .context("the request's head and body must arrive within the request timeout");
     answer_and_close(stream, &err).await;
 }
 

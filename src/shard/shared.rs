@@ -286,11 +286,7 @@ impl crate::api::Gateway for Shared {
     fn random(&self) -> Result<[u8; 32], crate::error::ApiError> {
         let mut random = [0u8; 32];
         getrandom::fill(&mut random).map_err(|_| {
-            crate::error::ApiError::new(
-                crate::error::ErrorCode::InternalError,
-                "Internal error",
-                "no randomness for a token",
-            )
+            crate::error::ErrorCode::InternalError.context("no randomness for a token")
         })?;
         Ok(random)
     }

@@ -407,11 +407,7 @@ mod tests {
             )),
             r#"{"type":"error","id":"sub_001_error","timestamp":"2025-08-12T10:30:00.123Z","data":{"code":"CHANNEL_NOT_FOUND","message":"Channel not found","details":"Channel 9999 not found","request_id":"sub_001"}}"#
         );
-        let e = s(error(
-            &ApiError::new(ErrorCode::InvalidJson, "Invalid JSON", "x"),
-            None,
-            NOW,
-        ));
+        let e = s(error(&ErrorCode::InvalidJson.context("x"), None, NOW));
         assert!(
             e.starts_with(r#"{"type":"error","id":"error_1754994600123","#),
             "{e}"

@@ -75,11 +75,8 @@ pub fn check(req: &Request) -> Result<Upgrade, ApiError> {
     let bad =
         |details: &str| ApiError::new(ErrorCode::BadRequest, "WebSocket upgrade required", details);
     if req.method != Method::Get {
-        return Err(ApiError::new(
-            ErrorCode::MethodNotAllowed,
-            "Method not allowed",
-            "the WebSocket endpoint accepts GET with Upgrade: websocket",
-        ));
+        return Err(ErrorCode::MethodNotAllowed
+            .context("the WebSocket endpoint accepts GET with Upgrade: websocket"));
     }
     if !req.websocket {
         return Err(bad(

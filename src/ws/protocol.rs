@@ -254,11 +254,8 @@ impl Protocol {
                 (Some(Event::Text(text)), Mode::Gateway) => self.on_text(&text, now, fanout, out),
                 (Some(Event::Binary(_)), Mode::Gateway) => {
                     out.push(Action::Reply(crate::wire::ws::error(
-                        &ApiError::new(
-                            ErrorCode::InvalidMessage,
-                            "Invalid message",
-                            "binary frames are not supported; send JSON text messages",
-                        ),
+                        &ErrorCode::InvalidMessage
+                            .context("binary frames are not supported; send JSON text messages"),
                         None,
                         now,
                     )))
@@ -324,14 +321,10 @@ impl Protocol {
         self.refused += 1;
         self.last_refusal = now;
         if self.refused == 1 || since >= 1000 {
-            let e = ApiError::new(
-                ErrorCode::RateLimited,
-                "Rate limited",
-                format!(
-                    "at most {} messages per second (bursts of {}); this message was not processed",
-                    self.limits.messages_per_sec, self.limits.message_burst
-                ),
-            );
+            let e = ErrorCode::RateLimited.context(format!(
+                "at most {} messages per second (bursts of {}); this message was not processed",
+                self.limits.messages_per_sec, self.limits.message_burst
+            ));
             out.push(Action::Reply(crate::wire::ws::error(&e, request_id, now)));
         }
         if self.refused >= self.limits.message_burst.saturating_mul(10) {

@@ -32,15 +32,11 @@ impl Auth {
             Err(e) => return ctx.error(&e),
         };
         if ctx.principal.user != fresh.user {
-            return ctx.error(&ApiError::new(
-                ErrorCode::Forbidden,
-                "Forbidden",
-                format!(
+            return ctx.error(&ErrorCode::Forbidden.context(format!(
                     "this connection belongs to {}; a token of {} cannot renew it (reconnect with ?token=)",
                     ctx.principal.name(),
                     fresh.name()
-                ),
-            ));
+                )));
         }
         *ctx.principal = fresh;
         let json = crate::api::auth::principal_json(ctx.principal);

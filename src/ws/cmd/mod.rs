@@ -126,14 +126,10 @@ pub fn parse(text: &str, limits: &Limits) -> Incoming {
     if !crate::json::nesting_within(text.as_bytes(), limits.max_depth) {
         return Incoming {
             id: None,
-            command: Err(ApiError::new(
-                ErrorCode::InvalidJson,
-                "Invalid JSON",
-                format!(
-                    "message nests arrays/objects deeper than {} levels",
-                    limits.max_depth
-                ),
-            )),
+            command: Err(ErrorCode::InvalidJson.context(format!(
+                "message nests arrays/objects deeper than {} levels",
+                limits.max_depth
+            ))),
         };
     }
     let mut bytes = text.as_bytes().to_vec();
@@ -142,11 +138,9 @@ pub fn parse(text: &str, limits: &Limits) -> Incoming {
         Err(e) => {
             return Incoming {
                 id: None,
-                command: Err(ApiError::new(
-                    ErrorCode::InvalidJson,
-                    "Invalid JSON",
-                    format!("message is not valid JSON: {e}"),
-                )),
+                command: Err(
+                    ErrorCode::InvalidJson.context(format!("message is not valid JSON: {e}"))
+                ),
             }
         }
     };
@@ -156,19 +150,15 @@ pub fn parse(text: &str, limits: &Limits) -> Incoming {
         None => None,
     });
     let command = if !value.is_object() {
-        Err(ApiError::new(
-            ErrorCode::InvalidMessage,
-            "Invalid message",
-            "a message must be a JSON object {type, id, timestamp, data}",
-        ))
+        Err(ErrorCode::InvalidMessage
+            .context("a message must be a JSON object {type, id, timestamp, data}"))
     } else {
         let data = value.get("data");
         match value.get("type").map(|t| t.as_str()) {
-            None | Some(None) => Err(ApiError::new(
-                ErrorCode::InvalidMessage,
-                "Invalid message",
-                "field 'type' is required and must be a string",
-            )),
+            None | Some(None) => {
+                Err(ErrorCode::InvalidMessage
+                    .context("field 'type' is required and must be a string"))
+            }
             Some(Some("subscribe")) => Subscribe::parse(data, max_channels).map(Command::Subscribe),
             Some(Some("unsubscribe")) => {
                 Unsubscribe::parse(data, max_channels).map(Command::Unsubscribe)
@@ -178,11 +168,9 @@ pub fn parse(text: &str, limits: &Limits) -> Incoming {
             Some(Some("ping")) => Ok(Command::Ping(Ping::parse(
                 value.get("timestamp").and_then(|v| v.as_str()),
             ))),
-            Some(Some(other)) => Err(ApiError::new(
-                ErrorCode::UnknownType,
-                "Unknown message type",
-                format!("unknown type '{other}'; expected subscribe, unsubscribe, control, ping or auth"),
-            )),
+            Some(Some(other)) => Err(ErrorCode::UnknownType.context(format!(
+                "unknown type '{other}'; expected subscribe, unsubscribe, control, ping or auth"
+            ))),
         }
     };
     Incoming { id, command }

@@ -91,11 +91,10 @@ impl Subscribe {
         ctx.reply(a);
         if !s.failed.is_empty() {
             let ids: Vec<String> = s.failed.iter().map(|c| c.to_string()).collect();
-            ctx.error(&ApiError::new(
-                ErrorCode::ChannelNotFound,
-                "Channel not found",
-                format!("Channel ID {} not found", ids.join(", ")),
-            ));
+            ctx.error(
+                &ErrorCode::ChannelNotFound
+                    .context(format!("Channel ID {} not found", ids.join(", "))),
+            );
         }
         if let Some(snapshot) = s.snapshot.filter(|_| !s.subscribed.is_empty()) {
             ctx.out.push(super::Action::Frame(snapshot));
