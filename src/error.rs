@@ -118,7 +118,8 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    pub fn new(code: ErrorCode, message: impl Into<String>, details: impl Into<String>) -> Self {
+    /// Private: a title comes from its code ([`ErrorCode::context`]), or names the parameter.
+    fn new(code: ErrorCode, message: impl Into<String>, details: impl Into<String>) -> Self {
         ApiError {
             code,
             message: message.into(),
@@ -218,3 +219,48 @@ impl std::fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+/// A failure of the shell's own work (starting a process, a small client's run): what was
+/// being done, and the error underneath kept as the source (pingora's context + cause).
+#[derive(Debug)]
+pub struct Failed {
+    context: String,
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl Failed {
+    pub fn new(context: impl Into<String>) -> Failed {
+        Failed {
+            context: context.into(),
+            source: None,
+        }
+    }
+
+    /// `context` failed because of `source`.
+    pub fn because(
+        context: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Failed {
+        Failed {
+            context: context.into(),
+            source: Some(source.into()),
+        }
+    }
+}
+
+impl std::fmt::Display for Failed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.source {
+            Some(s) => write!(f, "{}: {s}", self.context),
+            None => f.write_str(&self.context),
+        }
+    }
+}
+
+impl std::error::Error for Failed {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|s| s as &(dyn std::error::Error + 'static))
+    }
+}

@@ -175,7 +175,7 @@ fn serve(args: ServeArgs) {
 
 fn demo(args: DemoArgs) {
     let signals = signals();
-    let mut redis = RedisProcess::start().unwrap_or_else(|e| fail(&e));
+    let mut redis = RedisProcess::start().unwrap_or_else(|e| fail(&e.to_string()));
     let mut cfg = load_config(Some(args.listen), Some(redis.url()), false, &args.runtime);
     // The demo is for trying things by hand from anywhere on this machine: anonymous clients
     // may send control commands, and any page may use it. Never the defaults of `serve`.
@@ -204,7 +204,7 @@ fn demo(args: DemoArgs) {
     } else if InfluxProcess::available() {
         let p = InfluxProcess::start().unwrap_or_else(|e| {
             redis.kill();
-            fail(&e)
+            fail(&e.to_string())
         });
         cfg.history.url = p.url();
         let line = format!("private InfluxDB {} (stopped on exit)", p.url());
@@ -224,8 +224,8 @@ fn demo(args: DemoArgs) {
     while !server.published().redis.load().healthy && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    let sim =
-        Simulator::start_sized(&redis.url(), args.channels as usize).unwrap_or_else(|e| fail(&e));
+    let sim = Simulator::start_sized(&redis.url(), args.channels as usize)
+        .unwrap_or_else(|e| fail(&e.to_string()));
     let base = format!("http://{}", server.local_addr());
     println!(
         "\nVoltageEMS gateway demo\n\
@@ -272,7 +272,7 @@ fn main() {
         Some(Command::Demo(args)) => demo(args),
         Some(Command::Watch(args)) => {
             if let Err(e) = voltage_gateway::watch::run(&args.url, &args.send, args.seconds) {
-                fail(&e);
+                fail(&e.to_string());
             }
         }
         Some(Command::HashPassword) => hash_password(),

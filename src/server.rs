@@ -27,19 +27,23 @@ pub struct Server {
 pub enum StartError {
     Config(ConfigError),
     /// `--driver uring` on a kernel without io_uring (the message says what to do).
-    Driver(String),
+    Driver(crate::shard::UringUnavailable),
     Bind(std::io::Error),
     /// A thread could not be created (names which).
     Thread(&'static str, std::io::Error),
     /// A shard failed while starting its runtime or listener.
-    Shard(String),
+    Shard(crate::shard::ShardFailed),
+    /// A shard thread ended before saying whether it started.
+    ShardExited,
 }
 
 impl std::fmt::Display for StartError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             StartError::Config(e) => e.fmt(f),
-            StartError::Driver(why) | StartError::Shard(why) => f.write_str(why),
+            StartError::Driver(e) => e.fmt(f),
+            StartError::Shard(e) => e.fmt(f),
+            StartError::ShardExited => f.write_str("a shard exited during start-up"),
             StartError::Bind(e) => e.fmt(f),
             StartError::Thread(which, e) => write!(f, "cannot start the {which} thread: {e}"),
         }
@@ -51,7 +55,9 @@ impl std::error::Error for StartError {
         match self {
             StartError::Config(e) => Some(e),
             StartError::Bind(e) | StartError::Thread(_, e) => Some(e),
-            StartError::Driver(_) | StartError::Shard(_) => None,
+            StartError::Driver(e) => Some(e),
+            StartError::Shard(e) => Some(e),
+            StartError::ShardExited => None,
         }
     }
 }
@@ -210,7 +216,7 @@ impl Server {
             match ready_rx.recv() {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => return Err(StartError::Shard(e)),
-                Err(_) => return Err(StartError::Shard("a shard exited during start-up".into())),
+                Err(_) => return Err(StartError::ShardExited),
             }
         }
         log::info(&format!(

@@ -2,6 +2,7 @@
 //! connects, sends the messages it was given, and prints every message it receives, one JSON
 //! per line, until the time is up or the server closes.
 
+use crate::error::Failed;
 use std::io::Write;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
@@ -9,20 +10,21 @@ use tungstenite::Message;
 
 /// Connects to `url` (`ws://host:port/ws?...`), sends `send` in order, prints what arrives
 /// for `seconds` (0 = until closed). Errors are returned as text for the command line.
-pub fn run(url: &str, send: &[String], seconds: u64) -> Result<(), String> {
+pub fn run(url: &str, send: &[String], seconds: u64) -> Result<(), Failed> {
     let rest = url
         .strip_prefix("ws://")
-        .ok_or_else(|| format!("{url}: only ws:// URLs are supported"))?;
+        .ok_or_else(|| Failed::new(format!("{url}: only ws:// URLs are supported")))?;
     let host = rest.split('/').next().unwrap_or(rest);
-    let stream = TcpStream::connect(host).map_err(|e| format!("connect {host}: {e}"))?;
+    let stream =
+        TcpStream::connect(host).map_err(|e| Failed::because(format!("connect {host}"), e))?;
     stream
         .set_read_timeout(Some(Duration::from_millis(200)))
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| Failed::because("set the read timeout", e))?;
     let (mut ws, _) =
-        tungstenite::client::client(url, stream).map_err(|e| format!("upgrade: {e}"))?;
+        tungstenite::client::client(url, stream).map_err(|e| Failed::because("upgrade", e))?;
     for m in send {
         ws.send(Message::text(m.clone()))
-            .map_err(|e| format!("send: {e}"))?;
+            .map_err(|e| Failed::because("send", e))?;
     }
     let end = (seconds > 0).then(|| Instant::now() + Duration::from_secs(seconds));
     let stdout = std::io::stdout();
@@ -48,7 +50,7 @@ pub fn run(url: &str, send: &[String], seconds: u64) -> Result<(), String> {
                         | std::io::ErrorKind::Interrupted
                 ) => {}
             Err(tungstenite::Error::ConnectionClosed) => return Ok(()),
-            Err(e) => return Err(format!("read: {e}")),
+            Err(e) => return Err(Failed::new(format!("read: {e}"))),
         }
     }
     let _ = ws.close(None);

@@ -31,18 +31,14 @@ pub fn ack(c: &Call<'_>) -> Result<Step, ApiError> {
         let acked = match acked {
             Ok(a) => a,
             Err(Upstream::Refused(e)) if e.contains("ALARM_NOT_FOUND") => {
-                return Err(ApiError::new(
-                    ErrorCode::NotFound,
-                    "Alarm not found",
-                    format!("no active alarm {alarm_id} (recovered, or never raised)"),
-                ))
+                return Err(ErrorCode::NotFound.context(format!(
+                    "no active alarm {alarm_id} (recovered, or never raised)"
+                )))
             }
             Err(Upstream::Refused(e)) => {
-                return Err(ApiError::new(
-                    ErrorCode::InternalError,
-                    "Library error",
-                    e.trim_start_matches("ERR ").to_string(),
-                ))
+                return Err(
+                    ErrorCode::InternalError.context(e.trim_start_matches("ERR ").to_string())
+                )
             }
             Err(e) => return Err(e.unavailable("the acknowledgement could not be recorded")),
         };
@@ -101,11 +97,7 @@ impl EventsQuery {
 }
 
 fn not_loaded() -> ApiError {
-    ApiError::new(
-        ErrorCode::ServiceUnavailable,
-        "Alarms not loaded",
-        "the gateway has not read the alarms from Redis yet",
-    )
+    ErrorCode::ServiceUnavailable.context("the gateway has not read the alarms from Redis yet")
 }
 
 /// `GET /api/alarms/active`: the active alarms, oldest trigger first.

@@ -129,11 +129,7 @@ pub fn logout(c: &Call<'_>) -> Result<Step, ApiError> {
             Some(family) => view.auth.logout_family(family, now),
             // Nothing names a login to end: unauthenticated, like any other act without one.
             None => {
-                return Err(ApiError::new(
-                    ErrorCode::Unauthorized,
-                    "Unauthorized",
-                    "no login to end: send {refresh_token} or the access token as Authorization: Bearer",
-                ))
+                return Err(ErrorCode::Unauthorized.context("no login to end: send {refresh_token} or the access token as Authorization: Bearer"))
             }
         },
     }

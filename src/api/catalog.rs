@@ -18,7 +18,7 @@ const DEADLINE: Duration = Duration::from_secs(2);
 
 fn unavailable(why: Upstream) -> ApiError {
     match why {
-        Upstream::Refused(e) => ApiError::new(ErrorCode::InternalError, "Redis error", e),
+        Upstream::Refused(e) => ErrorCode::InternalError.context(e),
         why => why.unavailable("the configuration could not be read or written"),
     }
 }

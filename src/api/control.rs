@@ -140,11 +140,9 @@ fn record(
     now: i64,
 ) -> Result<Response, ApiError> {
     if fields.is_empty() {
-        return Err(ApiError::new(
-            ErrorCode::NotFound,
-            "Command not found",
-            format!("no command {id} (unknown, or older than a day)"),
-        ));
+        return Err(
+            ErrorCode::NotFound.context(format!("no command {id} (unknown, or older than a day)"))
+        );
     }
     let get = |k: &str| hash_field(fields, k).filter(|v| !v.is_empty());
     let mut d = Vec::with_capacity(320);

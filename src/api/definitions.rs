@@ -107,7 +107,7 @@ fn refused(msg: &str) -> ApiError {
     {
         ErrorCode::InvalidParameter.context(msg)
     } else {
-        ApiError::new(ErrorCode::InternalError, "Library error", msg)
+        ErrorCode::InternalError.context(msg)
     }
 }
 

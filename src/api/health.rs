@@ -55,11 +55,7 @@ pub fn ready(c: &Call<'_>) -> Result<Step, ApiError> {
     } else {
         crate::site::lagging(view.config.feed_max_lag_ms)
     };
-    Err(ApiError::new(
-        ErrorCode::ServiceUnavailable,
-        "Not ready",
-        why,
-    ))
+    Err(ErrorCode::ServiceUnavailable.context(why))
 }
 
 /// Overall `degraded` (still HTTP 200) when a dependency is down: the gateway keeps serving

@@ -113,14 +113,10 @@ impl<'a> View<'a> {
         if self.snapshot.loaded {
             return Ok(());
         }
-        Err(ApiError::new(
-            ErrorCode::ServiceUnavailable,
-            "Data not loaded",
-            format!(
-                "the gateway has not loaded the site's data from Redis yet ({})",
-                self.redis.message
-            ),
-        ))
+        Err(ErrorCode::ServiceUnavailable.context(format!(
+            "the gateway has not loaded the site's data from Redis yet ({})",
+            self.redis.message
+        )))
     }
 }
 
@@ -253,14 +249,10 @@ fn not_allowed(req: &Request, allow: &str, now: i64) -> Response {
 pub fn gate(req: &Request, origins: &OriginPolicy, hosts: &[String]) -> Result<(), ApiError> {
     let host = req.host.as_deref();
     if !crate::http::origin::host_allowed(hosts, host) {
-        return Err(ApiError::new(
-            ErrorCode::BadRequest,
-            "Host not allowed",
-            format!(
-                "this gateway does not answer to Host '{}' (http.allowed_hosts)",
-                host.unwrap_or("")
-            ),
-        ));
+        return Err(ErrorCode::BadRequest.context(format!(
+            "this gateway does not answer to Host '{}' (http.allowed_hosts)",
+            host.unwrap_or("")
+        )));
     }
     let changes = req.websocket
         || matches!(
@@ -268,14 +260,10 @@ pub fn gate(req: &Request, origins: &OriginPolicy, hosts: &[String]) -> Result<(
             Method::Post | Method::Put | Method::Delete | Method::Patch
         );
     if changes && origins.refuses(req.origin.as_deref(), host) {
-        return Err(ApiError::new(
-            ErrorCode::Forbidden,
-            "Origin not allowed",
-            format!(
+        return Err(ErrorCode::Forbidden.context(format!(
                 "pages from {} may not use this gateway (http.allowed_origins; its own pages under a DNS name need that name in http.allowed_hosts)",
                 req.origin.as_deref().unwrap_or("")
-            ),
-        ));
+            )));
     }
     Ok(())
 }

@@ -61,7 +61,7 @@ pub struct Auth {
 const KNOWN_ADDRESSES: usize = 8;
 
 fn unauthorized(details: impl Into<String>) -> ApiError {
-    ApiError::new(ErrorCode::Unauthorized, "Unauthorized", details)
+    ErrorCode::Unauthorized.context(details)
 }
 
 impl Auth {
@@ -173,14 +173,10 @@ impl Auth {
         let wait = self.lock_failures().blocked(keys, now);
         match wait {
             None => Ok(()),
-            Some(ms) => Err(ApiError::new(
-                ErrorCode::RateLimited,
-                "Too many failed logins",
-                format!(
-                    "too many failed logins from this address or for this user; retry in {} s",
-                    (ms + 999) / 1000
-                ),
-            )),
+            Some(ms) => Err(ErrorCode::RateLimited.context(format!(
+                "too many failed logins from this address or for this user; retry in {} s",
+                (ms + 999) / 1000
+            ))),
         }
     }
 

@@ -213,14 +213,14 @@ pub struct Submitted {
 /// The library's error reply for a refused command → the stable code it names.
 pub fn submit_error(message: &str) -> ApiError {
     let msg = message.trim_start_matches("ERR ").to_string();
-    let (code, title) = if msg.starts_with("INVALID_PARAMETER") {
-        (ErrorCode::InvalidParameter, "Invalid parameter")
+    let code = if msg.starts_with("INVALID_PARAMETER") {
+        ErrorCode::InvalidParameter
     } else if msg.starts_with("CHANNEL_NOT_FOUND") {
-        (ErrorCode::ChannelNotFound, "Channel not found")
+        ErrorCode::ChannelNotFound
     } else {
-        (ErrorCode::ControlFailed, "Control failed")
+        ErrorCode::ControlFailed
     };
-    ApiError::new(code, title, msg)
+    code.context(msg)
 }
 
 /// How a command ended.

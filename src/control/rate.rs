@@ -60,13 +60,9 @@ impl ControlRate {
                 Key::User(u) => format!("user '{u}'"),
                 Key::Address(a) => format!("address {a}"),
             };
-            return Err(ApiError::new(
-                ErrorCode::RateLimited,
-                "Too many control commands",
-                format!(
+            return Err(ErrorCode::RateLimited.context(format!(
                     "{who} may send at most {per_sec} control commands a second (bursts of {burst}); nothing was queued, retry in a second"
-                ),
-            ));
+                )));
         }
         for k in &keys {
             if let Some(b) = self.buckets.get_mut(k) {

@@ -4,6 +4,7 @@
 //! data kept (tests of the InfluxDB-down path).
 
 use super::redis_process::{find_on_path, free_port};
+use crate::error::Failed;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -38,14 +39,14 @@ impl InfluxProcess {
     }
 
     /// Starts `influxd` on free 127.0.0.1 ports and waits until `/ping` answers.
-    pub fn start() -> Result<InfluxProcess, String> {
+    pub fn start() -> Result<InfluxProcess, Failed> {
         static STARTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("voltage-influx-{}-{n}", std::process::id()));
-        let mut last_err = String::new();
+        let mut last_err = Failed::new("no attempt was made");
         // A free port may be taken between choosing and binding: retry a few times.
         for _ in 0..5 {
-            let port = free_port().map_err(|e| format!("cannot find a free port: {e}"))?;
+            let port = free_port().map_err(|e| Failed::because("cannot find a free port", e))?;
             let mut p = InfluxProcess {
                 child: None,
                 http_port: port,
@@ -59,14 +60,14 @@ impl InfluxProcess {
         Err(last_err)
     }
 
-    fn spawn(&mut self) -> Result<(), String> {
-        let exe = find_on_path("influxd").ok_or_else(|| INSTALL_HINT.to_string())?;
-        let rpc = free_port().map_err(|e| format!("cannot find a free port: {e}"))?;
+    fn spawn(&mut self) -> Result<(), Failed> {
+        let exe = find_on_path("influxd").ok_or_else(|| Failed::new(INSTALL_HINT))?;
+        let rpc = free_port().map_err(|e| Failed::because("cannot find a free port", e))?;
         std::fs::create_dir_all(&self.dir)
-            .map_err(|e| format!("cannot create {}: {e}", self.dir.display()))?;
+            .map_err(|e| Failed::because(format!("cannot create {}", self.dir.display()), e))?;
         let conf = self.dir.join("influxdb.conf");
         std::fs::write(&conf, config(&self.dir, self.http_port, rpc))
-            .map_err(|e| format!("cannot write {}: {e}", conf.display()))?;
+            .map_err(|e| Failed::because(format!("cannot write {}", conf.display()), e))?;
         let mut cmd = Command::new(&exe);
         // SAFETY: prctl is async-signal-safe and touches only the child's own state.
         unsafe {
@@ -77,7 +78,7 @@ impl InfluxProcess {
             });
         }
         let log = std::fs::File::create(self.dir.join("influxd.log"))
-            .map_err(|e| format!("cannot create influxd.log: {e}"))?;
+            .map_err(|e| Failed::because("cannot create influxd.log", e))?;
         let child = cmd
             .arg("-config")
             .arg(&conf)
@@ -85,7 +86,7 @@ impl InfluxProcess {
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", exe.display()))?;
+            .map_err(|e| Failed::because(format!("cannot start {}", exe.display()), e))?;
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
@@ -94,19 +95,19 @@ impl InfluxProcess {
             }
             if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
                 self.child = None;
-                return Err(format!(
+                return Err(Failed::new(format!(
                     "influxd exited at start-up ({status}) on port {}; see {}",
                     self.http_port,
                     self.dir.join("influxd.log").display()
-                ));
+                )));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
         self.stop();
-        Err(format!(
+        Err(Failed::new(format!(
             "influxd did not answer on port {} within 20 s",
             self.http_port
-        ))
+        )))
     }
 
     /// `http://127.0.0.1:{port}`.
@@ -144,7 +145,7 @@ impl InfluxProcess {
     }
 
     /// Starts it again on the same port, with its data.
-    pub fn restart(&mut self) -> Result<(), String> {
+    pub fn restart(&mut self) -> Result<(), Failed> {
         self.stop();
         self.spawn()
     }

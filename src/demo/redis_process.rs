@@ -1,6 +1,7 @@
 //! A private, throw-away `redis-server` on a free loopback port (no persistence). The demo
 //! runs on it, and so do the integration tests.
 
+use crate::error::Failed;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -44,17 +45,17 @@ pub const INSTALL_HINT: &str =
 
 impl RedisProcess {
     /// Starts `redis-server` on a free 127.0.0.1 port and waits until it answers PING.
-    pub fn start() -> Result<RedisProcess, String> {
+    pub fn start() -> Result<RedisProcess, Failed> {
         Self::start_with(&[])
     }
 
     /// [`start`](Self::start) with more `redis-server` arguments (`--requirepass x`, say).
-    pub fn start_with(extra: &[&str]) -> Result<RedisProcess, String> {
-        let exe = find_on_path("redis-server").ok_or_else(|| INSTALL_HINT.to_string())?;
-        let mut last_err = String::new();
+    pub fn start_with(extra: &[&str]) -> Result<RedisProcess, Failed> {
+        let exe = find_on_path("redis-server").ok_or_else(|| Failed::new(INSTALL_HINT))?;
+        let mut last_err = Failed::new("no attempt was made");
         // The free port may be taken between choosing and binding: retry a few times.
         for _ in 0..5 {
-            let port = free_port().map_err(|e| format!("cannot find a free port: {e}"))?;
+            let port = free_port().map_err(|e| Failed::because("cannot find a free port", e))?;
             match Self::spawn(&exe, port, extra) {
                 Ok(p) => return Ok(p),
                 Err(e) => last_err = e,
@@ -64,17 +65,17 @@ impl RedisProcess {
     }
 
     /// Starts `redis-server` on the given port.
-    pub fn start_on(exe: &Path, port: u16) -> Result<RedisProcess, String> {
+    pub fn start_on(exe: &Path, port: u16) -> Result<RedisProcess, Failed> {
         Self::spawn(exe, port, &[])
     }
 
-    fn spawn(exe: &Path, port: u16, extra: &[&str]) -> Result<RedisProcess, String> {
+    fn spawn(exe: &Path, port: u16, extra: &[&str]) -> Result<RedisProcess, Failed> {
         static STARTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir =
             std::env::temp_dir().join(format!("voltage-redis-{}-{port}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            .map_err(|e| Failed::because(format!("cannot create {}", dir.display()), e))?;
         let mut cmd = Command::new(exe);
         // The private server must not outlive us, even if we are killed: ask the kernel to
         // SIGKILL it when the thread that started it dies.
@@ -97,7 +98,7 @@ impl RedisProcess {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", exe.display()))?;
+            .map_err(|e| Failed::because(format!("cannot start {}", exe.display()), e))?;
         let mut p = RedisProcess { child, port, dir };
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
@@ -105,15 +106,15 @@ impl RedisProcess {
                 return Ok(p);
             }
             if let Ok(Some(status)) = p.child.try_wait() {
-                return Err(format!(
+                return Err(Failed::new(format!(
                     "redis-server exited at start-up ({status}) on port {port}"
-                ));
+                )));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        Err(format!(
+        Err(Failed::new(format!(
             "redis-server did not answer on port {port} within 10 s"
-        ))
+        )))
     }
 
     pub fn port(&self) -> u16 {
@@ -151,9 +152,9 @@ impl RedisProcess {
     }
 
     /// Starts it again on the same port (tests of the Redis-down path).
-    pub fn restart(&mut self) -> Result<(), String> {
+    pub fn restart(&mut self) -> Result<(), Failed> {
         self.kill();
-        let exe = find_on_path("redis-server").ok_or_else(|| INSTALL_HINT.to_string())?;
+        let exe = find_on_path("redis-server").ok_or_else(|| Failed::new(INSTALL_HINT))?;
         let new = Self::start_on(&exe, self.port)?;
         let old = std::mem::replace(self, new);
         drop(old);

@@ -9,6 +9,7 @@
 //! model (channel 5000: the PV plant's total power), an automation rule (rack 1 hot → the
 //! PCS set-point goes down) and a forwarding destination (`forward:cloud`).
 
+use crate::error::Failed;
 use crate::log;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -261,19 +262,20 @@ pub struct Simulator {
 impl Simulator {
     /// Starts writing the 37-channel site to the Redis at `url` (which must hold the
     /// Function library).
-    pub fn start(url: &str) -> Result<Simulator, String> {
+    pub fn start(url: &str) -> Result<Simulator, Failed> {
         Self::start_sized(url, BASE_CHANNELS)
     }
 
     /// The same with `total` channels (feeders added beyond the 37; at most 5,000).
-    pub fn start_sized(url: &str, total: usize) -> Result<Simulator, String> {
-        let client = redis::Client::open(url).map_err(|e| e.to_string())?;
+    pub fn start_sized(url: &str, total: usize) -> Result<Simulator, Failed> {
+        let client =
+            redis::Client::open(url).map_err(|e| Failed::because(format!("redis URL {url}"), e))?;
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
             .name("simulator".into())
             .spawn(move || run(client, flag, total))
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| Failed::because("cannot start the simulator thread", e))?;
         Ok(Simulator {
             stop,
             thread: Some(thread),

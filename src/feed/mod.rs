@@ -336,7 +336,7 @@ impl Feed {
         let enabled =
             self.config.wake && library::version(con).is_some_and(|v| v >= library::WAKE_SINCE);
         let config = &self.config;
-        let connect = || connect_plain(config).map_err(|e| e.to_string());
+        let connect = || connect_plain(config);
         self.wake
             .start(enabled, connect, &self.handle, self.config.tick_ms);
     }

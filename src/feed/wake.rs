@@ -122,7 +122,7 @@ impl Waking {
     pub fn start(
         &mut self,
         enabled: bool,
-        connect: impl FnOnce() -> Result<redis::Connection, String>,
+        connect: impl FnOnce() -> Result<redis::Connection, super::FeedError>,
         inbox: &FeedHandle,
         tick_ms: u64,
     ) {
@@ -131,7 +131,7 @@ impl Waking {
             return;
         }
         self.generation += 1;
-        let spawned = connect().and_then(|c| {
+        let spawned = connect().map_err(|e| e.to_string()).and_then(|c| {
             Subscriber::spawn(self.generation, c, inbox.clone()).map_err(|e| e.to_string())
         });
         match spawned {

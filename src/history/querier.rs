@@ -43,7 +43,9 @@ impl History {
                 .spawn(move || {
                     for job in rx {
                         let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                            let body = influx.query(&job.query.influxql())?;
+                            let body = influx
+                                .query(&job.query.influxql())
+                                .map_err(|e| e.to_string())?;
                             crate::history::query::parse_answer(&job.query, &body)
                                 .map_err(|e| format!("InfluxDB's answer: {}", e.0))
                         }))

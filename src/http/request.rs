@@ -110,14 +110,10 @@ pub enum Parsed {
 }
 
 fn head_too_large(limits: &Limits) -> Parsed {
-    Parsed::Error(ApiError::new(
-        ErrorCode::HeadersTooLarge,
-        "Request header fields too large",
-        format!(
-            "request line and headers must fit in {} bytes and {} headers",
-            limits.max_head_bytes, limits.max_headers
-        ),
-    ))
+    Parsed::Error(ErrorCode::HeadersTooLarge.context(format!(
+        "request line and headers must fit in {} bytes and {} headers",
+        limits.max_head_bytes, limits.max_headers
+    )))
 }
 
 fn bad_request(details: impl Into<String>) -> Parsed {

@@ -419,13 +419,9 @@ fn admit_upgrade(
     principal.require(crate::auth::Role::Viewer)?;
     if let Some(id) = &up.client_id {
         if !shared.registry.may_claim(id, principal.user.as_deref()) {
-            return Err(ApiError::new(
-                ErrorCode::Forbidden,
-                "client_id in use",
-                format!(
+            return Err(ErrorCode::Forbidden.context(format!(
                     "client_id '{id}' is held by another user's connection; takeover is only for the same user"
-                ),
-            ));
+                )));
         }
     }
     Ok((up, principal))

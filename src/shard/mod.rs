@@ -37,18 +37,51 @@ pub enum Driver {
     Legacy,
 }
 
+/// `--driver uring` on a kernel that refuses io_uring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UringUnavailable;
+
+impl std::fmt::Display for UringUnavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(
+            "--driver uring: io_uring is not available on this kernel (disabled by sysctl \
+             kernel.io_uring_disabled, seccomp, or too old); use --driver legacy or auto",
+        )
+    }
+}
+
+impl std::error::Error for UringUnavailable {}
+
+/// A shard that could not start: which one, what it was doing, and the OS error.
+#[derive(Debug)]
+pub struct ShardFailed {
+    pub shard: usize,
+    pub doing: &'static str,
+    pub source: std::io::Error,
+}
+
+impl std::fmt::Display for ShardFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "shard {}: {}: {}", self.shard, self.doing, self.source)
+    }
+}
+
+impl std::error::Error for ShardFailed {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
 impl Driver {
     /// `auto` → io_uring when the kernel allows it; an explicit `uring` that the kernel
     /// refuses is an error, so a deployment never silently runs on the slower driver.
-    pub fn resolve(kind: DriverKind) -> Result<Driver, String> {
+    pub fn resolve(kind: DriverKind) -> Result<Driver, UringUnavailable> {
         let uring_ok = monoio::utils::detect_uring();
         match kind {
             DriverKind::Auto if uring_ok => Ok(Driver::Uring),
             DriverKind::Auto | DriverKind::Legacy => Ok(Driver::Legacy),
             DriverKind::Uring if uring_ok => Ok(Driver::Uring),
-            DriverKind::Uring => Err("--driver uring: io_uring is not available on this kernel \
-                 (disabled by sysctl kernel.io_uring_disabled, seccomp, or too old); use --driver legacy or auto"
-                .into()),
+            DriverKind::Uring => Err(UringUnavailable),
         }
     }
 
@@ -158,7 +191,7 @@ pub fn spawn(
     driver: Driver,
     shared: Arc<Shared>,
     shutdown: Arc<Shutdown>,
-    ready: Sender<Result<(), String>>,
+    ready: Sender<Result<(), ShardFailed>>,
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name(format!("shard-{index}"))
@@ -199,10 +232,14 @@ pub fn spawn(
                     .map(|mut rt| rt.block_on(run(listener, ctx, ready.clone()))),
             };
             if let Err(e) = started {
-                let _ = ready.send(Err(format!(
-                    "shard {index}: cannot start the {} runtime: {e}",
-                    driver.as_str()
-                )));
+                let _ = ready.send(Err(ShardFailed {
+                    shard: index,
+                    doing: match driver {
+                        Driver::Uring => "starting the io_uring runtime",
+                        Driver::Legacy => "starting the epoll runtime",
+                    },
+                    source: e,
+                }));
             }
         })
 }
@@ -237,12 +274,16 @@ fn is_resource_exhaustion(e: &std::io::Error) -> bool {
 async fn run(
     listener: std::net::TcpListener,
     ctx: Rc<ShardCtx>,
-    ready: Sender<Result<(), String>>,
+    ready: Sender<Result<(), ShardFailed>>,
 ) {
     let listener = match monoio::net::TcpListener::from_std(listener) {
         Ok(l) => l,
         Err(e) => {
-            let _ = ready.send(Err(format!("shard {}: {e}", ctx.index)));
+            let _ = ready.send(Err(ShardFailed {
+                shard: ctx.index,
+                doing: "taking over its listener",
+                source: e,
+            }));
             return;
         }
     };

@@ -72,8 +72,7 @@ fn is_websocket_key(k: &str) -> bool {
 
 /// Validates an upgrade request; the error is answered as a JSON HTTP error.
 pub fn check(req: &Request) -> Result<Upgrade, ApiError> {
-    let bad =
-        |details: &str| ApiError::new(ErrorCode::BadRequest, "WebSocket upgrade required", details);
+    let bad = |details: &str| ErrorCode::BadRequest.context(details);
     if req.method != Method::Get {
         return Err(ErrorCode::MethodNotAllowed
             .context("the WebSocket endpoint accepts GET with Upgrade: websocket"));

@@ -13,7 +13,7 @@ use super::rate::RateLimit;
 use super::session::{Event, Session};
 use crate::alarm::{ActiveAlarms, Alarm, EventId, Range};
 use crate::auth::{Auth, Principal};
-use crate::error::{ApiError, ErrorCode};
+use crate::error::ErrorCode;
 use crate::fanout::{ConnId, Fanout};
 use crate::site::SourceStatus;
 use crate::wire::close::Disconnect;
@@ -297,13 +297,9 @@ impl Protocol {
             max_in_flight: self.limits.max_in_flight,
         };
         match msg.command {
-            Ok(_) if wait && full => ctx.error(&ApiError::new(
-                ErrorCode::ServiceUnavailable,
-                "Data not loaded",
-                format!(
+            Ok(_) if wait && full => ctx.error(&ErrorCode::ServiceUnavailable.context(format!(
                     "the site's data is not loaded from Redis yet and {MAX_DEFERRED} subscription changes already wait for it"
-                ),
-            )),
+                ))),
             Ok(c) if wait => self.deferred.push_back((msg.id, c)),
             Ok(c) => c.apply(&mut ctx),
             Err(e) => ctx.error(&e),

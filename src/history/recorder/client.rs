@@ -26,6 +26,46 @@ impl std::fmt::Display for WriteError {
     }
 }
 
+/// A request to InfluxDB that did not get what it asked for (the transport error kept as the
+/// source).
+#[derive(Debug)]
+pub enum InfluxError {
+    /// No answer (refused, timed out, broken).
+    Unreachable(ureq::Error),
+    /// It answered, but not with success: which request, the status and its text.
+    Answered {
+        what: &'static str,
+        status: u16,
+        body: String,
+    },
+    /// The answer could not be read (too large, cut off).
+    Unreadable(ureq::Error),
+}
+
+impl std::fmt::Display for InfluxError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            InfluxError::Unreachable(e) => e.fmt(f),
+            InfluxError::Answered { what, status, body } if body.is_empty() => {
+                write!(f, "{what} answered {status}")
+            }
+            InfluxError::Answered { what, status, body } => {
+                write!(f, "{what} answered {status}: {body}")
+            }
+            InfluxError::Unreadable(e) => write!(f, "reading the answer: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for InfluxError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            InfluxError::Unreachable(e) | InfluxError::Unreadable(e) => Some(e),
+            InfluxError::Answered { .. } => None,
+        }
+    }
+}
+
 pub struct Influx {
     agent: ureq::Agent,
     base: String,
@@ -51,20 +91,24 @@ impl Influx {
     }
 
     /// `/ping` answers 204 when InfluxDB is up.
-    pub fn ping(&self) -> Result<(), String> {
+    pub fn ping(&self) -> Result<(), InfluxError> {
         let r = self
             .agent
             .get(format!("{}/ping", self.base))
             .call()
-            .map_err(|e| e.to_string())?;
+            .map_err(InfluxError::Unreachable)?;
         match r.status().as_u16() {
             200..=299 => Ok(()),
-            s => Err(format!("/ping answered {s}")),
+            status => Err(InfluxError::Answered {
+                what: "/ping",
+                status,
+                body: String::new(),
+            }),
         }
     }
 
     /// `CREATE DATABASE` (a no-op when it exists).
-    pub fn create_database(&self) -> Result<(), String> {
+    pub fn create_database(&self) -> Result<(), InfluxError> {
         // The name is validated (A-Za-z0-9_.-) by the configuration.
         let q = format!("CREATE DATABASE \"{}\"", self.database);
         let mut r = self
@@ -72,16 +116,17 @@ impl Influx {
             .post(format!("{}/query", self.base))
             .query("q", &q)
             .send_empty()
-            .map_err(|e| e.to_string())?;
+            .map_err(InfluxError::Unreachable)?;
         let status = r.status().as_u16();
         let body = short_text(&mut r);
         if status == 200 && !body.contains("\"error\"") {
             Ok(())
         } else {
-            Err(format!(
-                "CREATE DATABASE answered {status}: {}",
-                body.trim()
-            ))
+            Err(InfluxError::Answered {
+                what: "CREATE DATABASE",
+                status,
+                body: body.trim().to_string(),
+            })
         }
     }
 
@@ -114,7 +159,7 @@ impl Influx {
 
     /// Runs an InfluxQL query; timestamps as Unix milliseconds. The answer's JSON, at most
     /// `max_answer_bytes`.
-    pub fn query(&self, q: &str) -> Result<Vec<u8>, String> {
+    pub fn query(&self, q: &str) -> Result<Vec<u8>, InfluxError> {
         let mut req = self
             .agent
             .get(format!("{}/query", self.base))
@@ -124,20 +169,23 @@ impl Influx {
         if !self.retention_policy.is_empty() {
             req = req.query("rp", &self.retention_policy);
         }
-        let mut r = req.call().map_err(|e| e.to_string())?;
+        let mut r = req.call().map_err(InfluxError::Unreachable)?;
         let status = r.status().as_u16();
         let body = r
             .body_mut()
             .with_config()
             .limit(self.max_answer_bytes)
             .read_to_vec()
-            .map_err(|e| format!("reading the answer: {e}"))?;
+            .map_err(InfluxError::Unreadable)?;
         match status {
             200 => Ok(body),
-            s => Err(format!(
-                "/query answered {s}: {}",
-                String::from_utf8_lossy(&body[..body.len().min(512)]).trim()
-            )),
+            status => Err(InfluxError::Answered {
+                what: "/query",
+                status,
+                body: String::from_utf8_lossy(&body[..body.len().min(512)])
+                    .trim()
+                    .to_string(),
+            }),
         }
     }
 }

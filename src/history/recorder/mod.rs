@@ -263,7 +263,7 @@ impl Worker {
         let mut result = self.influx.write(&batch.body);
         if result == Err(WriteError::NoDatabase) && self.cfg.create_database {
             if let Err(e) = self.influx.create_database() {
-                result = Err(WriteError::Unavailable(e));
+                result = Err(WriteError::Unavailable(e.to_string()));
             } else {
                 result = self.influx.write(&batch.body);
             }
@@ -348,7 +348,7 @@ impl Worker {
                     format!("catching up: {} batches buffered", self.spill.len())
                 };
             }
-            Err(e) => self.went_down(&e),
+            Err(e) => self.went_down(&e.to_string()),
         }
     }
 

@@ -31,24 +31,19 @@ impl Control {
             return ctx.error(&e);
         }
         if !ctx.fanout.is_loaded() {
-            return ctx.error(&ApiError::new(
-                ErrorCode::ServiceUnavailable,
-                "Data not loaded",
-                "the site's data is not loaded from Redis yet; nothing was queued",
-            ));
+            return ctx.error(
+                &ErrorCode::ServiceUnavailable
+                    .context("the site's data is not loaded from Redis yet; nothing was queued"),
+            );
         }
         if !ctx.fanout.snapshot().channels.contains_key(&req.channel) {
             return ctx.error(&ApiError::channel_not_found(req.channel));
         }
         if *ctx.in_flight >= ctx.max_in_flight {
-            return ctx.error(&ApiError::new(
-                ErrorCode::RateLimited,
-                "Too many commands in flight",
-                format!(
+            return ctx.error(&ErrorCode::RateLimited.context(format!(
                     "at most {} control commands may wait for their queued ack at once; nothing was queued",
                     ctx.max_in_flight
-                ),
-            ));
+                )));
         }
         req.request_id = ctx.request_id.map(str::to_string);
         let req = match req.validate() {
