@@ -4,7 +4,8 @@
 # `apt-get install nodejs npm` there fails with "held broken packages".
 #
 #   ./setup.sh demo   redis-server, influxd (the demo's private Redis and InfluxDB)
-#   ./setup.sh test   + chromium, node/npm, python3 with venv, nftables (the test command)
+#   ./setup.sh test   + chromium, node/npm, python3 with venv, nftables, redis-sentinel, haproxy
+#                     (the test command)
 #   ./setup.sh ci     + g++ (libFuzzer for fuzz/run.sh)
 #
 # As root it runs apt-get itself; otherwise through sudo when there is one. Exits 1, naming
@@ -41,6 +42,9 @@ if [ "$what" != demo ]; then
     fi
     # The half-open TCP fault test cuts a connection with nft (it skips without).
     want nftables nft
+    # The redundancy tests: a Sentinel-watched Redis, gateways behind HAProxy.
+    want redis-sentinel redis-sentinel
+    want haproxy haproxy
 fi
 if [ "$what" = ci ]; then
     want g++ c++

@@ -385,11 +385,15 @@ impl Config {
         if !(1..=100_000).contains(&self.collect_batch) {
             return err("collect_batch must be in 1..=100000");
         }
-        if redis::Client::open(self.redis_url.as_str()).is_err() {
-            return Err(ConfigError(format!(
-                "redis_url '{}' is not a valid redis:// URL",
-                self.redis_url_redacted()
-            )));
+        if let crate::redis_url::RedisTarget::Direct(url) =
+            crate::redis_url::RedisTarget::parse(&self.redis_url)?
+        {
+            if redis::Client::open(url.as_str()).is_err() {
+                return Err(ConfigError(format!(
+                    "redis_url '{}' is not a valid redis:// (or redis+sentinel://) URL",
+                    self.redis_url_redacted()
+                )));
+            }
         }
         if self.redis_timeout_ms == 0 || self.reconnect_max_ms == 0 {
             return err("redis_timeout_ms and reconnect_max_ms must be positive");
@@ -445,9 +449,16 @@ impl Config {
         }
     }
 
-    /// `redis_url` fit for logs: a password in it is replaced by `***`.
+    /// `redis_url` fit for logs: a password in it (or a `sentinel_password`) is replaced by `***`.
     pub fn redis_url_redacted(&self) -> String {
-        let url = &self.redis_url;
+        let url = match self.redis_url.split_once("sentinel_password=") {
+            Some((before, after)) => {
+                let rest = after.find('&').map_or("", |i| &after[i..]);
+                format!("{before}sentinel_password=***{rest}")
+            }
+            None => self.redis_url.clone(),
+        };
+        let url = &url;
         let Some((scheme, rest)) = url.split_once("://") else {
             return url.clone();
         };
@@ -523,6 +534,10 @@ mod tests {
         assert_eq!(
             with("redis://127.0.0.1:6379").redis_url_redacted(),
             "redis://127.0.0.1:6379"
+        );
+        assert_eq!(
+            with("redis+sentinel://:pw@s1,s2:26380/site?sentinel_password=sp").redis_url_redacted(),
+            "redis+sentinel://:***@s1,s2:26380/site?sentinel_password=***"
         );
     }
 

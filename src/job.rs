@@ -178,7 +178,12 @@ fn sort(e: JobError) -> (Upstream, Option<redis::RedisError>) {
 
 /// Whether `e` means the connection is gone (rather than a refused command).
 pub fn is_connection_error(e: &redis::RedisError) -> bool {
-    e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal()
+    // READONLY: the server became a replica (a Sentinel failover); reconnect to the master.
+    e.is_io_error()
+        || e.is_timeout()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.code() == Some("READONLY")
 }
 
 pub fn as_u64(v: &redis::Value) -> Option<u64> {

@@ -8,7 +8,8 @@
 //!
 //! Core (pure):
 //! - [`model`] (channels, data types, points, values, type masks), [`error`] (stable codes,
-//!   [`error::Upstream`]), [`json`] (writing, bounded parsing).
+//!   [`error::Upstream`]), [`json`] (writing, bounded parsing), [`redis_url`] (one Redis, or a
+//!   master named by Sentinel).
 //! - [`site`]: the site's data — [`site::Snapshot`], the store that turns hash contents into
 //!   [`site::change::Change`]s, and the [`site::tick::Tick`] every shard receives.
 //! - [`wire`]: the one writer of the wire format — WebSocket messages and push frames, REST
@@ -58,6 +59,7 @@ pub mod json;
 pub mod log;
 pub mod metrics;
 pub mod model;
+pub mod redis_url;
 pub mod server;
 pub mod shard;
 pub mod shutdown;

@@ -85,7 +85,7 @@ struct ServeArgs {
     /// Address to listen on for HTTP and WebSocket [default: 0.0.0.0:6005]
     #[arg(long, env = "VOLTAGE_LISTEN")]
     listen: Option<SocketAddr>,
-    /// Redis URL [default: redis://127.0.0.1:6379]
+    /// Redis URL: redis://…, or redis+sentinel://HOST:PORT[,HOST:PORT…]/MASTER_NAME [default: redis://127.0.0.1:6379]
     #[arg(long, env = "VOLTAGE_REDIS_URL")]
     redis: Option<String>,
     /// Do not load the lua/ Function library into Redis (for Redis managed elsewhere)

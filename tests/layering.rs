@@ -24,6 +24,7 @@ const PURE: &[&str] = &[
     "src/metrics.rs",
     "src/error.rs",
     "src/json.rs",
+    "src/redis_url.rs",
     "src/history",
 ];
 

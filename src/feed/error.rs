@@ -25,6 +25,21 @@ pub enum FeedError {
     UnexpectedReply(&'static str),
     /// The library is missing and the gateway may not load it.
     LibraryMissing,
+    /// No sentinel named a master (`what`: the master and sentinels; `why`: each one's answer).
+    NoMaster {
+        what: String,
+        why: String,
+    },
+    /// The server the sentinels named is not (or no longer) a master.
+    NotMaster {
+        addr: String,
+        role: String,
+    },
+    /// The sentinels name another master than the one connected to.
+    MasterMoved {
+        from: String,
+        to: String,
+    },
 }
 
 /// The feed's readers (streams, the alarm log) serve jobs too.
@@ -36,6 +51,9 @@ impl From<FeedError> for crate::job::JobError {
             FeedError::NoFunctions { .. } | FeedError::LibraryMissing => {
                 crate::job::JobError::Unexpected("the Function library")
             }
+            FeedError::NoMaster { .. }
+            | FeedError::NotMaster { .. }
+            | FeedError::MasterMoved { .. } => crate::job::JobError::Unexpected("the Redis master"),
         }
     }
 }
@@ -59,6 +77,14 @@ impl std::fmt::Display for FeedError {
             FeedError::LibraryMissing => f.write_str(
                 "netsrv_collect_data is not loaded in Redis and --no-load-functions is set",
             ),
+            FeedError::NoMaster { what, why } => write!(f, "no sentinel names the {what} ({why})"),
+            FeedError::NotMaster { addr, role } => write!(
+                f,
+                "the sentinels name {addr} as the master, but it is a {role}: waiting for the failover to finish"
+            ),
+            FeedError::MasterMoved { from, to } => {
+                write!(f, "the sentinels moved the master from {from} to {to}")
+            }
         }
     }
 }

@@ -34,6 +34,10 @@ pub enum FaultKind {
     ReadOnly,
     /// Redis is loading its data set.
     Loading,
+    /// No sentinel names a master (all down, or none knows the name).
+    NoMaster,
+    /// Sentinel moved the master: the gateway follows.
+    Failover,
     /// An established connection broke or stopped answering.
     Lost,
     Other,
@@ -80,6 +84,9 @@ pub fn diagnose(err: &FeedError, addr: &str, timeout_ms: u64) -> Fault {
             FaultKind::Other,
             format!("Redis at {addr} answered {what} with something the gateway cannot read"),
         ),
+        FeedError::NoMaster { .. } => (FaultKind::NoMaster, err.to_string()),
+        FeedError::NotMaster { .. } => (FaultKind::ReadOnly, err.to_string()),
+        FeedError::MasterMoved { .. } => (FaultKind::Failover, err.to_string()),
         FeedError::Handshake(e) => redis_fault(e, addr, timeout_ms, true),
         FeedError::Redis(e) => redis_fault(e, addr, timeout_ms, false),
     };

@@ -24,6 +24,9 @@ pub struct ReplyTo {
 /// Delivers an answer to its address (the server wires it to the shards' inboxes).
 pub type Postman = Box<dyn Fn(ReplyTo, Answer) + Send>;
 
+/// A master's address as the sentinels name it.
+pub type MasterAddr = (String, u16);
+
 pub enum Event {
     Stop,
     /// Subscriber `generation` saw a write.
@@ -38,6 +41,10 @@ pub enum Event {
     WakeLost {
         generation: u64,
         why: String,
+    },
+    /// The sentinels name this master now (`redis+sentinel://` only).
+    Master {
+        addr: MasterAddr,
     },
     /// A shard's job, run on the feed's connection.
     Run {

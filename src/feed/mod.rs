@@ -24,6 +24,7 @@ pub mod inbox;
 pub mod library;
 mod published;
 pub mod revocations;
+pub mod sentinel;
 pub mod stream;
 mod wake;
 
@@ -91,6 +92,13 @@ pub struct Feed {
     wake: wake::Waking,
     /// Redis's `host:port` (never the credentials), for what is logged and shown.
     redis_addr: String,
+    /// Where to connect: the configured URL, or the master the sentinels name.
+    locator: sentinel::Locator,
+    /// The URL the data connection was opened with (the wake-up subscriber uses the same).
+    data_url: String,
+    /// With Sentinel: the master connected to (or last connected to), and the watcher.
+    master: Option<sentinel::MasterAddr>,
+    watch: Option<sentinel::Watch>,
     /// When Redis's failures and recoveries are logged.
     outage: fault::OutageLog,
     /// The logins ended on any gateway (`None`: no `Auth` attached, as in unit tests).
@@ -107,10 +115,13 @@ impl Feed {
         postman: Postman,
     ) -> Feed {
         let instance = config.control.instance_id.clone();
-        let redis_addr = redis::Client::open(config.redis_url.as_str()).map_or_else(
-            |_| "the configured address".to_string(),
-            |c| c.get_connection_info().addr().to_string(),
-        );
+        // Validated with the configuration; a direct URL the client library refuses shows
+        // as a failed connect.
+        let target = crate::redis_url::RedisTarget::parse(&config.redis_url)
+            .unwrap_or_else(|_| crate::redis_url::RedisTarget::Direct(config.redis_url.clone()));
+        let locator =
+            sentinel::Locator::new(target, Duration::from_millis(config.redis_timeout_ms));
+        let redis_addr = locator.describe();
         let desk = desk::Desk {
             catalog_changed: false,
             last_ping: None,
@@ -143,6 +154,10 @@ impl Feed {
             force_resync: false,
             wake: wake::Waking::new(),
             redis_addr,
+            data_url: String::new(),
+            locator,
+            master: None,
+            watch: None,
             outage: fault::OutageLog::default(),
             auth: None,
             revocations: revocations::RevocationLog::default(),
@@ -205,6 +220,13 @@ impl Feed {
     pub fn run(mut self) {
         let max_backoff = Duration::from_millis(self.config.reconnect_max_ms);
         let mut backoff = Duration::from_millis(100).min(max_backoff);
+        if let Some(s) = self.locator.sentinels() {
+            match sentinel::Watch::spawn(s.clone(), self.handle.clone()) {
+                Ok(w) => self.watch = Some(w),
+                // Failovers are still followed when the connection drops.
+                Err(e) => log::warn(&format!("cannot start the Sentinel watcher: {e}")),
+            }
+        }
         loop {
             let result = self.connect().and_then(|mut con| {
                 backoff = Duration::from_millis(100).min(max_backoff);
@@ -279,6 +301,19 @@ impl Feed {
                     self.wake.lost(&why, self.config.tick_ms);
                 }
                 Event::Subscribed { .. } | Event::WakeLost { .. } => {}
+                Event::Master { addr } => match (&con, &self.master) {
+                    // Connected to another server than the one the sentinels name now: it
+                    // was demoted (or cut off), so leave it.
+                    (Some(_), Some(current)) if *current != addr => {
+                        return Err(FeedError::MasterMoved {
+                            from: format!("{}:{}", current.0, current.1),
+                            to: format!("{}:{}", addr.0, addr.1),
+                        })
+                    }
+                    (Some(_), _) => {}
+                    // Disconnected: a master is named, connect now rather than after the backoff.
+                    (None, _) => return Ok(Waited::Woken),
+                },
                 Event::Run { job, reply_to } => self.run_job(job, reply_to, con.as_deref_mut())?,
             }
         }
@@ -311,9 +346,32 @@ impl Feed {
         broke.map_or(Ok(()), |e| Err(e.into()))
     }
 
-    /// The data connection: a plain one, with the Function library made current.
-    fn connect(&self) -> Result<redis::Connection, FeedError> {
-        let mut con = connect_plain(&self.config)?;
+    /// The data connection: to the configured Redis or the master the sentinels name (checked
+    /// to be one), with the Function library made current.
+    fn connect(&mut self) -> Result<redis::Connection, FeedError> {
+        let located = self.locator.locate()?;
+        self.redis_addr = located.addr;
+        let mut con = connect_url(&located.url, self.config.redis_timeout_ms)?;
+        if let Some(master) = located.master {
+            let role = sentinel::role(&mut con).map_err(FeedError::Handshake)?;
+            if role != "master" {
+                return Err(FeedError::NotMaster {
+                    addr: self.redis_addr.clone(),
+                    role,
+                });
+            }
+            if self.master.as_ref().is_some_and(|m| *m != master) {
+                // A promoted replica may be behind what was read from the old master (its
+                // seq even below the cursor): everything is read again from it.
+                log::warn(&format!(
+                    "Redis master moved to {}; resynchronising from it",
+                    self.redis_addr
+                ));
+                self.after_failover();
+            }
+            self.master = Some(master);
+        }
+        self.data_url = located.url;
         if self.config.load_functions {
             let outcome = match library::ensure(&mut con) {
                 Err(e) if library::is_unknown_command(&e) => return Err(no_functions(&mut con)),
@@ -330,13 +388,24 @@ impl Feed {
         Ok(con)
     }
 
+    /// Connected to another master than before: a promoted replica holds what was replicated
+    /// to it, which may be less than what was read. The site, the active alarms and the
+    /// readers' cursors are read again from it (like a reset, but its commands were not lost:
+    /// their records were replicated or their senders still get a timeout).
+    fn after_failover(&mut self) {
+        self.force_resync = true;
+        self.alarms.reset();
+        self.desk.results.reset();
+        self.revocations.reset();
+    }
+
     /// Starts a `WAKE_CHANNEL` subscriber when configured and the library in Redis publishes
     /// there.
     fn start_subscriber(&mut self, con: &mut redis::Connection) {
         let enabled =
             self.config.wake && library::version(con).is_some_and(|v| v >= library::WAKE_SINCE);
-        let config = &self.config;
-        let connect = || connect_plain(config);
+        let (url, timeout_ms) = (&self.data_url, self.config.redis_timeout_ms);
+        let connect = || connect_url(url, timeout_ms);
         self.wake
             .start(enabled, connect, &self.handle, self.config.tick_ms);
     }
@@ -394,12 +463,12 @@ impl Feed {
     }
 }
 
-/// A connection with the configured timeouts (the wake-up subscription uses it as is),
-/// checked with a `PING`: the client library ignores what its own start-up commands are
+/// A connection to `url` with the configured timeouts (the wake-up subscription uses it as
+/// is), checked with a `PING`: the client library ignores what its own start-up commands are
 /// answered, so a password Redis wants, or a server that is not Redis, shows here.
-fn connect_plain(cfg: &Config) -> Result<redis::Connection, FeedError> {
-    let timeout = Duration::from_millis(cfg.redis_timeout_ms);
-    let client = redis::Client::open(cfg.redis_url.as_str())?;
+fn connect_url(url: &str, timeout_ms: u64) -> Result<redis::Connection, FeedError> {
+    let timeout = Duration::from_millis(timeout_ms);
+    let client = redis::Client::open(url)?;
     let handshake = |e| FeedError::Handshake(e);
     let mut con = client
         .get_connection_with_timeout(timeout)
