@@ -9,7 +9,7 @@ W() { $R FCALL comsrv_write_data 1 "$@"; }
 C() { $R FCALL netsrv_collect_data 3 netsrv:seq netsrv:dirty netsrv:epoch "$@" | tr '\n' ' ' | sed 's/ $//'; }
 eq load "$($R -x FUNCTION LOAD REPLACE < "$LIB")" voltage
 $R FLUSHALL >/dev/null
-eq version "$($R --no-raw FCALL_RO voltage_version 0)" "(integer) 25"
+eq version "$($R --no-raw FCALL_RO voltage_version 0)" "(integer) 27"
 eq write1 "$($R --no-raw FCALL comsrv_write_data 1 comsrv:1001:T '{"1":25.6,"2":101.3}')" "(integer) 2"
 eq v1 "$($R HGET comsrv:1001:T 1)" 25.6; eq v2 "$($R HGET comsrv:1001:T 2)" 101.3
 now=$($R TIME | head -1); ts=$($R HGET comsrv:1001:T _timestamp); [ $((now-ts)) -le 1 ] && pass=$((pass+1)) || { fail=$((fail+1)); echo "FAIL ts default $ts vs $now"; }
@@ -508,5 +508,69 @@ W comsrv:7:T '{"1":2001}' >/dev/null
 eq hooks-back "$($R HEXISTS alarm:active hk)/$($R HGET comsrv:7:T 99)" "1/2001"
 $R FCALL modsrv_model_delete 1 model:hk >/dev/null; $R FCALL alarmsrv_rule_delete 1 alarm:rule:hk >/dev/null
 eq hooks-gone "$($R HEXISTS lib:hooks 7:T)" 0
+# ---- acks waiting for their sender, the site-wide sweep, client ids across gateways ----
+$R FLUSHALL >/dev/null
+W comsrv:2001:A '{"20":50}' >/dev/null
+Q() { $R FCALL control_submit 1 comsrv:2001:A:TODO "{\"point_id\":20,\"command_type\":\"set_value\",\"value\":1,\"client_id\":\"$1\",\"instance\":\"$2\",\"timeout_ms\":1,\"operator\":\"$3\"}" | head -1; }
+c1=$(Q ui_9 gwdead olga); c2=$(Q ui_9 gwdead vic); c3=$(Q 'http~olga' gwdead olga); c4=$(Q ui_9 rules olga)
+eq instances "$($R SMEMBERS cmd:instances | sort | tr '\n' ' ')" "gwdead rules "
+sleep 0.01
+eq expire-all "$($R FCALL control_expire_all 0)" 4
+eq expire-once "$($R FCALL control_expire_all 0)/$($R SCARD cmd:instances)" "0/0"
+eq acks-parked "$($R LLEN ctl:acks:ui_9)/$($R EXISTS ctl:acks:http~olga)" "3/0"
+ttl=$($R PTTL ctl:acks:ui_9); [ "$ttl" -gt 100000 ] && pass=$((pass+1)) || { fail=$((fail+1)); echo "FAIL acks ttl $ttl"; }
+taken=$($R FCALL control_acks_take 1 ctl:acks:ui_9 olga | tr '\n' ' ')
+has take-olga "$taken" "$c1"; has take-olga-2 "$taken" "$c4"; has take-status "$taken" "status timeout"
+case "$taken" in *"$c2"*) fail=$((fail+1)); echo "FAIL take gave vic's ack to olga";; *) pass=$((pass+1));; esac
+eq take-keeps-vic "$($R LLEN ctl:acks:ui_9)" 1
+eq take-again "$($R FCALL control_acks_take 1 ctl:acks:ui_9 olga)" ""
+# a claim: free -> ok with the acks for that user; same user elsewhere -> ok + message; other user -> held
+eq claim-held-none "$($R FCALL netsrv_client_claim 1 gw:client:ui_9 gwA tA vic 60000 | head -1)" ok
+eq claim-took-vic "$($R LLEN ctl:acks:ui_9)" 0
+eq claim-value "$($R GET gw:client:ui_9)" "gwA tA vic"
+eq claim-other-user "$($R FCALL netsrv_client_claim 1 gw:client:ui_9 gwB tB olga 60000 | tr '\n' ' ')" "held vic "
+# the takeover publishes to the holder's channel (count of receivers: none subscribed here)
+eq claim-takeover "$($R FCALL netsrv_client_claim 1 gw:client:ui_9 gwB tB vic 60000 | head -1)/$($R GET gw:client:ui_9)" "ok/gwB tB vic"
+eq renew "$($R FCALL netsrv_client_renew 2 gw:client:ui_9 gw:client:nope 60000 tB tX)" "gw:client:nope"
+eq renew-lost "$($R FCALL netsrv_client_renew 1 gw:client:ui_9 60000 tA)" "gw:client:ui_9"
+eq release-other "$($R FCALL netsrv_client_release 1 gw:client:ui_9 tA)/$($R EXISTS gw:client:ui_9)" "0/1"
+eq release "$($R FCALL netsrv_client_release 1 gw:client:ui_9 tB)/$($R EXISTS gw:client:ui_9)" "1/0"
+has claim-bad "$($R FCALL netsrv_client_claim 1 gw:client:x 'a b' t u 1)" "ERR netsrv_client_claim: invalid"
+has claim-badkey "$($R FCALL netsrv_client_claim 1 ctl:acks:x gw t u 1)" "ERR"
+has renew-bad "$($R FCALL netsrv_client_renew 1 gw:client:x 0 t)" "ERR netsrv_client_renew expects"
+# ---- sessions: auth_login / auth_refresh / auth_logout ----
+$R DEL auth:revocations >/dev/null
+L() { $R FCALL auth_login 1 "auth:login:$1" "$2" "$3" "${4:-100}" "${5:-10000}" "${6:-1000}" "${7:-60000}"; }
+F() { $R FCALL auth_refresh 1 "auth:login:$1" "$2" "$3" "${4:-2000}" 60000 | tr '\n' ' ' | sed 's/ $//'; }
+eq login "$(L fam1 alice tokA)" ""
+has login-hashed "$($R HGET auth:login:fam1 token)" "$($R EVAL "return redis.sha1hex('tokA')" 0)"
+eq login-twice "$(L fam1 alice tokA 2>&1 | head -c 30)" "ERR auth_login: the family exi"
+eq refresh-ok "$(F fam1 tokA tokB)" "ok alice"
+eq refresh-used-up "$(F fam1 tokA tokC 3000)" "reused"
+eq reuse-ends "$($R EXISTS auth:login:fam1)/$($R XLEN auth:revocations)" "0/1"
+eq reuse-stream "$($R XRANGE auth:revocations - + | sed -n 3p)" "fam1"
+eq refresh-after-end "$(F fam1 tokB tokD)" "unknown"
+L fam2 alice t1 >/dev/null; eq forged "$(F fam2 forged x)" "unknown"; eq forged-keeps "$($R EXISTS auth:login:fam2)" 1
+eq expired "$(F fam2 t1 t2 100000)" "expired"; eq expired-gone "$($R EXISTS auth:login:fam2)/$($R ZSCORE auth:users alice)" "0/"
+# per-user bound: a user's 4th login ends their oldest, nobody else's
+$R DEL auth:revocations >/dev/null
+L b1 bob x1 >/dev/null; for i in 1 2 3; do L "a$i" alice "y$i" 3 10000 $((1000+i)) >/dev/null; done
+eq per-user "$(L a4 alice y4 3 10000 1010)" a1; eq per-user-oldest "$($R EXISTS auth:login:a1)/$($R EXISTS auth:login:a2)/$($R EXISTS auth:login:b1)" "0/1/1"
+eq per-user-count "$($R ZSCORE auth:users alice)/$($R ZSCORE auth:users bob)" "3/1"
+# store full: the user holding the most loses their oldest
+eq total "$(L b2 bob x2 100 4 1020)" a2; eq total-victim "$($R EXISTS auth:login:a2)/$($R EXISTS auth:login:b1)" "0/1"
+# expired logins are swept by the next login
+$R DEL auth:revocations >/dev/null
+eq sweep "$(L c1 carol z 100 10000 9999999)" ""; eq sweep-gone "$($R ZCARD auth:logins)/$($R XLEN auth:revocations)" "1/0"
+# logout: with the current or a used token, or with none (the access token); a forged one ends nothing
+L d1 dave r1 100 10000 9999999 >/dev/null; F d1 r1 r2 9999999 >/dev/null
+eq logout-forged "$($R FCALL auth_logout 1 auth:login:d1 nope 9999999)" 0; eq logout-forged-keeps "$($R EXISTS auth:login:d1)" 1
+eq logout-used "$($R FCALL auth_logout 1 auth:login:d1 r1 9999999)" 1; eq logout-gone "$($R EXISTS auth:login:d1)" 0
+eq logout-again "$($R FCALL auth_logout 1 auth:login:d1 r2 9999999)" 0
+L d2 dave s1 100 10000 9999999 >/dev/null; eq logout-access "$($R FCALL auth_logout 1 auth:login:d2 9999999)" 1
+eq logout-void "$($R FCALL auth_logout 1 auth:login:nosuch 9999999)/$($R XRANGE auth:revocations - + | grep -c nosuch)" "0/1"
+has bad-key "$($R FCALL auth_login 1 auth:login:a-b u t 1 1 1 1)" "ERR auth_login expects 1 key"
+has bad-user "$($R FCALL auth_login 1 auth:login:e1 'a b' t 1 1 1 1)" "ERR auth_login: invalid user"
+has bad-ttl "$($R FCALL auth_refresh 1 auth:login:e1 t u 1 0)" "must be positive"
 echo "pass=$pass fail=$fail"
 [ "$fail" -eq 0 ]

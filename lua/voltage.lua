@@ -20,6 +20,9 @@ Functions (the Rust side depends on these exact signatures):
   FCALL    netsrv_forward_save|netsrv_forward_delete|netsrv_forward_data 1 forward:{name} [...]
   FCALL    control_submit 1 comsrv:{ch}:{C|A}:TODO <json>, control_report 1 cmd:{id} <json>,
            control_expire 1 cmd:pending:{instance} [<limit>]
+  FCALL    control_expire_all 0 [<limit>], control_acks_take 1 ctl:acks:{client_id} <user>
+  FCALL    netsrv_client_claim|_release|_renew 1..N gw:client:{client_id} [...]
+  FCALL    auth_login|auth_refresh|auth_logout 1 auth:login:{family} [...]
 
 Key exception (documented for a future cluster layout): comsrv_write_data
 derives the site-wide keys netsrv:seq, netsrv:dirty and netsrv:epoch itself,
@@ -30,7 +33,7 @@ a cluster layout must co-locate them with every comsrv:* hash (hash tags).
 -- Library version, returned by voltage_version. The gateway reloads the library
 -- when Redis reports a smaller number than the one compiled into it.
 -- BUMP THIS ON ANY CHANGE TO THIS FILE (and the matching constant on the Rust side).
-local LIBRARY_VERSION = 25
+local LIBRARY_VERSION = 27
 
 -- Site-wide keys (see the cluster note above).
 local SEQ_KEY = 'netsrv:seq'
@@ -1316,14 +1319,33 @@ end
 -- The audit log of control commands (who, what, when, from where, and how each ended): one
 -- entry when a command is queued, one when it ends. Capped like the other logs.
 local AUDIT = 'audit:control'
+-- Every instance that queued commands (control_expire_all sweeps their pending sets).
+local CMD_INSTANCES = 'cmd:instances'
 local AUDIT_MAX = 100000
 
+-- Final acks waiting for their sender (any gateway it connects to takes them):
+--   ctl:acks:{client_id}   list of "{control:results id} {operator}", capped, expiring
+local ACKS_MAX = 100
+local ACKS_TTL_MS = 120000
+
+-- Whether acks of `client_id` go to a WebSocket (HTTP callers poll, rules have no client).
+local function routable(client_id)
+  local p = string.sub(client_id or '', 1, 5)
+  return client_id ~= nil and client_id ~= '' and p ~= 'http~' and p ~= 'rule:'
+end
+
 local function append_result(rec, status, success, actual, message, now)
-  redis.call('XADD', CONTROL_RESULTS, 'MAXLEN', '~', CONTROL_RESULTS_MAX, '*',
+  local id = redis.call('XADD', CONTROL_RESULTS, 'MAXLEN', '~', CONTROL_RESULTS_MAX, '*',
     'command_id', rec.command_id, 'instance', rec.instance, 'client_id', rec.client_id,
     'request_id', rec.request_id or '', 'status', status, 'success', success and '1' or '0',
     'actual_value', actual or '', 'message', message or '', 'time', now,
     'operator', rec.operator or '')
+  if routable(rec.client_id) then
+    local k = 'ctl:acks:' .. rec.client_id
+    redis.call('RPUSH', k, id .. ' ' .. (rec.operator or ''))
+    redis.call('LTRIM', k, -ACKS_MAX, -1)
+    redis.call('PEXPIRE', k, ACKS_TTL_MS)
+  end
   redis.call('XADD', AUDIT, 'MAXLEN', '~', AUDIT_MAX, '*',
     'event', status, 'command_id', rec.command_id, 'operator', rec.operator or '',
     'channel_id', rec.channel_id, 'data_type', rec.data_type, 'point_id', rec.point_id,
@@ -1414,6 +1436,7 @@ local function enqueue(todo, ch_s, dtype, c, dedup)
   redis.call('RPUSH', todo, '{"command_id":"' .. id .. '","point_id":' .. pid .. ',"value":' .. value ..
     ',"command_type":"' .. c.command_type .. '","deadline_ms":' .. deadline .. '}')
   redis.call('ZADD', 'cmd:pending:' .. c.instance, deadline, id)
+  redis.call('SADD', CMD_INSTANCES, c.instance)
   if dedup then
     redis.call('SET', dedup, id, 'EX', DEDUP_WINDOW)
   end
@@ -1569,6 +1592,133 @@ local function control_expire(keys, args)
     end
   end
   return n
+end
+
+
+-- control_expire_all:
+--   FCALL control_expire_all 0 [<limit>]  ->  commands timed out
+--   Any gateway's sweep over every instance's pending commands (an instance that died
+--   included): each overdue command times out once. Instances with nothing pending leave
+--   cmd:instances.
+local function control_expire_all(keys, args)
+  local limit = 100
+  if args[1] ~= nil then
+    limit = parse_uint(args[1])
+    if not limit or limit < 1 then return err('invalid limit ' .. show(args[1])) end
+  end
+  local n = 0
+  for _, inst in ipairs(redis.call('SMEMBERS', CMD_INSTANCES)) do
+    local key = 'cmd:pending:' .. inst
+    if n < limit then n = n + control_expire({ key }, { format_int(limit - n) }) end
+    if redis.call('ZCARD', key) == 0 then redis.call('SREM', CMD_INSTANCES, inst) end
+  end
+  return n
+end
+
+-- The acks waiting for `client_id` of commands `user` sent (or sent with no operator
+-- recorded), as control:results entries (flat field lists), oldest first; taken, so exactly
+-- one connection gets each. Other users' acks stay for them.
+local function take_acks(client_id, user)
+  local k = 'ctl:acks:' .. client_id
+  local items = redis.call('LRANGE', k, 0, -1)
+  if #items == 0 then return {} end
+  local out, keep = {}, {}
+  for _, item in ipairs(items) do
+    local id, op = string.match(item, '^(%S+) ?(.*)$')
+    if op == '' or op == user then
+      local e = redis.call('XRANGE', CONTROL_RESULTS, id, id)
+      if e[1] then out[#out + 1] = e[1][2] end
+    else
+      keep[#keep + 1] = item
+    end
+  end
+  redis.call('DEL', k)
+  if #keep > 0 then
+    redis.call('RPUSH', k, unpack(keep))
+    redis.call('PEXPIRE', k, ACKS_TTL_MS)
+  end
+  return out
+end
+
+local function client_of(key, fname)
+  local id = string.match(key or '', '^ctl:acks:(.+)$') or string.match(key or '', '^gw:client:(.+)$')
+  if id == nil or #id > 128 then return nil, err(fname .. ': invalid key') end
+  return id
+end
+
+-- control_acks_take:
+--   FCALL control_acks_take 1 ctl:acks:{client_id} <user>  ->  [entry fields...]
+local function control_acks_take(keys, args)
+  local id, e = client_of(keys[1], 'control_acks_take')
+  if id == nil then return e end
+  if #args ~= 1 then return err('control_acks_take expects <user>') end
+  return take_acks(id, args[1])
+end
+
+-- CLIENT IDS across gateways:
+--   gw:client:{client_id}   string "{instance} {token} {user}", expiring unless renewed
+--   gw:instance:{instance}  pub/sub channel: "replace {client_id} {token}" tells the gateway
+--                           holding a client id that another one took it over
+local function claim_parts(v)
+  return string.match(v or '', '^(%S+) (%S+) (%S+)$')
+end
+
+-- netsrv_client_claim:
+--   FCALL netsrv_client_claim 1 gw:client:{client_id} <instance> <token> <user> <ttl_ms>
+--   -> {'held', user} when another user holds it; else {'ok', [entry fields...]} with the
+--   acks that waited for it (see control_acks_take). A holder on another gateway is told
+--   to close its connection (4001 replaced).
+local function netsrv_client_claim(keys, args)
+  local id, e = client_of(keys[1], 'netsrv_client_claim')
+  if id == nil or not string.match(keys[1], '^gw:client:') then
+    return e or err('netsrv_client_claim expects 1 key gw:client:{client_id}')
+  end
+  if #args ~= 4 then return err('netsrv_client_claim expects <instance> <token> <user> <ttl_ms>') end
+  local instance, token, user = args[1], args[2], args[3]
+  local ttl = parse_uint(args[4])
+  if not short_string(instance, 64, '^[%w_.:%-]+$') or not short_string(token, 64, '^%S+$')
+    or not short_string(user, 64, '^%S+$') or not ttl or ttl < 1 then
+    return err('netsrv_client_claim: invalid instance, token, user or ttl')
+  end
+  local old_instance, old_token, old_user = claim_parts(redis.call('GET', keys[1]))
+  if old_user ~= nil and old_user ~= user then return { 'held', old_user } end
+  redis.call('SET', keys[1], instance .. ' ' .. token .. ' ' .. user, 'PX', ttl)
+  if old_instance ~= nil and old_instance ~= instance then
+    redis.call('PUBLISH', 'gw:instance:' .. old_instance, 'replace ' .. id .. ' ' .. old_token)
+  end
+  return { 'ok', take_acks(id, user) }
+end
+
+-- netsrv_client_release:
+--   FCALL netsrv_client_release 1 gw:client:{client_id} <token>  ->  1 when it was held by <token>
+local function netsrv_client_release(keys, args)
+  if #keys ~= 1 or not string.match(keys[1], '^gw:client:.') or #args ~= 1 then
+    return err('netsrv_client_release expects 1 key gw:client:{client_id} and <token>')
+  end
+  local _, token = claim_parts(redis.call('GET', keys[1]))
+  if token ~= args[1] then return 0 end
+  redis.call('DEL', keys[1])
+  return 1
+end
+
+-- netsrv_client_renew:
+--   FCALL netsrv_client_renew N gw:client:{id}... <ttl_ms> <token>...  ->  the keys no longer
+--   held by their token (taken over elsewhere, or expired): those connections must close.
+local function netsrv_client_renew(keys, args)
+  local ttl = parse_uint(args[1])
+  if not ttl or ttl < 1 or #args ~= #keys + 1 or #keys > 1000 then
+    return err('netsrv_client_renew expects N keys, <ttl_ms> and N tokens (N <= 1000)')
+  end
+  local lost = {}
+  for i, k in ipairs(keys) do
+    local _, token = claim_parts(redis.call('GET', k))
+    if token == args[i + 1] then
+      redis.call('PEXPIRE', k, ttl)
+    else
+      lost[#lost + 1] = k
+    end
+  end
+  return lost
 end
 
 -- ===================================================================
@@ -1992,6 +2142,185 @@ local function netsrv_forward_data(keys, args)
   return 1
 end
 
+-- ---------------------------------------------------------------------------------------
+-- SESSIONS (the gateway's logins, shared by every gateway on this Redis and kept across
+-- restarts). A login is a family of refresh tokens; only SHA-1 hashes of tokens are kept.
+--   auth:login:{family}   hash: user, token (hash of the one redeemable token), used (the
+--                         hashes of the last USED_KEPT used ones), expires (ms), started (ms)
+--   auth:logins           zset: family -> expires (the bound and the expiry sweep)
+--   auth:logins:{user}    zset: family -> started (a user's logins, oldest first)
+--   auth:users            zset: user -> logins held (who holds the most when the store is full)
+--   auth:revocations      stream: family, until (ms) — every ended login, read by every gateway
+-- ---------------------------------------------------------------------------------------
+local LOGINS = 'auth:logins'
+local LOGIN_USERS = 'auth:users'
+local REVOCATIONS = 'auth:revocations'
+local REVOCATIONS_MAX = 100000
+-- Used token hashes a login remembers: one of them presented again is a reuse (the login is
+-- revoked); any other unknown token of the family is refused without ending it (a family id
+-- is readable in the access token, so it alone must not let anyone end a login).
+local USED_KEPT = 8
+-- An ended login's access tokens are refused this long (ms: the longest access ttl; its
+-- refresh tokens are gone with it).
+local REVOKE_FOR = 86400000
+-- Expired logins removed per call (the rest at the next).
+local SWEEP_MAX = 100
+
+local function family_of(key, fname)
+  local f = string.match(key or '', '^auth:login:([%w]+)$')
+  if f == nil or #f > 64 then
+    return nil, err(fname .. ' expects 1 key auth:login:{family} (family: 1-64 of A-Za-z0-9)')
+  end
+  return f
+end
+
+-- Forgets a login; `revoke` also writes it to auth:revocations (its access tokens end).
+local function end_login(f, now, revoke)
+  local key = 'auth:login:' .. f
+  local user = redis.call('HGET', key, 'user')
+  redis.call('DEL', key)
+  redis.call('ZREM', LOGINS, f)
+  if user then
+    redis.call('ZREM', 'auth:logins:' .. user, f)
+    if tonumber(redis.call('ZINCRBY', LOGIN_USERS, -1, user)) <= 0 then
+      redis.call('ZREM', LOGIN_USERS, user)
+    end
+  end
+  if revoke then
+    redis.call('XADD', REVOCATIONS, 'MAXLEN', '~', REVOCATIONS_MAX, '*',
+      'family', f, 'until', format_int(now + REVOKE_FOR))
+  end
+  return user ~= false and user ~= nil
+end
+
+local function sweep_logins(now)
+  local expired = redis.call('ZRANGEBYSCORE', LOGINS, '-inf', format_int(now), 'LIMIT', 0, SWEEP_MAX)
+  for _, f in ipairs(expired) do end_login(f, now, false) end
+end
+
+local function session_args(args, n, fname)
+  if #args ~= n then return nil, err(fname .. ' expects ' .. n .. ' arguments') end
+  local now = parse_uint(args[n - 1])
+  local ttl = parse_uint(args[n])
+  if now == nil or ttl == nil or ttl < 1 then
+    return nil, err(fname .. ': <now_ms> and <ttl_ms> must be positive integers')
+  end
+  return now, ttl
+end
+
+-- auth_login:
+--   FCALL auth_login 1 auth:login:{family} <user> <token> <max_per_user> <max_total> <now_ms> <ttl_ms>
+--   -> the families of the logins ended to make room. Starts a login: past max_per_user the user's oldest login
+--   ends; past max_total the oldest login of the user holding the most (one user's logins
+--   never push out another's while that user holds fewer).
+local function auth_login(keys, args)
+  local f, e = family_of(keys[1], 'auth_login')
+  if f == nil then return e end
+  local now, ttl = session_args(args, 6, 'auth_login')
+  if now == nil then return ttl end
+  local user, token = args[1], args[2]
+  local per_user, total = parse_uint(args[3]), parse_uint(args[4])
+  if not short_string(user, 64, '^[%w_.@%-]+$') or not short_string(token, 1024) then
+    return err('auth_login: invalid user or token')
+  end
+  if per_user == nil or per_user < 1 or total == nil or total < 1 then
+    return err('auth_login: <max_per_user> and <max_total> must be positive integers')
+  end
+  if redis.call('EXISTS', keys[1]) == 1 then return err('auth_login: the family exists') end
+  sweep_logins(now)
+  local ended = {}
+  local mine = 'auth:logins:' .. user
+  while redis.call('ZCARD', mine) >= per_user do
+    local oldest = redis.call('ZRANGE', mine, 0, 0)[1]
+    end_login(oldest, now, true)
+    ended[#ended + 1] = oldest
+  end
+  while redis.call('ZCARD', LOGINS) >= total do
+    local most = redis.call('ZREVRANGE', LOGIN_USERS, 0, 0)[1]
+    local oldest = most and redis.call('ZRANGE', 'auth:logins:' .. most, 0, 0)[1]
+    if not oldest then break end
+    end_login(oldest, now, true)
+    ended[#ended + 1] = oldest
+  end
+  redis.call('HSET', keys[1], 'user', user, 'token', redis.sha1hex(token), 'used', '',
+    'expires', format_int(now + ttl), 'started', format_int(now))
+  redis.call('ZADD', LOGINS, format_int(now + ttl), f)
+  redis.call('ZADD', mine, format_int(now), f)
+  redis.call('ZINCRBY', LOGIN_USERS, 1, user)
+  return ended
+end
+
+-- Whether `hash` is one of the login's used tokens.
+local function was_used(used, hash)
+  for u in string.gmatch(used or '', '%x+') do
+    if u == hash then return true end
+  end
+  return false
+end
+
+-- auth_refresh:
+--   FCALL auth_refresh 1 auth:login:{family} <token> <new_token> <now_ms> <ttl_ms>
+--   -> {'ok', user} | {'unknown'} | {'expired'} | {'reused'}. Uses up <token> (the login's
+--   one redeemable token) and makes <new_token> the next; a used token presented again
+--   ends the login (two parties hold it) and revokes its access tokens.
+local function auth_refresh(keys, args)
+  local f, e = family_of(keys[1], 'auth_refresh')
+  if f == nil then return e end
+  local now, ttl = session_args(args, 4, 'auth_refresh')
+  if now == nil then return ttl end
+  if not short_string(args[1], 1024) or not short_string(args[2], 1024) then
+    return err('auth_refresh: invalid token')
+  end
+  local h = redis.call('HMGET', keys[1], 'user', 'token', 'used', 'expires')
+  if not h[1] then return { 'unknown' } end
+  local hash = redis.sha1hex(args[1])
+  if hash ~= h[2] then
+    if was_used(h[3], hash) then
+      end_login(f, now, true)
+      return { 'reused' }
+    end
+    return { 'unknown' }
+  end
+  if tonumber(h[4]) <= now then
+    end_login(f, now, false)
+    return { 'expired' }
+  end
+  local used = {}
+  for u in string.gmatch(h[3] or '', '%x+') do used[#used + 1] = u end
+  used[#used + 1] = hash
+  while #used > USED_KEPT do table.remove(used, 1) end
+  redis.call('HSET', keys[1], 'token', redis.sha1hex(args[2]), 'used', table.concat(used, ' '),
+    'expires', format_int(now + ttl))
+  redis.call('ZADD', LOGINS, format_int(now + ttl), f)
+  return { 'ok', h[1] }
+end
+
+-- auth_logout:
+--   FCALL auth_logout 1 auth:login:{family} [<token>] <now_ms>  ->  1 when a live login ended.
+--   With <token> (a refresh token of the login: its current one or a used one) or without
+--   (the caller proved the login with its access token). The login's access tokens are
+--   revoked either way (an already ended login stays revoked).
+local function auth_logout(keys, args)
+  local f, e = family_of(keys[1], 'auth_logout')
+  if f == nil then return e end
+  if #args < 1 or #args > 2 then return err('auth_logout expects [<token>] <now_ms>') end
+  local now = parse_uint(args[#args])
+  if now == nil then return err('auth_logout: <now_ms> must be a non-negative integer') end
+  local h = redis.call('HMGET', keys[1], 'token', 'used')
+  if #args == 2 then
+    if not short_string(args[1], 1024) then return err('auth_logout: invalid token') end
+    local hash = redis.sha1hex(args[1])
+    if not h[1] or (hash ~= h[1] and not was_used(h[2], hash)) then return 0 end
+  end
+  if not h[1] then
+    -- Not live (ended, expired, unknown): revoked again all the same, answering 0.
+    end_login(f, now, true)
+    return 0
+  end
+  end_login(f, now, true)
+  return 1
+end
+
 redis.register_function{
   function_name = 'voltage_version',
   callback = voltage_version,
@@ -2087,6 +2416,15 @@ redis.register_function{
   function_name = 'control_expire',
   callback = control_expire,
 }
+
+redis.register_function{ function_name = 'control_expire_all', callback = control_expire_all }
+redis.register_function{ function_name = 'control_acks_take', callback = control_acks_take }
+redis.register_function{ function_name = 'netsrv_client_claim', callback = netsrv_client_claim }
+redis.register_function{ function_name = 'netsrv_client_release', callback = netsrv_client_release }
+redis.register_function{ function_name = 'netsrv_client_renew', callback = netsrv_client_renew }
+redis.register_function{ function_name = 'auth_login', callback = auth_login }
+redis.register_function{ function_name = 'auth_refresh', callback = auth_refresh }
+redis.register_function{ function_name = 'auth_logout', callback = auth_logout }
 
 -- allow-oom: the gateway's pull must keep working when Redis hits maxmemory;
 -- the only writes it can make are the tiny epoch/seq repairs.

@@ -534,7 +534,7 @@ fn setup_installs_only_what_is_missing_and_keeps_a_node_from_elsewhere() {
     let base = ["redis-server", "redis-cli", "influxd"];
     // Node from another source (this machine kind): Debian's nodejs/npm are not asked for.
     let mut present = base.to_vec();
-    present.extend(["node", "npm", "python3", "nft"]);
+    present.extend(["node", "npm", "python3", "nft", "redis-sentinel", "haproxy"]);
     let (asked, _) = setup_installs("test", &present);
     let asked = asked.expect("chromium is missing");
     assert!(asked.ends_with(" chromium"), "{asked}");
@@ -545,7 +545,15 @@ fn setup_installs_only_what_is_missing_and_keeps_a_node_from_elsewhere() {
     // A plain Debian without Node: both.
     let (asked, _) = setup_installs("test", &base);
     let asked = asked.unwrap();
-    for p in ["chromium", "nodejs", "npm", "python3-venv", "nftables"] {
+    for p in [
+        "chromium",
+        "nodejs",
+        "npm",
+        "python3-venv",
+        "nftables",
+        "redis-sentinel",
+        "haproxy",
+    ] {
         assert!(asked.split(' ').any(|w| w == p), "{p} in {asked}");
     }
     // The demo needs Redis and InfluxDB only; CI also a C++ compiler.

@@ -894,6 +894,65 @@ fn a_logout_holds_on_every_gateway_of_the_site_and_across_a_restart() {
 }
 
 #[test]
+fn sessions_belong_to_the_site_not_to_one_gateway() {
+    let (redis, a, _con) = start_with(DriverKind::Auto, users);
+    let start = |id: &str| {
+        let mut cfg = config(&redis.url(), DriverKind::Auto);
+        users(&mut cfg);
+        cfg.control.instance_id = id.into();
+        let gw = voltage_gateway::Server::start(cfg).expect("gateway starts");
+        wait_until("loaded", Duration::from_secs(5), || {
+            gw.published().snapshot.load().loaded
+        });
+        gw
+    };
+    let b = start("gw_b");
+    let refresh = |gw: &voltage_gateway::Server, rt: &Json| {
+        let body = json!({ "refresh_token": rt }).to_string();
+        http(
+            gw.local_addr(),
+            "POST",
+            "/api/auth/refresh",
+            None,
+            None,
+            &body,
+        )
+    };
+    // Issued by a, refreshed by b; the used token is a reuse on a, which ends the login
+    // everywhere (the pair b issued included).
+    let (_, d) = token(a.local_addr(), "olga");
+    let r = refresh(&b, &d["refresh_token"]);
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let fresh = r.json()["data"].clone();
+    let t2 = fresh["access_token"].as_str().unwrap();
+    assert_eq!(
+        http(a.local_addr(), "GET", "/api/auth/me", Some(t2), None, "").status,
+        200
+    );
+    let e = refresh(&a, &d["refresh_token"]).error(401, "UNAUTHORIZED");
+    assert!(
+        e["details"].as_str().unwrap().contains("already used"),
+        "{e}"
+    );
+    refresh(&b, &fresh["refresh_token"]).error(401, "UNAUTHORIZED");
+    http(a.local_addr(), "GET", "/api/auth/me", Some(t2), None, "").error(401, "UNAUTHORIZED");
+    wait_until("b refuses it too", Duration::from_secs(1), || {
+        http(b.local_addr(), "GET", "/api/auth/me", Some(t2), None, "").status == 401
+    });
+    // A restart keeps logins: a's login refreshes on the gateway started after it.
+    let (_, d) = token(b.local_addr(), "vic");
+    drop(b);
+    let b2 = start("gw_b");
+    assert_eq!(refresh(&b2, &d["refresh_token"]).status, 200);
+    // Failed logins count on every gateway: five on a, the sixth refused on b2.
+    for _ in 0..5 {
+        assert_eq!(login(a.local_addr(), "ada", "wrong").status, 401);
+    }
+    let r = login(b2.local_addr(), "ada", "ada-pw");
+    assert_eq!(r.status, 429, "{}", String::from_utf8_lossy(&r.body));
+}
+
+#[test]
 fn a_rebound_dns_name_is_not_the_gateways_own_origin() {
     let (_redis, gw, _con) = start(DriverKind::Auto);
     let addr = gw.local_addr();

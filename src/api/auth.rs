@@ -88,52 +88,123 @@ fn tokens_json(t: &Tokens) -> Vec<u8> {
 
 /// How long a login waits for the verifier (a queue of logins ahead of it included).
 const LOGIN_DEADLINE: Duration = Duration::from_secs(5);
+/// How long a session's Redis work may take.
+const SESSION_DEADLINE: Duration = Duration::from_secs(3);
 
-/// `POST /api/auth/login`: the password is checked on the verifier thread (after the
-/// failed-login limit allowed the attempt), then the tokens issued or refused.
+fn sessions_unavailable(e: crate::error::Upstream) -> ApiError {
+    e.unavailable("logins are kept in Redis, which does not answer; retry")
+}
+
+/// `POST /api/auth/login`: the failed-login counters are read (Redis), the password is
+/// checked on the verifier thread, then the login is started (Redis) or the failure counted.
 pub fn login(c: &Call<'_>) -> Result<Step, ApiError> {
     let (user, password) = parse_login(&c.req.body, c.view.max_depth())?;
-    let auth = c.view.auth;
-    auth.login_permitted(c.view.client_ip, &user, c.now)?;
+    let (auth, ip) = (c.view.auth, c.view.client_ip);
     let hash = auth.password_hash(&user).map(str::to_string);
-    Ok(Step::verify(
-        password,
-        hash,
-        LOGIN_DEADLINE,
-        move |ok, view, now| {
-            let ok = ok.map_err(|e| e.unavailable("the password could not be checked; retry"))?;
-            let random = view.gateway.random()?;
-            let t = view.auth.login(&user, ok, view.client_ip, now, random)?;
-            Ok(Response::success(&tokens_json(&t), Some("Logged in"), now).into())
+    Ok(Step::redis(
+        auth.check_login(ip, &user),
+        SESSION_DEADLINE,
+        move |seen, view, _| {
+            view.auth.login_gate(&seen.map_err(sessions_unavailable)?)?;
+            Ok(Step::verify(
+                password,
+                hash,
+                LOGIN_DEADLINE,
+                move |ok, view, now| {
+                    let ok =
+                        ok.map_err(|e| e.unavailable("the password could not be checked; retry"))?;
+                    let started = match ok {
+                        true => view
+                            .auth
+                            .start_login(&user, ip, now, view.gateway.random()?),
+                        false => None,
+                    };
+                    let Some((job, pending)) = started else {
+                        // Counted before the answer: a guesser cannot outrun the limit.
+                        return Ok(Step::redis(
+                            view.auth.login_failed(ip, &user),
+                            SESSION_DEADLINE,
+                            |_, _, _| {
+                                Err(ErrorCode::Unauthorized.context("wrong user name or password"))
+                            },
+                        ));
+                    };
+                    Ok(Step::redis(
+                        job,
+                        SESSION_DEADLINE,
+                        move |ended, view, now| {
+                            let t = view.auth.logged_in(
+                                pending,
+                                &ended.map_err(sessions_unavailable)?,
+                                now,
+                            );
+                            Ok(Response::success(&tokens_json(&t), Some("Logged in"), now).into())
+                        },
+                    ))
+                },
+            ))
         },
     ))
 }
 
-/// `POST /api/auth/refresh`.
+/// `POST /api/auth/refresh`: the token is used up in Redis (any gateway's), a new pair issued.
 pub fn refresh(c: &Call<'_>) -> Result<Step, ApiError> {
     let token = parse_refresh(&c.req.body, c.view.max_depth(), true)?.unwrap_or_default();
-    let t = c
+    let (job, pending) = c
         .view
         .auth
         .refresh(&token, c.now, c.view.gateway.random()?)?;
-    Ok(Response::success(&tokens_json(&t), Some("Refreshed"), c.now).into())
+    Ok(Step::redis(
+        job,
+        SESSION_DEADLINE,
+        move |outcome, view, now| {
+            let t = view
+                .auth
+                .refreshed(pending, outcome.map_err(sessions_unavailable)?, now)?;
+            Ok(Response::success(&tokens_json(&t), Some("Refreshed"), now).into())
+        },
+    ))
 }
 
 /// `POST /api/auth/logout`: revokes the login of the refresh token in the body, or of the
-/// access token the request carries.
+/// access token the request carries, on every gateway.
 pub fn logout(c: &Call<'_>) -> Result<Step, ApiError> {
-    let (view, now) = (c.view, c.now);
-    match parse_refresh(&c.req.body, view.max_depth(), false)? {
-        Some(token) => view.auth.logout_refresh(&token, now)?,
-        None => match &view.principal.family {
-            Some(family) => view.auth.logout_family(family, now),
+    let view = c.view;
+    let token = parse_refresh(&c.req.body, view.max_depth(), false)?;
+    let void = || {
+        ErrorCode::Unauthorized.context(
+            "the refresh token names no live login (unknown, expired or already ended); nothing was revoked",
+        )
+    };
+    let by_token = token.is_some();
+    let Some(job) = view
+        .auth
+        .logout(token.as_deref(), view.principal.family.as_deref(), c.now)
+    else {
+        return Err(match by_token {
+            true => void(),
             // Nothing names a login to end: unauthenticated, like any other act without one.
-            None => {
-                return Err(ErrorCode::Unauthorized.context("no login to end: send {refresh_token} or the access token as Authorization: Bearer"))
+            false => ErrorCode::Unauthorized.context(
+                "no login to end: send {refresh_token} or the access token as Authorization: Bearer",
+            ),
+        });
+    };
+    let family = job.family.clone();
+    Ok(Step::redis(
+        job,
+        SESSION_DEADLINE,
+        move |ended, view, now| {
+            let ended = ended.map_err(sessions_unavailable)?;
+            // Ended in Redis (by an access token: always) — refused here at once.
+            if ended || !by_token {
+                view.auth.ended_here(&family, now);
             }
+            if !ended && by_token {
+                return Err(void());
+            }
+            Ok(Response::success(b"null", Some("Logged out"), now).into())
         },
-    }
-    Ok(Response::success(b"null", Some("Logged out"), now).into())
+    ))
 }
 
 /// `{username, role, anonymous, expires_at}` of a principal (also the WebSocket's

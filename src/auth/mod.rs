@@ -1,10 +1,10 @@
 //! Who is asking and what they may do (PROTOCOL.md §5): roles, the principal a request or a
-//! WebSocket acts as, and [`Auth`] — the configured users, the access-token keys, the refresh
-//! token families and the failed-login limiter. Pure: time comes in as `now` (Unix ms); the
+//! WebSocket acts as, and [`Auth`] — the configured users, the access-token keys, the logins
+//! ended (the logins and the failed-login counters themselves are in Redis: `jobs.rs`). Pure: time comes in as `now` (Unix ms); the
 //! password hashing, which takes tens of milliseconds, runs on the shell's verifier thread.
 
 pub mod config;
-pub mod limiter;
+pub mod jobs;
 pub mod password;
 pub mod principal;
 pub mod refresh;
@@ -38,18 +38,19 @@ struct User {
     role: Role,
 }
 
-/// The site's users, keys and token state, shared by every shard.
+/// The site's users, keys and token state, shared by every shard. The logins themselves and
+/// the failed-login counters are in Redis (`jobs.rs`); the handlers run those jobs and hand
+/// their answers back here.
 pub struct Auth {
     keys: token::Keys,
     anonymous: Option<Role>,
     users: HashMap<String, User>,
     access_ttl_ms: i64,
     refresh_ttl_ms: i64,
-    refresh: Mutex<refresh::Store>,
-    failures: Mutex<limiter::Failures>,
-    /// Per user, the addresses it last logged in from: a user blocked by failures from
-    /// elsewhere still logs in from these, so a remote guesser cannot lock the real one out.
-    known_addresses: Mutex<HashMap<String, std::collections::VecDeque<IpAddr>>>,
+    max_logins: usize,
+    max_failures: u32,
+    failure_window_ms: i64,
+    revoked: Mutex<refresh::Revoked>,
     /// Revocations so far: open connections re-check their login when it moves.
     revocations: AtomicU64,
     /// Refused logins and refused tokens, for `/metrics`.
@@ -57,11 +58,39 @@ pub struct Auth {
     token_refusals: AtomicU64,
 }
 
-/// Addresses remembered per user (its last successful logins).
-const KNOWN_ADDRESSES: usize = 8;
-
 fn unauthorized(details: impl Into<String>) -> ApiError {
     ErrorCode::Unauthorized.context(details)
+}
+
+/// A login whose password was right, waiting for Redis to start it (`jobs::StartLogin`).
+#[derive(Debug)]
+pub struct PendingLogin {
+    user: String,
+    role: Role,
+    family: String,
+    refresh_token: String,
+}
+
+/// A refresh waiting for Redis to use up the old token (`jobs::Refresh`).
+#[derive(Debug)]
+pub struct PendingRefresh {
+    family: String,
+    refresh_token: String,
+}
+
+/// The key failures from `ip` count under: the address, or an IPv6 address's /64 (one
+/// host holds a whole /64, so counting single addresses would let it guess on forever).
+fn address_key(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => format!("ip:{v4}"),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => format!("ip:{v4}"),
+            None => {
+                let s = v6.segments();
+                format!("ip:{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+    }
 }
 
 impl Auth {
@@ -83,13 +112,11 @@ impl Auth {
                 .collect(),
             access_ttl_ms: (cfg.access_ttl_secs * 1000) as i64,
             refresh_ttl_ms: (cfg.refresh_ttl_secs * 1000) as i64,
-            refresh: Mutex::new(refresh::Store::new(cfg.max_refresh_tokens)),
-            failures: Mutex::new(limiter::Failures::new(
-                cfg.max_login_failures,
-                (cfg.login_failure_window_secs * 1000) as i64,
-            )),
+            max_logins: cfg.max_refresh_tokens.max(1),
+            max_failures: cfg.max_login_failures.max(1),
+            failure_window_ms: (cfg.login_failure_window_secs * 1000).max(1) as i64,
+            revoked: Mutex::new(refresh::Revoked::default()),
             revocations: AtomicU64::new(0),
-            known_addresses: Mutex::new(HashMap::new()),
             login_failures: AtomicU64::new(0),
             token_refusals: AtomicU64::new(0),
         }
@@ -123,7 +150,7 @@ impl Auth {
             .keys
             .verify(token, now)
             .map_err(|e| refused(unauthorized(e.to_string())))?;
-        if self.lock_refresh().is_revoked(&claims.fam) {
+        if self.is_revoked(&claims.fam) {
             return Err(refused(unauthorized("the token was revoked (logged out)")));
         }
         // A user removed from the configuration loses access at once.
@@ -153,24 +180,38 @@ impl Auth {
         self.users.get(user).map(|u| u.password_hash.as_str())
     }
 
-    fn limiter_keys(ip: IpAddr, user: &str) -> [String; 2] {
-        [format!("ip:{ip}"), format!("user:{user}")]
+    /// The keys an attempt's failures count under: its address, and its user when that is a
+    /// configured one (names nobody has cannot grow the counters).
+    fn failure_keys(&self, ip: IpAddr, user: &str) -> Vec<String> {
+        let mut keys = vec![address_key(ip)];
+        if self.users.contains_key(user) {
+            keys.push(format!("user:{user}"));
+        }
+        keys
     }
 
-    /// Refuses a login attempt while its address or its user name has failed too often
-    /// (checked before the password is hashed: a refused attempt costs no CPU).
-    pub fn login_permitted(&self, ip: IpAddr, user: &str, now: i64) -> Result<(), ApiError> {
-        let keys = Auth::limiter_keys(ip, user);
-        // From an address the user logged in from before, only the address's own failures
-        // count: failures for the user from elsewhere cannot lock them out here.
-        let known = self
-            .known_addresses
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(user)
-            .is_some_and(|a| a.contains(&ip));
-        let keys = if known { &keys[..1] } else { &keys[..] };
-        let wait = self.lock_failures().blocked(keys, now);
+    /// What to read before a login attempt (checked before the password is hashed: a
+    /// refused attempt costs no CPU).
+    pub fn check_login(&self, ip: IpAddr, user: &str) -> jobs::CheckLogin {
+        jobs::CheckLogin {
+            keys: self.failure_keys(ip, user),
+            user: user.to_string(),
+            ip: ip.to_string(),
+        }
+    }
+
+    /// Refuses the attempt while its address or its user has failed too often. From an
+    /// address the user logged in from before, only the address's own failures count:
+    /// failures for the user from elsewhere cannot lock them out there.
+    pub fn login_gate(&self, seen: &jobs::Failures) -> Result<(), ApiError> {
+        let counted = if seen.known_address { 1 } else { usize::MAX };
+        let wait = seen
+            .counts
+            .iter()
+            .take(counted)
+            .filter(|(n, ttl)| *n >= self.max_failures && *ttl > 0)
+            .map(|(_, ttl)| *ttl)
+            .max();
         match wait {
             None => Ok(()),
             Some(ms) => Err(ErrorCode::RateLimited.context(format!(
@@ -180,83 +221,126 @@ impl Auth {
         }
     }
 
-    /// The outcome of a password check: tokens, or 401 (recorded for the limiter).
-    pub fn login(
+    /// A wrong name or password: counted (metrics, and in Redis for the limit).
+    pub fn login_failed(&self, ip: IpAddr, user: &str) -> jobs::RecordFailure {
+        crate::metrics::add(&self.login_failures, 1);
+        jobs::RecordFailure {
+            keys: self.failure_keys(ip, user),
+            window_ms: self.failure_window_ms,
+        }
+    }
+
+    /// A right password for `user`: the login to start in Redis, and what its tokens need.
+    /// `None` when the user is not configured (the password check then failed anyway).
+    pub fn start_login(
         &self,
         user: &str,
-        password_ok: bool,
         ip: IpAddr,
         now: i64,
         random: [u8; 32],
-    ) -> Result<Tokens, ApiError> {
-        let known = self.users.get(user);
-        let Some(u) = known.filter(|_| password_ok) else {
-            crate::metrics::add(&self.login_failures, 1);
-            self.lock_failures()
-                .record(&Auth::limiter_keys(ip, user), now);
-            return Err(unauthorized("wrong user name or password"));
-        };
-        self.lock_failures().clear(&format!("user:{user}"));
-        {
-            let mut known = self
-                .known_addresses
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            // Only configured users get here: the map is bounded by the configuration.
-            let a = known.entry(user.to_string()).or_default();
-            a.retain(|x| *x != ip);
-            a.push_back(ip);
-            if a.len() > KNOWN_ADDRESSES {
-                a.pop_front();
-            }
-        }
+    ) -> Option<(jobs::StartLogin, PendingLogin)> {
+        let u = self.users.get(user)?;
         let family = hex(&random[..12]);
-        let refresh =
-            self.lock_refresh()
-                .issue(&family, user, now, self.refresh_ttl_ms, &random[12..]);
-        Ok(self.tokens(user, u.role, family, refresh, now))
+        let refresh_token = format!("rt_{family}.{}", hex(&random[12..]));
+        let job = jobs::StartLogin {
+            family: family.clone(),
+            user: user.to_string(),
+            token: refresh_token.clone(),
+            ip: ip.to_string(),
+            user_failure_key: format!("user:{user}"),
+            max_per_user: refresh::MAX_PER_USER.min(self.max_logins),
+            max_total: self.max_logins,
+            now,
+            ttl_ms: self.refresh_ttl_ms,
+        };
+        let pending = PendingLogin {
+            user: user.to_string(),
+            role: u.role,
+            family,
+            refresh_token,
+        };
+        Some((job, pending))
     }
 
-    /// A new token pair for a refresh token (which is used up: presenting it again revokes
-    /// its whole family — a stolen token and its rightful owner cannot both go on).
+    /// The login started (`ended`: the logins it ended to make room): its tokens.
+    pub fn logged_in(&self, p: PendingLogin, ended: &[String], now: i64) -> Tokens {
+        for family in ended {
+            self.ended_here(family, now);
+        }
+        self.tokens(&p.user, p.role, p.family, p.refresh_token, now)
+    }
+
+    /// What to ask Redis for a refresh with `refresh_token`; refused at once when malformed
+    /// or its login is known to have ended.
     pub fn refresh(
         &self,
         refresh_token: &str,
         now: i64,
         random: [u8; 32],
-    ) -> Result<Tokens, ApiError> {
-        let mut store = self.lock_refresh();
-        let (family, user) = store
-            .redeem(refresh_token, now)
-            .map_err(|e| unauthorized(e.to_string()))?;
-        let Some(role) = self.users.get(&user).map(|u| u.role) else {
-            store.revoke(&family, now);
-            return Err(unauthorized("the token's user no longer exists"));
-        };
-        let refresh = store.issue(&family, &user, now, self.refresh_ttl_ms, &random[..20]);
-        drop(store);
-        Ok(self.tokens(&user, role, family, refresh, now))
-    }
-
-    /// Revokes the family of `refresh_token` (its access tokens stop working too); 401 when
-    /// it names no live login (unknown, already ended, or evicted): a logout that revoked
-    /// nothing must not answer success.
-    pub fn logout_refresh(&self, refresh_token: &str, now: i64) -> Result<(), ApiError> {
-        let mut store = self.lock_refresh();
-        match store.family_of(refresh_token) {
-            Some(family) => {
-                store.revoke(&family, now);
-                Ok(())
-            }
-            None => Err(unauthorized(
-                "the refresh token names no live login (unknown, expired or already ended); nothing was revoked",
-            )),
+    ) -> Result<(jobs::Refresh, PendingRefresh), ApiError> {
+        let family = refresh::family_in(refresh_token)
+            .ok_or_else(|| unauthorized(refresh::RefreshError::Unknown.to_string()))?;
+        if self.is_revoked(family) {
+            return Err(unauthorized(refresh::RefreshError::Revoked.to_string()));
         }
+        let new_token = format!("rt_{family}.{}", hex(&random[..20]));
+        let job = jobs::Refresh {
+            family: family.to_string(),
+            token: refresh_token.to_string(),
+            new_token: new_token.clone(),
+            now,
+            ttl_ms: self.refresh_ttl_ms,
+        };
+        let pending = PendingRefresh {
+            family: family.to_string(),
+            refresh_token: new_token,
+        };
+        Ok((job, pending))
     }
 
-    /// Revokes a token family (logout with the access token).
-    pub fn logout_family(&self, family: &str, now: i64) {
-        self.lock_refresh().revoke(family, now);
+    /// Redis's answer to a refresh: a new pair, or 401 (a reused token ended the login).
+    pub fn refreshed(
+        &self,
+        p: PendingRefresh,
+        outcome: Result<String, refresh::RefreshError>,
+        now: i64,
+    ) -> Result<Tokens, ApiError> {
+        let user = outcome.map_err(|e| {
+            if e == refresh::RefreshError::Reused {
+                self.ended_here(&p.family, now);
+            }
+            unauthorized(e.to_string())
+        })?;
+        let role = self
+            .users
+            .get(&user)
+            .map(|u| u.role)
+            .ok_or_else(|| unauthorized("the token's user no longer exists"))?;
+        Ok(self.tokens(&user, role, p.family, p.refresh_token, now))
+    }
+
+    /// What to ask Redis to end a login: by a refresh token of it (`None` when the token is
+    /// malformed: nothing to end), or by the family of a verified access token.
+    pub fn logout(
+        &self,
+        refresh_token: Option<&str>,
+        family: Option<&str>,
+        now: i64,
+    ) -> Option<jobs::Logout> {
+        let (family, token) = match refresh_token {
+            Some(t) => (refresh::family_in(t)?, Some(t.to_string())),
+            None => (family?, None),
+        };
+        Some(jobs::Logout {
+            family: family.to_string(),
+            token,
+            now,
+        })
+    }
+
+    /// A login ended by this gateway: refused here at once (the others read it from the log).
+    pub fn ended_here(&self, family: &str, now: i64) {
+        self.import_revocations(&[(family.to_string(), now + refresh::REVOKED_FOR_MS)], now);
     }
 
     fn tokens(&self, user: &str, role: Role, family: String, refresh: String, now: i64) -> Tokens {
@@ -276,71 +360,27 @@ impl Auth {
         }
     }
 
-    /// Revocations made here since the last call: (family, until ms), for the shared log.
-    pub fn take_revocations(&self) -> Vec<(String, i64)> {
-        self.lock_refresh().take_outbox()
-    }
-
-    /// Revocations `take_revocations` gave that could not be written: kept for the next try.
-    pub fn requeue_revocations(&self, revoked: Vec<(String, i64)>) {
-        self.lock_refresh().requeue(revoked);
-    }
-
     /// Revocations read from the shared log (other gateways', or this one's before a
     /// restart): open connections of those logins end at the next sweep.
     pub fn import_revocations(&self, revoked: &[(String, i64)], now: i64) {
-        let mut store = self.lock_refresh();
+        let mut r = self.revoked.lock().unwrap_or_else(|e| e.into_inner());
         for (family, until) in revoked {
-            store.import(family, *until, now);
+            r.end(family, *until, now);
         }
+        self.revocations.store(r.total(), Ordering::Relaxed);
     }
 
     /// Whether the login `family` was ended.
     pub fn is_revoked(&self, family: &str) -> bool {
-        self.lock_refresh().is_revoked(family)
+        self.revoked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(family)
     }
 
     /// How many logins were ended so far (moves on every revocation).
     pub fn revocations(&self) -> u64 {
         self.revocations.load(Ordering::Relaxed)
-    }
-
-    fn lock_refresh(&self) -> RefreshGuard<'_> {
-        RefreshGuard {
-            store: self.refresh.lock().unwrap_or_else(|e| e.into_inner()),
-            revocations: &self.revocations,
-        }
-    }
-
-    fn lock_failures(&self) -> std::sync::MutexGuard<'_, limiter::Failures> {
-        self.failures.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-/// The locked refresh store; on release, publishes how many logins it has ended (every path
-/// that revokes — logout, reuse, eviction — goes through it).
-struct RefreshGuard<'a> {
-    store: std::sync::MutexGuard<'a, refresh::Store>,
-    revocations: &'a AtomicU64,
-}
-
-impl std::ops::Deref for RefreshGuard<'_> {
-    type Target = refresh::Store;
-    fn deref(&self) -> &refresh::Store {
-        &self.store
-    }
-}
-
-impl std::ops::DerefMut for RefreshGuard<'_> {
-    fn deref_mut(&mut self) -> &mut refresh::Store {
-        &mut self.store
-    }
-}
-
-impl Drop for RefreshGuard<'_> {
-    fn drop(&mut self) {
-        self.revocations
-            .store(self.store.revoked_total(), Ordering::Relaxed);
     }
 }
 

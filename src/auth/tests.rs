@@ -69,7 +69,7 @@ fn roles_and_anonymous() {
         ErrorCode::Unauthorized
     );
 
-    let t = a.login("vic", true, ip(), T0, random(1)).unwrap();
+    let t = login(&a, "vic", T0, random(1));
     let p = a.authenticate(Some(&t.access_token), T0 + 1000).unwrap();
     assert_eq!(p.user.as_deref(), Some("vic"));
     assert!(p.require(Role::Viewer).is_ok());
@@ -81,7 +81,7 @@ fn roles_and_anonymous() {
 #[test]
 fn access_tokens_expire_and_cannot_be_forged() {
     let a = auth(AnonymousRole::Viewer);
-    let t = a.login("alice", true, ip(), T0, random(2)).unwrap();
+    let t = login(&a, "alice", T0, random(2));
     assert_eq!(t.expires_in, 900);
     assert!(a.authenticate(Some(&t.access_token), T0 + 899_000).is_ok());
     let e = a
@@ -145,129 +145,122 @@ fn access_tokens_expire_and_cannot_be_forged() {
     assert!(a.authenticate(Some(&"x".repeat(10_000)), T0).is_err());
 }
 
+/// A login as the handler makes it, with Redis's part taken as done (nothing ended).
+fn login(a: &Auth, user: &str, now: i64, r: [u8; 32]) -> Tokens {
+    let (job, pending) = a
+        .start_login(user, ip(), now, r)
+        .expect("a configured user");
+    assert_eq!((job.user.as_str(), job.max_total), (user, 10_000));
+    assert_eq!(job.token, format!("rt_{}.{}", job.family, hex(&r[12..])));
+    a.logged_in(pending, &[], now)
+}
+
 #[test]
-fn refresh_rotates_and_reuse_revokes_the_family() {
+fn logins_refresh_within_their_family_and_a_reuse_ends_it_here_at_once() {
     let a = auth(AnonymousRole::Viewer);
-    let t1 = a.login("alice", true, ip(), T0, random(3)).unwrap();
-    let t2 = a.refresh(&t1.refresh_token, T0 + 1000, random(4)).unwrap();
-    assert_ne!(t2.refresh_token, t1.refresh_token);
-    assert!(a.authenticate(Some(&t2.access_token), T0 + 2000).is_ok());
-    // The old token again: refused, and the family (t2 included) is revoked.
-    let e = a
-        .refresh(&t1.refresh_token, T0 + 3000, random(5))
-        .unwrap_err();
-    assert!(e.details.contains("already used"), "{e}");
-    assert!(a.refresh(&t2.refresh_token, T0 + 4000, random(6)).is_err());
-    let e = a
-        .authenticate(Some(&t2.access_token), T0 + 5000)
-        .unwrap_err();
-    assert!(e.details.contains("revoked"), "{e}");
-    // Another login is unaffected.
-    let t3 = a.login("alice", true, ip(), T0, random(7)).unwrap();
-    assert!(a.authenticate(Some(&t3.access_token), T0 + 5000).is_ok());
-    a.logout_refresh(&t3.refresh_token, T0 + 6000).unwrap();
-    // A second logout with it revokes nothing and says so.
+    assert!(a.start_login("nobody", ip(), T0, random(1)).is_none());
+    let t1 = login(&a, "alice", T0, random(3));
+    let family = refresh::family_in(&t1.refresh_token).unwrap().to_string();
+    let (job, pending) = a.refresh(&t1.refresh_token, T0 + 1000, random(4)).unwrap();
     assert_eq!(
-        a.logout_refresh(&t3.refresh_token, T0 + 6000)
-            .unwrap_err()
-            .code,
-        ErrorCode::Unauthorized
+        (job.family.as_str(), job.token.as_str()),
+        (family.as_str(), t1.refresh_token.as_str())
     );
-    assert!(a.authenticate(Some(&t3.access_token), T0 + 7000).is_err());
-    assert!(a.refresh(&t3.refresh_token, T0 + 7000, random(8)).is_err());
-    assert!(a.refresh("rt_nope", T0, random(9)).is_err());
-}
-
-#[test]
-fn refresh_tokens_expire_and_are_bounded() {
-    let mut s = refresh::Store::new(3);
-    let t = s.issue("f1", "alice", T0, 1000, &[1; 16]);
-    assert_eq!(s.redeem(&t, T0 + 1000), Err(refresh::RefreshError::Expired));
-    for i in 0..10u8 {
-        s.issue(
-            &format!("g{i}"),
-            "alice",
-            T0 + i64::from(i),
-            100_000,
-            &[i; 16],
-        );
+    let t2 = a.refreshed(pending, Ok("alice".into()), T0 + 1000).unwrap();
+    assert_eq!(t2.refresh_token, job.new_token);
+    assert_eq!(refresh::family_in(&t2.refresh_token), Some(family.as_str()));
+    assert!(a.authenticate(Some(&t2.access_token), T0 + 2000).is_ok());
+    // Redis says the old token was used before: the login ends here without waiting for the log.
+    let before = a.revocations();
+    let (_, pending) = a.refresh(&t1.refresh_token, T0 + 3000, random(5)).unwrap();
+    let e = a
+        .refreshed(pending, Err(refresh::RefreshError::Reused), T0 + 3000)
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::Unauthorized);
+    assert!(e.details.contains("already used"), "{e}");
+    assert!(a.revocations() > before);
+    assert!(a.authenticate(Some(&t2.access_token), T0 + 4000).is_err());
+    let e = a
+        .refresh(&t2.refresh_token, T0 + 4000, random(6))
+        .unwrap_err();
+    assert!(
+        e.details.contains("revoked"),
+        "known ended: not even asked: {e}"
+    );
+    for bad in ["rt_nope", "rt_.x", "rt_a-b.x", "x", ""] {
+        assert!(a.refresh(bad, T0, random(7)).is_err(), "{bad}");
+        assert!(a.logout(Some(bad), None, T0).is_none(), "{bad}");
     }
-    assert_eq!(s.len(), 3, "the oldest logins made room");
-    assert!(s.is_revoked("g0") && !s.is_revoked("g9"));
-}
-
-#[test]
-fn refreshing_one_login_many_times_keeps_one_token_and_evicts_nobody() {
-    let a = auth(AnonymousRole::Viewer);
-    let vic = a.login("vic", true, ip(), T0, random(1)).unwrap();
-    let mut t = a.login("alice", true, ip(), T0, random(2)).unwrap();
-    // 10,100 refreshes: more than auth.max_refresh_tokens.
-    for i in 0..10_100i64 {
-        let mut r = random(3);
-        r[..8].copy_from_slice(&i.to_be_bytes());
-        t = a.refresh(&t.refresh_token, T0 + i, r).unwrap();
-    }
-    assert!(a.authenticate(Some(&vic.access_token), T0 + 20_000).is_ok());
-    let vic2 = a
-        .refresh(&vic.refresh_token, T0 + 20_000, random(4))
+    // A user removed from the configuration cannot refresh.
+    let (_, pending) = a
+        .refresh(
+            &login(&a, "vic", T0, random(8)).refresh_token,
+            T0,
+            random(9),
+        )
         .unwrap();
-    a.logout_refresh(&vic2.refresh_token, T0 + 20_001).unwrap();
-    assert!(a
-        .authenticate(Some(&vic2.access_token), T0 + 20_002)
-        .is_err());
+    assert!(a.refreshed(pending, Ok("gone".into()), T0).is_err());
 }
 
 #[test]
-fn a_user_with_many_logins_ends_only_their_own_oldest() {
-    let mut s = refresh::Store::with_per_user(1000, 3);
-    let other = s.issue("o1", "bob", T0, 100_000, &[9; 16]);
-    for i in 0..5u8 {
-        s.issue(
-            &format!("a{i}"),
-            "alice",
-            T0 + i64::from(i),
-            100_000,
-            &[i; 16],
-        );
-    }
-    assert_eq!(s.len(), 4, "bob's one and alice's newest three");
-    assert!(s.is_revoked("a0") && s.is_revoked("a1") && !s.is_revoked("a4"));
-    assert!(s.redeem(&other, T0 + 10).is_ok());
-    // A full store ends the oldest login of whoever holds the most: alice, not bob.
-    let mut s = refresh::Store::with_per_user(4, 100);
-    s.issue("o1", "bob", T0, 100_000, &[9; 16]);
-    for i in 0..6u8 {
-        s.issue(
-            &format!("a{i}"),
-            "alice",
-            T0 + 1 + i64::from(i),
-            100_000,
-            &[i; 16],
-        );
-    }
-    assert!(!s.is_revoked("o1") && s.family_of("rt_o1.x").is_some());
+fn a_logout_names_its_login_and_an_ended_login_is_refused() {
+    let a = auth(AnonymousRole::Viewer);
+    let t = login(&a, "alice", T0, random(3));
+    let p = a.authenticate(Some(&t.access_token), T0).unwrap();
+    let job = a.logout(None, p.family.as_deref(), T0).unwrap();
+    assert_eq!(
+        (job.family.as_str(), job.token.as_deref()),
+        (p.family.as_deref().unwrap(), None)
+    );
+    let job = a.logout(Some(&t.refresh_token), None, T0).unwrap();
+    assert_eq!(job.token.as_deref(), Some(t.refresh_token.as_str()));
+    assert!(a.logout(None, None, T0).is_none());
+    a.ended_here(&job.family, T0);
+    let e = a.authenticate(Some(&t.access_token), T0 + 1).unwrap_err();
+    assert!(e.details.contains("revoked"), "{e}");
+    // Another gateway's revocation read from the log holds the same way; a stale one not.
+    let t = login(&a, "vic", T0, random(4));
+    let fam = refresh::family_in(&t.refresh_token).unwrap().to_string();
+    a.import_revocations(&[(fam.clone(), T0 - 1)], T0);
+    assert!(a.authenticate(Some(&t.access_token), T0).is_ok());
+    a.import_revocations(&[(fam, T0 + 1000)], T0);
+    assert!(a.authenticate(Some(&t.access_token), T0).is_err());
 }
 
 #[test]
 fn failed_logins_are_limited_per_address_and_user() {
     let a = auth(AnonymousRole::Viewer);
-    for _ in 0..5 {
-        assert!(a.login_permitted(ip(), "alice", T0).is_ok());
-        assert!(a.login("alice", false, ip(), T0, random(1)).is_err());
-    }
-    let e = a.login_permitted(ip(), "alice", T0 + 1000).unwrap_err();
+    let check = a.check_login(ip(), "alice");
+    assert_eq!(check.keys, ["ip:192.0.2.1", "user:alice"]);
+    // Unknown names count only under the address (they cannot grow the counters).
+    assert_eq!(a.check_login(ip(), "mallory").keys, ["ip:192.0.2.1"]);
+    let v6: IpAddr = "2001:db8:1:2:3:4:5:6".parse().unwrap();
+    assert_eq!(a.check_login(v6, "x").keys, ["ip:2001:db8:1:2::/64"]);
+    let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
+    assert_eq!(a.check_login(mapped, "x").keys, ["ip:192.0.2.1"]);
+    let record = a.login_failed(ip(), "alice");
+    assert_eq!((record.keys.len(), record.window_ms), (2, 60_000));
+    let seen = |ip: (u32, i64), user: (u32, i64), known| jobs::Failures {
+        counts: vec![ip, user],
+        known_address: known,
+    };
+    assert!(a.login_gate(&seen((4, 50_000), (4, 50_000), false)).is_ok());
+    let e = a
+        .login_gate(&seen((5, 58_500), (0, -2), false))
+        .unwrap_err();
     assert_eq!(e.code, ErrorCode::RateLimited);
     assert!(e.details.contains("59 s"), "{e}");
-    // Another user from the same address: blocked (the address is); the same user from
-    // another address: blocked (the user is); both clear when the window passes.
-    assert!(a.login_permitted(ip(), "vic", T0).is_err());
-    assert!(a
-        .login_permitted("192.0.2.99".parse().unwrap(), "alice", T0)
-        .is_err());
-    assert!(a
-        .login_permitted("192.0.2.99".parse().unwrap(), "vic", T0)
-        .is_ok());
-    assert!(a.login_permitted(ip(), "alice", T0 + 60_000).is_ok());
+    assert!(
+        a.login_gate(&seen((0, -2), (9, 1000), false)).is_err(),
+        "the user is blocked"
+    );
+    // From an address the user logged in from before, only the address's own failures count.
+    assert!(a.login_gate(&seen((0, -2), (9, 1000), true)).is_ok());
+    assert!(a.login_gate(&seen((5, 1000), (0, -2), true)).is_err());
+    assert!(
+        a.login_gate(&seen((5, -2), (0, -2), false)).is_ok(),
+        "window over"
+    );
 }
 
 #[test]

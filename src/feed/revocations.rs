@@ -1,5 +1,5 @@
-//! The shared log of ended logins, `auth:revocations` (a capped stream of `family`, `until`):
-//! every gateway writes the logins it ends and reads everyone's, so a logout on one instance
+//! The shared log of ended logins, `auth:revocations` (a capped stream of `family`, `until`,
+//! written by the library's `auth_*` functions): every gateway reads everyone's, so a logout on one instance
 //! holds on all of them, and across a restart (the log is read from its start at each
 //! connect). Entries outlive nothing: an `until` in the past is skipped.
 
@@ -9,8 +9,6 @@ use crate::auth::Auth;
 use std::time::{Duration, Instant};
 
 pub const KEY: &str = "auth:revocations";
-/// Entries kept (`MAXLEN ~`): far more logins than end within a refresh token's life.
-const MAXLEN: usize = 100_000;
 const PAGE: usize = 1000;
 /// How often other gateways' revocations are read.
 const EVERY: Duration = Duration::from_millis(500);
@@ -36,30 +34,9 @@ impl RevocationLog {
         *self = RevocationLog::default();
     }
 
-    /// Writes this gateway's new revocations, then (at most every `EVERY`) reads everyone's.
+    /// Reads (at most every `EVERY`) the logins every gateway ended (the library's `auth_*`
+    /// functions write them).
     pub fn sync(&mut self, con: &mut redis::Connection, auth: &Auth) -> Result<(), FeedError> {
-        let mine = auth.take_revocations();
-        if !mine.is_empty() {
-            let mut pipe = redis::pipe();
-            for (family, until) in &mine {
-                pipe.cmd("XADD")
-                    .arg(KEY)
-                    .arg("MAXLEN")
-                    .arg("~")
-                    .arg(MAXLEN)
-                    .arg("*")
-                    .arg("family")
-                    .arg(family)
-                    .arg("until")
-                    .arg(*until)
-                    .ignore();
-            }
-            if let Err(e) = pipe.query::<()>(con) {
-                // Kept for the next connection: the local revocation already holds.
-                auth.requeue_revocations(mine);
-                return Err(e.into());
-            }
-        }
         if Instant::now() < self.next_read {
             return Ok(());
         }

@@ -524,14 +524,10 @@ fn control_needs_the_operator_role_and_audits_the_token_user() {
         "anonymous viewer: log in"
     );
     let (mut c, a) = client_as(Principal::anonymous(None), AnonymousRole::Viewer);
-    let vic = a
-        .login("vic", true, "127.0.0.1".parse().unwrap(), NOW, [1; 32])
-        .unwrap();
+    let vic = login(&a, "vic", NOW, [1; 32]);
     c.proto.principal = a.authenticate(Some(&vic.access_token), NOW).unwrap();
     assert_eq!(error_code(&c.send(CONTROL)), "FORBIDDEN", "viewer");
-    let alice = a
-        .login("alice", true, "127.0.0.1".parse().unwrap(), NOW, [2; 32])
-        .unwrap();
+    let alice = login(&a, "alice", NOW, [2; 32]);
     c.proto.principal = a.authenticate(Some(&alice.access_token), NOW).unwrap();
     let out = c.send(CONTROL);
     let [a] = &out[..] else { panic!("{out:?}") };
@@ -552,13 +548,15 @@ fn tokens_renew_and_expire() {
     use crate::config::AnonymousRole;
     let (c0, a) = client_as(Principal::anonymous(None), AnonymousRole::Viewer);
     drop(c0);
-    let ip = "127.0.0.1".parse().unwrap();
-    let t1 = a.login("alice", true, ip, NOW, [3; 32]).unwrap();
+    let t1 = login(&a, "alice", NOW, [3; 32]);
     let p = a.authenticate(Some(&t1.access_token), NOW).unwrap();
     let (mut c, _) = (client_as(p, AnonymousRole::Viewer).0, ());
     c.proto.auth = a.clone();
     // Renewal with a fresh token of the same user.
-    let t2 = a.refresh(&t1.refresh_token, NOW + 60_000, [4; 32]).unwrap();
+    let (_, pending) = a.refresh(&t1.refresh_token, NOW + 60_000, [4; 32]).unwrap();
+    let t2 = a
+        .refreshed(pending, Ok("alice".into()), NOW + 60_000)
+        .unwrap();
     let out = c.send(&format!(
         r#"{{"type":"auth","id":"a1","data":{{"token":"{}"}}}}"#,
         t2.access_token
@@ -576,7 +574,7 @@ fn tokens_renew_and_expire() {
         (Some("alice"), Some("operator"))
     );
     // Another user's token cannot renew it; garbage is refused.
-    let vic = a.login("vic", true, ip, NOW, [5; 32]).unwrap();
+    let vic = login(&a, "vic", NOW, [5; 32]);
     let other = format!(
         r#"{{"type":"auth","id":"a2","data":{{"token":"{}"}}}}"#,
         vic.access_token
@@ -610,7 +608,7 @@ fn tokens_renew_and_expire() {
     // With anonymous access off, expiry closes the connection with 4401.
     let (c0, a) = client_as(Principal::anonymous(None), AnonymousRole::None);
     drop(c0);
-    let t = a.login("alice", true, ip, NOW, [6; 32]).unwrap();
+    let t = login(&a, "alice", NOW, [6; 32]);
     let p = a.authenticate(Some(&t.access_token), NOW).unwrap();
     let (mut c, _) = client_as(p, AnonymousRole::None);
     c.proto.auth = a;
@@ -676,4 +674,11 @@ fn commands_in_flight_are_bounded_and_answered_by_their_own_continuation() {
     assert!(matches!(c.send(&ctl(100)).pop(), Some(Action::Ask(_))));
     assert!(matches!(c.send(&ctl(101)).pop(), Some(Action::Ask(_))));
     assert_eq!(error_code(&c.send(&ctl(102))), "RATE_LIMITED");
+}
+
+/// A login as the handler makes it, with Redis's part taken as done.
+fn login(a: &Auth, user: &str, now: i64, random: [u8; 32]) -> crate::auth::Tokens {
+    let ip = "127.0.0.1".parse().unwrap();
+    let (_, pending) = a.start_login(user, ip, now, random).unwrap();
+    a.logged_in(pending, &[], now)
 }
