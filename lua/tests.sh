@@ -531,13 +531,15 @@ eq claim-value "$($R GET gw:client:ui_9)" "gwA tA vic"
 eq claim-other-user "$($R FCALL netsrv_client_claim 1 gw:client:ui_9 gwB tB olga 60000 | tr '\n' ' ')" "held vic "
 # the takeover publishes to the holder's channel (count of receivers: none subscribed here)
 eq claim-takeover "$($R FCALL netsrv_client_claim 1 gw:client:ui_9 gwB tB vic 60000 | head -1)/$($R GET gw:client:ui_9)" "ok/gwB tB vic"
-eq renew "$($R FCALL netsrv_client_renew 2 gw:client:ui_9 gw:client:nope 60000 tB tX)" "gw:client:nope"
-eq renew-lost "$($R FCALL netsrv_client_renew 1 gw:client:ui_9 60000 tA)" "gw:client:ui_9"
+eq renew "$($R FCALL netsrv_client_renew 2 gw:client:ui_9 gw:client:nope 60000 'gwB tB vic' 'gwB tX vic')" ""
+eq renew-remade "$($R GET gw:client:nope)" "gwB tX vic"; $R DEL gw:client:nope >/dev/null
+eq renew-lost "$($R FCALL netsrv_client_renew 1 gw:client:ui_9 60000 'gwA tA vic')" "gw:client:ui_9"
+has renew-badclaim "$($R FCALL netsrv_client_renew 1 gw:client:ui_9 60000 tA)" "is not"
 eq release-other "$($R FCALL netsrv_client_release 1 gw:client:ui_9 tA)/$($R EXISTS gw:client:ui_9)" "0/1"
 eq release "$($R FCALL netsrv_client_release 1 gw:client:ui_9 tB)/$($R EXISTS gw:client:ui_9)" "1/0"
 has claim-bad "$($R FCALL netsrv_client_claim 1 gw:client:x 'a b' t u 1)" "ERR netsrv_client_claim: invalid"
 has claim-badkey "$($R FCALL netsrv_client_claim 1 ctl:acks:x gw t u 1)" "ERR"
-has renew-bad "$($R FCALL netsrv_client_renew 1 gw:client:x 0 t)" "ERR netsrv_client_renew expects"
+has renew-bad "$($R FCALL netsrv_client_renew 1 gw:client:x 0 'a b c')" "ERR netsrv_client_renew expects"
 # ---- sessions: auth_login / auth_refresh / auth_logout ----
 $R DEL auth:revocations >/dev/null
 L() { $R FCALL auth_login 1 "auth:login:$1" "$2" "$3" "${4:-100}" "${5:-10000}" "${6:-1000}" "${7:-60000}"; }

@@ -1702,17 +1702,25 @@ local function netsrv_client_release(keys, args)
 end
 
 -- netsrv_client_renew:
---   FCALL netsrv_client_renew N gw:client:{id}... <ttl_ms> <token>...  ->  the keys no longer
---   held by their token (taken over elsewhere, or expired): those connections must close.
+--   FCALL netsrv_client_renew N gw:client:{id}... <ttl_ms> "<instance> <token> <user>"...
+--   -> the keys now held by another connection (taken over while the message was missed):
+--   those connections must close. A claim that expired (or was never made: Redis was down
+--   at the connect) is made again.
 local function netsrv_client_renew(keys, args)
   local ttl = parse_uint(args[1])
   if not ttl or ttl < 1 or #args ~= #keys + 1 or #keys > 1000 then
-    return err('netsrv_client_renew expects N keys, <ttl_ms> and N tokens (N <= 1000)')
+    return err('netsrv_client_renew expects N keys, <ttl_ms> and N claims (N <= 1000)')
   end
   local lost = {}
   for i, k in ipairs(keys) do
     local _, token = claim_parts(redis.call('GET', k))
-    if token == args[i + 1] then
+    local _, mine = claim_parts(args[i + 1])
+    if mine == nil or not string.match(k, '^gw:client:.') then
+      return err('netsrv_client_renew: claim ' .. i .. ' is not "<instance> <token> <user>"')
+    end
+    if token == nil then
+      redis.call('SET', k, args[i + 1], 'PX', ttl)
+    elseif token == mine then
       redis.call('PEXPIRE', k, ttl)
     else
       lost[#lost + 1] = k

@@ -161,6 +161,21 @@ impl Server {
                 inbox.push(ShardEvent::Alarms(batch.clone()));
             }
         })
+        .on_peer({
+            let shared = control_shared.clone();
+            move |message| {
+                let mut words = message.split(' ');
+                if let (Some("replace"), Some(id), Some(token), None) =
+                    (words.next(), words.next(), words.next(), words.next())
+                {
+                    shared.replaced_elsewhere(id, token);
+                }
+            }
+        })
+        .holders({
+            let shared = control_shared.clone();
+            move |client_id| shared.registry.holder(client_id).map(|(_, name)| name)
+        })
         .on_control(move |results| {
             // The final ack goes to whichever connection holds the sender's client id now
             // (a reconnected sender included), on whatever shard.

@@ -190,12 +190,13 @@ fn the_final_ack_reaches_a_reconnected_sender() {
 }
 
 #[test]
-fn two_gateways_on_one_redis_each_answer_only_their_own_commands() {
+fn a_client_id_is_the_sites_and_its_acks_follow_it_to_any_gateway() {
     let redis = redis();
     let start_one = |name: &str| {
         let mut cfg = config(&redis.url(), DriverKind::Auto);
         trust(&mut cfg);
         cfg.control.instance_id = name.to_string();
+        cfg.control.timeout_ms = 1500;
         let gw = voltage_gateway::Server::start(cfg).unwrap();
         wait_until("healthy", Duration::from_secs(5), || {
             gw.published().redis.load().healthy
@@ -212,31 +213,57 @@ fn two_gateways_on_one_redis_each_answer_only_their_own_commands() {
             get(addr, "/api/channels/2001/status").status == 200
         });
     }
-    // The same client id on both gateways (they do not share connections).
     let (mut on_a, _) = Client::connect(a.local_addr(), "/ws?client_id=same");
-    let (mut on_b, _) = Client::connect(b.local_addr(), "/ws?client_id=same");
     on_a.send(&control("from_a", 2001, 20, "set_value", 2.0));
     let id_a = on_a.recv_type("control_ack")["data"]["command_id"]
         .as_str()
         .unwrap()
         .to_string();
-    on_b.send(&control("from_b", 2001, 20, "set_value", 3.0));
+    // The same client id on the other gateway replaces the connection on the first.
+    let (mut on_b, _) = Client::connect(b.local_addr(), "/ws?client_id=same");
+    let started = Instant::now();
+    assert_eq!(on_a.expect_close(), (4001, "replaced".to_string()));
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    // Queued through a, answered to the sender where it is now: once.
+    report(&mut con, &id_a, &json!({"success":true,"actual_value":2}));
+    let done = on_b.recv_type("control_ack");
+    assert_eq!(
+        (
+            done["data"]["command_id"].as_str(),
+            done["data"]["status"].as_str()
+        ),
+        (Some(id_a.as_str()), Some("executed"))
+    );
+    // A command queued through b, whose gateway then stops: a's sweep times it out, and the
+    // sender — reconnected to a — gets that once.
+    on_b.send(&control("never_reported", 2001, 20, "set_value", 3.0));
     let id_b = on_b.recv_type("control_ack")["data"]["command_id"]
         .as_str()
         .unwrap()
         .to_string();
-    report(&mut con, &id_a, &json!({"success":true,"actual_value":2}));
-    report(&mut con, &id_b, &json!({"success":true,"actual_value":3}));
-    let done_a = on_a.recv_type("control_ack");
-    let done_b = on_b.recv_type("control_ack");
-    assert_eq!(done_a["data"]["command_id"], id_a.as_str());
-    assert_eq!(done_b["data"]["command_id"], id_b.as_str());
-    // Neither got the other's: next on each is the pong.
-    for c in [&mut on_a, &mut on_b] {
-        c.send(r#"{"type":"ping","id":"ping_x"}"#);
-        let m = c.recv();
-        assert_eq!(m["type"], "pong", "{m}");
-    }
+    drop(on_b);
+    b.shutdown();
+    let (mut back, _) = Client::connect(a.local_addr(), "/ws?client_id=same");
+    let m = back.recv_type("control_ack");
+    assert_eq!(
+        (
+            m["data"]["command_id"].as_str(),
+            m["data"]["status"].as_str()
+        ),
+        (Some(id_b.as_str()), Some("timeout")),
+        "{m}"
+    );
+    let more: Vec<Json> = back
+        .collect_for(Duration::from_millis(700))
+        .into_iter()
+        .map(|(_, m)| m)
+        .filter(|m| m["type"] == "control_ack")
+        .collect();
+    assert!(more.is_empty(), "each ack once: {more:?}");
 }
 
 #[test]

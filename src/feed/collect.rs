@@ -258,7 +258,23 @@ impl Feed {
     /// Reads the final states of this instance's commands, counts them and hands them on.
     pub(super) fn poll_results(&mut self, con: &mut redis::Connection) -> Result<(), FeedError> {
         let results = self.desk.results.poll(con)?;
-        for r in &results {
+        let mine = self.desk.results.instance().to_string();
+        // The senders of these commands connected here now take their acks from Redis.
+        let mut holders: Vec<(String, String)> = Vec::new();
+        if let Some(holder) = self.holder.as_ref() {
+            for r in &results {
+                if !crate::api::control::is_http_client_id(&r.client_id)
+                    && !holders.iter().any(|(c, _)| *c == r.client_id)
+                {
+                    if let Some(user) = holder(&r.client_id) {
+                        holders.push((r.client_id.clone(), user));
+                    }
+                }
+            }
+        }
+        let delivered = super::control::take_acks(con, &holders)?;
+        // Counted by the instance that queued them (every instance reads every result).
+        for r in results.iter().filter(|r| r.instance == mine) {
             let f = &self.published.feed;
             let c = match r.status.as_str() {
                 "executed" => &f.control_executed,
@@ -267,9 +283,9 @@ impl Feed {
             };
             crate::metrics::bump(c, 1);
         }
-        if !results.is_empty() {
+        if !delivered.is_empty() {
             if let Some(f) = self.on_control.as_mut() {
-                f(results);
+                f(delivered);
             }
         }
         Ok(())

@@ -1,7 +1,11 @@
 //! The feed's side of control commands (queueing one is a job: `control/jobs.rs`): reading
 //! the final states in `control:results` from where this instance left off (its cursor is
-//! kept in Redis, so a restarted gateway with the same instance id routes what arrived
-//! meanwhile), and the timeout sweep (`control_expire`) over this instance's pending commands.
+//! kept in Redis), every instance's — a sender may be connected here now whichever gateway
+//! queued its command — and the site-wide timeout sweep (`control_expire_all`: any live
+//! gateway ends the commands of one that died). The library keeps each final ack for its
+//! sender (`ctl:acks:{client_id}`); the gateway holding the sender's client id takes it
+//! (`control_acks_take`, so exactly one connection gets it), and a sender connecting later
+//! takes it with its claim.
 
 use super::FeedError;
 use crate::alarm::EventId;
@@ -114,25 +118,27 @@ impl ResultReader {
         format!("cmd:cursor:{}", self.instance)
     }
 
-    /// Times out this instance's overdue commands (at most every `EXPIRE_EVERY`), then returns
-    /// the results for this instance that arrived since the last call.
+    /// Times out overdue commands (at most every `EXPIRE_EVERY`), then returns the results
+    /// (of every instance) that arrived since the last call.
     pub fn poll(&mut self, con: &mut redis::Connection) -> Result<Vec<ControlResult>, FeedError> {
         if Instant::now() >= self.next_expire {
             self.next_expire = Instant::now() + EXPIRE_EVERY;
-            // This instance's commands, and those automation rules queued (every gateway
-            // sweeps them; the library times each out once).
-            for instance in [self.instance.as_str(), RULES_INSTANCE] {
-                let r = redis::cmd("FCALL")
-                    .arg("control_expire")
-                    .arg(1)
-                    .arg(format!("cmd:pending:{instance}"))
-                    .query::<redis::Value>(con);
-                match r {
-                    Ok(_) => {}
-                    Err(e) if super::is_connection_error(&e) => return Err(e.into()),
-                    // A library without control functions (managed elsewhere): no commands.
-                    Err(_) => {}
-                }
+            let mut pipe = redis::pipe();
+            if self.cursor.is_none() {
+                // Commands queued before the library listed instances are swept too.
+                pipe.cmd("SADD")
+                    .arg("cmd:instances")
+                    .arg(&self.instance)
+                    .arg(RULES_INSTANCE)
+                    .ignore();
+            }
+            // Every instance's overdue commands (the library times each out once).
+            pipe.cmd("FCALL").arg("control_expire_all").arg(0).ignore();
+            match pipe.query::<()>(con) {
+                Ok(()) => {}
+                Err(e) if super::is_connection_error(&e) => return Err(e.into()),
+                // A library without control functions (managed elsewhere): no commands.
+                Err(_) => {}
             }
         }
         let cursor = match self.cursor {
@@ -151,11 +157,12 @@ impl ResultReader {
             for (id, fields) in entries {
                 after = id;
                 match ControlResult::from_fields(&fields) {
-                    Ok(r) if r.instance == self.instance => {
-                        self.in_flight.remove(&r.command_id);
+                    Ok(r) => {
+                        if r.instance == self.instance {
+                            self.in_flight.remove(&r.command_id);
+                        }
                         out.push(r)
                     }
-                    Ok(_) => {}
                     Err(e) => log::warn_limited(
                         "control-results-entry",
                         &format!("{RESULTS_KEY} entry {id}: {e}; skipped"),
@@ -194,4 +201,39 @@ impl ResultReader {
             .query::<()>(con)?;
         Ok(end)
     }
+}
+
+/// Takes the acks waiting for each `(client_id, user)` (the senders connected here now):
+/// exactly one gateway's connection gets each, however many gateways read the result.
+pub fn take_acks(
+    con: &mut redis::Connection,
+    holders: &[(String, String)],
+) -> Result<Vec<ControlResult>, FeedError> {
+    if holders.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut pipe = redis::pipe();
+    for (client_id, user) in holders {
+        pipe.cmd("FCALL")
+            .arg("control_acks_take")
+            .arg(1)
+            .arg(format!("ctl:acks:{client_id}"))
+            .arg(user);
+    }
+    let replies: Vec<redis::Value> = pipe.query(con)?;
+    Ok(replies.into_iter().flat_map(entries_of).collect())
+}
+
+/// The results in a reply of `control_acks_take` (a list of flat field lists).
+pub fn entries_of(reply: redis::Value) -> Vec<ControlResult> {
+    let redis::Value::Array(entries) = reply else {
+        return Vec::new();
+    };
+    entries
+        .into_iter()
+        .filter_map(|e| {
+            let fields = crate::job::hash_fields(e);
+            ControlResult::from_fields(&fields).ok()
+        })
+        .collect()
 }

@@ -42,6 +42,10 @@ pub enum Event {
         generation: u64,
         why: String,
     },
+    /// A message on this gateway's own channel (another gateway took over a client id).
+    Peer {
+        message: String,
+    },
     /// The sentinels name this master now (`redis+sentinel://` only).
     Master {
         addr: MasterAddr,
@@ -78,7 +82,7 @@ impl FeedHandle {
     pub(super) fn offer(&self, ev: Event) {
         if let Err(TrySendError::Full(ev)) = self.0.try_send(ev) {
             // Subscription news must not be lost: it changes how the feed collects.
-            if !matches!(ev, Event::Woken { .. }) {
+            if !matches!(ev, Event::Woken { .. } | Event::Peer { .. }) {
                 let _ = self.0.send_timeout(ev, Duration::from_secs(1));
             }
         }

@@ -46,6 +46,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 pub use wake::WAKE_CHANNEL;
 
+/// The user holding a client id here, if any.
+type Holder = Box<dyn Fn(&str) -> Option<String> + Send>;
+/// Receives what other gateways send this one.
+type PeerSink = Box<dyn FnMut(&str) + Send>;
+
 /// Least time between two collects that wake-ups start: a site writing continuously would
 /// otherwise have the feed collect (and every shard take a tick) after nearly every write.
 const WAKE_MIN_GAP: Duration = Duration::from_millis(2);
@@ -82,8 +87,12 @@ pub struct Feed {
     /// Receives new alarm events (every alarm-receiving WebSocket client is sent them).
     on_alarms: Option<AlarmSink>,
     alarms: alarms::AlarmReader,
-    /// Receives this instance's command results (routed to their senders).
+    /// Receives the final acks taken for senders connected here (routed to them).
     on_control: Option<ControlSink>,
+    /// The user a client id is held by on this gateway (`None`: not connected here).
+    holder: Option<Holder>,
+    /// Receives messages on this gateway's own channel.
+    on_peer: Option<PeerSink>,
     /// What jobs use of the feed (the command tracker among it).
     desk: desk::Desk,
     /// A resync was cut short: the next collect rebuilds the site from cursor 0.
@@ -150,6 +159,8 @@ impl Feed {
             on_alarms: None,
             alarms: alarms::AlarmReader::default(),
             on_control: None,
+            holder: None,
+            on_peer: None,
             desk,
             force_resync: false,
             wake: wake::Waking::new(),
@@ -182,6 +193,18 @@ impl Feed {
         f: impl FnMut(Vec<crate::control::ControlResult>) + Send + 'static,
     ) -> Self {
         self.on_control = Some(Box::new(f));
+        self
+    }
+
+    /// Who holds a client id on this gateway: the senders whose final acks it takes.
+    pub fn holders(mut self, f: impl Fn(&str) -> Option<String> + Send + 'static) -> Self {
+        self.holder = Some(Box::new(f));
+        self
+    }
+
+    /// Messages other gateways send this one (`gw:instance:{instance_id}`).
+    pub fn on_peer(mut self, f: impl FnMut(&str) + Send + 'static) -> Self {
+        self.on_peer = Some(Box::new(f));
         self
     }
 
@@ -301,6 +324,11 @@ impl Feed {
                     self.wake.lost(&why, self.config.tick_ms);
                 }
                 Event::Subscribed { .. } | Event::WakeLost { .. } => {}
+                Event::Peer { message } => {
+                    if let Some(f) = self.on_peer.as_mut() {
+                        f(&message);
+                    }
+                }
                 Event::Master { addr } => match (&con, &self.master) {
                     // Connected to another server than the one the sentinels name now: it
                     // was demoted (or cut off), so leave it.
@@ -406,8 +434,13 @@ impl Feed {
             self.config.wake && library::version(con).is_some_and(|v| v >= library::WAKE_SINCE);
         let (url, timeout_ms) = (&self.data_url, self.config.redis_timeout_ms);
         let connect = || connect_url(url, timeout_ms);
-        self.wake
-            .start(enabled, connect, &self.handle, self.config.tick_ms);
+        self.wake.start(
+            enabled,
+            connect,
+            &self.handle,
+            self.config.tick_ms,
+            &self.config.control.instance_id,
+        );
     }
 
     /// One connected period: collect every tick — or at once when a write wakes us — until

@@ -16,6 +16,12 @@ const WAKE_RETRY: Duration = Duration::from_secs(5);
 /// The pub/sub channel the library publishes on when a write follows a caught-up collect.
 pub const WAKE_CHANNEL: &str = "netsrv:wake";
 
+/// The gateway `instance`'s own channel: other gateways (through the library) tell it there
+/// that they took over one of its client ids.
+pub fn instance_channel(instance: &str) -> String {
+    format!("gw:instance:{instance}")
+}
+
 /// How long a read blocks before the thread checks whether it should stop.
 const STOP_CHECK: Duration = Duration::from_millis(50);
 
@@ -35,12 +41,13 @@ impl Subscriber {
         generation: u64,
         con: redis::Connection,
         inbox: FeedHandle,
+        instance: String,
     ) -> std::io::Result<Subscriber> {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
             .name("redis-wake".into())
-            .spawn(move || listen(generation, con, &inbox, &flag))?;
+            .spawn(move || listen(generation, con, &inbox, &flag, &instance))?;
         Ok(Subscriber {
             generation,
             stop,
@@ -60,11 +67,18 @@ impl Drop for Subscriber {
     }
 }
 
-fn listen(generation: u64, mut con: redis::Connection, inbox: &FeedHandle, stop: &AtomicBool) {
+fn listen(
+    generation: u64,
+    mut con: redis::Connection,
+    inbox: &FeedHandle,
+    stop: &AtomicBool,
+    instance: &str,
+) {
     let lost = |why: String| inbox.offer(Event::WakeLost { generation, why });
     // The `PubSub` must live as long as the subscription: dropping it unsubscribes.
     let mut ps = con.as_pubsub();
-    if let Err(e) = ps.subscribe(WAKE_CHANNEL) {
+    let own = instance_channel(instance);
+    if let Err(e) = ps.subscribe(&[WAKE_CHANNEL, own.as_str()]) {
         return lost(e.to_string());
     }
     inbox.offer(Event::Subscribed { generation });
@@ -74,9 +88,18 @@ fn listen(generation: u64, mut con: redis::Connection, inbox: &FeedHandle, stop:
             return lost(e.to_string());
         }
         match ps.get_message() {
-            Ok(_) => {
+            Ok(m) if m.get_channel_name() == WAKE_CHANNEL => {
                 interrupted = 0;
                 inbox.offer(Event::Woken { generation });
+            }
+            Ok(m) => {
+                interrupted = 0;
+                // Small and bounded by the library (`replace {client_id} {token}`).
+                if let Ok(text) = m.get_payload::<String>() {
+                    if text.len() <= 512 {
+                        inbox.offer(Event::Peer { message: text });
+                    }
+                }
             }
             Err(e) if e.is_timeout() => interrupted = 0,
             // EINTR and kin: nothing was read and the subscription stands.
@@ -125,6 +148,7 @@ impl Waking {
         connect: impl FnOnce() -> Result<redis::Connection, super::FeedError>,
         inbox: &FeedHandle,
         tick_ms: u64,
+        instance: &str,
     ) {
         self.retry_at = Instant::now() + WAKE_RETRY;
         if !enabled {
@@ -132,7 +156,8 @@ impl Waking {
         }
         self.generation += 1;
         let spawned = connect().map_err(|e| e.to_string()).and_then(|c| {
-            Subscriber::spawn(self.generation, c, inbox.clone()).map_err(|e| e.to_string())
+            Subscriber::spawn(self.generation, c, inbox.clone(), instance.to_string())
+                .map_err(|e| e.to_string())
         });
         match spawned {
             Ok(s) => self.subscriber = Some(s),

@@ -290,6 +290,9 @@ async fn run(
     let _ = ready.send(Ok(()));
     monoio::spawn(events(ctx.clone()));
     monoio::spawn(sweeper(ctx.clone()));
+    if ctx.index == 0 {
+        monoio::spawn(ws_conn::renew_claims(ctx.clone()));
+    }
     let mut last_warn: Option<Instant> = None;
     loop {
         monoio::select! {

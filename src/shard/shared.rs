@@ -33,6 +33,9 @@ pub struct Shared {
     pub next_conn: AtomicU64,
     /// Live client ids (takeover, unique generated ids).
     pub registry: Registry,
+    /// Random per start: with a connection id, names a connection across restarts and
+    /// gateways (the client-id claims in Redis).
+    pub boot: String,
     /// One inbox per shard: ticks and replies from the feed, commands from other shards.
     pub inboxes: Vec<Arc<Inbox>>,
     /// Final control acks whose sender is not connected right now.
@@ -154,6 +157,14 @@ impl Shared {
             websockets: inboxes.iter().map(|_| AtomicUsize::new(0)).collect(),
             next_conn: AtomicU64::new(1),
             registry: Registry::default(),
+            boot: {
+                let mut b = [0u8; 6];
+                // A clock-derived fallback still differs between restarts.
+                if getrandom::fill(&mut b).is_err() {
+                    b[..6].copy_from_slice(&crate::time::now_millis().to_le_bytes()[..6]);
+                }
+                crate::auth::hex(&b)
+            },
             inboxes,
             published,
             feed,
@@ -162,6 +173,29 @@ impl Shared {
             parked: Parked::default(),
             config,
         })
+    }
+
+    /// The name of connection `conn` in the client-id claims (`{boot}-{conn}`).
+    pub fn conn_token(&self, conn: crate::fanout::ConnId) -> String {
+        format!("{}-{conn}", self.boot)
+    }
+
+    /// Another gateway took over `client_id` from the connection `token` (a message on this
+    /// gateway's channel, or a renewal that found the claim gone): that connection closes
+    /// with 4001 `replaced`, if it still holds the id.
+    pub fn replaced_elsewhere(&self, client_id: &str, token: &str) {
+        let Some((owner, _)) = self.registry.holder(client_id) else {
+            return;
+        };
+        if self.conn_token(owner.conn) != token {
+            return;
+        }
+        if let Some(inbox) = self.inboxes.get(owner.shard) {
+            inbox.push(super::inbox::ShardEvent::Kick {
+                conn: owner.conn,
+                why: crate::wire::close::Disconnect::Replaced,
+            });
+        }
     }
 
     /// What WebSocket clients are told of the data source: Redis's `health`, whether the

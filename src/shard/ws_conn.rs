@@ -359,6 +359,11 @@ pub async fn serve<G>(
             let name = conn.protocol.borrow().principal().name().to_string();
             let parked = shared.parked.take(&client_id, &name, Instant::now());
             conn.send(parked.into_iter().map(Action::Reply).collect());
+            // An id asked for is the site's: claimed in Redis too (another gateway's holder
+            // is replaced), bringing the acks that waited for it there.
+            if up.client_id.is_some() {
+                monoio::spawn(claim_site_wide(ctx.clone(), conn.clone(), name));
+            }
         }
     }
 
@@ -372,8 +377,83 @@ pub async fn serve<G>(
     }
     if !echo && !taken {
         shared.registry.release(&client_id, id);
+        if up.client_id.is_some() && shared.registry.holder(&client_id).is_none() {
+            let job = crate::ws::jobs::Release {
+                client_id: client_id.clone(),
+                token: shared.conn_token(id),
+            };
+            let ctx = ctx.clone();
+            monoio::spawn(async move {
+                // Unreleased, the claim expires (another user may take the id then).
+                let _ = ctx.run(id, job, CLAIM_DEADLINE).await;
+            });
+        }
     }
     shared.websockets[ctx.index].fetch_sub(1, Ordering::Relaxed);
+}
+
+/// How long a client-id claim (or release) may wait for the feed.
+const CLAIM_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Claims the connection's client id in Redis; the acks that waited for it are sent. Another
+/// user's connection on another gateway holding it closes this one (4003); Redis not
+/// answering leaves the id claimed here only (the renewal claims it later).
+async fn claim_site_wide(ctx: Rc<ShardCtx>, conn: Rc<WsConn>, user: String) {
+    let shared = &ctx.shared;
+    let job = crate::ws::jobs::Claim {
+        client_id: conn.client_id.clone(),
+        instance: shared.config.control.instance_id.clone(),
+        token: shared.conn_token(conn.id),
+        user,
+    };
+    match ctx.run(conn.id, job, CLAIM_DEADLINE).await {
+        Ok(crate::ws::jobs::Claimed::Taken(acks)) => {
+            let now = crate::time::now_millis();
+            let replies = acks
+                .iter()
+                .map(|r| Action::Reply(wire::ws::control_ack_final(r, now)))
+                .collect();
+            conn.send(replies);
+        }
+        Ok(crate::ws::jobs::Claimed::Held(_)) => conn.close(Disconnect::ClientIdTaken),
+        Err(_) => {}
+    }
+}
+
+/// Renews this gateway's client-id claims every `RENEW_EVERY_MS` (run by shard 0); a claim
+/// found taken (a takeover message missed) closes its connection.
+pub async fn renew_claims(ctx: Rc<ShardCtx>) {
+    let every = Duration::from_millis(crate::ws::jobs::RENEW_EVERY_MS);
+    loop {
+        monoio::time::sleep(every).await;
+        let shared = &ctx.shared;
+        let claimed = shared.registry.claimed();
+        if claimed.is_empty() {
+            continue;
+        }
+        let instance = &shared.config.control.instance_id;
+        let claims = claimed
+            .iter()
+            .map(|(id, o, user)| {
+                (
+                    id.clone(),
+                    format!("{instance} {} {user}", shared.conn_token(o.conn)),
+                )
+            })
+            .collect();
+        // Answered to no connection of its own: conn 0 is never a connection's id.
+        let Ok(lost) = ctx
+            .run(0, crate::ws::jobs::Renew { claims }, CLAIM_DEADLINE)
+            .await
+        else {
+            continue;
+        };
+        for id in lost {
+            if let Some((_, o, _)) = claimed.iter().find(|(c, _, _)| *c == id) {
+                shared.replaced_elsewhere(&id, &shared.conn_token(o.conn));
+            }
+        }
+    }
 }
 
 /// How long a reconnecting client's alarm replay may wait for the feed.

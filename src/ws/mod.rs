@@ -5,6 +5,7 @@ pub mod action;
 pub mod alarms;
 pub mod cmd;
 pub mod handshake;
+pub mod jobs;
 pub mod protocol;
 pub mod rate;
 pub mod registry;

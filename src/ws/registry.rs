@@ -15,8 +15,9 @@ pub struct Owner {
     pub conn: ConnId,
 }
 
-/// Who holds a client id, and as which user (`None`: anonymous).
-type Holder = (Owner, Option<String>);
+/// Who holds a client id, as which user (`None`: anonymous), and whether it was asked for
+/// (`?client_id=`: claimed in Redis too, so another gateway's connection can take it over).
+type Holder = (Owner, Option<String>, bool);
 
 #[derive(Default)]
 pub struct Registry {
@@ -39,14 +40,14 @@ impl Registry {
         user: Option<&str>,
     ) -> Result<Option<Owner>, HeldByAnother> {
         let mut ids = self.ids.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((_, holder)) = ids.get(id) {
+        if let Some((_, holder, _)) = ids.get(id) {
             if holder.as_deref() != user {
                 return Err(HeldByAnother);
             }
         }
         Ok(ids
-            .insert(id.to_owned(), (owner, user.map(str::to_owned)))
-            .map(|(old, _)| old)
+            .insert(id.to_owned(), (owner, user.map(str::to_owned), true))
+            .map(|(old, _, _)| old)
             .filter(|old| *old != owner))
     }
 
@@ -54,7 +55,7 @@ impl Registry {
     pub fn may_claim(&self, id: &str, user: Option<&str>) -> bool {
         let ids = self.ids.lock().unwrap_or_else(|e| e.into_inner());
         ids.get(id)
-            .is_none_or(|(_, holder)| holder.as_deref() == user)
+            .is_none_or(|(_, holder, _)| holder.as_deref() == user)
     }
 
     /// Generates `client_` + 8 lowercase hex digits, unique among live connections, and
@@ -65,7 +66,7 @@ impl Registry {
         loop {
             let id = format!("client_{:08x}", self.random.hash_one(n) as u32);
             if !ids.contains_key(&id) {
-                ids.insert(id.clone(), (owner, user.map(str::to_owned)));
+                ids.insert(id.clone(), (owner, user.map(str::to_owned), false));
                 return id;
             }
             n = n.wrapping_add(0x9E37_79B9);
@@ -75,7 +76,7 @@ impl Registry {
     /// Frees `id` if `conn` still holds it (a replaced connection must not free its successor's id).
     pub fn release(&self, id: &str, conn: ConnId) {
         let mut ids = self.ids.lock().unwrap_or_else(|e| e.into_inner());
-        if ids.get(id).is_some_and(|(o, _)| o.conn == conn) {
+        if ids.get(id).is_some_and(|(o, _, _)| o.conn == conn) {
             ids.remove(id);
         }
     }
@@ -87,7 +88,22 @@ impl Registry {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(id)
-            .map(|(o, u)| (*o, u.clone().unwrap_or_else(|| "anonymous".to_string())))
+            .map(|(o, u, _)| (*o, u.clone().unwrap_or_else(|| "anonymous".to_string())))
+    }
+
+    /// The ids asked for (claimed in Redis too), the connections holding them and the names
+    /// they act as.
+    pub fn claimed(&self) -> Vec<(String, Owner, String)> {
+        self.ids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|(_, (_, _, asked))| *asked)
+            .map(|(id, (o, u, _))| {
+                let name = u.clone().unwrap_or_else(|| "anonymous".to_string());
+                (id.clone(), *o, name)
+            })
+            .collect()
     }
 
     pub fn len(&self) -> usize {
