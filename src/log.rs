@@ -40,6 +40,13 @@ pub enum Format {
 
 static MAX: AtomicU8 = AtomicU8::new(Level::Info as u8);
 static JSON: AtomicBool = AtomicBool::new(false);
+/// This gateway's `instance_id`, set once it is known: several gateways' logs stay apart.
+static INSTANCE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Names the instance on every line from now on (the first call wins).
+pub fn set_instance(id: &str) {
+    let _ = INSTANCE.set(id.to_string());
+}
 
 /// Sets what is logged and how (once at start-up; the default is `info` as text).
 pub fn configure(level: Level, format: Format) {
@@ -51,27 +58,40 @@ pub fn enabled(level: Level) -> bool {
     level as u8 <= MAX.load(Ordering::Relaxed)
 }
 
-/// One line for `msg` at `level` at `time` (ISO 8601).
-pub fn render(level: Level, msg: &str, time: &str, json: bool) -> String {
+/// One line for `msg` at `level` at `time` (ISO 8601), of `instance` when known.
+pub fn render(level: Level, msg: &str, time: &str, json: bool, instance: Option<&str>) -> String {
     if json {
         let mut out = Vec::with_capacity(msg.len() + 64);
         out.extend_from_slice(b"{\"time\":\"");
         out.extend_from_slice(time.as_bytes());
         out.extend_from_slice(b"\",\"level\":\"");
         out.extend_from_slice(level.as_str().as_bytes());
-        out.extend_from_slice(b"\",\"message\":");
+        if let Some(i) = instance {
+            out.extend_from_slice(b"\",\"instance\":");
+            crate::json::write_str(&mut out, i);
+            out.extend_from_slice(b",\"message\":");
+        } else {
+            out.extend_from_slice(b"\",\"message\":");
+        }
         crate::json::write_str(&mut out, msg);
         out.push(b'}');
         String::from_utf8(out).unwrap_or_default()
     } else {
-        format!("{time} {} {msg}", level.as_str())
+        match instance {
+            Some(i) => format!("{time} {} [{i}] {msg}", level.as_str()),
+            None => format!("{time} {} {msg}", level.as_str()),
+        }
     }
 }
 
 fn line(level: Level, msg: &str) {
     if enabled(level) {
         let json = JSON.load(Ordering::Relaxed);
-        eprintln!("{}", render(level, msg, &crate::time::iso_now(), json));
+        let instance = INSTANCE.get().map(String::as_str);
+        eprintln!(
+            "{}",
+            render(level, msg, &crate::time::iso_now(), json, instance)
+        );
     }
 }
 
@@ -162,13 +182,23 @@ mod tests {
                 Level::Warn,
                 "Redis \"down\"",
                 "2026-12-02T10:00:00.000Z",
-                true
+                true,
+                None
             ),
             r#"{"time":"2026-12-02T10:00:00.000Z","level":"WARN","message":"Redis \"down\""}"#
         );
         assert_eq!(
-            render(Level::Info, "up", "2026-12-02T10:00:00.000Z", false),
+            render(Level::Info, "up", "2026-12-02T10:00:00.000Z", false, None),
             "2026-12-02T10:00:00.000Z INFO up"
+        );
+        let t = "2026-12-02T10:00:00.000Z";
+        assert_eq!(
+            render(Level::Info, "up", t, true, Some("gw-a")),
+            r#"{"time":"2026-12-02T10:00:00.000Z","level":"INFO","instance":"gw-a","message":"up"}"#
+        );
+        assert_eq!(
+            render(Level::Info, "up", t, false, Some("gw-a")),
+            "2026-12-02T10:00:00.000Z INFO [gw-a] up"
         );
         assert!(Level::Error < Level::Debug);
     }

@@ -114,6 +114,8 @@ impl HttpStats {
 /// Everything `/metrics` reports, gathered at one instant by the shell.
 #[derive(Clone, Debug, Default)]
 pub struct Sample {
+    /// This gateway's `instance_id` (`voltage_instance_info`).
+    pub instance: String,
     pub connections: u64,
     pub websockets_per_shard: Vec<u64>,
     /// (frames, bytes, skipped) per shard.
@@ -183,6 +185,14 @@ pub fn render(s: &Sample) -> String {
     let mut o = String::with_capacity(4096);
     family(&mut o, "voltage_up", "gauge", "1 while the gateway serves.");
     o.push_str("voltage_up 1\n");
+    family(
+        &mut o,
+        "voltage_instance_info",
+        "gauge",
+        "This gateway's instance id (control.instance_id), always 1.",
+    );
+    // Instance ids are 1-64 of A-Za-z0-9_.:- (validated): nothing to escape.
+    let _ = writeln!(o, "voltage_instance_info{{instance=\"{}\"}} 1", s.instance);
     family(
         &mut o,
         "voltage_uptime_seconds",

@@ -75,6 +75,7 @@ impl Server {
             .map_err(StartError::Bind)?;
         let addr = listeners[0].local_addr().map_err(StartError::Bind)?;
         config.control.instance_id = config.control.instance(addr);
+        crate::log::set_instance(&config.control.instance_id);
         let config = Arc::new(config);
         let published = Published::new();
         let inboxes: Vec<Arc<Inbox>> = (0..n).map(|_| Arc::default()).collect();

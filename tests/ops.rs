@@ -66,6 +66,19 @@ fn metrics_count_what_happened_and_parse() {
 
     let s = scrape(addr);
     assert_eq!(value(&s, "voltage_up", &[]), 1.0);
+    // The instance is named (here the default, {hostname}:{port}).
+    let port = addr.port().to_string();
+    let named: Vec<_> = s
+        .samples
+        .iter()
+        .filter(|x| x.metric == "voltage_instance_info")
+        .collect();
+    assert_eq!(named.len(), 1);
+    assert!(named[0]
+        .labels
+        .get("instance")
+        .unwrap()
+        .ends_with(&format!(":{port}")));
     assert_eq!(value(&s, "voltage_redis_up", &[]), 1.0);
     assert_eq!(value(&s, "voltage_websocket_connections", &[]), 1.0);
     assert!(value(&s, "voltage_ws_frames_sent_total", &[]) >= 5.0);

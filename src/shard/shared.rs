@@ -256,6 +256,7 @@ impl Shared {
     /// Everything `/metrics` reports, now.
     pub fn metrics_sample(&self, now_ms: i64) -> crate::metrics::Sample {
         let mut s = crate::metrics::Sample {
+            instance: self.config.control.instance_id.clone(),
             connections: self.connections.load(Ordering::Relaxed) as u64,
             websockets_per_shard: self
                 .websockets
