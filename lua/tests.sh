@@ -9,7 +9,7 @@ W() { $R FCALL comsrv_write_data 1 "$@"; }
 C() { $R FCALL netsrv_collect_data 3 netsrv:seq netsrv:dirty netsrv:epoch "$@" | tr '\n' ' ' | sed 's/ $//'; }
 eq load "$($R -x FUNCTION LOAD REPLACE < "$LIB")" voltage
 $R FLUSHALL >/dev/null
-eq version "$($R --no-raw FCALL_RO voltage_version 0)" "(integer) 27"
+eq version "$($R --no-raw FCALL_RO voltage_version 0)" "(integer) 28"
 eq write1 "$($R --no-raw FCALL comsrv_write_data 1 comsrv:1001:T '{"1":25.6,"2":101.3}')" "(integer) 2"
 eq v1 "$($R HGET comsrv:1001:T 1)" 25.6; eq v2 "$($R HGET comsrv:1001:T 2)" 101.3
 now=$($R TIME | head -1); ts=$($R HGET comsrv:1001:T _timestamp); [ $((now-ts)) -le 1 ] && pass=$((pass+1)) || { fail=$((fail+1)); echo "FAIL ts default $ts vs $now"; }
@@ -56,7 +56,7 @@ $R SET netsrv:dirty oops >/dev/null; has dirty-wrongtype "$(W comsrv:8:T '{"1":1
 $R DEL netsrv:epoch >/dev/null; $R HSET netsrv:epoch a b >/dev/null; has epoch-wrongtype "$(W comsrv:8:T '{"1":1}')" WRONGTYPE; eq epoch-nodata "$($R EXISTS comsrv:8:T)" 0; $R DEL netsrv:epoch >/dev/null
 # big write (chunked HSET)
 big=$(python3 -c 'import json; print(json.dumps({str(i): i*0.1 for i in range(20000)}))')
-eq big "$(echo -n "$big" | $R -x FCALL comsrv_write_data 1 comsrv:77:T)" 20000; eq bigh "$($R HLEN comsrv:77:T)" 20001; eq big3 "$($R HGET comsrv:77:T 3)" 0.30000000000000004
+eq big "$(echo -n "$big" | $R -x FCALL comsrv_write_data 1 comsrv:77:T)" 20000; eq bigh "$($R HLEN comsrv:77:T)" 20002; eq big3 "$($R HGET comsrv:77:T 3)" 0.30000000000000004
 # collect
 $R FLUSHALL >/dev/null
 eq c-empty "$(C 0 '' 10 | cut -d' ' -f2-)" "0 0 0 0"

@@ -33,7 +33,7 @@ a cluster layout must co-locate them with every comsrv:* hash (hash tags).
 -- Library version, returned by voltage_version. The gateway reloads the library
 -- when Redis reports a smaller number than the one compiled into it.
 -- BUMP THIS ON ANY CHANGE TO THIS FILE (and the matching constant on the Rust side).
-local LIBRARY_VERSION = 27
+local LIBRARY_VERSION = 28
 
 -- Site-wide keys (see the cluster note above).
 local SEQ_KEY = 'netsrv:seq'
@@ -719,6 +719,10 @@ local function write_values(key, ch_s, dtype, values, ts, depth)
 
   fields[#fields + 1] = '_timestamp'
   fields[#fields + 1] = format_int(ts)
+  -- Redis's clock at the write, ms: every gateway recording history stamps the change with
+  -- it, so N recorders write identical points (InfluxDB keeps one per series and time).
+  fields[#fields + 1] = '_written_ms'
+  fields[#fields + 1] = now_ms()
 
   -- Redis does not roll back a function that fails half way, and the only runtime errors
   -- left are keys of the wrong type: check the target first, then write the bookkeeping
@@ -763,6 +767,8 @@ local function write_computed(ch_s, dtype, values, ts, depth, nested)
   end
   fields[#fields + 1] = '_timestamp'
   fields[#fields + 1] = format_int(ts)
+  fields[#fields + 1] = '_written_ms'
+  fields[#fields + 1] = now_ms()
   record_write(ch_s, dtype, nested)
   redis.call('HSET', key, unpack(fields))
   run_hooks(ch_s, dtype, pids, points, ts, depth)

@@ -420,3 +420,37 @@ fn a_hung_influxdb_stalls_neither_the_feed_nor_the_clients() {
     assert_eq!(got, (0..30).collect::<Vec<_>>(), "{r}");
     assert_eq!(history_status(addr)["dropped_points"], 0);
 }
+
+#[test]
+fn two_gateways_recording_one_site_write_each_change_once() {
+    let redis = redis();
+    let influx = influx();
+    let a = start(&redis, &influx, |c| c.control.instance_id = "gw_a".into());
+    let b = start(&redis, &influx, |c| c.control.instance_id = "gw_b".into());
+    let mut con = redis_con(&redis);
+    let t0 = now_secs();
+    let before = now_secs() * 1000;
+    for i in 0..20 {
+        write(&mut con, "comsrv:1001:T", &format!(r#"{{"1":{i}}}"#), None);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for gw in [&a, &b] {
+        let addr = gw.local_addr();
+        wait_until("both recorded all", Duration::from_secs(10), || {
+            history_status(addr)["written_points"].as_u64().unwrap_or(0) >= 20
+        });
+    }
+    // Each gateway wrote all 20; InfluxDB holds each change once, stamped with its write time.
+    let (got, r) = point_1_of_1001_since(a.local_addr(), t0);
+    assert_eq!(got, (0..20).collect::<Vec<i64>>(), "{r}");
+    let times: Vec<i64> = r["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["timestamp"].as_i64().unwrap())
+        .collect();
+    assert!(times.windows(2).all(|w| w[0] < w[1]), "{times:?}");
+    assert!(times[0] >= before - 1000, "the write's own time: {times:?}");
+    let (from_b, _) = point_1_of_1001_since(b.local_addr(), t0);
+    assert_eq!(from_b, got);
+}

@@ -3,8 +3,9 @@
 //! One line per changed (channel, data type), fields keyed by point id:
 //! `voltage_points,channel_id=1001,data_type=T 1=25.6,2=101.3 1733150000123`. A numeric value
 //! is a float field `"{point}"`; any other value a string field `"{point}_text"` (so one field
-//! never holds two types). The timestamp is the time the feed saw the change (what pushes
-//! carry), in milliseconds.
+//! never holds two types). The timestamp is Redis's clock at the write (`_written_ms`, in
+//! milliseconds), so every gateway recording the site writes the same point; with an older
+//! library, the time the feed saw the change.
 
 use crate::model::{ChannelId, DataType, PointId, Value};
 

@@ -20,6 +20,9 @@ use std::sync::Arc;
 pub struct TypeState {
     /// `_timestamp` of the hash: Unix seconds of its last write.
     pub timestamp: i64,
+    /// `_written_ms` of the hash: Redis's clock at its last write, ms (0: not recorded, an
+    /// older library). History stamps the change with it (the same on every gateway).
+    pub written_ms: i64,
     /// Points sorted by id.
     pub points: Vec<(PointId, Value)>,
     /// `{"1":25.6,"2":101.3}` rendered once, spliced into every response and frame.
@@ -32,9 +35,15 @@ impl TypeState {
         let values_json = crate::wire::values::values(&points).into_boxed_slice();
         TypeState {
             timestamp,
+            written_ms: 0,
             points,
             values_json,
         }
+    }
+
+    pub fn written_at(mut self, ms: i64) -> TypeState {
+        self.written_ms = ms;
+        self
     }
 }
 

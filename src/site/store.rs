@@ -14,6 +14,7 @@ pub fn parse_hash(fields: &[(Vec<u8>, Vec<u8>)]) -> Option<TypeState> {
         return None;
     }
     let mut timestamp = 0i64;
+    let mut written_ms = 0i64;
     let mut points = Vec::with_capacity(fields.len());
     for (k, v) in fields {
         let Ok(k) = std::str::from_utf8(k) else {
@@ -27,11 +28,13 @@ pub fn parse_hash(fields: &[(Vec<u8>, Vec<u8>)]) -> Option<TypeState> {
                 .ok()
                 .or_else(|| v.trim().parse::<f64>().ok().map(|f| f as i64))
                 .unwrap_or(0);
+        } else if k == "_written_ms" {
+            written_ms = v.trim().parse::<i64>().unwrap_or(0);
         } else if let Some(id) = parse_u32_digits(k) {
             points.push((id, Value::from_redis(&v)));
         }
     }
-    Some(TypeState::new(timestamp, points))
+    Some(TypeState::new(timestamp, points).written_at(written_ms))
 }
 
 /// The gateway's current state while the feed builds it.

@@ -229,7 +229,13 @@ impl Worker {
                 *channel,
                 *t,
                 values.iter().copied(),
-                c.time_ms,
+                // The write's own time when the library records it: every gateway recording
+                // this site writes the same point, which InfluxDB keeps once.
+                if state.written_ms > 0 {
+                    state.written_ms
+                } else {
+                    c.time_ms
+                },
             ) {
                 self.batch_lines += 1;
                 self.batch_points += values.len() as u64;
