@@ -23,8 +23,9 @@ pub const MAX_REPLAY: usize = 10_000;
 pub enum AlarmFlow {
     /// `data_type=realtime`: no alarms.
     Off,
-    /// Every event as it comes.
-    Live,
+    /// Every event as it comes, above `sent` (the last one a replay sent: the replay reads
+    /// Redis itself and may be ahead of the feed's live events).
+    Live { sent: EventId },
     /// Waiting for the events after `since`; live ones are held meanwhile.
     Replaying {
         since: EventId,
@@ -65,7 +66,12 @@ impl AlarmFlow {
         match since {
             None => {
                 send_active(active, out);
-                (AlarmFlow::Live, None)
+                (
+                    AlarmFlow::Live {
+                        sent: EventId::default(),
+                    },
+                    None,
+                )
             }
             Some(since) => (
                 AlarmFlow::Replaying {
@@ -82,7 +88,14 @@ impl AlarmFlow {
     pub fn on_alarms(&mut self, alarms: &[Arc<Alarm>], out: &mut Vec<Action>) {
         match self {
             AlarmFlow::Off => {}
-            AlarmFlow::Live => out.extend(alarms.iter().map(|a| Action::Frame(a.frame.clone()))),
+            AlarmFlow::Live { sent } => {
+                for a in alarms {
+                    if a.event.event_id > *sent {
+                        *sent = a.event.event_id;
+                        out.push(Action::Frame(a.frame.clone()));
+                    }
+                }
+            }
             AlarmFlow::Replaying { held, overflow, .. } => {
                 if held.len() + alarms.len() > MAX_HELD {
                     *overflow = true;
@@ -107,7 +120,12 @@ impl AlarmFlow {
             since,
             held,
             overflow,
-        } = std::mem::replace(self, AlarmFlow::Live)
+        } = std::mem::replace(
+            self,
+            AlarmFlow::Live {
+                sent: EventId::default(),
+            },
+        )
         else {
             return;
         };
@@ -127,6 +145,8 @@ impl AlarmFlow {
                         out.push(Action::Frame(a.frame.clone()));
                     }
                 }
+                // Live events the feed has not delivered yet may be among those replayed.
+                *self = AlarmFlow::Live { sent: last };
             }
             (why, range) => {
                 let oldest = range.and_then(|r| r.oldest);
@@ -282,6 +302,32 @@ mod tests {
             &mut out,
         );
         assert_eq!(ids(&out), ["alarm_16-0"]);
+    }
+
+    #[test]
+    fn a_replay_ahead_of_the_feed_is_not_followed_by_the_same_events_live() {
+        // The replay read the stream (up to 13) before the feed delivered 13 live: found in
+        // the shard's drill behind HAProxy, where a reconnect lands while the feed is a round
+        // behind Redis.
+        let e: Vec<_> = (10..15)
+            .map(|ms| alarm(ms, &format!("ALM_{ms}"), "r", AlarmStatus::Triggered))
+            .collect();
+        let mut out = Vec::new();
+        let (mut flow, _) =
+            AlarmFlow::start(true, Some(e[1].event.event_id), &active(&[]), &mut out);
+        flow.on_replay(
+            Some(Range {
+                events: e[2..4].to_vec(),
+                ..Range::default()
+            }),
+            &active(&[]),
+            0,
+            &mut out,
+        );
+        assert_eq!(ids(&out), ["alarm_12-0", "alarm_13-0"]);
+        out.clear();
+        flow.on_alarms(&e[3..5], &mut out);
+        assert_eq!(ids(&out), ["alarm_14-0"], "13 was replayed already");
     }
 
     #[test]

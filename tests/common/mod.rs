@@ -260,6 +260,12 @@ impl GatewayProcess {
         g
     }
 
+    /// SIGKILL: the process dies with its connections (a failure drill).
+    pub fn kill(&mut self) {
+        let _ = self.guard.0.kill();
+        let _ = self.guard.0.wait();
+    }
+
     /// Resident memory of the gateway process.
     pub fn rss_kib(&self) -> u64 {
         rss_of(&format!("/proc/{}/status", self.guard.0.id()))
