@@ -33,7 +33,7 @@ a cluster layout must co-locate them with every comsrv:* hash (hash tags).
 -- Library version, returned by voltage_version. The gateway reloads the library
 -- when Redis reports a smaller number than the one compiled into it.
 -- BUMP THIS ON ANY CHANGE TO THIS FILE (and the matching constant on the Rust side).
-local LIBRARY_VERSION = 28
+local LIBRARY_VERSION = 29
 
 -- Site-wide keys (see the cluster note above).
 local SEQ_KEY = 'netsrv:seq'
@@ -1646,17 +1646,19 @@ local function take_acks(client_id, user)
   return out
 end
 
-local function client_of(key, fname)
-  local id = string.match(key or '', '^ctl:acks:(.+)$') or string.match(key or '', '^gw:client:(.+)$')
-  if id == nil or #id > 128 then return nil, err(fname .. ': invalid key') end
+-- The client id in `key` (`{prefix}{client_id}`, 1-128 bytes), or nil.
+local function client_in(key, prefix)
+  if type(key) ~= 'string' or string.sub(key, 1, #prefix) ~= prefix then return nil end
+  local id = string.sub(key, #prefix + 1)
+  if #id < 1 or #id > 128 then return nil end
   return id
 end
 
 -- control_acks_take:
 --   FCALL control_acks_take 1 ctl:acks:{client_id} <user>  ->  [entry fields...]
 local function control_acks_take(keys, args)
-  local id, e = client_of(keys[1], 'control_acks_take')
-  if id == nil then return e end
+  local id = client_in(keys[1], 'ctl:acks:')
+  if #keys ~= 1 or id == nil then return err('control_acks_take expects 1 key ctl:acks:{client_id}') end
   if #args ~= 1 then return err('control_acks_take expects <user>') end
   return take_acks(id, args[1])
 end
@@ -1675,10 +1677,8 @@ end
 --   acks that waited for it (see control_acks_take). A holder on another gateway is told
 --   to close its connection (4001 replaced).
 local function netsrv_client_claim(keys, args)
-  local id, e = client_of(keys[1], 'netsrv_client_claim')
-  if id == nil or not string.match(keys[1], '^gw:client:') then
-    return e or err('netsrv_client_claim expects 1 key gw:client:{client_id}')
-  end
+  local id = client_in(keys[1], 'gw:client:')
+  if #keys ~= 1 or id == nil then return err('netsrv_client_claim expects 1 key gw:client:{client_id}') end
   if #args ~= 4 then return err('netsrv_client_claim expects <instance> <token> <user> <ttl_ms>') end
   local instance, token, user = args[1], args[2], args[3]
   local ttl = parse_uint(args[4])
@@ -1698,7 +1698,7 @@ end
 -- netsrv_client_release:
 --   FCALL netsrv_client_release 1 gw:client:{client_id} <token>  ->  1 when it was held by <token>
 local function netsrv_client_release(keys, args)
-  if #keys ~= 1 or not string.match(keys[1], '^gw:client:.') or #args ~= 1 then
+  if #keys ~= 1 or not client_in(keys[1], 'gw:client:') or #args ~= 1 then
     return err('netsrv_client_release expects 1 key gw:client:{client_id} and <token>')
   end
   local _, token = claim_parts(redis.call('GET', keys[1]))
@@ -1721,7 +1721,7 @@ local function netsrv_client_renew(keys, args)
   for i, k in ipairs(keys) do
     local _, token = claim_parts(redis.call('GET', k))
     local _, mine = claim_parts(args[i + 1])
-    if mine == nil or not string.match(k, '^gw:client:.') then
+    if mine == nil or not client_in(k, 'gw:client:') then
       return err('netsrv_client_renew: claim ' .. i .. ' is not "<instance> <token> <user>"')
     end
     if token == nil then

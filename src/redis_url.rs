@@ -57,6 +57,11 @@ fn url_host(host: &str) -> String {
     }
 }
 
+/// `host:port` as written in a URL (an IPv6 host in brackets), for URLs, logs and health.
+pub fn host_port(host: &str, port: u16) -> String {
+    format!("{}:{port}", url_host(host))
+}
+
 impl Sentinels {
     fn parse(rest: &str) -> Result<Sentinels, String> {
         let (rest, query) = match rest.split_once('?') {
@@ -137,11 +142,7 @@ impl Sentinels {
 
     /// `host:port,…/name` for logs and health (never the credentials).
     pub fn describe(&self) -> String {
-        let hosts: Vec<String> = self
-            .hosts
-            .iter()
-            .map(|(h, p)| format!("{}:{p}", url_host(h)))
-            .collect();
+        let hosts: Vec<String> = self.hosts.iter().map(|(h, p)| host_port(h, *p)).collect();
         format!(
             "master '{}' of sentinels {}",
             self.master_name,

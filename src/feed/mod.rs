@@ -334,8 +334,8 @@ impl Feed {
                     // was demoted (or cut off), so leave it.
                     (Some(_), Some(current)) if *current != addr => {
                         return Err(FeedError::MasterMoved {
-                            from: format!("{}:{}", current.0, current.1),
-                            to: format!("{}:{}", addr.0, addr.1),
+                            from: crate::redis_url::host_port(&current.0, current.1),
+                            to: crate::redis_url::host_port(&addr.0, addr.1),
                         })
                     }
                     (Some(_), _) => {}

@@ -11,7 +11,7 @@
 pub use super::inbox::MasterAddr;
 use super::inbox::{Event, FeedHandle};
 use super::FeedError;
-use crate::redis_url::{RedisTarget, Sentinels};
+use crate::redis_url::{host_port, RedisTarget, Sentinels};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -81,17 +81,9 @@ impl Locator {
         self.preferred = i;
         Ok(Located {
             url: s.master_url(&host, port),
-            addr: format!("{}:{port}", host_for_display(&host)),
+            addr: host_port(&host, port),
             master: Some((host, port)),
         })
-    }
-}
-
-fn host_for_display(host: &str) -> String {
-    if host.contains(':') {
-        format!("[{host}]")
-    } else {
-        host.to_string()
     }
 }
 
@@ -106,18 +98,11 @@ fn ask_all(
     let mut why = Vec::new();
     for k in 0..n {
         let i = (first + k) % n;
+        let at = host_port(&s.hosts[i].0, s.hosts[i].1);
         match ask(s, i, timeout) {
             Ok(Some(addr)) => return Ok((i, addr)),
-            Ok(None) => why.push(format!(
-                "{}:{} does not know it",
-                host_for_display(&s.hosts[i].0),
-                s.hosts[i].1
-            )),
-            Err(e) => why.push(format!(
-                "{}:{}: {e}",
-                host_for_display(&s.hosts[i].0),
-                s.hosts[i].1
-            )),
+            Ok(None) => why.push(format!("{at} does not know it")),
+            Err(e) => why.push(format!("{at}: {e}")),
         }
     }
     Err(FeedError::NoMaster {

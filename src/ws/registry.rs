@@ -19,6 +19,11 @@ pub struct Owner {
 /// (`?client_id=`: claimed in Redis too, so another gateway's connection can take it over).
 type Holder = (Owner, Option<String>, bool);
 
+/// The name a holder acts as (`anonymous` without a user), as acks and claims record it.
+fn name_of(user: &Option<String>) -> String {
+    user.clone().unwrap_or_else(|| "anonymous".to_string())
+}
+
 #[derive(Default)]
 pub struct Registry {
     ids: Mutex<HashMap<String, Holder>>,
@@ -88,7 +93,7 @@ impl Registry {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(id)
-            .map(|(o, u, _)| (*o, u.clone().unwrap_or_else(|| "anonymous".to_string())))
+            .map(|(o, u, _)| (*o, name_of(u)))
     }
 
     /// The ids asked for (claimed in Redis too), the connections holding them and the names
@@ -99,10 +104,7 @@ impl Registry {
             .unwrap_or_else(|e| e.into_inner())
             .iter()
             .filter(|(_, (_, _, asked))| *asked)
-            .map(|(id, (o, u, _))| {
-                let name = u.clone().unwrap_or_else(|| "anonymous".to_string());
-                (id.clone(), *o, name)
-            })
+            .map(|(id, (o, u, _))| (id.clone(), *o, name_of(u)))
             .collect()
     }
 
