@@ -385,15 +385,23 @@ impl Config {
         if !(1..=100_000).contains(&self.collect_batch) {
             return err("collect_batch must be in 1..=100000");
         }
-        if let crate::redis_url::RedisTarget::Direct(url) =
-            crate::redis_url::RedisTarget::parse(&self.redis_url)?
+        // The URLs the feed will connect to must be ones the client library takes: checked
+        // now, not at every connect (credentials with characters a URL cannot hold, say).
+        let urls = match crate::redis_url::RedisTarget::parse(&self.redis_url)? {
+            crate::redis_url::RedisTarget::Direct(url) => vec![url],
+            crate::redis_url::RedisTarget::Sentinel(t) => (0..t.hosts.len())
+                .map(|i| t.sentinel_url(i))
+                .chain([t.master_url("127.0.0.1", 6379)])
+                .collect(),
+        };
+        if urls
+            .iter()
+            .any(|u| redis::Client::open(u.as_str()).is_err())
         {
-            if redis::Client::open(url.as_str()).is_err() {
-                return Err(ConfigError(format!(
-                    "redis_url '{}' is not a valid redis:// (or redis+sentinel://) URL",
-                    self.redis_url_redacted()
-                )));
-            }
+            return Err(ConfigError(format!(
+                "redis_url '{}' is not a valid redis:// (or redis+sentinel://) URL",
+                self.redis_url_redacted()
+            )));
         }
         if self.redis_timeout_ms == 0 || self.reconnect_max_ms == 0 {
             return err("redis_timeout_ms and reconnect_max_ms must be positive");
@@ -599,5 +607,15 @@ mod tests {
             ..Config::default()
         };
         assert!(cfg.validate().is_err());
+        // A sentinel URL whose master URL the client library would refuse (found by the
+        // redis_url fuzz target): refused here, not at every connect.
+        let url = |u: &str| Config {
+            redis_url: u.into(),
+            ..Config::default()
+        };
+        assert!(url("redis+sentinel://gw:p#x@s1/site").validate().is_err());
+        assert!(url("redis+sentinel://gw:pw@s1,s2:26380/site/2")
+            .validate()
+            .is_ok());
     }
 }

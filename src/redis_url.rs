@@ -155,6 +155,8 @@ fn parse_host(s: &str) -> Result<(String, u16), String> {
     let bad = || format!("sentinel address '{s}' is not host[:port]");
     let (host, port) = if let Some(v6) = s.strip_prefix('[') {
         let (h, after) = v6.split_once(']').ok_or_else(bad)?;
+        // Brackets hold an IPv6 address and nothing else.
+        h.parse::<std::net::Ipv6Addr>().map_err(|_| bad())?;
         match after {
             "" => (h, None),
             p => (h, Some(p.strip_prefix(':').ok_or_else(bad)?)),
@@ -245,6 +247,10 @@ mod tests {
             ("redis+sentinel://h/m/x", "database 'x'"),
             ("redis+sentinel://h/m/0/1", "too many path segments"),
             ("redis+sentinel://h/m?password=1", "unknown query parameter"),
+            (
+                "redis+sentinel://[::1ws:]:5000/m",
+                "sentinel address '[::1ws:]:5000'",
+            ),
         ] {
             let e = RedisTarget::parse(url).unwrap_err().0;
             assert!(e.contains(why), "{url}: {e}");
