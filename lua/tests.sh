@@ -9,7 +9,7 @@ W() { $R FCALL comsrv_write_data 1 "$@"; }
 C() { $R FCALL netsrv_collect_data 3 netsrv:seq netsrv:dirty netsrv:epoch "$@" | tr '\n' ' ' | sed 's/ $//'; }
 eq load "$($R -x FUNCTION LOAD REPLACE < "$LIB")" voltage
 $R FLUSHALL >/dev/null
-eq version "$($R --no-raw FCALL_RO voltage_version 0)" "(integer) 29"
+eq version "$($R --no-raw FCALL_RO voltage_version 0)" "(integer) 30"
 eq write1 "$($R --no-raw FCALL comsrv_write_data 1 comsrv:1001:T '{"1":25.6,"2":101.3}')" "(integer) 2"
 eq v1 "$($R HGET comsrv:1001:T 1)" 25.6; eq v2 "$($R HGET comsrv:1001:T 2)" 101.3
 now=$($R TIME | head -1); ts=$($R HGET comsrv:1001:T _timestamp); [ $((now-ts)) -le 1 ] && pass=$((pass+1)) || { fail=$((fail+1)); echo "FAIL ts default $ts vs $now"; }
@@ -524,6 +524,20 @@ has take-olga "$taken" "$c1"; has take-olga-2 "$taken" "$c4"; has take-status "$
 case "$taken" in *"$c2"*) fail=$((fail+1)); echo "FAIL take gave vic's ack to olga";; *) pass=$((pass+1));; esac
 eq take-keeps-vic "$($R LLEN ctl:acks:ui_9)" 1
 eq take-again "$($R FCALL control_acks_take 1 ctl:acks:ui_9 olga)" ""
+# taken acks a connection could not deliver go back in front, in order; the holder is told
+e1=$($R XRANGE control:results - + | sed -n 1p); e2=$($R XRANGE control:results - + COUNT 2 | grep -E '^[0-9]+-[0-9]+$' | sed -n 2p)
+vicitem=$($R LINDEX ctl:acks:ui_9 0); $R DEL ctl:acks:ui_9 >/dev/null; $R RPUSH ctl:acks:ui_9 "9-9 vic" >/dev/null
+eq return-unheld "$($R FCALL control_acks_return 2 ctl:acks:ui_9 gw:client:ui_9 tOld "$e1" olga "$e2" '')" 0
+eq return-order "$($R LRANGE ctl:acks:ui_9 0 -1 | tr '\n' '|')" "$e1 olga|$e2 |9-9 vic|"
+$R SET gw:client:ui_9 "gwN tNew olga" >/dev/null
+eq return-same-token "$($R FCALL control_acks_return 2 ctl:acks:ui_9 gw:client:ui_9 tNew "$e1" olga)" 0
+eq return-tells-holder "$($R FCALL control_acks_return 2 ctl:acks:ui_9 gw:client:ui_9 tOld "$e1" olga)" 1
+back=$($R FCALL control_acks_take 1 ctl:acks:ui_9 olga | tr '\n' ' ')
+has return-taken "$back" "$e1"; has return-taken-2 "$back" "$e2"
+has return-badkey "$($R FCALL control_acks_return 2 ctl:acks:ui_9 gw:client:x t "$e1" o)" "ERR control_acks_return expects 2 keys"
+has return-badpair "$($R FCALL control_acks_return 2 ctl:acks:ui_9 gw:client:ui_9 t "$e1")" "ERR control_acks_return expects"
+has return-badid "$($R FCALL control_acks_return 2 ctl:acks:ui_9 gw:client:ui_9 t nope o)" "pair 1 is not"
+$R DEL ctl:acks:ui_9 gw:client:ui_9 >/dev/null; $R RPUSH ctl:acks:ui_9 "$vicitem" >/dev/null
 # a claim: free -> ok with the acks for that user; same user elsewhere -> ok + message; other user -> held
 eq claim-held-none "$($R FCALL netsrv_client_claim 1 gw:client:ui_9 gwA tA vic 60000 | head -1)" ok
 eq claim-took-vic "$($R LLEN ctl:acks:ui_9)" 0

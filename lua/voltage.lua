@@ -20,7 +20,7 @@ Functions (the Rust side depends on these exact signatures):
   FCALL    netsrv_forward_save|netsrv_forward_delete|netsrv_forward_data 1 forward:{name} [...]
   FCALL    control_submit 1 comsrv:{ch}:{C|A}:TODO <json>, control_report 1 cmd:{id} <json>,
            control_expire 1 cmd:pending:{instance} [<limit>]
-  FCALL    control_expire_all 0 [<limit>], control_acks_take 1 ctl:acks:{client_id} <user>
+  FCALL    control_expire_all 0 [<limit>], control_acks_take|_return 1..2 ctl:acks:{client_id} [...]
   FCALL    netsrv_client_claim|_release|_renew 1..N gw:client:{client_id} [...]
   FCALL    auth_login|auth_refresh|auth_logout 1 auth:login:{family} [...]
 
@@ -33,7 +33,7 @@ a cluster layout must co-locate them with every comsrv:* hash (hash tags).
 -- Library version, returned by voltage_version. The gateway reloads the library
 -- when Redis reports a smaller number than the one compiled into it.
 -- BUMP THIS ON ANY CHANGE TO THIS FILE (and the matching constant on the Rust side).
-local LIBRARY_VERSION = 29
+local LIBRARY_VERSION = 30
 
 -- Site-wide keys (see the cluster note above).
 local SEQ_KEY = 'netsrv:seq'
@@ -1633,7 +1633,7 @@ local function take_acks(client_id, user)
     local id, op = string.match(item, '^(%S+) ?(.*)$')
     if op == '' or op == user then
       local e = redis.call('XRANGE', CONTROL_RESULTS, id, id)
-      if e[1] then out[#out + 1] = e[1][2] end
+      if e[1] then out[#out + 1] = e[1] end
     else
       keep[#keep + 1] = item
     end
@@ -1655,7 +1655,7 @@ local function client_in(key, prefix)
 end
 
 -- control_acks_take:
---   FCALL control_acks_take 1 ctl:acks:{client_id} <user>  ->  [entry fields...]
+--   FCALL control_acks_take 1 ctl:acks:{client_id} <user>  ->  [[entry id, [fields...]]...]
 local function control_acks_take(keys, args)
   local id = client_in(keys[1], 'ctl:acks:')
   if #keys ~= 1 or id == nil then return err('control_acks_take expects 1 key ctl:acks:{client_id}') end
@@ -1671,9 +1671,41 @@ local function claim_parts(v)
   return string.match(v or '', '^(%S+) (%S+) (%S+)$')
 end
 
+-- control_acks_return:
+--   FCALL control_acks_return 2 ctl:acks:{client_id} gw:client:{client_id} <token>
+--         <entry id> <operator> [<entry id> <operator>...]
+--   -> 1 when the gateway now holding the client id was told (`acks {client_id}` on its
+--   gw:instance channel), else 0. Acks a gateway took but could not deliver (the connection
+--   was closing) go back to the front of the list, in order; a newer claim of the id (any
+--   token but <token>, the connection that could not deliver) is told to take them.
+local function control_acks_return(keys, args)
+  local id = client_in(keys[1], 'ctl:acks:')
+  if #keys ~= 2 or id == nil or keys[2] ~= 'gw:client:' .. id then
+    return err('control_acks_return expects 2 keys ctl:acks:{client_id} gw:client:{client_id}')
+  end
+  local n = (#args - 1) / 2
+  if #args < 3 or n ~= math.floor(n) or n > ACKS_MAX or not short_string(args[1], 64, '^%S+$') then
+    return err('control_acks_return expects <token> and 1-' .. ACKS_MAX .. ' <entry id> <operator> pairs')
+  end
+  for i = 1, n do
+    if not short_string(args[2 * i], 41, '^%d+%-%d+$') or #args[2 * i + 1] > 256 then
+      return err('control_acks_return: pair ' .. i .. ' is not <entry id> <operator>')
+    end
+  end
+  for i = n, 1, -1 do
+    redis.call('LPUSH', keys[1], args[2 * i] .. ' ' .. args[2 * i + 1])
+  end
+  redis.call('LTRIM', keys[1], 0, ACKS_MAX - 1)
+  redis.call('PEXPIRE', keys[1], ACKS_TTL_MS)
+  local instance, token = claim_parts(redis.call('GET', keys[2]))
+  if instance == nil or token == args[1] then return 0 end
+  redis.call('PUBLISH', 'gw:instance:' .. instance, 'acks ' .. id)
+  return 1
+end
+
 -- netsrv_client_claim:
 --   FCALL netsrv_client_claim 1 gw:client:{client_id} <instance> <token> <user> <ttl_ms>
---   -> {'held', user} when another user holds it; else {'ok', [entry fields...]} with the
+--   -> {'held', user} when another user holds it; else {'ok', [entries...]} with the
 --   acks that waited for it (see control_acks_take). A holder on another gateway is told
 --   to close its connection (4001 replaced).
 local function netsrv_client_claim(keys, args)
@@ -2433,6 +2465,7 @@ redis.register_function{
 
 redis.register_function{ function_name = 'control_expire_all', callback = control_expire_all }
 redis.register_function{ function_name = 'control_acks_take', callback = control_acks_take }
+redis.register_function{ function_name = 'control_acks_return', callback = control_acks_return }
 redis.register_function{ function_name = 'netsrv_client_claim', callback = netsrv_client_claim }
 redis.register_function{ function_name = 'netsrv_client_release', callback = netsrv_client_release }
 redis.register_function{ function_name = 'netsrv_client_renew', callback = netsrv_client_renew }

@@ -183,7 +183,12 @@ impl Server {
             let now = crate::time::now_millis();
             for r in results {
                 let json = crate::wire::ws::control_ack_final(&r, now);
-                control_shared.route_control_ack(&r.client_id, r.operator.as_deref(), json);
+                control_shared.route_control_ack(
+                    &r.client_id,
+                    r.operator.as_deref(),
+                    json,
+                    r.entry,
+                );
             }
         })
         .on_changes({

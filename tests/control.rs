@@ -731,3 +731,84 @@ fn commands_in_flight_across_a_redis_reset_end_once_and_ids_never_repeat() {
         assert_eq!(c.recv_type("control_ack")["data"]["status"], "executed");
     }
 }
+
+/// A sender whose reconnect gives up during the handshake (its timeout: it never reads the
+/// 101) must not lose the acks that waited for it to that dead connection: they wait until a
+/// connection is heard from, and go back to Redis when it ends first, for the next one.
+#[test]
+fn acks_are_not_lost_to_a_connection_that_gave_up_during_its_handshake() {
+    let redis = redis();
+    let mut cfg = config(&redis.url(), DriverKind::Auto);
+    trust(&mut cfg);
+    cfg.control.instance_id = "gw_h".to_string();
+    let gw = voltage_gateway::Server::start(cfg).unwrap();
+    wait_until("healthy", Duration::from_secs(5), || {
+        gw.published().redis.load().healthy
+    });
+    let addr = gw.local_addr();
+    let mut con = redis_con(&redis);
+    write(&mut con, "comsrv:2001:A", r#"{"20":1}"#, None);
+    wait_until("2001 loaded", Duration::from_secs(5), || {
+        get(addr, "/api/channels/2001/status").status == 200
+    });
+    let (mut c, _) = Client::connect(addr, "/ws?client_id=shy");
+    c.send(&control("shy_1", 2001, 20, "set_value", 2.0));
+    let id = c.recv_type("control_ack")["data"]["command_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    drop(c);
+    wait_until("released", Duration::from_secs(5), || {
+        !redis::cmd("EXISTS")
+            .arg("gw:client:shy")
+            .query::<bool>(&mut con)
+            .unwrap()
+    });
+    report(&mut con, &id, &json!({"success":true,"actual_value":2}));
+    wait_until("waiting in Redis", Duration::from_secs(5), || {
+        redis::cmd("LLEN")
+            .arg("ctl:acks:shy")
+            .query::<i64>(&mut con)
+            .unwrap()
+            == 1
+    });
+    // An upgrade abandoned unread (the client's handshake timed out): what the gateway
+    // writes to it is discarded when the client closes. Its claim takes the waiting ack.
+    let mut s = connect(addr);
+    s.write_all(
+        b"GET /ws?client_id=shy HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .unwrap();
+    wait_until(
+        "claimed by the abandoned upgrade",
+        Duration::from_secs(5),
+        || {
+            redis::cmd("LLEN")
+                .arg("ctl:acks:shy")
+                .query::<i64>(&mut con)
+                .unwrap()
+                == 0
+        },
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    drop(s);
+    std::thread::sleep(Duration::from_millis(300));
+    let (mut back, _) = Client::connect(addr, "/ws?client_id=shy");
+    let m = back.recv_type("control_ack");
+    assert_eq!(
+        (
+            m["data"]["command_id"].as_str(),
+            m["data"]["status"].as_str()
+        ),
+        (Some(id.as_str()), Some("executed")),
+        "{m}"
+    );
+    let more: Vec<Json> = back
+        .collect_for(Duration::from_millis(500))
+        .into_iter()
+        .map(|(_, m)| m)
+        .filter(|m| m["type"] == "control_ack")
+        .collect();
+    assert!(more.is_empty(), "once: {more:?}");
+}

@@ -432,6 +432,13 @@ fn a_gateway_killed_behind_haproxy_loses_no_alarm_no_ack_and_shows_nothing_older
         .collect();
     a.kill();
     let killed = Instant::now();
+    eprintln!(
+        "drill: killed at {}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
+    );
     wait_until("a's clients served by b", Duration::from_secs(10), || {
         open(b.addr) == (DRILL_CLIENTS + DRILL_SENDERS) as u64
     });
@@ -534,8 +541,10 @@ fn a_gateway_killed_behind_haproxy_loses_no_alarm_no_ack_and_shows_nothing_older
         );
         assert!(s.finals.len() <= 1, "never twice: {why}");
         if s.finals.is_empty() {
-            // Not yet exactly once (issue 24's progress note): a few acks of commands that
-            // ended around the kill go missing (up to 6 of 50 seen); counted, bounded below.
+            // Not yet exactly once: an ack the killed gateway took from Redis in its last
+            // milliseconds (before its shard wrote it) dies with it (0-1 of 50 per run seen;
+            // before acks waited for a sign of life and went back from ended connections,
+            // 1-6). Counted, bounded below.
             eprintln!("drill: no final ack: {why}");
             lost_in_kill += 1;
             continue;
@@ -548,7 +557,7 @@ fn a_gateway_killed_behind_haproxy_loses_no_alarm_no_ack_and_shows_nothing_older
         );
     }
     assert!(
-        lost_in_kill * 4 <= DRILL_SENDERS,
+        lost_in_kill <= 3,
         "{lost_in_kill} of {DRILL_SENDERS} final acks lost"
     );
     let moved_senders = seen[DRILL_CLIENTS..]

@@ -265,6 +265,9 @@ pub struct ControlResult {
     /// Who sent it (the user name, `anonymous`, `rule:{id}`): its final ack goes only to a
     /// connection acting for them.
     pub operator: Option<String>,
+    /// Its `control:results` entry: an ack taken from Redis but not delivered is given back
+    /// by it (`None` for the ones a Redis reset lost, made by this gateway).
+    pub entry: Option<crate::alarm::EventId>,
 }
 
 /// Why a `control:results` entry could not be read.
@@ -291,6 +294,7 @@ impl ControlResult {
             actual_value: opt("actual_value").map(Value::from_redis),
             message: opt("message").map(str::to_string),
             operator: opt("operator").map(str::to_string),
+            entry: None,
         })
     }
 }

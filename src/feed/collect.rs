@@ -255,24 +255,47 @@ impl Feed {
         Ok(())
     }
 
-    /// Reads the final states of this instance's commands, counts them and hands them on.
-    pub(super) fn poll_results(&mut self, con: &mut redis::Connection) -> Result<(), FeedError> {
-        let results = self.desk.results.poll(con)?;
-        let mine = self.desk.results.instance().to_string();
-        // The senders of these commands connected here now take their acks from Redis.
+    /// Takes the acks waiting for those of `client_ids` held here now and hands them on.
+    pub(super) fn take_waiting_acks<'a>(
+        &mut self,
+        con: &mut redis::Connection,
+        client_ids: impl Iterator<Item = &'a str>,
+    ) -> Result<(), FeedError> {
         let mut holders: Vec<(String, String)> = Vec::new();
         if let Some(holder) = self.holder.as_ref() {
-            for r in &results {
-                if !crate::api::control::is_http_client_id(&r.client_id)
-                    && !holders.iter().any(|(c, _)| *c == r.client_id)
+            for id in client_ids {
+                if !crate::api::control::is_http_client_id(id)
+                    && !holders.iter().any(|(c, _)| c == id)
                 {
-                    if let Some(user) = holder(&r.client_id) {
-                        holders.push((r.client_id.clone(), user));
+                    if let Some(user) = holder(id) {
+                        holders.push((id.to_string(), user));
                     }
                 }
             }
         }
         let delivered = super::control::take_acks(con, &holders)?;
+        if !delivered.is_empty() {
+            if let Some(f) = self.on_control.as_mut() {
+                f(delivered);
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the final states of commands, counts this instance's, and hands on the acks of
+    /// the senders connected here now (taken from Redis: one connection gets each).
+    pub(super) fn poll_results(&mut self, con: &mut redis::Connection) -> Result<(), FeedError> {
+        let results = self.desk.results.poll(con)?;
+        let mine = self.desk.results.instance().to_string();
+        // Acks given back to Redis for a connection of this gateway since the last look.
+        let recheck = std::mem::take(&mut self.desk.recheck_acks);
+        self.take_waiting_acks(
+            con,
+            results
+                .iter()
+                .map(|r| r.client_id.as_str())
+                .chain(recheck.iter().map(String::as_str)),
+        )?;
         // Counted by the instance that queued them (every instance reads every result).
         for r in results.iter().filter(|r| r.instance == mine) {
             let f = &self.published.feed;
@@ -282,11 +305,6 @@ impl Feed {
                 _ => &f.control_timeout,
             };
             crate::metrics::bump(c, 1);
-        }
-        if !delivered.is_empty() {
-            if let Some(f) = self.on_control.as_mut() {
-                f(delivered);
-            }
         }
         Ok(())
     }

@@ -101,6 +101,7 @@ impl ResultReader {
                         .to_string(),
                 ),
                 operator: c.operator,
+                entry: None,
             })
             .collect()
     }
@@ -157,7 +158,8 @@ impl ResultReader {
             for (id, fields) in entries {
                 after = id;
                 match ControlResult::from_fields(&fields) {
-                    Ok(r) => {
+                    Ok(mut r) => {
+                        r.entry = Some(id);
                         if r.instance == self.instance {
                             self.in_flight.remove(&r.command_id);
                         }
@@ -224,7 +226,7 @@ pub fn take_acks(
     Ok(replies.into_iter().flat_map(entries_of).collect())
 }
 
-/// The results in a reply of `control_acks_take` (a list of flat field lists).
+/// The results in a reply of `control_acks_take` (a list of `[entry id, [field, value…]]`).
 pub fn entries_of(reply: redis::Value) -> Vec<ControlResult> {
     let redis::Value::Array(entries) = reply else {
         return Vec::new();
@@ -232,8 +234,17 @@ pub fn entries_of(reply: redis::Value) -> Vec<ControlResult> {
     entries
         .into_iter()
         .filter_map(|e| {
-            let fields = crate::job::hash_fields(e);
-            ControlResult::from_fields(&fields).ok()
+            let redis::Value::Array(mut pair) = e else {
+                return None;
+            };
+            if pair.len() != 2 {
+                return None;
+            }
+            let fields = crate::job::hash_fields(pair.pop()?);
+            let id = crate::job::as_string(&pair[0]).and_then(|s| EventId::parse(&s))?;
+            let mut r = ControlResult::from_fields(&fields).ok()?;
+            r.entry = Some(id);
+            Some(r)
         })
         .collect()
 }

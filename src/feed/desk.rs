@@ -16,7 +16,13 @@ pub struct Desk {
     pub control_rate: ControlRate,
     pub control_timeout_ms: u64,
     pub published: Arc<Published>,
+    /// Client ids whose acks a connection gave back to Redis and another gateway's (or this
+    /// one's) newer connection holds: taken at the next results poll. Bounded.
+    pub recheck_acks: Vec<String>,
 }
+
+/// Client ids waiting for a recheck at most (more wait for their next result or claim).
+pub const RECHECK_MAX: usize = 10_000;
 
 impl crate::job::Desk for Desk {
     fn catalog_changed(&mut self) {

@@ -4,7 +4,7 @@
 pub const SOURCE: &str = include_str!("../../lua/voltage.lua");
 
 /// Must equal `LIBRARY_VERSION` in `lua/voltage.lua` (a unit test checks it).
-pub const VERSION: i64 = 29;
+pub const VERSION: i64 = 30;
 
 /// What `ensure` did.
 #[derive(Debug, PartialEq, Eq)]

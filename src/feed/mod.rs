@@ -141,6 +141,7 @@ impl Feed {
             ),
             control_timeout_ms: config.control.timeout_ms,
             published: published.clone(),
+            recheck_acks: Vec::new(),
         };
         Feed {
             config,
@@ -324,11 +325,21 @@ impl Feed {
                     self.wake.lost(&why, self.config.tick_ms);
                 }
                 Event::Subscribed { .. } | Event::WakeLost { .. } => {}
-                Event::Peer { message } => {
-                    if let Some(f) = self.on_peer.as_mut() {
-                        f(&message);
+                Event::Peer { message } => match message.strip_prefix("acks ") {
+                    // Acks given back for a client id a connection here holds now.
+                    Some(client_id) => match con.as_deref_mut() {
+                        Some(c) => self.take_waiting_acks(c, std::iter::once(client_id))?,
+                        None if self.desk.recheck_acks.len() < desk::RECHECK_MAX => {
+                            self.desk.recheck_acks.push(client_id.to_string())
+                        }
+                        None => {}
+                    },
+                    None => {
+                        if let Some(f) = self.on_peer.as_mut() {
+                            f(&message);
+                        }
                     }
-                }
+                },
                 Event::Master { addr } => match (&con, &self.master) {
                     // Connected to another server than the one the sentinels name now: it
                     // was demoted (or cut off), so leave it.

@@ -37,6 +37,8 @@ pub enum ShardEvent {
         /// Who sent the command: only a connection acting for them gets the ack.
         operator: Option<String>,
         json: Vec<u8>,
+        /// Its `control:results` entry, to give it back to Redis if it cannot be delivered.
+        entry: Option<crate::alarm::EventId>,
     },
     /// The answer to work a connection of this shard asked for (the feed's, the verifier's,
     /// the history querier's).

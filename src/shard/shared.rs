@@ -216,18 +216,28 @@ impl Shared {
     }
 
     /// Sends a command's final ack to the connection holding `client_id` now, on whatever
-    /// shard; when none does, parks it for the next one (checking again after parking, so a
-    /// sender connecting meanwhile is not missed).
+    /// shard; when none does, gives it back to Redis (taken from there) or parks it for the
+    /// next one (checking again after parking, so a sender connecting meanwhile is not missed).
     /// Only a connection acting for `operator` (who sent the command) gets it: a client
     /// that claims a free client id never receives another user's acks.
-    pub fn route_control_ack(&self, client_id: &str, operator: Option<&str>, json: Vec<u8>) {
-        let send = |owner: crate::ws::registry::Owner, operator: Option<&str>, json: Vec<u8>| {
+    pub fn route_control_ack(
+        &self,
+        client_id: &str,
+        operator: Option<&str>,
+        json: Vec<u8>,
+        entry: Option<crate::alarm::EventId>,
+    ) {
+        let send = |owner: crate::ws::registry::Owner,
+                    operator: Option<&str>,
+                    json: Vec<u8>,
+                    entry: Option<crate::alarm::EventId>| {
             if let Some(inbox) = self.inboxes.get(owner.shard) {
                 inbox.push(super::inbox::ShardEvent::ControlAck {
                     conn: owner.conn,
                     client_id: client_id.to_string(),
                     operator: operator.map(str::to_string),
                     json,
+                    entry,
                 });
             }
         };
@@ -236,8 +246,20 @@ impl Shared {
             return;
         }
         match self.registry.holder(client_id) {
-            Some((owner, name)) if ack_for(operator, &name) => return send(owner, operator, json),
+            Some((owner, name)) if ack_for(operator, &name) => {
+                return send(owner, operator, json, entry)
+            }
             _ => {}
+        }
+        if entry.is_some() {
+            // Taken from Redis for a connection that is gone: a shard gives it back there
+            // (conn 0 is never a connection), for the sender's next claim, on any gateway.
+            return send(
+                crate::ws::registry::Owner { shard: 0, conn: 0 },
+                operator,
+                json,
+                entry,
+            );
         }
         let now = Instant::now();
         if !self.parked.park(client_id, operator, json, now) {
@@ -248,7 +270,7 @@ impl Shared {
         }
         if let Some((owner, name)) = self.registry.holder(client_id) {
             for json in self.parked.take(client_id, &name, now) {
-                send(owner, operator, json);
+                send(owner, operator, json, None);
             }
         }
     }

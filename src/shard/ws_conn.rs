@@ -30,6 +30,15 @@ pub struct WsShard {
     pub conns: HashMap<ConnId, Rc<WsConn>>,
     /// The active alarms after the last alarm batch this shard handled.
     pub alarms: Arc<ActiveAlarms>,
+    /// Final acks for connections not yet heard from since their upgrade (see `deliver_ack`).
+    pub held_acks: HashMap<ConnId, Vec<HeldAck>>,
+}
+
+/// A final control ack waiting until its connection has been heard from.
+pub struct HeldAck {
+    json: Vec<u8>,
+    operator: Option<String>,
+    entry: Option<crate::alarm::EventId>,
 }
 
 enum Chunk {
@@ -122,6 +131,10 @@ pub struct WsConn {
     unresponsive: Cell<bool>,
     last_read: Cell<Instant>,
     last_ping: Cell<Instant>,
+    /// The client has sent something since the upgrade: it read our 101 and is there. A
+    /// client that gave up during the handshake (its timeout) never is, and final acks are
+    /// not written into its dead socket: they wait for this, or go back when it ends.
+    heard: Cell<bool>,
 }
 
 impl WsConn {
@@ -322,6 +335,7 @@ pub async fn serve<G>(
         unresponsive: Cell::new(false),
         last_read: Cell::new(now),
         last_ping: Cell::new(now),
+        heard: Cell::new(false),
     });
     {
         let mut ws = ctx.ws.borrow_mut();
@@ -357,8 +371,9 @@ pub async fn serve<G>(
             // Final acks of this client's commands that came while it was away (of commands
             // this connection's user sent: another user's stay parked for them).
             let name = conn.protocol.borrow().principal().name().to_string();
-            let parked = shared.parked.take(&client_id, &name, Instant::now());
-            conn.send(parked.into_iter().map(Action::Reply).collect());
+            for json in shared.parked.take(&client_id, &name, Instant::now()) {
+                deliver_ack(&ctx, &conn, json, None, None);
+            }
             // An id asked for is the site's: claimed in Redis too (another gateway's holder
             // is replaced), bringing the acks that waited for it there.
             if up.client_id.is_some() {
@@ -375,6 +390,12 @@ pub async fn serve<G>(
         ws.conns.remove(&id);
         ws.fanout.remove_member(id);
     }
+    let held = ctx
+        .ws
+        .borrow_mut()
+        .held_acks
+        .remove(&id)
+        .unwrap_or_default();
     if !echo && !taken {
         shared.registry.release(&client_id, id);
         if up.client_id.is_some() && shared.registry.holder(&client_id).is_none() {
@@ -389,7 +410,55 @@ pub async fn serve<G>(
             });
         }
     }
+    // Acks it never got (it was not heard from): back to Redis, or routed again.
+    let mut back = Vec::new();
+    for a in held {
+        match a.entry {
+            Some(e) => back.push((e, a.operator)),
+            None => shared.route_control_ack(&client_id, a.operator.as_deref(), a.json, None),
+        }
+    }
+    give_back(&ctx, id, &client_id, back);
     shared.websockets[ctx.index].fetch_sub(1, Ordering::Relaxed);
+}
+
+/// Sends a final ack on `conn` once the client has been heard from since the upgrade; until
+/// then it is held (and a ping asks for a sign of life: its pong will do). A connection that
+/// ended or is closing (a claim answered late) gives it back.
+fn deliver_ack(
+    ctx: &Rc<ShardCtx>,
+    conn: &WsConn,
+    json: Vec<u8>,
+    operator: Option<String>,
+    entry: Option<crate::alarm::EventId>,
+) {
+    let gone = conn.closing.get().is_some() || !ctx.ws.borrow().conns.contains_key(&conn.id);
+    if gone {
+        return match entry {
+            Some(e) => give_back(ctx, conn.id, &conn.client_id, vec![(e, operator)]),
+            None => ctx
+                .shared
+                .route_control_ack(&conn.client_id, operator.as_deref(), json, None),
+        };
+    }
+    if conn.heard.get() {
+        return conn.send(vec![Action::Reply(json)]);
+    }
+    let first = {
+        let mut ws = ctx.ws.borrow_mut();
+        let held = ws.held_acks.entry(conn.id).or_default();
+        held.push(HeldAck {
+            json,
+            operator,
+            entry,
+        });
+        held.len() == 1
+    };
+    if first {
+        let mut out = Vec::new();
+        conn.protocol.borrow_mut().ping(&mut out);
+        conn.send(out);
+    }
 }
 
 /// How long a client-id claim (or release) may wait for the feed.
@@ -409,11 +478,10 @@ async fn claim_site_wide(ctx: Rc<ShardCtx>, conn: Rc<WsConn>, user: String) {
     match ctx.run(conn.id, job, CLAIM_DEADLINE).await {
         Ok(crate::ws::jobs::Claimed::Taken(acks)) => {
             let now = crate::time::now_millis();
-            let replies = acks
-                .iter()
-                .map(|r| Action::Reply(wire::ws::control_ack_final(r, now)))
-                .collect();
-            conn.send(replies);
+            for r in acks {
+                let json = wire::ws::control_ack_final(&r, now);
+                deliver_ack(&ctx, &conn, json, r.operator, r.entry);
+            }
         }
         Ok(crate::ws::jobs::Claimed::Held(_)) => conn.close(Disconnect::ClientIdTaken),
         Err(_) => {}
@@ -629,6 +697,12 @@ fn after_write(conn: &WsConn, ctx: &ShardCtx, len: usize, frames: usize, budget:
 /// A panic while handling them closes this connection with 1011 instead of unwinding through
 /// the shard (which would take every other connection on it down).
 fn on_bytes(conn: &Rc<WsConn>, ctx: &Rc<ShardCtx>, bytes: &[u8]) -> bool {
+    if !conn.heard.replace(true) {
+        let held = ctx.ws.borrow_mut().held_acks.remove(&conn.id);
+        for a in held.unwrap_or_default() {
+            conn.send(vec![Action::Reply(a.json)]);
+        }
+    }
     let mut out = Vec::new();
     let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let mut ws = ctx.ws.borrow_mut();
@@ -691,32 +765,64 @@ async fn run_ask(ctx: Rc<ShardCtx>, conn: Rc<WsConn>, ask: crate::ws::action::As
     conn.send(out);
 }
 
-/// A command's final ack for `conn`; if it left meanwhile, routed again by client id.
-/// Only to a connection still acting for the command's sender; one that no longer does (its
-/// login ended) leaves it parked for them.
+/// A command's final ack for `conn`. Only to a connection still acting for the command's
+/// sender; if it left (or is closing), or no longer acts for them (its login ended), an ack
+/// taken from Redis goes back there (for the sender's next claim, on any gateway), one made
+/// here is routed again by client id or parked.
 pub fn control_ack(
-    ctx: &ShardCtx,
+    ctx: &Rc<ShardCtx>,
     conn: ConnId,
     client_id: &str,
     operator: Option<String>,
     json: Vec<u8>,
+    entry: Option<crate::alarm::EventId>,
 ) {
     let c = ctx.ws.borrow().conns.get(&conn).cloned();
-    match c {
-        Some(c) if c.closing.get().is_none() => {
-            let name = c.protocol.borrow().principal().name().to_string();
-            if super::shared::ack_for(operator.as_deref(), &name) {
-                c.send(vec![Action::Reply(json)]);
-            } else {
-                ctx.shared
-                    .parked
-                    .park(client_id, operator.as_deref(), json, Instant::now());
-            }
+    let live = c.filter(|c| c.closing.get().is_none());
+    if let Some(c) = &live {
+        let name = c.protocol.borrow().principal().name().to_string();
+        if super::shared::ack_for(operator.as_deref(), &name) {
+            return deliver_ack(ctx, c, json, operator, entry);
         }
-        _ => ctx
-            .shared
-            .route_control_ack(client_id, operator.as_deref(), json),
     }
+    match (entry, live) {
+        (Some(e), _) => give_back(ctx, conn, client_id, vec![(e, operator)]),
+        (None, Some(_)) => {
+            ctx.shared
+                .parked
+                .park(client_id, operator.as_deref(), json, Instant::now());
+        }
+        (None, None) => ctx
+            .shared
+            .route_control_ack(client_id, operator.as_deref(), json, None),
+    }
+}
+
+/// Gives acks taken from Redis for the connection `conn` (that could not deliver them) back
+/// to `ctl:acks:{client_id}`; the newer holder of the id, here or on another gateway, is told.
+fn give_back(
+    ctx: &Rc<ShardCtx>,
+    conn: ConnId,
+    client_id: &str,
+    acks: Vec<(crate::alarm::EventId, Option<String>)>,
+) {
+    if acks.is_empty() {
+        return;
+    }
+    let job = crate::ws::jobs::ReturnAcks {
+        client_id: client_id.to_string(),
+        token: ctx.shared.conn_token(conn),
+        acks,
+    };
+    let ctx = ctx.clone();
+    monoio::spawn(async move {
+        if let Err(e) = ctx.run(0, job, CLAIM_DEADLINE).await {
+            crate::log::warn_limited(
+                "acks-give-back",
+                &format!("final control acks could not be given back to Redis ({e}): lost"),
+            );
+        }
+    });
 }
 
 /// Tells every WebSocket client of this shard the data source's new status.

@@ -117,3 +117,37 @@ impl Job for Renew {
         Ok(lost)
     }
 }
+
+/// Acks taken for the connection `token` that it could not deliver (it was closing, or had
+/// ended): back to the front of `ctl:acks:{client_id}`, and the gateway holding the id now
+/// (another connection's claim) is told to take them.
+pub struct ReturnAcks {
+    pub client_id: String,
+    pub token: String,
+    pub acks: Vec<(crate::alarm::EventId, Option<String>)>,
+}
+
+impl Job for ReturnAcks {
+    type Output = ();
+
+    fn run(self, redis: &mut Redis<'_>) -> Result<(), JobError> {
+        // Each call puts its acks in front: the last batch goes first, so the order holds.
+        for batch in self.acks.chunks(RETURN_BATCH).rev() {
+            let mut cmd = redis::cmd("FCALL");
+            cmd.arg("control_acks_return")
+                .arg(2)
+                .arg(format!("ctl:acks:{}", self.client_id))
+                .arg(key(&self.client_id))
+                .arg(&self.token);
+            for (entry, operator) in batch {
+                cmd.arg(entry.to_string())
+                    .arg(operator.as_deref().unwrap_or(""));
+            }
+            cmd.query::<i64>(redis.con)?;
+        }
+        Ok(())
+    }
+}
+
+/// Acks given back per call (the library's bound: a list keeps at most 100).
+const RETURN_BATCH: usize = 100;

@@ -234,6 +234,7 @@ pub struct GatewayProcess {
     pub addr: SocketAddr,
     config: std::path::PathBuf,
     guard: Guard,
+    log: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl GatewayProcess {
@@ -250,11 +251,15 @@ impl GatewayProcess {
             .arg(&config)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped());
-        let (guard, addr, _log) = spawn_listening(cmd);
+        if std::env::var_os("VOLTAGE_TEST_LOGS").is_some() {
+            cmd.args(["--log-level", "debug"]);
+        }
+        let (guard, addr, log) = spawn_listening(cmd);
         let g = GatewayProcess {
             addr,
             config,
             guard,
+            log,
         };
         wait_ready(g.addr);
         g
@@ -274,6 +279,12 @@ impl GatewayProcess {
 
 impl Drop for GatewayProcess {
     fn drop(&mut self) {
+        if let Some(dir) = std::env::var_os("VOLTAGE_TEST_LOGS") {
+            let _ = std::fs::write(
+                std::path::Path::new(&dir).join(format!("gateway-{}.log", self.addr.port())),
+                self.log.lock().unwrap().as_bytes(),
+            );
+        }
         let _ = std::fs::remove_file(&self.config);
     }
 }
