@@ -58,7 +58,8 @@ impl ChannelPlan {
 
 /// Everything a client thread needs to know.
 pub struct ClientCfg {
-    pub addr: SocketAddr,
+    /// Client `i` connects to `addrs[i % len]` (several gateways of one site).
+    pub addrs: Vec<SocketAddr>,
     pub host: String,
     pub path: String,
     /// Raw TCP (the ceiling server): no upgrade, no subscribe; frames from the first byte.
@@ -452,7 +453,8 @@ pub async fn pump(ctx: &Ctx, slot: &Slot, c: &mut Conn, until_live: bool) -> Res
 pub async fn setup(ctx: &Ctx, slot: &Slot, index: usize, channels: Vec<u32>) -> Result<Conn, Fail> {
     let cfg = &ctx.cfg;
     let src = net::source_for(index, cfg.sources, cfg.source_first);
-    let stream = net::connect(cfg.addr, src, cfg.setup_timeout)
+    let addr = cfg.addrs[index % cfg.addrs.len()];
+    let stream = net::connect(addr, src, cfg.setup_timeout)
         .await
         .map_err(|e| Fail::Connect(e.kind().to_string()))?;
     slot.fd.set(stream.as_raw_fd());
@@ -565,6 +567,8 @@ pub struct ThreadResult {
     pub lost_clients: u64,
     pub lost_pairs: u64,
     pub frames_per_client: Vec<u64>,
+    /// Per address (`ClientCfg::addrs`): clients held at the end, frames they received.
+    pub per_instance: Vec<(u64, u64)>,
     pub lat: Histogram,
     pub snap: Histogram,
     pub reasons: BTreeMap<String, u64>,
@@ -586,6 +590,7 @@ pub async fn fanout_thread(
         ids.first().copied().unwrap_or(0) as u64 + 1,
     );
     let mut slots: Vec<Rc<Slot>> = Vec::with_capacity(ids.len());
+    let mut slot_ids: Vec<usize> = Vec::with_capacity(ids.len());
     for id in ids {
         while ctx.connecting.get() >= cfg.connect_concurrency && !ctl.stop.load(Relaxed) {
             monoio::time::sleep(Duration::from_millis(1)).await;
@@ -596,6 +601,7 @@ pub async fn fanout_thread(
         let channels = cfg.plan.channels_for(id);
         let slot = Rc::new(Slot::new(&channels));
         slots.push(slot.clone());
+        slot_ids.push(id);
         ctx.connecting.set(ctx.connecting.get() + 1);
         ctx.live.set(ctx.live.get() + 1);
         add(&ctr.started, 1);
@@ -606,14 +612,20 @@ pub async fn fanout_thread(
     }
     // Tally before closing: held = subscribed and still open now.
     let final_round = ctl.final_round.load(Relaxed);
-    let mut res = ThreadResult::default();
-    for s in &slots {
+    let mut res = ThreadResult {
+        per_instance: vec![(0, 0); cfg.addrs.len()],
+        ..ThreadResult::default()
+    };
+    for (s, id) in slots.iter().zip(&slot_ids) {
+        let k = id % cfg.addrs.len();
+        res.per_instance[k].1 += s.frames.get();
         if !(s.subscribed.get() && s.live.get()) {
             // Failed setups and unexpected closes are counted on their own.
             res.frames_per_client.push(s.frames.get());
             continue;
         }
         res.held += 1;
+        res.per_instance[k].0 += 1;
         let rounds = s.rounds.borrow();
         let lost = rounds.iter().filter(|(_, r)| *r < final_round).count() as u64;
         if lost > 0 {

@@ -40,10 +40,14 @@ pub struct FanoutOpts {
 
 pub enum Target {
     Gateway {
-        addr: String,
+        /// One or several gateways of one site (clients spread round-robin).
+        addrs: Vec<String>,
         redis: String,
         path: String,
-        server_pid: Option<i32>,
+        /// One per address, or none (found by port).
+        server_pids: Vec<i32>,
+        /// The Redis server, for its CPU over the window (the cost of each gateway's collect).
+        redis_pid: Option<i32>,
     },
     Ceiling {
         port: u16,
@@ -169,21 +173,34 @@ pub fn run(o: &FanoutOpts, target: Target) -> Result<(Value, String), String> {
     };
 
     // The producer, the address, and whose CPU is the server's.
-    let (mut producer, addr, host, path, server) = match &target {
+    let (mut producer, addrs, host, path, server, redis_pid) = match &target {
         Target::Gateway {
-            addr,
+            addrs,
             redis,
             path,
-            server_pid,
+            server_pids,
+            redis_pid,
         } => {
-            let sa = net::loopback_addr(addr)?;
+            let sas = addrs
+                .iter()
+                .map(|a| net::loopback_addr(a))
+                .collect::<Result<Vec<_>, _>>()?;
+            if sas.is_empty() {
+                return Err("--addr: at least one gateway address".into());
+            }
+            if !server_pids.is_empty() && server_pids.len() != sas.len() {
+                return Err("--server-pid: one per --addr address".into());
+            }
             net::loopback_redis(redis)?;
             let mut w = Writer::connect(redis, written.clone(), o.points)?;
             w.write_round()
                 .map_err(|e| format!("initial write to {redis}: {e}"))?;
-            let pid = match server_pid {
-                Some(p) => *p,
-                None => procfs::find_gateway(sa.port())?,
+            let pids = if server_pids.is_empty() {
+                sas.iter()
+                    .map(|sa| procfs::find_gateway(sa.port()))
+                    .collect::<Result<Vec<_>, _>>()?
+            } else {
+                server_pids.clone()
             };
             // Let the gateway's feed see the channels (one tick is 10 ms by default).
             std::thread::sleep(Duration::from_millis(300));
@@ -194,10 +211,15 @@ pub fn run(o: &FanoutOpts, target: Target) -> Result<(Value, String), String> {
                     running: None,
                     first_round,
                 },
-                sa,
-                addr.clone(),
+                sas,
+                addrs[0].clone(),
                 path.clone(),
-                ServerCpu::Pid(pid),
+                if pids.len() == 1 {
+                    ServerCpu::Pid(pids[0])
+                } else {
+                    ServerCpu::Pids(pids)
+                },
+                *redis_pid,
             )
         }
         Target::Ceiling {
@@ -213,18 +235,19 @@ pub fn run(o: &FanoutOpts, target: Target) -> Result<(Value, String), String> {
             let tids = c.tids();
             (
                 Producer::Ceiling(c),
-                addr,
+                vec![addr],
                 addr.to_string(),
                 String::new(),
                 ServerCpu::Tids(tids),
+                None,
             )
         }
     };
-    let rss_before = server.pid().and_then(procfs::rss_kib);
+    let rss_before = server.rss_kib();
 
     // Client threads.
     let cfg = Arc::new(ClientCfg {
-        addr,
+        addrs: addrs.clone(),
         host,
         path,
         raw: ceiling_mode,
@@ -299,7 +322,7 @@ pub fn run(o: &FanoutOpts, target: Target) -> Result<(Value, String), String> {
     }
     let ramp_secs = ramp_start.elapsed().as_secs_f64();
     std::thread::sleep(Duration::from_millis(500));
-    let rss_after = server.pid().and_then(procfs::rss_kib);
+    let rss_after = server.rss_kib();
     let at_window = client::sum(&ctrs);
     progress(format!(
         "[ramp done {ramp_secs:.1}s] subscribed {}/{n}, failed {}; measuring for {}s",
@@ -310,6 +333,12 @@ pub fn run(o: &FanoutOpts, target: Target) -> Result<(Value, String), String> {
 
     // Measurement window.
     let cpu = CpuWindow::start(server.clone());
+    let instance_marks: Vec<procfs::CpuMark> = server
+        .pids()
+        .iter()
+        .map(|p| procfs::CpuMark::new(procfs::proc_ticks(*p).unwrap_or(0)))
+        .collect();
+    let redis_mark = redis_pid.map(|p| procfs::CpuMark::new(procfs::proc_ticks(p).unwrap_or(0)));
     let mut srv_tick = Ticker::new(server.ticks());
     let mut cli_tick = Ticker::new(report::client_ticks(&server));
     let w_start = Instant::now();
@@ -352,6 +381,15 @@ pub fn run(o: &FanoutOpts, target: Target) -> Result<(Value, String), String> {
     }
     let (final_round, wstats) = producer.stop();
     let cpu_res = cpu.finish();
+    let instance_pct: Vec<f64> = server
+        .pids()
+        .iter()
+        .zip(&instance_marks)
+        .map(|(p, m)| m.percent(procfs::proc_ticks(*p).unwrap_or(0)))
+        .collect();
+    let redis_pct = redis_pid
+        .zip(redis_mark)
+        .map(|(p, m)| m.percent(procfs::proc_ticks(p).unwrap_or(0)));
     let window_secs = w_start.elapsed().as_secs_f64();
     let at_end = client::sum(&ctrs);
     progress(format!(
@@ -359,7 +397,7 @@ pub fn run(o: &FanoutOpts, target: Target) -> Result<(Value, String), String> {
         o.quiet
     ));
     std::thread::sleep(Duration::from_secs_f64(o.quiet));
-    let rss_end = server.pid().and_then(procfs::rss_kib);
+    let rss_end = server.rss_kib();
     ctl.final_round.store(final_round, Relaxed);
     ctl.stop.store(true, Relaxed);
     let mut results = Vec::new();
@@ -387,7 +425,12 @@ pub fn run(o: &FanoutOpts, target: Target) -> Result<(Value, String), String> {
     let mut per_client: Vec<u64> = Vec::new();
     let mut first_error = None;
     let mut drivers = Vec::new();
+    let mut per_instance = vec![(0u64, 0u64); addrs.len()];
     for r in &results {
+        for (sum, (h, f)) in per_instance.iter_mut().zip(&r.per_instance) {
+            sum.0 += h;
+            sum.1 += f;
+        }
         lat.merge(&r.lat);
         snap.merge(&r.snap);
         held += r.held;
@@ -427,7 +470,12 @@ pub fn run(o: &FanoutOpts, target: Target) -> Result<(Value, String), String> {
     t.row(
         "target",
         format!(
-            "{addr} ({})",
+            "{} ({})",
+            addrs
+                .iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
             if ceiling_mode {
                 "in-process ceiling server"
             } else {
@@ -560,6 +608,26 @@ pub fn run(o: &FanoutOpts, target: Target) -> Result<(Value, String), String> {
             }
         }
     }
+    if addrs.len() > 1 {
+        let pids = server.pids();
+        for (i, a) in addrs.iter().enumerate() {
+            t.row(
+                &format!("instance {a}"),
+                format!(
+                    "held {}  frames {} (run)  cpu {:.1}%  rss {} KiB",
+                    per_instance[i].0,
+                    per_instance[i].1,
+                    instance_pct.get(i).copied().unwrap_or(0.0),
+                    pids.get(i)
+                        .and_then(|p| procfs::rss_kib(*p))
+                        .map_or("?".into(), |v| v.to_string())
+                ),
+            );
+        }
+    }
+    if let Some(p) = redis_pct {
+        t.row("Redis CPU (window)", format!("{p:.1}%"));
+    }
     report::cpu_rows(
         &mut t,
         &cpu_res,
@@ -615,9 +683,24 @@ pub fn run(o: &FanoutOpts, target: Target) -> Result<(Value, String), String> {
     }
     report::failure_rows(&mut t, &reasons, first_error.as_ref());
 
+    let pids = server.pids();
+    let instances_json: Vec<Value> = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            json!({
+                "addr": a.to_string(), "pid": pids.get(i), "held_at_end": per_instance[i].0,
+                "frames_run": per_instance[i].1,
+                "cpu_pct": instance_pct.get(i).map(|v| round(*v, 1)),
+                "rss_kib": pids.get(i).and_then(|p| procfs::rss_kib(*p)),
+            })
+        })
+        .collect();
     let json = json!({
         "mode": mode,
-        "target": addr.to_string(),
+        "target": addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(","),
+        "instances": instances_json,
+        "redis": {"pid": redis_pid, "cpu_pct": redis_pct.map(|v| round(v, 1))},
         "driver": drivers,
         "config": {
             "clients": n, "channels": o.channels, "channel_base": o.channel_base, "points": o.points,

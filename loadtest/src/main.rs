@@ -151,7 +151,8 @@ struct FanoutShape {
 
 #[derive(Args)]
 struct WsFanoutArgs {
-    /// Gateway address (loopback only).
+    /// Gateway address (loopback only); several, comma-separated, for the gateways of one
+    /// site: clients are spread over them round-robin, figures reported per instance too.
     #[arg(long, default_value = "127.0.0.1:6005")]
     addr: String,
     /// The gateway's Redis (loopback only).
@@ -170,9 +171,13 @@ struct WsFanoutArgs {
     /// to the SAME pseudo-random --channels out of them (same write load, one subscription).
     #[arg(long, conflicts_with = "mixed")]
     same_of: Option<u32>,
-    /// Gateway PID for RSS/CPU (default: the process named voltage-gateway).
+    /// Gateway PID for RSS/CPU, one per --addr, comma-separated (default: the process named
+    /// voltage-gateway listening on each address's port).
+    #[arg(long, value_delimiter = ',')]
+    server_pid: Vec<i32>,
+    /// The Redis server's PID: its CPU over the window is reported (each gateway collects).
     #[arg(long)]
-    server_pid: Option<i32>,
+    redis_pid: Option<i32>,
     #[command(flatten)]
     shape: FanoutShape,
     #[command(flatten)]
@@ -377,10 +382,11 @@ fn run(cli: Cli) -> Result<(serde_json::Value, String, bool), String> {
             }
             let o = opts(&a.shape, &a.common, a.interval, a.mixed, a.same_of);
             let target = fanout::Target::Gateway {
-                addr: a.addr,
+                addrs: a.addr.split(',').map(str::to_string).collect(),
                 redis: a.redis,
                 path: a.path,
-                server_pid: a.server_pid,
+                server_pids: a.server_pid,
+                redis_pid: a.redis_pid,
             };
             let (j, t) = fanout::run(&o, target)?;
             Ok((j, t, a.common.json))

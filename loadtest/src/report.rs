@@ -65,6 +65,8 @@ pub fn mb(bytes_per_s: f64) -> String {
 #[derive(Clone, Debug)]
 pub enum ServerCpu {
     Pid(i32),
+    /// Several gateways on this box (one site's instances), counted together.
+    Pids(Vec<i32>),
     Tids(Vec<i32>),
     None,
 }
@@ -85,6 +87,7 @@ impl ServerCpu {
     pub fn ticks(&self) -> u64 {
         match self {
             ServerCpu::Pid(p) => procfs::proc_ticks(*p).unwrap_or(0),
+            ServerCpu::Pids(ps) => ps.iter().filter_map(|p| procfs::proc_ticks(*p)).sum(),
             ServerCpu::Tids(t) => procfs::self_tasks_ticks(t),
             ServerCpu::None => 0,
         }
@@ -93,6 +96,7 @@ impl ServerCpu {
     pub fn threads(&self) -> Vec<(i32, String, u64)> {
         match self {
             ServerCpu::Pid(p) => procfs::threads(*p),
+            ServerCpu::Pids(ps) => ps.iter().flat_map(|p| procfs::threads(*p)).collect(),
             ServerCpu::Tids(t) => {
                 let me = std::process::id() as i32;
                 procfs::threads(me)
@@ -109,6 +113,24 @@ impl ServerCpu {
             ServerCpu::Pid(p) => Some(*p),
             _ => None,
         }
+    }
+
+    /// The server processes (none for the in-process ceiling server).
+    pub fn pids(&self) -> Vec<i32> {
+        match self {
+            ServerCpu::Pid(p) => vec![*p],
+            ServerCpu::Pids(ps) => ps.clone(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Resident memory of the server processes together.
+    pub fn rss_kib(&self) -> Option<u64> {
+        let pids = self.pids();
+        if pids.is_empty() {
+            return None;
+        }
+        pids.iter().map(|p| procfs::rss_kib(*p)).sum()
     }
 }
 

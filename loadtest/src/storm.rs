@@ -159,7 +159,7 @@ pub fn run(o: &StormOpts) -> Result<(Value, String), String> {
     }
     let server = ServerCpu::find(o.server_pid, addr.port());
     let cfg = Arc::new(ClientCfg {
-        addr,
+        addrs: vec![addr],
         host: o.addr.clone(),
         path: o.path.clone(),
         raw: false,
